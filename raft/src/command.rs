@@ -1,0 +1,122 @@
+//! The replicated commands and their responses.
+//!
+//! Every command is deterministic: the times it depends on (`now_ms`, `expires_at_ms`) travel
+//! inside it, chosen by the node that proposed it. Applying the same log on two machines gives
+//! byte-identical state; `apply` never reads the clock.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A session's state: actix-session's string map, kept ordered so that its encoding is canonical.
+pub type SessionState = BTreeMap<String, String>;
+
+/// Longest accepted session key (actix-session's `SessionKey` limit).
+pub const MAX_KEY_BYTES: usize = 4064;
+/// Longest accepted user (principal) name.
+pub const MAX_USER_BYTES: usize = 1024;
+
+/// One stored session.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// The session's state map.
+    pub state: SessionState,
+    /// Bumped on every change; the basis of version-checked updates.
+    pub version: u64,
+    /// When the session was created (ms since the Unix epoch, from the proposing node).
+    pub created_at_ms: u64,
+    /// When the session expires (ms since the Unix epoch). A session is live while `now < expires_at_ms`.
+    pub expires_at_ms: u64,
+    /// The principal this session belongs to, if signed in (kept in the per-user index).
+    pub user: Option<String>,
+}
+
+impl Session {
+    /// Whether the session is live at `now_ms`.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        now_ms < self.expires_at_ms
+    }
+}
+
+/// A replicated command on the session state machine.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Put-if-absent. A live session under `key` gives [`Response::KeyExists`] and is left alone;
+    /// an expired one is replaced.
+    Create {
+        key: String,
+        state: SessionState,
+        user: Option<String>,
+        now_ms: u64,
+        expires_at_ms: u64,
+    },
+    /// Replace the state, principal and expiry of a live session. With `expected_version`, only
+    /// when the stored version equals it ([`Response::VersionMismatch`] otherwise). A missing or
+    /// expired key is [`Response::NotFound`].
+    Update {
+        key: String,
+        state: SessionState,
+        user: Option<String>,
+        expected_version: Option<u64>,
+        now_ms: u64,
+        expires_at_ms: u64,
+    },
+    /// Extend the expiry of many sessions: each `(key, expires_at_ms)` moves the expiry of a live
+    /// session forward (never backward). Responds with the number of sessions touched.
+    Touch {
+        entries: Vec<(String, u64)>,
+        now_ms: u64,
+    },
+    /// Remove a session. Responds with the number removed (0 or 1).
+    Delete { key: String },
+    /// Atomically move a live session to a new key (fixation-safe renewal), bumping its version.
+    /// `to` must not hold a live session.
+    Rename {
+        from: String,
+        to: String,
+        now_ms: u64,
+    },
+    /// Remove every session of one principal. Responds with the number removed.
+    DeleteUser { user: String },
+    /// Remove at most `limit` sessions that expired at or before `now_ms` (with their index
+    /// entries). Responds with the number removed.
+    PurgeExpired { now_ms: u64, limit: u32 },
+    /// Many commands in one log entry, applied in order, one response each (group commit).
+    Batch(Vec<Command>),
+}
+
+/// The state machine's answer to one command.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// The session was written; its version is now `version`.
+    Written { version: u64 },
+    /// A count: sessions touched, deleted or purged.
+    Count(u64),
+    /// No live session under the key.
+    NotFound,
+    /// A live session already holds the key.
+    KeyExists,
+    /// The stored version is not the expected one.
+    VersionMismatch { current: u64 },
+    /// The command was malformed (for example an empty key); nothing was changed.
+    Rejected(String),
+    /// One response per command of a [`Command::Batch`], in order.
+    Batch(Vec<Response>),
+    /// The answer to a blank or membership entry.
+    Empty,
+}
+
+impl Command {
+    /// Number of leaf commands (a batch counts its members).
+    pub fn len(&self) -> usize {
+        match self {
+            Command::Batch(cmds) => cmds.iter().map(Command::len).sum(),
+            _ => 1,
+        }
+    }
+
+    /// Whether this is an empty batch.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

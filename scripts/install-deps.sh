@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install the system packages sessionraft needs, only those missing. Needs root (or sudo) when
+# something is missing.
+#   scripts/install-deps.sh            build dependencies (clang/libclang for rocksdb's bindgen)
+#   scripts/install-deps.sh --all      also what the tests and operator scripts use
+set -euo pipefail
+
+want=(clang libclang-dev)
+if [[ "${1:-}" == "--all" ]]; then
+    want+=(iproute2 iptables procps curl)
+fi
+
+missing=()
+for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+    exit 0
+fi
+echo "installing: ${missing[*]}" >&2
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,1 @@
+//! sessionraft: the workspace root package (holds the top-level tests/ and examples/).

@@ -1,0 +1,334 @@
+//! [`Cluster`]: this node's handle on the Raft group — proposing commands (forwarded to the
+//! leader when this node is not it) and linearizable read barriers.
+//!
+//! Everything that talks to peers runs on the Raft runtime (`Cluster::rt`), never on an actix
+//! worker thread: the pooled HTTP client and its connections live there.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ServerState;
+use sessionraft_raft::{Command, NodeId, Raft, Response, StateMachineStore};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::network::{paths, PeerClient};
+use crate::rpc::{PeerRefusal, ReadIndexReply, WriteReply};
+
+/// Why a replicated operation did not complete.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClusterError {
+    /// No leader with a quorum could be reached before the deadline. When `ambiguous`, a write
+    /// may still have been applied.
+    #[error("no quorum within the deadline ({reason})")]
+    Unavailable { reason: String, ambiguous: bool },
+    /// The node is shutting down or its storage failed.
+    #[error("node failure: {0}")]
+    Fatal(String),
+}
+
+impl ClusterError {
+    /// Whether a write that ended with this error may have been applied anyway.
+    pub fn is_ambiguous(&self) -> bool {
+        match self {
+            ClusterError::Unavailable { ambiguous, .. } => *ambiguous,
+            ClusterError::Fatal(_) => true,
+        }
+    }
+}
+
+/// Timing of replicated operations.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadlines {
+    /// How long a request may wait for a quorum before it fails with 503.
+    pub request: Duration,
+    /// Bound of one internal RPC.
+    pub rpc: Duration,
+}
+
+/// A committed command's response.
+#[derive(Debug, Clone)]
+pub struct Proposed {
+    /// What the state machine answered.
+    pub response: Response,
+    /// Whether an earlier attempt of this same command may have been applied already (it was
+    /// retried after a timeout): a `KeyExists` or `VersionMismatch` may then be our own doing.
+    pub after_ambiguous_attempt: bool,
+}
+
+type BarrierWaiter = oneshot::Sender<Result<(), ClusterError>>;
+
+/// This node's handle on the cluster. Shared (`Arc`) by every worker.
+pub struct Cluster {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub sm: StateMachineStore,
+    pub peers: PeerClient,
+    /// The runtime Raft and all peer I/O run on.
+    pub rt: tokio::runtime::Handle,
+    pub deadlines: Deadlines,
+    barrier_tx: mpsc::UnboundedSender<BarrierWaiter>,
+}
+
+const BACKOFF: Duration = Duration::from_millis(50);
+
+impl Cluster {
+    /// Build the handle and start the read-barrier task on `rt`.
+    pub fn start(
+        id: NodeId,
+        raft: Raft,
+        sm: StateMachineStore,
+        peers: PeerClient,
+        rt: tokio::runtime::Handle,
+        deadlines: Deadlines,
+    ) -> Arc<Self> {
+        let (barrier_tx, barrier_rx) = mpsc::unbounded_channel();
+        let cluster = Arc::new(Self {
+            id,
+            raft,
+            sm,
+            peers,
+            rt: rt.clone(),
+            deadlines,
+            barrier_tx,
+        });
+        rt.spawn(read_barrier_loop(Arc::downgrade(&cluster), barrier_rx));
+        cluster
+    }
+
+    /// The leader this node currently knows, with its address.
+    pub fn leader(&self) -> Option<(NodeId, Option<String>)> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone());
+        Some((leader, addr))
+    }
+
+    /// Whether this node believes it is the leader.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// Replicate `cmd` and return the state machine's response: on the leader with
+    /// `client_write`, elsewhere forwarded to the leader. Retries through elections until the
+    /// deadline. Returns once the command is committed on a quorum and applied on the leader.
+    ///
+    /// # Errors
+    /// [`ClusterError::Unavailable`] when no leader with a quorum answered before the deadline.
+    pub async fn propose(self: &Arc<Self>, cmd: Command) -> Result<Proposed, ClusterError> {
+        let this = self.clone();
+        self.rt
+            .spawn(async move { this.propose_here(cmd).await })
+            .await
+            .map_err(|e| ClusterError::Fatal(format!("propose task failed: {e}")))?
+    }
+
+    async fn propose_here(&self, cmd: Command) -> Result<Proposed, ClusterError> {
+        let deadline = Instant::now() + self.deadlines.request;
+        let mut ambiguous = false;
+        let mut last_reason = String::from("no leader known");
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(ClusterError::Unavailable {
+                    reason: last_reason,
+                    ambiguous,
+                });
+            }
+            let target = match self.leader() {
+                Some((leader, _)) if leader == self.id => {
+                    match tokio::time::timeout(remaining, self.raft.client_write(cmd.clone())).await
+                    {
+                        Ok(Ok(resp)) => {
+                            return Ok(Proposed {
+                                response: resp.data,
+                                after_ambiguous_attempt: ambiguous,
+                            })
+                        }
+                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                            last_reason = "leadership moved".into();
+                            f.leader_node.map(|n| n.addr)
+                        }
+                        Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                            e,
+                        )))) => return Err(ClusterError::Fatal(e.to_string())),
+                        Ok(Err(RaftError::Fatal(e))) => {
+                            return Err(ClusterError::Fatal(e.to_string()))
+                        }
+                        Err(_) => {
+                            return Err(ClusterError::Unavailable {
+                                reason: "the leader could not commit in time".into(),
+                                ambiguous: true,
+                            })
+                        }
+                    }
+                }
+                Some((_, addr)) => addr,
+                None => None,
+            };
+            let Some(addr) = target else {
+                tokio::time::sleep(BACKOFF.min(remaining)).await;
+                continue;
+            };
+            let timeout = remaining.min(self.deadlines.request);
+            match self
+                .peers
+                .call::<Command, WriteReply>(&addr, paths::WRITE, &cmd, Some(timeout))
+                .await
+            {
+                Ok(Ok(resp)) => {
+                    return Ok(Proposed {
+                        response: resp,
+                        after_ambiguous_attempt: ambiguous,
+                    })
+                }
+                Ok(Err(PeerRefusal::NotLeader { .. })) => {
+                    last_reason = format!("{addr} is no longer the leader");
+                }
+                Ok(Err(PeerRefusal::Failed(reason))) => {
+                    ambiguous = true;
+                    last_reason = reason;
+                }
+                Err(e) => {
+                    ambiguous |= e.is_ambiguous();
+                    last_reason = e.to_string();
+                }
+            }
+            tokio::time::sleep(BACKOFF.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+        }
+    }
+
+    /// Wait until a local read is linearizable: this node has applied everything the leader had
+    /// committed when the barrier started (confirmed by the leader with a quorum). Concurrent
+    /// callers share one barrier round; a caller only joins a round that starts after it asked.
+    ///
+    /// # Errors
+    /// [`ClusterError::Unavailable`] when no leader with a quorum answered before the deadline.
+    pub async fn read_barrier(&self) -> Result<(), ClusterError> {
+        let (tx, rx) = oneshot::channel();
+        self.barrier_tx
+            .send(tx)
+            .map_err(|_| ClusterError::Fatal("read barrier stopped".into()))?;
+        rx.await
+            .map_err(|_| ClusterError::Fatal("read barrier stopped".into()))?
+    }
+
+    /// The leader side of a read index: confirm leadership with a quorum (one heartbeat round)
+    /// and return the index a reader must have applied.
+    ///
+    /// # Errors
+    /// [`PeerRefusal::NotLeader`] when this node is not the leader.
+    pub async fn leader_read_index(&self) -> ReadIndexReply {
+        match self.raft.get_read_log_id().await {
+            Ok((read, applied)) => {
+                let read = read.map_or(0, |l| l.index);
+                let applied = applied.map_or(0, |l| l.index);
+                Ok(read.max(applied))
+            }
+            Err(RaftError::APIError(e)) => {
+                let (leader_id, leader_addr) = match self.leader() {
+                    Some((id, addr)) if id != self.id => (Some(id), addr),
+                    _ => (None, None),
+                };
+                tracing::debug!(error = %e, "read index refused");
+                Err(PeerRefusal::NotLeader {
+                    leader_id,
+                    leader_addr,
+                })
+            }
+            Err(RaftError::Fatal(e)) => Err(PeerRefusal::Failed(e.to_string())),
+        }
+    }
+
+    /// One barrier round, retried through elections until the deadline.
+    async fn barrier_round(&self) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + self.deadlines.request;
+        let mut last_reason = String::from("no leader known");
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(ClusterError::Unavailable {
+                    reason: last_reason,
+                    ambiguous: false,
+                });
+            }
+            let index = match self.leader() {
+                Some((leader, _)) if leader == self.id => {
+                    match tokio::time::timeout(remaining, self.leader_read_index()).await {
+                        Ok(Ok(i)) => Some(i),
+                        Ok(Err(r)) => {
+                            last_reason = format!("{r:?}");
+                            None
+                        }
+                        Err(_) => {
+                            last_reason = "the leader could not confirm a quorum in time".into();
+                            None
+                        }
+                    }
+                }
+                Some((_, Some(addr))) => {
+                    match self
+                        .peers
+                        .call::<(), ReadIndexReply>(&addr, paths::READ_INDEX, &(), Some(remaining))
+                        .await
+                    {
+                        Ok(Ok(i)) => Some(i),
+                        Ok(Err(r)) => {
+                            last_reason = format!("{addr}: {r:?}");
+                            None
+                        }
+                        Err(e) => {
+                            last_reason = e.to_string();
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            if let Some(index) = index {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                return self
+                    .raft
+                    .wait(Some(remaining))
+                    .applied_index_at_least(Some(index), "read barrier")
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| ClusterError::Unavailable {
+                        reason: format!("catching up to the read index: {e}"),
+                        ambiguous: false,
+                    });
+            }
+            tokio::time::sleep(BACKOFF.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+        }
+    }
+}
+
+/// Serve read barriers: take every waiter queued so far, run one round for all of them. Waiters
+/// arriving during a round stay queued for the next round, which starts after they arrived —
+/// that is what makes sharing a round linearizable.
+async fn read_barrier_loop(
+    cluster: std::sync::Weak<Cluster>,
+    mut rx: mpsc::UnboundedReceiver<BarrierWaiter>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut waiters = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        let Some(c) = cluster.upgrade() else {
+            return;
+        };
+        let result = c.barrier_round().await;
+        drop(c);
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}

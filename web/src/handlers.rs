@@ -1,0 +1,236 @@
+//! The HTTP surface every node serves (the contract operators and later tools rely on):
+//! the demo API (`/api/*`, also the benchmark workload), health (`/healthz`, `/readyz`) and
+//! cluster introspection (`/cluster/status`, `/cluster/digest`, `/metrics`).
+
+use std::sync::Arc;
+
+use actix_session::Session;
+use actix_web::{web, HttpResponse, Responder};
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Cluster;
+use crate::metrics::Metrics;
+use crate::session_store::USER_KEY;
+
+/// A follower counts as ready when it is at most this many entries behind its own log.
+const READY_MAX_APPLY_LAG: u64 = 1_000;
+
+/// Shared state of the public handlers.
+pub struct AppState {
+    pub cluster: Arc<Cluster>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Mount the demo API (needs the session middleware around it).
+pub fn configure_api(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api")
+            .app_data(web::JsonConfig::default().limit(4096))
+            .route("/counter", web::post().to(increment))
+            .route("/counter", web::get().to(read_counter))
+            .route("/login", web::post().to(login))
+            .route("/logout", web::post().to(logout))
+            .route("/whoami", web::get().to(whoami)),
+    );
+}
+
+/// Mount health and introspection routes (no session needed).
+pub fn configure_ops(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/cluster/status", web::get().to(status))
+        .route("/cluster/digest", web::get().to(digest))
+        .route("/metrics", web::get().to(metrics));
+}
+
+#[derive(Serialize)]
+struct CounterReply {
+    counter: i64,
+    served_by: u64,
+}
+
+fn counter_of(session: &Session) -> Result<i64, actix_web::Error> {
+    Ok(session.get::<i64>("counter")?.unwrap_or(0))
+}
+
+async fn increment(
+    state: web::Data<AppState>,
+    session: Session,
+) -> actix_web::Result<HttpResponse> {
+    let counter = counter_of(&session)?.saturating_add(1);
+    session.insert("counter", counter)?;
+    Ok(HttpResponse::Ok().json(CounterReply {
+        counter,
+        served_by: state.cluster.id,
+    }))
+}
+
+async fn read_counter(
+    state: web::Data<AppState>,
+    session: Session,
+) -> actix_web::Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(CounterReply {
+        counter: counter_of(&session)?,
+        served_by: state.cluster.id,
+    }))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    user: String,
+}
+
+fn valid_user(name: &str) -> bool {
+    (1..=64).contains(&name.chars().count())
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '@' | ' '))
+}
+
+async fn login(
+    state: web::Data<AppState>,
+    session: Session,
+    form: web::Json<LoginForm>,
+) -> actix_web::Result<HttpResponse> {
+    let user = form.user.trim().to_string();
+    if !valid_user(&user) {
+        return Ok(HttpResponse::BadRequest().json(serde_json::json!({
+            "error": "user must be 1 to 64 letters, digits, spaces or _-.@"
+        })));
+    }
+    // A new session id at sign-in: an id known before login is worthless after it.
+    session.renew();
+    session.insert(USER_KEY, &user)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "user": user,
+        "counter": counter_of(&session)?,
+        "served_by": state.cluster.id,
+    })))
+}
+
+async fn logout(state: web::Data<AppState>, session: Session) -> HttpResponse {
+    session.purge();
+    HttpResponse::Ok()
+        .json(serde_json::json!({ "signed_out": true, "served_by": state.cluster.id }))
+}
+
+async fn whoami(state: web::Data<AppState>, session: Session) -> actix_web::Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "user": session.get::<String>(USER_KEY)?,
+        "counter": counter_of(&session)?,
+        "served_by": state.cluster.id,
+    })))
+}
+
+async fn healthz() -> impl Responder {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+/// What `/cluster/status` reports about this node.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub members: Vec<Member>,
+    pub sessions_estimated: u64,
+}
+
+/// One member of the cluster as this node sees it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Member {
+    pub id: u64,
+    pub addr: String,
+    pub voter: bool,
+    /// Last log index replicated to it (known on the leader only).
+    pub matched_index: Option<u64>,
+}
+
+fn role(s: ServerState) -> &'static str {
+    match s {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+/// This node's status from openraft's metrics.
+pub fn node_status(cluster: &Cluster) -> NodeStatus {
+    let m = cluster.raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+    let members = membership
+        .nodes()
+        .map(|(id, node)| Member {
+            id: *id,
+            addr: node.addr.clone(),
+            voter: voters.contains(id),
+            matched_index: m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id))
+                .and_then(|l| l.map(|l| l.index)),
+        })
+        .collect();
+    NodeStatus {
+        id: cluster.id,
+        role: role(m.state).to_string(),
+        term: m.current_term,
+        leader: m.current_leader,
+        last_log_index: m.last_log_index,
+        applied_index: m.last_applied.map(|l| l.index),
+        snapshot_index: m.snapshot.map(|l| l.index),
+        members,
+        sessions_estimated: cluster.sm.estimated_sessions(),
+    }
+}
+
+async fn status(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(node_status(&state.cluster))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let s = node_status(&state.cluster);
+    let lag = s
+        .last_log_index
+        .unwrap_or(0)
+        .saturating_sub(s.applied_index.unwrap_or(0));
+    let ready = s.leader.is_some() && lag <= READY_MAX_APPLY_LAG && s.role != "shutdown";
+    let body = serde_json::json!({ "ready": ready, "leader": s.leader, "apply_lag": lag });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn digest(state: web::Data<AppState>) -> HttpResponse {
+    let sm = state.cluster.sm.clone();
+    match web::block(move || sm.digest()).await {
+        Ok(Ok((applied, sessions, digest))) => HttpResponse::Ok().json(serde_json::json!({
+            "id": state.cluster.id,
+            "applied_index": applied.map(|l| l.index),
+            "sessions": sessions,
+            "digest": digest,
+        })),
+        Ok(Err(e)) => {
+            HttpResponse::InternalServerError().json(serde_json::json!({ "error": e.to_string() }))
+        }
+        Err(e) => {
+            HttpResponse::InternalServerError().json(serde_json::json!({ "error": e.to_string() }))
+        }
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(&state.cluster))
+}

@@ -1,0 +1,158 @@
+//! Prometheus metrics of a node: session operations, latencies, write batch sizes, and Raft
+//! figures read from openraft's metrics at scrape time. Secrets never appear here.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::cluster::Cluster;
+
+/// The metrics of one node.
+pub struct Metrics {
+    registry: Registry,
+    /// Session store operations by `op` (load, save, update, update_ttl, delete) and `outcome`.
+    pub session_ops: IntCounterVec,
+    /// Session store operation latency by `op`.
+    pub session_op_seconds: HistogramVec,
+    /// Commands per replicated batch entry.
+    pub write_batch_size: Histogram,
+    /// Requests carrying an id the store never issued (or that expired).
+    pub unknown_session_ids: IntCounterVec,
+    term: IntGauge,
+    leader: IntGauge,
+    is_leader: IntGauge,
+    last_log_index: IntGauge,
+    applied_index: IntGauge,
+    sessions: IntGauge,
+    replication_lag: IntGaugeVec,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        // Only reachable with a malformed metric definition in this file.
+        Err(e) => panic!("invalid metric definition: {e}"),
+    }
+}
+
+impl Metrics {
+    /// Create and register every metric.
+    pub fn new(node_id: u64) -> Self {
+        let registry = must(Registry::new_custom(
+            Some("sessionraft".into()),
+            Some(
+                [("node".to_string(), node_id.to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
+        ));
+        let session_ops = must(IntCounterVec::new(
+            Opts::new("session_ops_total", "Session store operations"),
+            &["op", "outcome"],
+        ));
+        let session_op_seconds = must(HistogramVec::new(
+            HistogramOpts::new("session_op_seconds", "Session store operation latency").buckets(
+                vec![
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
+            ),
+            &["op"],
+        ));
+        let write_batch_size = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "write_batch_size",
+                "Session writes per replicated log entry",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+            ]),
+        ));
+        let unknown_session_ids = must(IntCounterVec::new(
+            Opts::new(
+                "unknown_session_ids_total",
+                "Cookies naming no live session",
+            ),
+            &["reason"],
+        ));
+        let gauge = |name: &str, help: &str| must(IntGauge::new(name, help));
+        let m = Self {
+            term: gauge("raft_term", "Current Raft term"),
+            leader: gauge("raft_leader", "Id of the known leader, 0 when none"),
+            is_leader: gauge("raft_is_leader", "1 on the leader"),
+            last_log_index: gauge("raft_last_log_index", "Last log index on this node"),
+            applied_index: gauge("raft_applied_index", "Last applied log index on this node"),
+            sessions: gauge("sessions_estimated", "Estimated stored sessions"),
+            replication_lag: must(IntGaugeVec::new(
+                Opts::new(
+                    "raft_replication_lag",
+                    "Entries a follower is behind (leader only)",
+                ),
+                &["follower"],
+            )),
+            registry,
+            session_ops,
+            session_op_seconds,
+            write_batch_size,
+            unknown_session_ids,
+        };
+        let r = &m.registry;
+        for c in [
+            Box::new(m.session_ops.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.session_op_seconds.clone()),
+            Box::new(m.write_batch_size.clone()),
+            Box::new(m.unknown_session_ids.clone()),
+            Box::new(m.term.clone()),
+            Box::new(m.leader.clone()),
+            Box::new(m.is_leader.clone()),
+            Box::new(m.last_log_index.clone()),
+            Box::new(m.applied_index.clone()),
+            Box::new(m.sessions.clone()),
+            Box::new(m.replication_lag.clone()),
+        ] {
+            must(r.register(c));
+        }
+        m
+    }
+
+    /// Record one store operation.
+    pub fn observe(&self, op: &str, outcome: &str, started: std::time::Instant) {
+        self.session_ops.with_label_values(&[op, outcome]).inc();
+        self.session_op_seconds
+            .with_label_values(&[op])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Render the Prometheus text format, refreshing the Raft figures first.
+    pub fn render(&self, cluster: &Cluster) -> String {
+        let m = cluster.raft.metrics().borrow().clone();
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.term.set(as_i64(m.current_term));
+        self.leader.set(as_i64(m.current_leader.unwrap_or(0)));
+        self.is_leader
+            .set(i64::from(m.current_leader == Some(cluster.id)));
+        self.last_log_index
+            .set(as_i64(m.last_log_index.unwrap_or(0)));
+        self.applied_index
+            .set(as_i64(m.last_applied.map_or(0, |l| l.index)));
+        self.sessions.set(as_i64(cluster.sm.estimated_sessions()));
+        self.replication_lag.reset();
+        if let Some(repl) = &m.replication {
+            let last = m.last_log_index.unwrap_or(0);
+            for (id, matched) in repl {
+                if *id == cluster.id {
+                    continue;
+                }
+                let lag = last.saturating_sub(matched.map_or(0, |l| l.index));
+                self.replication_lag
+                    .with_label_values(&[&id.to_string()])
+                    .set(as_i64(lag));
+            }
+        }
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            return format!("# metrics encoding failed: {e}\n");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}

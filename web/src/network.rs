@@ -1,0 +1,263 @@
+//! Outgoing internal RPC: [`PeerClient`] (one pooled HTTP client per node) and the openraft
+//! network ([`Network`] / [`PeerConnection`]).
+//!
+//! openraft calls `new_client` for every voter on every heartbeat round and read barrier, so a
+//! connection is only a target address and a clone of the pooled client: no dialing here.
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sessionraft_raft::{NodeId, TypeConfig};
+
+use crate::auth::{PeerAuth, MAC_HEADER};
+use crate::rpc::{self, WireError};
+
+/// Internal RPC paths.
+pub mod paths {
+    pub const APPEND: &str = "/raft/append";
+    pub const VOTE: &str = "/raft/vote";
+    pub const SNAPSHOT: &str = "/raft/snapshot";
+    pub const WRITE: &str = "/raft/write";
+    pub const READ_INDEX: &str = "/raft/read-index";
+}
+
+/// Why a call to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Nothing was sent, or the peer certainly did not act (connection refused).
+    #[error("peer {addr} unreachable: {reason}")]
+    Unreachable { addr: String, reason: String },
+    /// Sent, but no answer in time: the peer may or may not have acted.
+    #[error("peer {addr} did not answer in time")]
+    Timeout { addr: String },
+    /// The peer answered with an HTTP error (401, 400, 5xx).
+    #[error("peer {addr} answered {status}: {body}")]
+    Status {
+        addr: String,
+        status: u16,
+        body: String,
+    },
+    /// The reply could not be decoded.
+    #[error("peer {addr} sent an undecodable reply: {source}")]
+    Wire { addr: String, source: WireError },
+}
+
+impl CallError {
+    /// Whether the request may have been acted upon.
+    pub fn is_ambiguous(&self) -> bool {
+        !matches!(self, CallError::Unreachable { .. })
+    }
+}
+
+/// A pooled, authenticating HTTP client for internal RPC. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PeerClient {
+    http: reqwest::Client,
+    auth: PeerAuth,
+    timeout: Duration,
+}
+
+impl PeerClient {
+    /// A client signing with `auth`, each call bounded by `timeout` unless told otherwise.
+    ///
+    /// # Errors
+    /// When the TLS backend cannot initialize.
+    pub fn new(auth: PeerAuth, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(32)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .connect_timeout(timeout)
+            .build()?;
+        Ok(Self {
+            http,
+            auth,
+            timeout,
+        })
+    }
+
+    /// The default per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// POST a bincode `req` to `http://{addr}{path}` and decode the bincode reply.
+    ///
+    /// # Errors
+    /// See [`CallError`].
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        req: &Req,
+        timeout: Option<Duration>,
+    ) -> Result<Resp, CallError> {
+        let body = rpc::encode(req).map_err(|e| CallError::Unreachable {
+            addr: addr.to_string(),
+            reason: format!("cannot encode request: {e}"),
+        })?;
+        let mac = self.auth.sign(path, &body);
+        let sent = self
+            .http
+            .post(format!("http://{addr}{path}"))
+            .header(MAC_HEADER, mac)
+            .header("content-type", "application/octet-stream")
+            .timeout(timeout.unwrap_or(self.timeout))
+            .body(body)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => {
+                return Err(CallError::Unreachable {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(CallError::Timeout {
+                    addr: addr.to_string(),
+                })
+            }
+        };
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|_| CallError::Timeout {
+            addr: addr.to_string(),
+        })?;
+        if !status.is_success() {
+            return Err(CallError::Status {
+                addr: addr.to_string(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+            });
+        }
+        rpc::decode(&bytes).map_err(|source| CallError::Wire {
+            addr: addr.to_string(),
+            source,
+        })
+    }
+}
+
+impl PeerClient {
+    /// GET `http://{addr}{path}` and decode a JSON reply (public, unauthenticated endpoints).
+    ///
+    /// # Errors
+    /// See [`CallError`].
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+    ) -> Result<T, CallError> {
+        let resp = self
+            .http
+            .get(format!("http://{addr}{path}"))
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| CallError::Unreachable {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
+        resp.json::<T>().await.map_err(|e| CallError::Wire {
+            addr: addr.to_string(),
+            source: WireError(e.to_string()),
+        })
+    }
+}
+
+/// The openraft network factory.
+#[derive(Clone, Debug)]
+pub struct Network {
+    client: PeerClient,
+}
+
+impl Network {
+    /// A network sending through `client`.
+    pub fn new(client: PeerClient) -> Self {
+        Self { client }
+    }
+}
+
+/// A "connection" to one peer: its address and a clone of the pooled client.
+pub struct PeerConnection {
+    client: PeerClient,
+    target: NodeId,
+    addr: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        PeerConnection {
+            client: self.client.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+impl PeerConnection {
+    async fn send<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+        RaftError<NodeId, E>: DeserializeOwned,
+    {
+        let ttl = option.hard_ttl();
+        let reply: Result<Resp, RaftError<NodeId, E>> = self
+            .client
+            .call(&self.addr, path, req, Some(ttl))
+            .await
+            .map_err(|e| match e {
+                CallError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+                _ => RPCError::Network(NetworkError::new(&e)),
+            })?;
+        reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.send(paths::APPEND, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.send(paths::SNAPSHOT, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.send(paths::VOTE, &rpc, &option).await
+    }
+}

@@ -1,0 +1,287 @@
+//! [`NodeRuntime`]: one sessionraft node embedded in a process — storage, Raft on its own
+//! runtime, bootstrap, the actors (write batcher, touch coalescer, purger), the session store
+//! and the HTTP routes. The `sessionraft` binary is a thin shell over it; so is `examples/`.
+//!
+//! Lifecycle: [`NodeRuntime::start`] (outside any async context) → [`NodeRuntime::start_actors`]
+//! (inside the actix system) → serve HTTP → stop HTTP → [`NodeRuntime::shutdown`] (Raft, then
+//! storage).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr, Arbiter};
+use actix_session::config::{BrowserSession, CookieContentSecurity, TtlExtensionPolicy};
+use actix_session::SessionMiddleware;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::web;
+use openraft::BasicNode;
+use sessionraft_raft::{NodeId, Raft, StorageOptions};
+use sha2::{Digest, Sha512};
+
+use crate::auth::PeerAuth;
+use crate::batcher::WriteBatcher;
+use crate::cluster::{Cluster, Deadlines};
+use crate::handlers::{self, AppState, NodeStatus};
+use crate::metrics::Metrics;
+use crate::network::{Network, PeerClient};
+use crate::purger::Purger;
+use crate::raft_rpc::{self, RpcState};
+use crate::session_store::{RaftSessionStore, StoreSettings};
+use crate::touch::TouchCoalescer;
+
+/// Everything a node needs to run, already validated by the caller.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub id: NodeId,
+    pub data_dir: PathBuf,
+    /// Address (host:port) peers use to reach this node's HTTP/RPC listener.
+    pub advertise_addr: String,
+    /// The initial membership (from `cluster.toml`). A node in it initializes the cluster on its
+    /// first start when no peer already has; a node outside it (added later) never does.
+    pub initial_members: BTreeMap<NodeId, String>,
+    /// The cluster secret (peer MACs, cookie key derivation). Never logged.
+    pub secret: Vec<u8>,
+    pub raft: openraft::Config,
+    pub deadlines: Deadlines,
+    pub store: StoreSettings,
+    pub idle_ttl: Duration,
+    pub cookie_name: String,
+    pub cookie_secure: bool,
+    pub storage: StorageOptions,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("storage: {0}")]
+    Storage(#[from] sessionraft_raft::Error),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// The actors and the store of a running node.
+#[derive(Clone)]
+pub struct Services {
+    pub batcher: Addr<WriteBatcher>,
+    pub toucher: Addr<TouchCoalescer>,
+    pub purger: Addr<Purger>,
+    pub store: RaftSessionStore,
+}
+
+/// How session cookies are made. Cheap to clone, `Send`.
+#[derive(Clone)]
+pub struct SessionCookie {
+    key: Key,
+    name: String,
+    secure: bool,
+    idle_ttl: Duration,
+}
+
+impl SessionCookie {
+    /// actix-session's middleware over `store`: signed and encrypted cookie (`Private`),
+    /// `HttpOnly`, `SameSite=Lax`, state TTL = idle TTL extended on every request (the touches
+    /// are coalesced).
+    pub fn middleware(&self, store: RaftSessionStore) -> SessionMiddleware<RaftSessionStore> {
+        SessionMiddleware::builder(store, self.key.clone())
+            .cookie_name(self.name.clone())
+            .cookie_secure(self.secure)
+            .cookie_http_only(true)
+            .cookie_same_site(SameSite::Lax)
+            .cookie_content_security(CookieContentSecurity::Private)
+            .session_lifecycle(
+                BrowserSession::default()
+                    .state_ttl(actix_web::cookie::time::Duration::milliseconds(
+                        i64::try_from(self.idle_ttl.as_millis()).unwrap_or(i64::MAX),
+                    ))
+                    .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+            )
+            .build()
+    }
+}
+
+/// A running node.
+pub struct NodeRuntime {
+    rt: tokio::runtime::Runtime,
+    pub cluster: Arc<Cluster>,
+    pub metrics: Arc<Metrics>,
+    auth: PeerAuth,
+    opts: NodeOptions,
+}
+
+impl NodeRuntime {
+    /// Open storage, start Raft on a dedicated runtime and begin bootstrap in the background.
+    /// Must not be called from inside an async runtime.
+    ///
+    /// # Errors
+    /// When storage cannot be opened (locked, corrupt) or Raft refuses the configuration.
+    pub fn start(opts: NodeOptions) -> Result<Self, NodeError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(format!("raft-{}", opts.id))
+            .enable_all()
+            .build()?;
+        let (log, sm) = sessionraft_raft::open(&opts.data_dir, &opts.storage)?;
+        let auth = PeerAuth::new(&opts.secret);
+        let peers = rt.block_on(async { PeerClient::new(auth.clone(), opts.deadlines.rpc) })?;
+        let config = Arc::new(opts.raft.clone());
+        let raft = rt
+            .block_on(Raft::new(
+                opts.id,
+                config,
+                Network::new(peers.clone()),
+                log,
+                sm.clone(),
+            ))
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let cluster = Cluster::start(
+            opts.id,
+            raft,
+            sm,
+            peers,
+            rt.handle().clone(),
+            opts.deadlines,
+        );
+        let metrics = Arc::new(Metrics::new(opts.id));
+        rt.spawn(bootstrap(cluster.clone(), opts.initial_members.clone()));
+        Ok(Self {
+            rt,
+            cluster,
+            metrics,
+            auth,
+            opts,
+        })
+    }
+
+    /// Start the actors on their own arbiter. Call inside the actix system.
+    pub fn start_actors(&self) -> Services {
+        let arbiter = Arbiter::new();
+        let handle = arbiter.handle();
+        let (c, m) = (self.cluster.clone(), self.metrics.clone());
+        let batcher = WriteBatcher::start_in_arbiter(&handle, move |_| WriteBatcher::new(c, m));
+        let (b, m) = (batcher.clone(), self.metrics.clone());
+        let toucher = TouchCoalescer::start_in_arbiter(&handle, move |_| {
+            TouchCoalescer::new(b, Duration::from_millis(200), m)
+        });
+        let c = self.cluster.clone();
+        let purger =
+            Purger::start_in_arbiter(&handle, move |_| Purger::new(c, Duration::from_secs(5)));
+        // The arbiter lives as long as the actix system.
+        std::mem::forget(arbiter);
+        let store = RaftSessionStore::new(
+            self.cluster.clone(),
+            batcher.clone(),
+            toucher.clone(),
+            self.opts.store.clone(),
+            self.metrics.clone(),
+        );
+        Services {
+            batcher,
+            toucher,
+            purger,
+            store,
+        }
+    }
+
+    /// The session cookie settings; `SessionCookie::middleware` builds actix-session's
+    /// middleware inside an `HttpServer` factory (the middleware itself is not `Send`).
+    pub fn session_cookie(&self) -> SessionCookie {
+        SessionCookie {
+            key: cookie_key(&self.opts.secret),
+            name: self.opts.cookie_name.clone(),
+            secure: self.opts.cookie_secure,
+            idle_ttl: self.opts.idle_ttl,
+        }
+    }
+
+    /// A route configurator for the internal RPC and the ops routes (they take no session
+    /// middleware); usable in an `HttpServer` factory.
+    pub fn internal_routes(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+        let rpc_state = web::Data::new(RpcState {
+            cluster: self.cluster.clone(),
+            auth: self.auth.clone(),
+        });
+        move |cfg: &mut web::ServiceConfig| {
+            raft_rpc::configure(cfg, rpc_state.clone());
+            handlers::configure_ops(cfg);
+        }
+    }
+
+    /// Shared state for the public handlers.
+    pub fn app_state(&self) -> web::Data<AppState> {
+        web::Data::new(AppState {
+            cluster: self.cluster.clone(),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// Shut Raft down, then let storage close. Call after the HTTP server stopped.
+    pub fn shutdown(self) {
+        let raft = self.cluster.raft.clone();
+        if let Err(e) = self.rt.block_on(raft.shutdown()) {
+            tracing::warn!(error = %e, "raft shutdown reported an error");
+        }
+        drop(self.cluster);
+        self.rt.shutdown_timeout(Duration::from_secs(5));
+        tracing::info!("raft stopped, storage closed");
+    }
+}
+
+/// The cookie key: 64 bytes derived from the cluster secret (every node derives the same).
+fn cookie_key(secret: &[u8]) -> Key {
+    let mut h = Sha512::new();
+    h.update(b"sessionraft cookie key v1\0");
+    h.update(secret);
+    let bytes = h.finalize();
+    // 64 bytes is exactly what `Key::from` needs; `Key::try_from` cannot fail on them.
+    match Key::try_from(bytes.as_slice()) {
+        Ok(k) => k,
+        Err(_) => Key::generate(),
+    }
+}
+
+/// Initialize the cluster from the initial membership, exactly once: only a node in the initial
+/// membership, only with empty storage, and only if no peer reports an initialized cluster.
+/// Nodes that start together with empty storage all propose the identical membership entry,
+/// which openraft accepts (log id 0 is the same everywhere).
+async fn bootstrap(cluster: Arc<Cluster>, members: BTreeMap<NodeId, String>) {
+    if !members.contains_key(&cluster.id) {
+        return;
+    }
+    match cluster.raft.is_initialized().await {
+        Ok(true) | Err(_) => return,
+        Ok(false) => {}
+    }
+    for (id, addr) in &members {
+        if *id == cluster.id {
+            continue;
+        }
+        match cluster
+            .peers
+            .get_json::<NodeStatus>(addr, "/cluster/status")
+            .await
+        {
+            Ok(s) if !s.members.is_empty() => {
+                tracing::info!(
+                    peer = id,
+                    "cluster already initialized; waiting to be contacted"
+                );
+                return;
+            }
+            _ => {}
+        }
+    }
+    let nodes: BTreeMap<NodeId, BasicNode> = members
+        .iter()
+        .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+        .collect();
+    match cluster.raft.initialize(nodes).await {
+        Ok(()) => tracing::info!(members = members.len(), "cluster initialized"),
+        Err(e) => tracing::info!(error = %e, "initialize skipped"),
+    }
+}

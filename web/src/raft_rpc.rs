@@ -1,0 +1,142 @@
+//! Incoming internal RPC (`/raft/*`): openraft's append-entries, vote and snapshot, plus our
+//! forwarded writes and read index. Every request is authenticated before its body is decoded:
+//! a missing or wrong MAC is 401, an undecodable body is 400; neither touches Raft.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use openraft::error::{ClientWriteError, RaftError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sessionraft_raft::Command;
+
+use crate::auth::{PeerAuth, MAC_HEADER};
+use crate::cluster::Cluster;
+use crate::network::paths;
+use crate::rpc::{self, PeerRefusal, WriteReply, MAX_RPC_BYTES};
+
+/// Shared state of the RPC handlers.
+pub struct RpcState {
+    pub cluster: Arc<Cluster>,
+    pub auth: PeerAuth,
+}
+
+/// Mount the internal RPC routes.
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<RpcState>) {
+    cfg.service(
+        web::scope("/raft")
+            .app_data(state)
+            .app_data(web::PayloadConfig::new(MAX_RPC_BYTES))
+            .route("/append", web::post().to(append))
+            .route("/vote", web::post().to(vote))
+            .route("/snapshot", web::post().to(snapshot))
+            .route("/write", web::post().to(write))
+            .route("/read-index", web::post().to(read_index)),
+    );
+}
+
+fn plain(status: StatusCode, msg: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(msg.into())
+}
+
+/// Why an internal request was refused before it reached Raft.
+enum Refused {
+    Unauthorized(&'static str),
+    BadRequest(String),
+}
+
+impl From<Refused> for HttpResponse {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Unauthorized(msg) => plain(StatusCode::UNAUTHORIZED, msg),
+            Refused::BadRequest(msg) => plain(StatusCode::BAD_REQUEST, msg),
+        }
+    }
+}
+
+/// Check the MAC, then decode the body.
+fn authenticated<T: DeserializeOwned>(
+    state: &RpcState,
+    req: &HttpRequest,
+    path: &str,
+    body: &[u8],
+) -> Result<T, Refused> {
+    let mac = req
+        .headers()
+        .get(MAC_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(Refused::Unauthorized("missing request MAC"))?;
+    if !state.auth.verify(path, body, mac) {
+        tracing::warn!(path, peer = ?req.peer_addr(), "internal request with a bad MAC refused");
+        return Err(Refused::Unauthorized("bad request MAC"));
+    }
+    rpc::decode(body).map_err(|e| {
+        tracing::warn!(path, error = %e, "undecodable internal request");
+        Refused::BadRequest(e.to_string())
+    })
+}
+
+fn reply<T: Serialize>(value: &T) -> HttpResponse {
+    match rpc::encode(value) {
+        Ok(bytes) => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(bytes),
+        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn append(state: web::Data<RpcState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    match authenticated(&state, &req, paths::APPEND, &body) {
+        Ok(rpc) => reply(&state.cluster.raft.append_entries(rpc).await),
+        Err(r) => r.into(),
+    }
+}
+
+async fn vote(state: web::Data<RpcState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    match authenticated(&state, &req, paths::VOTE, &body) {
+        Ok(rpc) => reply(&state.cluster.raft.vote(rpc).await),
+        Err(r) => r.into(),
+    }
+}
+
+async fn snapshot(state: web::Data<RpcState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    match authenticated(&state, &req, paths::SNAPSHOT, &body) {
+        Ok(rpc) => reply(&state.cluster.raft.install_snapshot(rpc).await),
+        Err(r) => r.into(),
+    }
+}
+
+async fn write(state: web::Data<RpcState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let cmd: Command = match authenticated(&state, &req, paths::WRITE, &body) {
+        Ok(c) => c,
+        Err(r) => return r.into(),
+    };
+    let c = &state.cluster;
+    let deadline = c.deadlines.request;
+    let out: WriteReply = match tokio::time::timeout(deadline, c.raft.client_write(cmd)).await {
+        Ok(Ok(resp)) => Ok(resp.data),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            Err(PeerRefusal::NotLeader {
+                leader_id: f.leader_id,
+                leader_addr: f.leader_node.map(|n| n.addr),
+            })
+        }
+        Ok(Err(e)) => Err(PeerRefusal::Failed(e.to_string())),
+        Err(_) => Err(PeerRefusal::Failed("commit timed out on the leader".into())),
+    };
+    reply(&out)
+}
+
+async fn read_index(
+    state: web::Data<RpcState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    match authenticated::<()>(&state, &req, paths::READ_INDEX, &body) {
+        Ok(()) => reply(&state.cluster.leader_read_index().await),
+        Err(r) => r.into(),
+    }
+}

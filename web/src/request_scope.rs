@@ -1,0 +1,109 @@
+//! Per-request memory shared between `RaftSessionStore` and the [`store_errors`] middleware.
+//!
+//! actix-session turns every store error into an opaque 500 (its `e500`), keeping the cause in
+//! an `InternalError` we cannot look inside. So the store also records *why* it failed in a
+//! task-local scope that the wrapping middleware opened around the request; the middleware then
+//! answers 503 + `Retry-After` (no quorum), 409 (lost-update conflict), 413 (state too large)
+//! or 400, instead of the 500. The scope also remembers the version and creation time of the
+//! session loaded by this request, for version-checked updates and the absolute TTL.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, ResponseError};
+
+/// Why the store failed a request, as the client should see it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreFailure {
+    #[error("the session cluster has no quorum right now; retry shortly")]
+    Unavailable { retry_after_secs: u32 },
+    #[error("the session was changed by a concurrent request; retry")]
+    Conflict,
+    #[error("session state of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    #[error("invalid session data: {0}")]
+    Invalid(String),
+}
+
+impl ResponseError for StoreFailure {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            StoreFailure::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            StoreFailure::Conflict => StatusCode::CONFLICT,
+            StoreFailure::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            StoreFailure::Invalid(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status_code());
+        if let StoreFailure::Unavailable { retry_after_secs } = self {
+            r.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        r.json(serde_json::json!({ "error": self.to_string() }))
+    }
+}
+
+/// What the store learned about a session while serving this request.
+#[derive(Debug, Clone, Copy)]
+pub struct Loaded {
+    pub version: u64,
+    pub created_at_ms: u64,
+}
+
+#[derive(Default)]
+struct Scope {
+    failure: RefCell<Option<StoreFailure>>,
+    loaded: RefCell<HashMap<String, Loaded>>,
+}
+
+tokio::task_local! {
+    static SCOPE: Rc<Scope>;
+}
+
+/// Record why the store failed (first failure wins). No-op outside the middleware.
+pub fn fail(f: StoreFailure) {
+    let _ = SCOPE.try_with(|s| {
+        let mut slot = s.failure.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(f);
+        }
+    });
+}
+
+/// Remember the loaded session's version and creation time.
+pub fn remember(key: &str, loaded: Loaded) {
+    let _ = SCOPE.try_with(|s| s.loaded.borrow_mut().insert(key.to_string(), loaded));
+}
+
+/// What this request loaded under `key`, if anything.
+pub fn loaded(key: &str) -> Option<Loaded> {
+    SCOPE
+        .try_with(|s| s.loaded.borrow().get(key).copied())
+        .ok()
+        .flatten()
+}
+
+/// Middleware (for `actix_web::middleware::from_fn`) that must wrap actix-session's
+/// `SessionMiddleware`: opens the scope and maps recorded store failures to their statuses.
+///
+/// # Errors
+/// The inner service's error, or the recorded [`StoreFailure`] instead of an opaque 500.
+pub async fn store_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let scope = Rc::new(Scope::default());
+    let res = SCOPE.scope(scope.clone(), next.call(req)).await;
+    let failure = scope.failure.borrow_mut().take();
+    match (res, failure) {
+        (Err(_), Some(f)) => Err(f.into()),
+        (Ok(r), Some(f)) if r.status() == StatusCode::INTERNAL_SERVER_ERROR => Err(f.into()),
+        (res, _) => res,
+    }
+}

@@ -1,0 +1,353 @@
+//! [`RaftSessionStore`]: actix-session's `SessionStore` on the Raft-replicated state machine.
+//!
+//! - `load` waits for a read barrier (linearizable on any node), then reads locally.
+//! - `save` creates a session under a fresh 256-bit key from the OS CSPRNG (`Create` is
+//!   put-if-absent; a collision retries with another key).
+//! - `update` is version-checked against what this request loaded (lost-update protection); a
+//!   session that vanished meanwhile is saved under a new key, like actix-session's Redis store.
+//! - `update_ttl` goes to the touch coalescer; `delete` is a `Delete`.
+//! - Writes go through the write batcher (group commit). No quorum within the deadline is a
+//!   `StoreFailure::Unavailable` (503 via the `store_errors` middleware), never an empty session.
+//!
+//! The state key `user` (a JSON string) is the session's principal, kept in the per-user index.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
+use actix_web::cookie::time::Duration as CookieDuration;
+use base64::Engine;
+use rand::RngCore;
+use sessionraft_raft::command::MAX_USER_BYTES;
+use sessionraft_raft::{Command, Response};
+
+use crate::batcher::{Write, WriteBatcher};
+use crate::clock::{key_hash, now_ms};
+use crate::cluster::{Cluster, ClusterError, Proposed};
+use crate::metrics::Metrics;
+use crate::request_scope::{self, Loaded, StoreFailure};
+use crate::touch::{TouchCoalescer, TouchKey};
+
+/// The state key holding the session's principal.
+pub const USER_KEY: &str = "user";
+
+/// Session policy enforced by the store, whatever the cookie says.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    /// Absolute lifetime of a session from its creation.
+    pub absolute_ttl: Duration,
+    /// Largest accepted state (sum of key and value bytes).
+    pub max_state_bytes: usize,
+}
+
+struct Inner {
+    cluster: Arc<Cluster>,
+    batcher: Addr<WriteBatcher>,
+    toucher: Addr<TouchCoalescer>,
+    settings: StoreSettings,
+    metrics: Arc<Metrics>,
+}
+
+/// The session store. A cheap clone over shared handles (actix-session clones it per worker).
+#[derive(Clone)]
+pub struct RaftSessionStore {
+    inner: Arc<Inner>,
+}
+
+type State = HashMap<String, String>;
+
+fn new_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn ttl_ms(ttl: &CookieDuration) -> u64 {
+    u64::try_from(ttl.whole_milliseconds()).unwrap_or(0)
+}
+
+fn user_of(state: &State) -> Option<String> {
+    let raw = state.get(USER_KEY)?;
+    serde_json::from_str::<String>(raw)
+        .ok()
+        .or_else(|| Some(raw.clone()))
+}
+
+fn unavailable(e: &ClusterError) -> anyhow::Error {
+    request_scope::fail(StoreFailure::Unavailable {
+        retry_after_secs: 1,
+    });
+    anyhow::anyhow!("session store unavailable: {e}")
+}
+
+fn invalid(reason: String) -> anyhow::Error {
+    request_scope::fail(StoreFailure::Invalid(reason.clone()));
+    anyhow::anyhow!("session rejected: {reason}")
+}
+
+impl RaftSessionStore {
+    /// A store writing through `batcher`, touching through `toucher`, reading from `cluster`.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        batcher: Addr<WriteBatcher>,
+        toucher: Addr<TouchCoalescer>,
+        settings: StoreSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                cluster,
+                batcher,
+                toucher,
+                settings,
+                metrics,
+            }),
+        }
+    }
+
+    /// Expiry for a session created at `created_at_ms`, extended by `ttl` from now, capped by
+    /// the absolute TTL.
+    fn expiry(&self, created_at_ms: u64, now: u64, ttl: &CookieDuration) -> u64 {
+        let absolute =
+            u64::try_from(self.inner.settings.absolute_ttl.as_millis()).unwrap_or(u64::MAX);
+        now.saturating_add(ttl_ms(ttl))
+            .min(created_at_ms.saturating_add(absolute))
+    }
+
+    fn check_state(&self, state: &State) -> Result<BTreeMap<String, String>, anyhow::Error> {
+        let size: usize = state.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let max = self.inner.settings.max_state_bytes;
+        if size > max {
+            request_scope::fail(StoreFailure::TooLarge { size, max });
+            return Err(anyhow::anyhow!(
+                "session state of {size} bytes exceeds {max}"
+            ));
+        }
+        if let Some(u) = user_of(state) {
+            if u.is_empty() || u.len() > MAX_USER_BYTES {
+                return Err(invalid(format!("user must be 1..={MAX_USER_BYTES} bytes")));
+            }
+        }
+        Ok(state.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    async fn write(&self, cmd: Command) -> Result<Proposed, ClusterError> {
+        match self.inner.batcher.send(Write(cmd)).await {
+            Ok(r) => r,
+            Err(e) => Err(ClusterError::Fatal(format!("write batcher: {e}"))),
+        }
+    }
+
+    async fn create(
+        &self,
+        state: BTreeMap<String, String>,
+        user: Option<String>,
+        ttl: &CookieDuration,
+    ) -> Result<String, anyhow::Error> {
+        for _ in 0..4 {
+            let key = new_key();
+            let now = now_ms();
+            let cmd = Command::Create {
+                key: key.clone(),
+                state: state.clone(),
+                user: user.clone(),
+                now_ms: now,
+                expires_at_ms: self.expiry(now, now, ttl),
+            };
+            match self.write(cmd).await {
+                Ok(p) => match p.response {
+                    Response::Written { .. } => {
+                        tracing::debug!(sid = %key_hash(&key), "session created");
+                        return Ok(key);
+                    }
+                    // A collision (or our own earlier attempt): take another key.
+                    Response::KeyExists => continue,
+                    Response::Rejected(r) => return Err(invalid(r)),
+                    other => {
+                        return Err(anyhow::anyhow!("unexpected response to create: {other:?}"))
+                    }
+                },
+                Err(e) => return Err(unavailable(&e)),
+            }
+        }
+        Err(anyhow::anyhow!("could not find a free session key"))
+    }
+}
+
+fn key_or_err<E>(key: String, wrap: impl Fn(anyhow::Error) -> E) -> Result<SessionKey, E> {
+    SessionKey::try_from(key).map_err(|e| wrap(anyhow::anyhow!("invalid session key: {e}")))
+}
+
+impl SessionStore for RaftSessionStore {
+    async fn load(&self, session_key: &SessionKey) -> Result<Option<State>, LoadError> {
+        let started = Instant::now();
+        let m = &self.inner.metrics;
+        let key: &str = session_key.as_ref();
+        if let Err(e) = self.inner.cluster.read_barrier().await {
+            m.observe("load", "unavailable", started);
+            return Err(LoadError::Other(unavailable(&e)));
+        }
+        let now = now_ms();
+        match self.inner.cluster.sm.get_session(key, now) {
+            Ok(Some(s)) => {
+                request_scope::remember(
+                    key,
+                    Loaded {
+                        version: s.version,
+                        created_at_ms: s.created_at_ms,
+                    },
+                );
+                m.observe("load", "hit", started);
+                Ok(Some(s.state.into_iter().collect()))
+            }
+            Ok(None) => {
+                m.observe("load", "miss", started);
+                m.unknown_session_ids
+                    .with_label_values(&["unknown_or_expired"])
+                    .inc();
+                tracing::info!(sid = %key_hash(key), "cookie names no live session; starting a fresh one");
+                Ok(None)
+            }
+            Err(e) => {
+                m.observe("load", "error", started);
+                tracing::error!(sid = %key_hash(key), error = %e, "stored session unreadable");
+                Err(LoadError::Other(anyhow::anyhow!(
+                    "stored session unreadable: {e}"
+                )))
+            }
+        }
+    }
+
+    async fn save(
+        &self,
+        session_state: State,
+        ttl: &CookieDuration,
+    ) -> Result<SessionKey, SaveError> {
+        let started = Instant::now();
+        let state = self.check_state(&session_state).map_err(SaveError::Other)?;
+        let user = user_of(&session_state);
+        let res = self.create(state, user, ttl).await;
+        self.inner
+            .metrics
+            .observe("save", if res.is_ok() { "ok" } else { "error" }, started);
+        key_or_err(res.map_err(SaveError::Other)?, SaveError::Other)
+    }
+
+    async fn update(
+        &self,
+        session_key: SessionKey,
+        session_state: State,
+        ttl: &CookieDuration,
+    ) -> Result<SessionKey, UpdateError> {
+        let started = Instant::now();
+        let m = &self.inner.metrics;
+        let state = self
+            .check_state(&session_state)
+            .map_err(UpdateError::Other)?;
+        let user = user_of(&session_state);
+        let key: String = session_key.as_ref().to_string();
+        let loaded = request_scope::loaded(&key);
+        let now = now_ms();
+        let created = loaded.map_or(now, |l| l.created_at_ms);
+        let cmd = Command::Update {
+            key: key.clone(),
+            state: state.clone(),
+            user: user.clone(),
+            expected_version: loaded.map(|l| l.version),
+            now_ms: now,
+            expires_at_ms: self.expiry(created, now, ttl),
+        };
+        let p = match self.write(cmd).await {
+            Ok(p) => p,
+            Err(e) => {
+                m.observe("update", "unavailable", started);
+                return Err(UpdateError::Other(unavailable(&e)));
+            }
+        };
+        match p.response {
+            Response::Written { .. } => {
+                m.observe("update", "ok", started);
+                key_or_err(key, UpdateError::Other)
+            }
+            Response::NotFound => {
+                // Expired or deleted meanwhile: save under a new key (as the Redis store does).
+                m.observe("update", "recreated", started);
+                let new = self
+                    .create(state, user, ttl)
+                    .await
+                    .map_err(UpdateError::Other)?;
+                key_or_err(new, UpdateError::Other)
+            }
+            Response::VersionMismatch { .. } if p.after_ambiguous_attempt => {
+                // Our first attempt may have been applied: it was if the stored state is ours.
+                match self.inner.cluster.sm.get_session(&key, now_ms()) {
+                    Ok(Some(s)) if s.state == state => {
+                        m.observe("update", "ok", started);
+                        key_or_err(key, UpdateError::Other)
+                    }
+                    _ => {
+                        m.observe("update", "unavailable", started);
+                        Err(UpdateError::Other(unavailable(
+                            &ClusterError::Unavailable {
+                                reason: "outcome of a retried update is unknown".into(),
+                                ambiguous: true,
+                            },
+                        )))
+                    }
+                }
+            }
+            Response::VersionMismatch { current } => {
+                m.observe("update", "conflict", started);
+                request_scope::fail(StoreFailure::Conflict);
+                tracing::info!(sid = %key_hash(&key), current, "lost-update conflict refused");
+                Err(UpdateError::Other(anyhow::anyhow!(
+                    "concurrent modification"
+                )))
+            }
+            Response::Rejected(r) => Err(UpdateError::Other(invalid(r))),
+            other => Err(UpdateError::Other(anyhow::anyhow!(
+                "unexpected response to update: {other:?}"
+            ))),
+        }
+    }
+
+    async fn update_ttl(
+        &self,
+        session_key: &SessionKey,
+        ttl: &CookieDuration,
+    ) -> Result<(), anyhow::Error> {
+        let key: &str = session_key.as_ref();
+        let now = now_ms();
+        let created = request_scope::loaded(key).map_or(now, |l| l.created_at_ms);
+        self.inner.toucher.do_send(TouchKey {
+            key: key.to_string(),
+            expires_at_ms: self.expiry(created, now, ttl),
+        });
+        self.inner
+            .metrics
+            .observe("update_ttl", "queued", Instant::now());
+        Ok(())
+    }
+
+    async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
+        let started = Instant::now();
+        let key: &str = session_key.as_ref();
+        match self
+            .write(Command::Delete {
+                key: key.to_string(),
+            })
+            .await
+        {
+            Ok(_) => {
+                self.inner.metrics.observe("delete", "ok", started);
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.metrics.observe("delete", "unavailable", started);
+                Err(unavailable(&e))
+            }
+        }
+    }
+}
