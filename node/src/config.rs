@@ -39,7 +39,8 @@ const MIN_STATE_BYTES: usize = 64;
 const MAX_STATE_BYTES: usize = 1_048_576;
 /// Smallest accepted `raft.install_snapshot_timeout_ms`.
 const MIN_INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 1000;
-/// How many log entries openraft purges per batch.
+/// How many log entries openraft purges per batch at most (fewer when snapshots are more
+/// frequent, so that a purge follows every snapshot).
 const PURGE_BATCH_SIZE: u64 = 256;
 
 /// Loads the cluster configuration.
@@ -427,7 +428,7 @@ impl Config {
             )?,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(raft.snapshot_logs_since_last),
             max_in_snapshot_log_to_keep: raft.max_in_snapshot_log_to_keep,
-            purge_batch_size: PURGE_BATCH_SIZE,
+            purge_batch_size: PURGE_BATCH_SIZE.min(raft.snapshot_logs_since_last),
             enable_heartbeat: true,
             ..openraft::Config::default()
         };

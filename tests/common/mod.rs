@@ -1,0 +1,262 @@
+//! Test harness: real `sessionraft` processes on free ports with temporary data dirs, readiness
+//! by polling, and cleanup by pid (each child is killed and reaped when the harness drops).
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+pub const ADMIN_TOKEN: &str = "integration-admin-token-0123";
+
+/// The `sessionraft` binary built in the same target directory as this test.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/sessionraft
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("sessionraft");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --release --workspace` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the OS does not hand it out again soon).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Extra `[raft]` settings for a test cluster.
+#[derive(Clone)]
+pub struct Tuning {
+    pub snapshot_logs_since_last: u64,
+    pub max_in_snapshot_log_to_keep: u64,
+    pub request_deadline_ms: u64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            snapshot_logs_since_last: 5000,
+            max_in_snapshot_log_to_keep: 1000,
+            request_deadline_ms: 3000,
+        }
+    }
+}
+
+pub struct TestCluster {
+    pub dir: TempDir,
+    pub config: PathBuf,
+    pub ports: Vec<u16>,
+    children: Vec<Option<Child>>,
+}
+
+impl TestCluster {
+    /// Write a config for `n` nodes and start them all.
+    pub fn start(n: usize, tuning: Tuning) -> Self {
+        let dir = TempDir::new().expect("temp dir");
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut toml = format!(
+            "[cluster]\nname = \"test\"\nsecret = \"{SECRET}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\n\
+             [raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 800\n\
+             request_deadline_ms = {}\nrpc_timeout_ms = 1000\nsnapshot_logs_since_last = {}\n\
+             max_in_snapshot_log_to_keep = {}\n",
+            tuning.request_deadline_ms, tuning.snapshot_logs_since_last, tuning.max_in_snapshot_log_to_keep
+        );
+        for (i, port) in ports.iter().enumerate() {
+            let _ = write!(
+                toml,
+                "\n[[node]]\nid = {}\nhttp_addr = \"127.0.0.1:{port}\"\ndata_dir = \"data/node{}\"\n",
+                i + 1,
+                i + 1
+            );
+        }
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(&config, toml).expect("write config");
+        let mut c = Self {
+            dir,
+            config,
+            ports,
+            children: (0..n).map(|_| None).collect(),
+        };
+        for id in 1..=n as u64 {
+            c.start_node(id);
+        }
+        c
+    }
+
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("data/node{id}"))
+    }
+
+    pub fn url(&self, id: u64, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports[id as usize - 1])
+    }
+
+    pub fn start_node(&mut self, id: u64) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node{id}.log")))
+            .expect("log file");
+        let child = Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .args(["--node", &id.to_string()])
+            .env("SESSIONRAFT_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn sessionraft");
+        self.children[id as usize - 1] = Some(child);
+    }
+
+    /// SIGKILL one node (by its pid) and reap it.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut c) = self.children[id as usize - 1].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node{id}.log"))).unwrap_or_default()
+    }
+
+    pub fn alive(&self) -> Vec<u64> {
+        (1..=self.children.len() as u64)
+            .filter(|id| self.children[*id as usize - 1].is_some())
+            .collect()
+    }
+
+    /// `/cluster/status` of a node, if it answers.
+    pub async fn status(&self, id: u64) -> Option<Value> {
+        let r = http()
+            .get(self.url(id, "/cluster/status"))
+            .send()
+            .await
+            .ok()?;
+        r.json().await.ok()
+    }
+
+    /// Wait until every live node is ready (knows a leader, applied close to its log).
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for id in self.alive() {
+            loop {
+                let ok = http()
+                    .get(self.url(id, "/readyz"))
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false);
+                if ok {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id} not ready in {timeout:?}:\n{}",
+                    self.log(id)
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// The leader as agreed by the live nodes.
+    pub async fn leader(&self, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut seen = Vec::new();
+            for id in self.alive() {
+                if let Some(s) = self.status(id).await {
+                    seen.push(s["leader"].as_u64());
+                }
+            }
+            if let Some(Some(l)) = seen.first() {
+                if seen.iter().all(|x| *x == Some(*l)) && self.alive().contains(l) {
+                    return *l;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader in {timeout:?}: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `/cluster/digest` of a node.
+    pub async fn digest(&self, id: u64) -> Value {
+        http()
+            .get(self.url(id, "/cluster/digest"))
+            .send()
+            .await
+            .expect("digest")
+            .json()
+            .await
+            .expect("digest json")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut() {
+            if let Some(mut c) = c.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// A plain client (no cookies) with a request timeout.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// A browser-like user: its own cookie jar, shared across nodes (cookies ignore ports).
+pub fn user() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// POST /api/counter, returning (status, counter, served_by).
+pub async fn increment(client: &reqwest::Client, url: &str) -> (u16, Option<i64>, Option<u64>) {
+    match client.post(url).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            (status, v["counter"].as_i64(), v["served_by"].as_u64())
+        }
+        Err(_) => (0, None, None),
+    }
+}
+
+/// GET /api/counter.
+pub async fn read(client: &reqwest::Client, url: &str) -> (u16, Option<i64>) {
+    match client.get(url).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            (status, v["counter"].as_i64())
+        }
+        Err(_) => (0, None),
+    }
+}
