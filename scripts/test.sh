@@ -10,5 +10,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --release --workspace --all-targets -- -D warnings
+echo "== cargo build (release: binary, examples, tests — one build for every step)"
+cargo build --release --workspace --all-targets
 echo "== cargo test"
 cargo test --release --workspace --all-targets

@@ -397,3 +397,31 @@ async fn internal_rpc_is_guarded_writes_are_batched_touches_coalesced() {
         "touches were not coalesced: {entries} entries for 100 reads"
     );
 }
+
+/// The library example (a user's own app on the store) really serves sessions.
+#[test]
+fn embedded_store_example_serves_sessions() {
+    let exe = common::binary()
+        .parent()
+        .expect("dir")
+        .join("examples/embedded_store");
+    assert!(
+        exe.exists(),
+        "build the example first: cargo build --release --workspace --all-targets"
+    );
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let out = std::process::Command::new(exe)
+        .arg(&addr)
+        .arg(dir.path().join("data"))
+        .arg("--selftest")
+        .output()
+        .expect("run example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("visits: 2"), "{stdout}");
+}

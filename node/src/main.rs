@@ -48,6 +48,12 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the nodes of a configuration, one per line: id, HTTP address, data dir
+    /// (tab-separated; for scripts).
+    Nodes {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +66,13 @@ fn main() -> ExitCode {
         Cmd::Status { config, json } => config::load(config.as_deref())
             .map_err(anyhow::Error::from)
             .and_then(|cfg| status::run(&cfg, json)),
+        Cmd::Nodes { config } => config::load(config.as_deref())
+            .map(|cfg| {
+                for n in &cfg.nodes {
+                    println!("{}\t{}\t{}", n.id, n.http_addr, n.data_dir.display());
+                }
+            })
+            .map_err(anyhow::Error::from),
         Cmd::CheckConfig { config } => config::load(config.as_deref())
             .map(|cfg| println!("configuration ok: {} nodes", cfg.nodes.len()))
             .map_err(anyhow::Error::from),

@@ -52,6 +52,46 @@ pub struct NodeOptions {
     pub storage: StorageOptions,
 }
 
+impl NodeOptions {
+    /// Options with sessionraft's defaults for everything but identity, addresses and secret:
+    /// the shortest way to embed a node (see `examples/embedded_store.rs`).
+    pub fn with_defaults(
+        id: NodeId,
+        advertise_addr: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+        secret: impl Into<Vec<u8>>,
+        initial_members: BTreeMap<NodeId, String>,
+    ) -> Self {
+        let raft = openraft::Config {
+            heartbeat_interval: 100,
+            election_timeout_min: 500,
+            election_timeout_max: 1000,
+            install_snapshot_timeout: 10_000,
+            ..openraft::Config::default()
+        };
+        Self {
+            id,
+            data_dir: data_dir.into(),
+            advertise_addr: advertise_addr.into(),
+            initial_members,
+            secret: secret.into(),
+            raft,
+            deadlines: Deadlines {
+                request: Duration::from_secs(3),
+                rpc: Duration::from_secs(1),
+            },
+            store: StoreSettings {
+                absolute_ttl: Duration::from_secs(86_400),
+                max_state_bytes: 16 * 1024,
+            },
+            idle_ttl: Duration::from_secs(1_800),
+            cookie_name: "id".into(),
+            cookie_secure: false,
+            storage: StorageOptions::default(),
+        }
+    }
+}
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
