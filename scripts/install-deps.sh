@@ -2,12 +2,14 @@
 # Install the system packages sessionraft needs, only those missing. Needs root (or sudo) when
 # something is missing.
 #   scripts/install-deps.sh            build dependencies (clang/libclang for rocksdb's bindgen)
-#   scripts/install-deps.sh --all      also what the tests and operator scripts use
+#   scripts/install-deps.sh --all      also what the tests and operator scripts use (chromium and
+#                                      chromium-driver for the browser tests)
 set -euo pipefail
 
 want=(clang libclang-dev)
 if [[ "${1:-}" == "--all" ]]; then
-    want+=(iproute2 iptables procps curl)
+    # tests: real browser (chromium + chromedriver), curl for the operator scripts
+    want+=(iproute2 iptables procps curl python3 chromium chromium-driver)
 fi
 
 missing=()

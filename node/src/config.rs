@@ -1100,7 +1100,10 @@ data_dir = "d"
             openraft::SnapshotPolicy::LogsSinceLast(100)
         );
         assert_eq!(raft.max_in_snapshot_log_to_keep, 10);
-        assert_eq!(raft.purge_batch_size, 256);
+        assert_eq!(
+            raft.purge_batch_size, 100,
+            "purges follow every snapshot: min(256, snapshot_logs_since_last)"
+        );
         assert!(raft.enable_heartbeat);
         assert_eq!(raft.cluster_name, "test-cluster");
     }

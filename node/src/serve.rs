@@ -25,6 +25,8 @@ pub fn node_options(cfg: &Config, node_id: u64) -> anyhow::Result<NodeOptions> {
             .map(|n| (n.id, n.raft_addr.to_string()))
             .collect::<BTreeMap<_, _>>(),
         secret: cfg.cluster.secret.expose().to_vec(),
+        admin_token: cfg.cluster.admin_token.expose().to_vec(),
+        lb_url: None,
         raft: cfg.openraft_config()?,
         deadlines: Deadlines {
             request: cfg.raft.request_deadline,

@@ -47,8 +47,11 @@ fn entry(index: u64, batch: u64, first: u64) -> Entry {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let sessions = arg("--sessions", 1_000_000);
-    let seconds = arg("--seconds", 3);
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it: then
+    // only a quick smoke run proves the benchmark still works.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let sessions = arg("--sessions", if smoke { 20_000 } else { 1_000_000 });
+    let seconds = arg("--seconds", if smoke { 0 } else { 3 });
     let opts = StorageOptions::default();
     println!("# sessionraft-raft storage benchmark");
     println!("sessions for snapshot: {sessions}, seconds per append run: {seconds}\n");
@@ -60,7 +63,7 @@ async fn main() {
         let (log, _sm) = sessionraft_raft::open(dir.path(), &opts).expect("open");
         let start = Instant::now();
         let mut index = 1;
-        while start.elapsed() < Duration::from_secs(seconds) {
+        while index == 1 || start.elapsed() < Duration::from_secs(seconds) {
             log.write_entries_durably([entry(index, batch, index * batch)])
                 .expect("append");
             index += 1;

@@ -55,6 +55,14 @@ impl WriteBatcher {
             let batch: Vec<Pending> = self.queue.drain(..take).collect();
             self.in_flight += 1;
             self.metrics.write_batch_size.observe(batch.len() as f64);
+            {
+                use std::sync::atomic::Ordering::Relaxed;
+                self.metrics.counters.batches.fetch_add(1, Relaxed);
+                self.metrics
+                    .counters
+                    .batched_writes
+                    .fetch_add(batch.len() as u64, Relaxed);
+            }
             let cluster = self.cluster.clone();
             let fut = async move {
                 let (cmds, replies): (Vec<Command>, Vec<_>) =

@@ -139,6 +139,9 @@ pub struct NodeStatus {
     pub snapshot_index: Option<u64>,
     pub members: Vec<Member>,
     pub sessions_estimated: u64,
+    /// This node's operation counters (monotonic since start).
+    #[serde(default)]
+    pub ops: crate::metrics::OpCountersSnapshot,
 }
 
 /// One member of the cluster as this node sees it.
@@ -162,7 +165,7 @@ fn role(s: ServerState) -> &'static str {
 }
 
 /// This node's status from openraft's metrics.
-pub fn node_status(cluster: &Cluster) -> NodeStatus {
+pub fn node_status(cluster: &Cluster, metrics: &Metrics) -> NodeStatus {
     let m = cluster.raft.metrics().borrow().clone();
     let membership = m.membership_config.membership();
     let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
@@ -189,15 +192,16 @@ pub fn node_status(cluster: &Cluster) -> NodeStatus {
         snapshot_index: m.snapshot.map(|l| l.index),
         members,
         sessions_estimated: cluster.sm.estimated_sessions(),
+        ops: metrics.counters.snapshot(),
     }
 }
 
 async fn status(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(node_status(&state.cluster))
+    HttpResponse::Ok().json(node_status(&state.cluster, &state.metrics))
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let s = node_status(&state.cluster);
+    let s = node_status(&state.cluster, &state.metrics);
     let lag = s
         .last_log_index
         .unwrap_or(0)

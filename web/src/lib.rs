@@ -8,12 +8,19 @@
 //! - [`batcher`]: the write batcher actor (group commit). [`touch`]: TTL touch coalescer actor.
 //!   [`purger`]: expiry purge actor (leader only).
 //! - [`network`], [`raft_rpc`], [`rpc`], [`auth`]: internal RPC out and in, its wire format, MACs.
+//! - [`frontend`]: the embedded demo app and dashboard pages. [`dashboard`]: the `ClusterWatcher`
+//!   actor and the `/cluster/events` SSE feed. [`admin`], [`admin_ops`]: the token-guarded admin
+//!   API and membership changes (run on the leader).
 //! - [`handlers`]: the public HTTP surface. [`metrics`]: Prometheus. [`clock`]: time and key hashes.
 
+pub mod admin;
+pub mod admin_ops;
 pub mod auth;
 pub mod batcher;
 pub mod clock;
 pub mod cluster;
+pub mod dashboard;
+pub mod frontend;
 pub mod handlers;
 pub mod metrics;
 pub mod network;

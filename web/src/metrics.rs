@@ -8,6 +8,37 @@ use prometheus::{
 
 use crate::cluster::Cluster;
 
+/// Monotonic operation counters of one node.
+#[derive(Default, Debug)]
+pub struct OpCounters {
+    pub writes: std::sync::atomic::AtomicU64,
+    pub reads: std::sync::atomic::AtomicU64,
+    pub batches: std::sync::atomic::AtomicU64,
+    pub batched_writes: std::sync::atomic::AtomicU64,
+}
+
+impl OpCounters {
+    /// A snapshot of the counters.
+    pub fn snapshot(&self) -> OpCountersSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        OpCountersSnapshot {
+            writes: self.writes.load(Relaxed),
+            reads: self.reads.load(Relaxed),
+            batches: self.batches.load(Relaxed),
+            batched_writes: self.batched_writes.load(Relaxed),
+        }
+    }
+}
+
+/// The counters as reported in `/cluster/status`.
+#[derive(Default, Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct OpCountersSnapshot {
+    pub writes: u64,
+    pub reads: u64,
+    pub batches: u64,
+    pub batched_writes: u64,
+}
+
 /// The metrics of one node.
 pub struct Metrics {
     registry: Registry,
@@ -19,6 +50,9 @@ pub struct Metrics {
     pub write_batch_size: Histogram,
     /// Requests carrying an id the store never issued (or that expired).
     pub unknown_session_ids: IntCounterVec,
+    /// Session writes (save, update, delete) and reads (load) served by this node, and write
+    /// batches proposed by this node with the writes they carried (for the dashboard's rates).
+    pub counters: OpCounters,
     term: IntGauge,
     leader: IntGauge,
     is_leader: IntGauge,
@@ -77,6 +111,7 @@ impl Metrics {
         ));
         let gauge = |name: &str, help: &str| must(IntGauge::new(name, help));
         let m = Self {
+            counters: OpCounters::default(),
             term: gauge("raft_term", "Current Raft term"),
             leader: gauge("raft_leader", "Id of the known leader, 0 when none"),
             is_leader: gauge("raft_is_leader", "1 on the leader"),
@@ -117,6 +152,16 @@ impl Metrics {
 
     /// Record one store operation.
     pub fn observe(&self, op: &str, outcome: &str, started: std::time::Instant) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match op {
+            "load" => {
+                self.counters.reads.fetch_add(1, Relaxed);
+            }
+            "save" | "update" | "delete" => {
+                self.counters.writes.fetch_add(1, Relaxed);
+            }
+            _ => {}
+        }
         self.session_ops.with_label_values(&[op, outcome]).inc();
         self.session_op_seconds
             .with_label_values(&[op])

@@ -29,6 +29,7 @@ pub mod paths {
     pub const SNAPSHOT: &str = "/raft/snapshot";
     pub const WRITE: &str = "/raft/write";
     pub const READ_INDEX: &str = "/raft/read-index";
+    pub const ADMIN: &str = "/raft/admin";
 }
 
 /// Why a call to a peer failed.

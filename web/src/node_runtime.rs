@@ -20,9 +20,12 @@ use openraft::BasicNode;
 use sessionraft_raft::{NodeId, Raft, StorageOptions};
 use sha2::{Digest, Sha512};
 
+use crate::admin::{self, AdminState};
 use crate::auth::PeerAuth;
 use crate::batcher::WriteBatcher;
 use crate::cluster::{Cluster, Deadlines};
+use crate::dashboard::{self, ClusterWatcher, DashboardFeed};
+use crate::frontend::{self, FrontendState};
 use crate::handlers::{self, AppState, NodeStatus};
 use crate::metrics::Metrics;
 use crate::network::{Network, PeerClient};
@@ -43,6 +46,10 @@ pub struct NodeOptions {
     pub initial_members: BTreeMap<NodeId, String>,
     /// The cluster secret (peer MACs, cookie key derivation). Never logged.
     pub secret: Vec<u8>,
+    /// The admin API token; empty disables the admin API. Never logged.
+    pub admin_token: Vec<u8>,
+    /// The load balancer's URL shown by the demo app, if any.
+    pub lb_url: Option<String>,
     pub raft: openraft::Config,
     pub deadlines: Deadlines,
     pub store: StoreSettings,
@@ -75,6 +82,8 @@ impl NodeOptions {
             advertise_addr: advertise_addr.into(),
             initial_members,
             secret: secret.into(),
+            admin_token: Vec::new(),
+            lb_url: None,
             raft,
             deadlines: Deadlines {
                 request: Duration::from_secs(3),
@@ -111,6 +120,7 @@ pub struct Services {
     pub batcher: Addr<WriteBatcher>,
     pub toucher: Addr<TouchCoalescer>,
     pub purger: Addr<Purger>,
+    pub watcher: Addr<ClusterWatcher>,
     pub store: RaftSessionStore,
 }
 
@@ -151,6 +161,7 @@ pub struct NodeRuntime {
     pub cluster: Arc<Cluster>,
     pub metrics: Arc<Metrics>,
     auth: PeerAuth,
+    feed: DashboardFeed,
     opts: NodeOptions,
 }
 
@@ -194,6 +205,7 @@ impl NodeRuntime {
             cluster,
             metrics,
             auth,
+            feed: DashboardFeed::default(),
             opts,
         })
     }
@@ -211,6 +223,13 @@ impl NodeRuntime {
         let c = self.cluster.clone();
         let purger =
             Purger::start_in_arbiter(&handle, move |_| Purger::new(c, Duration::from_secs(5)));
+        let (c, m, f) = (
+            self.cluster.clone(),
+            self.metrics.clone(),
+            self.feed.clone(),
+        );
+        let watcher =
+            ClusterWatcher::start_in_arbiter(&handle, move |_| ClusterWatcher::new(c, m, f));
         // The arbiter lives as long as the actix system.
         std::mem::forget(arbiter);
         let store = RaftSessionStore::new(
@@ -224,6 +243,7 @@ impl NodeRuntime {
             batcher,
             toucher,
             purger,
+            watcher,
             store,
         }
     }
@@ -239,16 +259,30 @@ impl NodeRuntime {
         }
     }
 
-    /// A route configurator for the internal RPC and the ops routes (they take no session
-    /// middleware); usable in an `HttpServer` factory.
+    /// A route configurator for everything but the session-wrapped API: internal RPC, ops
+    /// routes, the admin API, the dashboard feed and the frontend assets; usable in an
+    /// `HttpServer` factory. Register it before the session-wrapped scope.
     pub fn internal_routes(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
         let rpc_state = web::Data::new(RpcState {
             cluster: self.cluster.clone(),
             auth: self.auth.clone(),
         });
+        let admin_state = web::Data::new(AdminState::new(
+            self.cluster.clone(),
+            &self.opts.admin_token,
+        ));
+        let frontend_state = web::Data::new(FrontendState {
+            cluster: self.cluster.clone(),
+            lb_url: self.opts.lb_url.clone(),
+        });
+        let feed = web::Data::new(self.feed.clone());
         move |cfg: &mut web::ServiceConfig| {
             raft_rpc::configure(cfg, rpc_state.clone());
             handlers::configure_ops(cfg);
+            admin::configure(cfg, admin_state.clone());
+            cfg.app_data(feed.clone())
+                .route("/cluster/events", web::get().to(dashboard::events));
+            frontend::configure(cfg, frontend_state.clone());
         }
     }
 

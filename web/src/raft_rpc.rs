@@ -32,7 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<RpcState>) {
             .route("/vote", web::post().to(vote))
             .route("/snapshot", web::post().to(snapshot))
             .route("/write", web::post().to(write))
-            .route("/read-index", web::post().to(read_index)),
+            .route("/read-index", web::post().to(read_index))
+            .route("/admin", web::post().to(admin)),
     );
 }
 
@@ -139,4 +140,19 @@ async fn read_index(
         Ok(()) => reply(&state.cluster.leader_read_index().await),
         Err(r) => r.into(),
     }
+}
+
+async fn admin(state: web::Data<RpcState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let op: crate::rpc::AdminOp = match authenticated(&state, &req, paths::ADMIN, &body) {
+        Ok(op) => op,
+        Err(r) => return r.into(),
+    };
+    let outcome: crate::rpc::AdminReply = if state.cluster.is_leader() {
+        state.cluster.admin_on_leader(op).await
+    } else {
+        Err(crate::rpc::AdminRefusal::Unavailable(
+            "not the leader; retry through the current leader".into(),
+        ))
+    };
+    reply(&outcome)
 }

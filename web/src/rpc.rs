@@ -62,3 +62,30 @@ pub type WriteReply = Result<sessionraft_raft::Response, PeerRefusal>;
 /// Reply to a read-index request (`POST /raft/read-index`): the log index a linearizable read
 /// must wait for (applied index at least this), as confirmed by the leader with a quorum.
 pub type ReadIndexReply = Result<u64, PeerRefusal>;
+
+/// A membership change, executed on the leader (forwarded there by any node).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum AdminOp {
+    /// Add a node as a learner and wait until it has caught up.
+    AddLearner { id: u64, addr: String },
+    /// Make a learner a voter (joint consensus).
+    Promote { id: u64 },
+    /// Remove a voter or a learner from the cluster.
+    Remove { id: u64 },
+    /// Trigger a snapshot on the leader.
+    Snapshot,
+}
+
+/// Reply to an admin op: a human-readable outcome, or why it was refused.
+pub type AdminReply = Result<String, AdminRefusal>;
+
+/// Why an admin op was refused.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminRefusal {
+    /// The operation is unsafe or invalid in the current membership (400).
+    #[error("{0}")]
+    Refused(String),
+    /// No leader could be reached (503).
+    #[error("{0}")]
+    Unavailable(String),
+}

@@ -1,0 +1,267 @@
+//! The live cluster view behind `/cluster`: the `ClusterWatcher` actor polls this node's Raft
+//! metrics and every member's `/cluster/status` twice a second, derives roles, lag, health and
+//! cluster-wide rates, and pushes the view to every `/cluster/events` subscriber (Server-Sent
+//! Events). A member that does not answer is shown `unreachable` at the next poll.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::web::Bytes;
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::clock::now_ms;
+use crate::cluster::Cluster;
+use crate::handlers::{node_status, NodeStatus};
+use crate::metrics::{Metrics, OpCountersSnapshot};
+
+/// How often the view is refreshed.
+const POLL_EVERY: Duration = Duration::from_millis(500);
+
+/// One node as the dashboard shows it.
+#[derive(Serialize, Clone, Debug)]
+pub struct NodeView {
+    pub id: u64,
+    pub addr: String,
+    pub url: String,
+    pub role: String,
+    pub term: Option<u64>,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    /// Entries behind the leader's last log index.
+    pub lag: Option<u64>,
+    pub healthy: bool,
+}
+
+/// The cluster as seen from one node.
+#[derive(Serialize, Clone, Debug)]
+pub struct ClusterView {
+    pub ts_ms: u64,
+    pub observer: u64,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub nodes: Vec<NodeView>,
+    pub sessions: u64,
+    pub writes_per_sec: f64,
+    pub reads_per_sec: f64,
+    pub avg_batch_size: f64,
+}
+
+/// Where SSE subscribers get the view.
+#[derive(Clone)]
+pub struct DashboardFeed {
+    tx: broadcast::Sender<Arc<str>>,
+    latest: Arc<Mutex<Option<Arc<str>>>>,
+}
+
+impl Default for DashboardFeed {
+    fn default() -> Self {
+        let (tx, _) = broadcast::channel(16);
+        Self {
+            tx,
+            latest: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+impl DashboardFeed {
+    fn publish(&self, json: Arc<str>) {
+        if let Ok(mut l) = self.latest.lock() {
+            *l = Some(json.clone());
+        }
+        // No subscribers is fine.
+        let _ = self.tx.send(json);
+    }
+}
+
+/// The watcher actor.
+pub struct ClusterWatcher {
+    cluster: Arc<Cluster>,
+    metrics: Arc<Metrics>,
+    feed: DashboardFeed,
+    polling: bool,
+    last_counters: HashMap<u64, (Instant, OpCountersSnapshot)>,
+}
+
+impl ClusterWatcher {
+    /// A watcher publishing to `feed`.
+    pub fn new(cluster: Arc<Cluster>, metrics: Arc<Metrics>, feed: DashboardFeed) -> Self {
+        Self {
+            cluster,
+            metrics,
+            feed,
+            polling: false,
+            last_counters: HashMap::new(),
+        }
+    }
+
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.polling {
+            return;
+        }
+        self.polling = true;
+        let cluster = self.cluster.clone();
+        let local = node_status(&self.cluster, &self.metrics);
+        let fut = async move {
+            let peers: Vec<(u64, String)> = local
+                .members
+                .iter()
+                .filter(|m| m.id != cluster.id)
+                .map(|m| (m.id, m.addr.clone()))
+                .collect();
+            let c = cluster.clone();
+            let polled = cluster
+                .rt
+                .spawn(async move {
+                    let calls = peers.into_iter().map(|(id, addr)| {
+                        let c = c.clone();
+                        async move {
+                            let s = c
+                                .peers
+                                .get_json::<NodeStatus>(&addr, "/cluster/status")
+                                .await
+                                .ok();
+                            (id, addr, s)
+                        }
+                    });
+                    futures_util::future::join_all(calls).await
+                })
+                .await
+                .unwrap_or_default();
+            (local, polled)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(local, polled), act, _| {
+            act.polling = false;
+            let view = act.view(local, polled);
+            match serde_json::to_string(&view) {
+                Ok(json) => act.feed.publish(json.into()),
+                Err(e) => tracing::warn!(error = %e, "cannot encode the cluster view"),
+            }
+        }));
+    }
+
+    fn view(
+        &mut self,
+        local: NodeStatus,
+        polled: Vec<(u64, String, Option<NodeStatus>)>,
+    ) -> ClusterView {
+        let now = Instant::now();
+        let mut statuses: Vec<(u64, String, Option<NodeStatus>)> = polled;
+        let self_addr = local
+            .members
+            .iter()
+            .find(|m| m.id == local.id)
+            .map(|m| m.addr.clone())
+            .unwrap_or_default();
+        let leader = local.leader;
+        let term = local.term;
+        let sessions = local.sessions_estimated;
+        statuses.push((local.id, self_addr, Some(local)));
+        statuses.sort_by_key(|(id, _, _)| *id);
+        let leader_last = statuses
+            .iter()
+            .find(|(id, _, _)| Some(*id) == leader)
+            .and_then(|(_, _, s)| s.as_ref())
+            .and_then(|s| s.last_log_index);
+
+        let (mut writes, mut reads, mut batches, mut batched) = (0.0, 0.0, 0u64, 0u64);
+        let nodes = statuses
+            .into_iter()
+            .map(|(id, addr, s)| match s {
+                Some(s) => {
+                    if let Some((then, prev)) = self.last_counters.get(&id) {
+                        let dt = now.duration_since(*then).as_secs_f64().max(0.001);
+                        let c = s.ops;
+                        // a restarted node starts its counters from zero: skip that interval
+                        if c.writes >= prev.writes
+                            && c.reads >= prev.reads
+                            && c.batches >= prev.batches
+                        {
+                            writes += (c.writes - prev.writes) as f64 / dt;
+                            reads += (c.reads - prev.reads) as f64 / dt;
+                            batches += c.batches - prev.batches;
+                            batched += c.batched_writes - prev.batched_writes;
+                        }
+                    }
+                    self.last_counters.insert(id, (now, s.ops));
+                    let lag = leader_last.map(|l| l.saturating_sub(s.last_log_index.unwrap_or(0)));
+                    NodeView {
+                        id,
+                        url: format!("http://{addr}"),
+                        addr,
+                        role: s.role.clone(),
+                        term: Some(s.term),
+                        last_log_index: s.last_log_index,
+                        applied_index: s.applied_index,
+                        lag,
+                        healthy: s.leader.is_some() && s.role != "shutdown",
+                    }
+                }
+                None => {
+                    self.last_counters.remove(&id);
+                    NodeView {
+                        id,
+                        url: format!("http://{addr}"),
+                        addr,
+                        role: "unreachable".into(),
+                        term: None,
+                        last_log_index: None,
+                        applied_index: None,
+                        lag: None,
+                        healthy: false,
+                    }
+                }
+            })
+            .collect();
+        ClusterView {
+            ts_ms: now_ms(),
+            observer: self.cluster.id,
+            leader,
+            term,
+            nodes,
+            sessions,
+            writes_per_sec: (writes * 10.0).round() / 10.0,
+            reads_per_sec: (reads * 10.0).round() / 10.0,
+            avg_batch_size: if batches > 0 {
+                ((batched as f64 / batches as f64) * 10.0).round() / 10.0
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+impl Actor for ClusterWatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.poll(ctx);
+        ctx.run_interval(POLL_EVERY, |act, ctx| act.poll(ctx));
+    }
+}
+
+/// `GET /cluster/events`: the view as Server-Sent Events, the latest one first.
+pub async fn events(feed: web::Data<DashboardFeed>) -> HttpResponse {
+    let rx = feed.tx.subscribe();
+    let first = feed.latest.lock().ok().and_then(|l| l.clone());
+    let frame = |json: &str| Ok::<_, actix_web::Error>(Bytes::from(format!("data: {json}\n\n")));
+    let initial = futures_util::stream::iter(first.map(|j| frame(&j)));
+    let updates = futures_util::stream::unfold(rx, move |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(json) => return Some((frame(&json), rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    use futures_util::StreamExt;
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(initial.chain(updates))
+}

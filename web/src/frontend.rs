@@ -1,0 +1,74 @@
+//! The embedded web frontend: the demo app at `/` and the cluster dashboard at `/cluster`.
+//! The assets are compiled into the binary (`include_str!`): no CDN, no fetch at run time.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+
+use crate::cluster::Cluster;
+
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+const APP_JS: &str = include_str!("../assets/app.js");
+const CLUSTER_HTML: &str = include_str!("../assets/cluster.html");
+const DASHBOARD_JS: &str = include_str!("../assets/dashboard.js");
+const STYLE_CSS: &str = include_str!("../assets/style.css");
+
+/// What `/api/nodes` needs.
+pub struct FrontendState {
+    pub cluster: Arc<Cluster>,
+    /// The load balancer's URL, when one is configured.
+    pub lb_url: Option<String>,
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .body(body)
+}
+
+/// Mount the frontend routes (no session middleware needed: the pages call the API).
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<FrontendState>) {
+    cfg.app_data(state)
+        .route(
+            "/",
+            web::get().to(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
+        .route(
+            "/app.js",
+            web::get().to(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/cluster",
+            web::get().to(|| async { asset("text/html; charset=utf-8", CLUSTER_HTML) }),
+        )
+        .route(
+            "/dashboard.js",
+            web::get().to(|| async { asset("text/javascript; charset=utf-8", DASHBOARD_JS) }),
+        )
+        .route(
+            "/style.css",
+            web::get().to(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
+        )
+        .route(
+            "/favicon.ico",
+            web::get().to(|| async { HttpResponse::NoContent().finish() }),
+        )
+        .route("/api/nodes", web::get().to(nodes));
+}
+
+async fn nodes(state: web::Data<FrontendState>) -> HttpResponse {
+    let m = state.cluster.raft.metrics().borrow().clone();
+    let nodes: Vec<serde_json::Value> = m
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, n)| serde_json::json!({ "id": id, "url": format!("http://{}", n.addr) }))
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({
+        "self": state.cluster.id,
+        "nodes": nodes,
+        "lb_url": state.lb_url,
+    }))
+}
