@@ -62,12 +62,14 @@ pub fn run(cfg: Config, node_id: u64) -> anyhow::Result<()> {
         let services = node.start_actors();
         let state = node.app_state();
         let internal = node.internal_routes();
+        let frontend = node.frontend_routes();
         let cookie = node.session_cookie();
         let store = services.store.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .configure(internal.clone())
+                .configure(frontend.clone())
                 .service(
                     web::scope("")
                         .wrap(cookie.middleware(store.clone()))

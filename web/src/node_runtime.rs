@@ -259,9 +259,9 @@ impl NodeRuntime {
         }
     }
 
-    /// A route configurator for everything but the session-wrapped API: internal RPC, ops
-    /// routes, the admin API, the dashboard feed and the frontend assets; usable in an
-    /// `HttpServer` factory. Register it before the session-wrapped scope.
+    /// A route configurator for what every node needs besides the application: internal RPC,
+    /// ops routes, the admin API and the dashboard feed; usable in an `HttpServer` factory.
+    /// Register it before the session-wrapped scope.
     pub fn internal_routes(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
         let rpc_state = web::Data::new(RpcState {
             cluster: self.cluster.clone(),
@@ -271,10 +271,6 @@ impl NodeRuntime {
             self.cluster.clone(),
             &self.opts.admin_token,
         ));
-        let frontend_state = web::Data::new(FrontendState {
-            cluster: self.cluster.clone(),
-            lb_url: self.opts.lb_url.clone(),
-        });
         let feed = web::Data::new(self.feed.clone());
         move |cfg: &mut web::ServiceConfig| {
             raft_rpc::configure(cfg, rpc_state.clone());
@@ -282,8 +278,18 @@ impl NodeRuntime {
             admin::configure(cfg, admin_state.clone());
             cfg.app_data(feed.clone())
                 .route("/cluster/events", web::get().to(dashboard::events));
-            frontend::configure(cfg, frontend_state.clone());
         }
+    }
+
+    /// A route configurator for sessionraft's own frontend: the demo app at `/`, the dashboard
+    /// at `/cluster`, their assets and `/api/nodes` (the `sessionraft` binary mounts it; an
+    /// application embedding the store usually does not).
+    pub fn frontend_routes(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+        let frontend_state = web::Data::new(FrontendState {
+            cluster: self.cluster.clone(),
+            lb_url: self.opts.lb_url.clone(),
+        });
+        move |cfg: &mut web::ServiceConfig| frontend::configure(cfg, frontend_state.clone())
     }
 
     /// Shared state for the public handlers.
