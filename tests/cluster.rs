@@ -425,3 +425,88 @@ fn embedded_store_example_serves_sessions() {
     );
     assert!(stdout.contains("visits: 2"), "{stdout}");
 }
+
+/// Admin API: 401 without the token; snapshot; unsafe membership steps refused; remove voters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_guards_and_membership_changes() {
+    let c = TestCluster::start(3, Tuning::default());
+    c.wait_ready(READY).await;
+    let http = common::http();
+    let post = |node: u64, path: &str, token: Option<&str>| {
+        let mut r = http.post(c.url(node, path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r
+    };
+    let tok = Some(common::ADMIN_TOKEN);
+    for path in [
+        "/admin/snapshot",
+        "/admin/nodes/3/remove",
+        "/admin/users/x/revoke",
+    ] {
+        let r = post(1, path, None).send().await.expect("answer");
+        assert_eq!(r.status().as_u16(), 401, "{path} without token");
+        let r = post(1, path, Some("wrong-token-wrong-token"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status().as_u16(), 401, "{path} with a wrong token");
+    }
+    // snapshot through any node (forwarded to the leader)
+    let r = post(2, "/admin/snapshot", tok)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status().as_u16(), 200);
+    // promoting a node that is not a learner, adding an id already in use: refused with a reason
+    let r = post(1, "/admin/nodes/9/promote", tok)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status().as_u16(), 400);
+    let r = post(1, "/admin/nodes", tok)
+        .json(&serde_json::json!({ "id": 2, "addr": "127.0.0.1:1" }))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        r.status().as_u16(),
+        400,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    // remove two voters, one at a time; the last voter cannot be removed
+    let leader = c.leader(READY).await;
+    let others: Vec<u64> = (1..=3).filter(|n| *n != leader).collect();
+    for id in &others {
+        let r = post(leader, &format!("/admin/nodes/{id}/remove"), tok)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(
+            r.status().as_u16(),
+            200,
+            "remove {id}: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+    let s = c.status(leader).await.expect("status");
+    assert_eq!(s["members"].as_array().map(Vec::len), Some(1), "{s}");
+    let r = post(leader, &format!("/admin/nodes/{leader}/remove"), tok)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status().as_u16(), 400);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("last voter"),
+        "{body}"
+    );
+    // the single remaining voter still serves sessions
+    let u = user();
+    assert_eq!(increment(&u, &c.url(leader, "/api/counter")).await.0, 200);
+}

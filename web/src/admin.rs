@@ -70,12 +70,43 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
     );
 }
 
-fn unauthorized() -> HttpResponse {
-    HttpResponse::Unauthorized()
-        .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
-        .json(
-            serde_json::json!({ "error": "admin token required (Authorization: Bearer <token>)" }),
-        )
+/// Proof that a request carries the admin token: an extractor every admin handler takes, so
+/// no handler can forget the check. Without the token the request ends here with 401.
+pub struct Authorized;
+
+/// The 401 of an admin request without a valid token.
+#[derive(Debug, thiserror::Error)]
+#[error("admin token required (Authorization: Bearer <token>)")]
+pub struct AdminDenied;
+
+impl actix_web::ResponseError for AdminDenied {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::UNAUTHORIZED
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::Unauthorized()
+            .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+            .json(serde_json::json!({ "error": self.to_string() }))
+    }
+}
+
+impl actix_web::FromRequest for Authorized {
+    type Error = AdminDenied;
+    type Future = std::future::Ready<Result<Self, AdminDenied>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let ok = req
+            .app_data::<web::Data<AdminState>>()
+            .is_some_and(|state| state.authorized(req));
+        std::future::ready(if ok { Ok(Authorized) } else { Err(AdminDenied) })
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .insert_header((header::RETRY_AFTER, "1"))
+        .json(serde_json::json!({ "ok": false, "error": error.to_string() }))
 }
 
 async fn run(state: &AdminState, op: AdminOp) -> HttpResponse {
@@ -84,16 +115,11 @@ async fn run(state: &AdminState, op: AdminOp) -> HttpResponse {
         Err(AdminRefusal::Refused(e)) => {
             HttpResponse::BadRequest().json(serde_json::json!({ "ok": false, "error": e }))
         }
-        Err(AdminRefusal::Unavailable(e)) => HttpResponse::ServiceUnavailable()
-            .insert_header((header::RETRY_AFTER, "1"))
-            .json(serde_json::json!({ "ok": false, "error": e })),
+        Err(AdminRefusal::Unavailable(e)) => unavailable(e),
     }
 }
 
-async fn snapshot(state: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
-    if !state.authorized(&req) {
-        return unauthorized();
-    }
+async fn snapshot(_: Authorized, state: web::Data<AdminState>) -> HttpResponse {
     run(&state, AdminOp::Snapshot).await
 }
 
@@ -104,13 +130,10 @@ struct NewNode {
 }
 
 async fn add_learner(
+    _: Authorized,
     state: web::Data<AdminState>,
-    req: HttpRequest,
     body: web::Json<NewNode>,
 ) -> HttpResponse {
-    if !state.authorized(&req) {
-        return unauthorized();
-    }
     if body.addr.parse::<std::net::SocketAddr>().is_err() {
         return HttpResponse::BadRequest()
             .json(serde_json::json!({ "ok": false, "error": format!("addr: {:?} is not host:port", body.addr) }));
@@ -122,40 +145,21 @@ async fn add_learner(
     run(&state, op).await
 }
 
-async fn promote(
-    state: web::Data<AdminState>,
-    req: HttpRequest,
-    id: web::Path<u64>,
-) -> HttpResponse {
-    if !state.authorized(&req) {
-        return unauthorized();
-    }
+async fn promote(_: Authorized, state: web::Data<AdminState>, id: web::Path<u64>) -> HttpResponse {
     run(&state, AdminOp::Promote { id: *id }).await
 }
 
-async fn remove(
-    state: web::Data<AdminState>,
-    req: HttpRequest,
-    id: web::Path<u64>,
-) -> HttpResponse {
-    if !state.authorized(&req) {
-        return unauthorized();
-    }
+async fn remove(_: Authorized, state: web::Data<AdminState>, id: web::Path<u64>) -> HttpResponse {
     run(&state, AdminOp::Remove { id: *id }).await
 }
 
 async fn user_sessions(
+    _: Authorized,
     state: web::Data<AdminState>,
-    req: HttpRequest,
     user: web::Path<String>,
 ) -> HttpResponse {
-    if !state.authorized(&req) {
-        return unauthorized();
-    }
     if let Err(e) = state.cluster.read_barrier().await {
-        return HttpResponse::ServiceUnavailable()
-            .insert_header((header::RETRY_AFTER, "1"))
-            .json(serde_json::json!({ "error": e.to_string() }));
+        return unavailable(e);
     }
     match state.cluster.sm.sessions_of_user(&user, now_ms()) {
         Ok(list) => {
@@ -180,13 +184,10 @@ async fn user_sessions(
 }
 
 async fn revoke_user(
+    _: Authorized,
     state: web::Data<AdminState>,
-    req: HttpRequest,
     user: web::Path<String>,
 ) -> HttpResponse {
-    if !state.authorized(&req) {
-        return unauthorized();
-    }
     let cmd = Command::DeleteUser { user: user.clone() };
     match state.cluster.propose(cmd).await {
         Ok(p) => match p.response {
@@ -200,8 +201,6 @@ async fn revoke_user(
             other => HttpResponse::InternalServerError()
                 .json(serde_json::json!({ "error": format!("unexpected response {other:?}") })),
         },
-        Err(e) => HttpResponse::ServiceUnavailable()
-            .insert_header((header::RETRY_AFTER, "1"))
-            .json(serde_json::json!({ "error": e.to_string() })),
+        Err(e) => unavailable(e),
     }
 }
