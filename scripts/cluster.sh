@@ -24,7 +24,8 @@ build() {
     "$ROOT/scripts/install-deps.sh"
     if [[ ! -x "$BIN" || "${SESSIONRAFT_REBUILD:-0}" == 1 ]]; then
         echo "building sessionraft (release; the first build compiles RocksDB, ~10 min)..." >&2
-        (cd "$ROOT" && cargo build --release --workspace --bins)
+        # the same build as scripts/test.sh: one set of features, RocksDB compiled once
+        (cd "$ROOT" && cargo build --release --workspace --all-targets)
     fi
 }
 
