@@ -114,7 +114,7 @@ cmd_up() {
     echo
     echo "sessionraft is up ($(echo $ids | wc -w) nodes):"
     for id in $ids; do
-        echo "  node $id: http://$(node_field "$id" 2)/   dashboard: http://$(node_field "$id" 2)/cluster/status"
+        echo "  node $id: demo http://$(node_field "$id" 2)/   dashboard http://$(node_field "$id" 2)/cluster"
     done
     echo "stop it with: scripts/cluster.sh down"
 }
