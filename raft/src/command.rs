@@ -105,18 +105,3 @@ pub enum Response {
     /// The answer to a blank or membership entry.
     Empty,
 }
-
-impl Command {
-    /// Number of leaf commands (a batch counts its members).
-    pub fn len(&self) -> usize {
-        match self {
-            Command::Batch(cmds) => cmds.iter().map(Command::len).sum(),
-            _ => 1,
-        }
-    }
-
-    /// Whether this is an empty batch.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}

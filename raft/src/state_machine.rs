@@ -292,7 +292,8 @@ impl StateMachineStore {
         }
     }
 
-    /// Make `info` the current snapshot unless a newer one already is; drop older files.
+    /// Add "`info` is the current snapshot" to `batch` (the caller decides when, and drops the
+    /// older files after the batch is written).
     fn set_current_snapshot(&self, info: &SnapshotInfo, batch: &mut WriteBatch) -> Result<()> {
         batch.put_cf(
             db::cf(&self.inner.db, CF_SM_META)?,

@@ -27,16 +27,6 @@ pub enum ClusterError {
     Fatal(String),
 }
 
-impl ClusterError {
-    /// Whether a write that ended with this error may have been applied anyway.
-    pub fn is_ambiguous(&self) -> bool {
-        match self {
-            ClusterError::Unavailable { ambiguous, .. } => *ambiguous,
-            ClusterError::Fatal(_) => true,
-        }
-    }
-}
-
 /// Timing of replicated operations.
 #[derive(Clone, Copy, Debug)]
 pub struct Deadlines {
@@ -98,7 +88,10 @@ impl Cluster {
 
     /// The leader this node currently knows, with its address.
     pub fn leader(&self) -> Option<(NodeId, Option<String>)> {
-        let m = self.raft.metrics().borrow().clone();
+        // Read in place: this runs on every write attempt and barrier round, and a clone of the
+        // metrics copies the membership and the replication map.
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
         let leader = m.current_leader?;
         let addr = m
             .membership_config
@@ -110,7 +103,8 @@ impl Cluster {
 
     /// Whether this node believes it is the leader.
     pub fn is_leader(&self) -> bool {
-        let m = self.raft.metrics().borrow().clone();
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 

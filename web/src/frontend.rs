@@ -28,29 +28,28 @@ fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
         .body(body)
 }
 
+/// The embedded assets: route, content type, body.
+const ASSETS: [(&str, &str, &str); 5] = [
+    ("/", "text/html; charset=utf-8", INDEX_HTML),
+    ("/app.js", "text/javascript; charset=utf-8", APP_JS),
+    ("/cluster", "text/html; charset=utf-8", CLUSTER_HTML),
+    (
+        "/dashboard.js",
+        "text/javascript; charset=utf-8",
+        DASHBOARD_JS,
+    ),
+    ("/style.css", "text/css; charset=utf-8", STYLE_CSS),
+];
+
 /// Mount the frontend routes (no session middleware needed: the pages call the API).
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<FrontendState>) {
+    for (path, content_type, body) in ASSETS {
+        cfg.route(
+            path,
+            web::get().to(move || async move { asset(content_type, body) }),
+        );
+    }
     cfg.app_data(state)
-        .route(
-            "/",
-            web::get().to(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
-        )
-        .route(
-            "/app.js",
-            web::get().to(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
-            "/cluster",
-            web::get().to(|| async { asset("text/html; charset=utf-8", CLUSTER_HTML) }),
-        )
-        .route(
-            "/dashboard.js",
-            web::get().to(|| async { asset("text/javascript; charset=utf-8", DASHBOARD_JS) }),
-        )
-        .route(
-            "/style.css",
-            web::get().to(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
-        )
         .route(
             "/favicon.ico",
             web::get().to(|| async { HttpResponse::NoContent().finish() }),

@@ -87,11 +87,6 @@ impl PeerClient {
         })
     }
 
-    /// The default per-call timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// POST a bincode `req` to `http://{addr}{path}` and decode the bincode reply.
     ///
     /// # Errors
