@@ -287,6 +287,9 @@ pub struct Config {
     pub raft: RaftTimings,
     /// The cluster members (`[[node]]`), sorted by id; ids, addresses and data dirs are unique.
     pub nodes: Vec<NodeConfig>,
+    /// The load balancer's address (`[load_balancer] addr`), if one fronts the cluster: where
+    /// `scripts/cluster.sh` runs HAProxy and the URL the demo app shows.
+    pub lb_addr: Option<SocketAddr>,
 }
 
 /// `[cluster]`: cluster identity and secrets.
@@ -383,12 +386,16 @@ impl Config {
             session,
             raft,
             nodes,
+            load_balancer,
         } = raw;
+        let nodes = validate_nodes(nodes, base_dir)?;
+        let lb_addr = validate_load_balancer(load_balancer, &nodes)?;
         Ok(Self {
             cluster: validate_cluster(cluster, base_dir)?,
             session: validate_session(session)?,
             raft: validate_raft(raft)?,
-            nodes: validate_nodes(nodes, base_dir)?,
+            nodes,
+            lb_addr,
         })
     }
 
@@ -467,6 +474,16 @@ pub struct RawConfig {
     /// The `[[node]]` tables, in file order.
     #[serde(default, rename = "node")]
     pub nodes: Vec<RawNodeConfig>,
+    /// `[load_balancer]` (optional).
+    pub load_balancer: Option<RawLoadBalancerConfig>,
+}
+
+/// `[load_balancer]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoadBalancerConfig {
+    /// `addr`: `IP:PORT` the load balancer listens on.
+    pub addr: String,
 }
 
 /// `[cluster]` as written. Secrets are held as [`Secret`] so that `Debug` never shows them.
@@ -930,6 +947,30 @@ fn validate_nodes(
     Ok(nodes)
 }
 
+fn validate_load_balancer(
+    raw: Option<RawLoadBalancerConfig>,
+    nodes: &[NodeConfig],
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let addr = parse_addr("load_balancer.addr", &raw.addr)?;
+    if let Some((index, node)) = nodes
+        .iter()
+        .enumerate()
+        .find(|(_, n)| n.http_addr == addr || n.raft_addr == addr)
+    {
+        return Err(ConfigError::invalid(
+            "load_balancer.addr",
+            format!(
+                "{addr} is already used by node {} (node[{index}] after sorting by id)",
+                node.id
+            ),
+        ));
+    }
+    Ok(Some(addr))
+}
+
 /// Parses `IP:PORT` (no host names) and rejects port 0.
 fn parse_addr(field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     let addr: SocketAddr = text.parse().map_err(|_| {
@@ -1056,6 +1097,10 @@ data_dir = "/abs/n3"
         );
         assert_eq!(config.raft.heartbeat, Duration::from_millis(100));
         assert_eq!(config.raft.request_deadline, Duration::from_millis(3000));
+        assert_eq!(
+            config.lb_addr,
+            Some(SocketAddr::from(([127, 0, 0, 1], 7100)))
+        );
         config.openraft_config().unwrap();
         load(None).unwrap();
     }
@@ -1077,6 +1122,22 @@ data_dir = "d"
         let defaults = parse(minimal, base()).unwrap();
         assert_eq!(from_file.session, defaults.session);
         assert_eq!(from_file.raft, defaults.raft);
+    }
+
+    #[test]
+    fn load_balancer_address_is_optional_and_checked() {
+        assert_eq!(parse(VALID, base()).unwrap().lb_addr, None);
+        let with_lb = format!("{VALID}\n[load_balancer]\naddr = \"127.0.0.1:8000\"\n");
+        assert_eq!(
+            parse(&with_lb, base()).unwrap().lb_addr,
+            Some(SocketAddr::from(([127, 0, 0, 1], 8000)))
+        );
+        let clash = format!("{VALID}\n[load_balancer]\naddr = \"127.0.0.1:9002\"\n");
+        assert_rejected(&clash, &["load_balancer.addr", "already used by node 2"]);
+        let bad = format!("{VALID}\n[load_balancer]\naddr = \"localhost\"\n");
+        assert_rejected(&bad, &["load_balancer.addr", "IP:PORT"]);
+        let unknown = format!("{VALID}\n[load_balancer]\naddr = \"127.0.0.1:8000\"\nport = 1\n");
+        assert_rejected(&unknown, &["port"]);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! - [`config`]: `cluster.toml` parsed once into a validated [`config::Config`].
 //! - [`serve`]: run one node (HTTP server over `sessionraft-web`'s `NodeRuntime`).
 //! - [`status`]: the cluster status table.
+//! - [`ops`]: membership changes, backup and restore through the admin API.
 
 pub mod config;
+pub mod ops;
 pub mod serve;
 pub mod status;

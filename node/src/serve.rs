@@ -10,11 +10,73 @@ use sessionraft_web::handlers::configure_api;
 use sessionraft_web::request_scope::store_errors;
 use sessionraft_web::{Deadlines, NodeOptions, NodeRuntime, StoreSettings};
 
-use crate::config::Config;
+use crate::config::{Config, NodeConfig};
 
-/// Node options from the validated configuration.
-pub fn node_options(cfg: &Config, node_id: u64) -> anyhow::Result<NodeOptions> {
-    let me = cfg.node(node_id)?;
+/// Where a node outside the configuration (one being added to a running cluster) listens and
+/// keeps its data: `serve --node N --http H --raft R --data-dir D`.
+#[derive(Debug, Clone)]
+pub struct JoiningNode {
+    pub http_addr: std::net::SocketAddr,
+    pub raft_addr: Option<std::net::SocketAddr>,
+    pub data_dir: std::path::PathBuf,
+}
+
+/// This process's node: the configuration's `[[node]]` entry, or — for a node outside the
+/// initial membership — the addresses given on the command line. A joining node never
+/// initializes a cluster: it waits to be added (`sessionraft cluster add-node`).
+///
+/// # Errors
+/// An unknown id without `--http`/`--data-dir`, flags given for a configured node, or a joining
+/// node whose address or data dir is already a configured node's.
+pub fn resolve_node(
+    cfg: &Config,
+    node_id: u64,
+    joining: Option<JoiningNode>,
+) -> anyhow::Result<NodeConfig> {
+    let configured = cfg.nodes.iter().find(|n| n.id == node_id);
+    match (configured, joining) {
+        (Some(n), None) => Ok(n.clone()),
+        (Some(_), Some(_)) => anyhow::bail!(
+            "--node {node_id} is in the configuration: drop --http/--raft/--data-dir (they are \
+             only for a node joining from outside the configuration)"
+        ),
+        (None, None) => {
+            let known: Vec<String> = cfg.node_ids().map(|i| i.to_string()).collect();
+            anyhow::bail!(
+                "--node {node_id}: no such node in the cluster configuration (known node ids: {}); \
+                 a node joining a running cluster from outside it needs --http and --data-dir \
+                 (and optionally --raft)",
+                known.join(", ")
+            )
+        }
+        (None, Some(j)) => {
+            anyhow::ensure!(node_id != 0, "--node: node ids must be at least 1");
+            let raft_addr = j.raft_addr.unwrap_or(j.http_addr);
+            for a in [j.http_addr, raft_addr] {
+                anyhow::ensure!(a.port() != 0, "{a}: a fixed port is required");
+            }
+            if let Some(n) = cfg.nodes.iter().find(|n| {
+                [n.http_addr, n.raft_addr].contains(&j.http_addr)
+                    || [n.http_addr, n.raft_addr].contains(&raft_addr)
+                    || n.data_dir == j.data_dir
+            }) {
+                anyhow::bail!(
+                    "node {node_id}: address or data dir already used by configured node {}",
+                    n.id
+                );
+            }
+            Ok(NodeConfig {
+                id: node_id,
+                http_addr: j.http_addr,
+                raft_addr,
+                data_dir: j.data_dir,
+            })
+        }
+    }
+}
+
+/// Node options for node `me` from the validated configuration.
+pub fn node_options(cfg: &Config, me: &NodeConfig) -> anyhow::Result<NodeOptions> {
     Ok(NodeOptions {
         id: me.id,
         data_dir: me.data_dir.clone(),
@@ -26,7 +88,7 @@ pub fn node_options(cfg: &Config, node_id: u64) -> anyhow::Result<NodeOptions> {
             .collect::<BTreeMap<_, _>>(),
         secret: cfg.cluster.secret.expose().to_vec(),
         admin_token: cfg.cluster.admin_token.expose().to_vec(),
-        lb_url: None,
+        lb_url: cfg.lb_addr.map(|a| format!("http://{a}/")),
         raft: cfg.openraft_config()?,
         deadlines: Deadlines {
             request: cfg.raft.request_deadline,
@@ -43,9 +105,15 @@ pub fn node_options(cfg: &Config, node_id: u64) -> anyhow::Result<NodeOptions> {
     })
 }
 
-pub fn run(cfg: Config, node_id: u64) -> anyhow::Result<()> {
-    let opts = node_options(&cfg, node_id)?;
-    let me = cfg.node(node_id)?.clone();
+pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::Result<()> {
+    let me = resolve_node(&cfg, node_id, joining)?;
+    let opts = node_options(&cfg, &me)?;
+    if !opts.initial_members.contains_key(&me.id) {
+        tracing::info!(
+            node = me.id,
+            "not in the initial membership: waiting to be added (sessionraft cluster add-node)"
+        );
+    }
     let node = NodeRuntime::start(opts).with_context(|| {
         format!(
             "starting node {} (data dir {})",

@@ -304,6 +304,24 @@ impl<'a> Txn<'a> {
                 }
                 Ok(Response::Count(purged))
             }
+            Command::Import { sessions, now_ms } => {
+                // Validate everything first: a rejected import changes nothing.
+                for (key, session) in sessions {
+                    if let Some(r) = check_key(key).or_else(|| check_user(&session.user)) {
+                        return Ok(r);
+                    }
+                }
+                let mut written = 0;
+                for (key, session) in sessions {
+                    if !session.is_live(*now_ms) {
+                        continue;
+                    }
+                    let old = self.get(key)?;
+                    self.put(key, old.as_ref(), session.clone())?;
+                    written += 1;
+                }
+                Ok(Response::Count(written))
+            }
             Command::Batch(cmds) => {
                 let mut out = Vec::with_capacity(cmds.len());
                 for c in cmds {

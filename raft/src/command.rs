@@ -83,6 +83,14 @@ pub enum Command {
     PurgeExpired { now_ms: u64, limit: u32 },
     /// Many commands in one log entry, applied in order, one response each (group commit).
     Batch(Vec<Command>),
+    /// Restore sessions verbatim from a backup (state, version, times, principal), replacing
+    /// whatever is stored under their keys; sessions already expired at `now_ms` are skipped.
+    /// Idempotent, so re-proposing after an ambiguous outcome is safe. Responds with the number
+    /// written. (Appended last: variant indexes of persisted commands never change.)
+    Import {
+        sessions: Vec<(String, Session)>,
+        now_ms: u64,
+    },
 }
 
 /// The state machine's answer to one command.

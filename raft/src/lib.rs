@@ -11,10 +11,12 @@
 //! - [`state_machine`]: sessions, indexes, snapshots ([`StateMachineStore`], `RaftStateMachine`).
 //! - `apply`: the deterministic application of commands.
 //! - [`snapshot_file`]: the snapshot file format.
+//! - [`backup`]: the backup file format (all live sessions, checksummed).
 //!
 //! [`open`] gives the pair of stores, sharing one RocksDB, to hand to `openraft::Raft::new`.
 
 mod apply;
+pub mod backup;
 pub mod codec;
 pub mod command;
 mod db;

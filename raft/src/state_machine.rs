@@ -24,6 +24,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use crate::apply::{self, Txn};
+use crate::backup::{BackupHeader, BackupTrailer, BackupWriter};
 use crate::codec;
 use crate::command::{Response, Session};
 use crate::db::{self, CF_SESSIONS, CF_SM_META, CF_USER_INDEX, GENERATION_CFS};
@@ -230,13 +231,15 @@ impl StateMachineStore {
         Ok(out)
     }
 
-    /// A digest of the whole state machine (every stored session, in key order) and the log id it
-    /// reflects, taken from one consistent RocksDB view. Two replicas at the same applied index
-    /// must report the same digest.
-    ///
-    /// # Errors
-    /// On a RocksDB error.
-    pub fn digest(&self) -> Result<(Option<LogId>, u64, String)> {
+    /// Run `f` over one consistent RocksDB view: the log id it reflects and every stored
+    /// session (live or expired) in key order, as (key, encoded session).
+    fn with_consistent_view<T>(
+        &self,
+        f: impl FnOnce(
+            Option<LogId>,
+            &mut dyn Iterator<Item = Result<(Vec<u8>, Box<[u8]>)>>,
+        ) -> Result<T>,
+    ) -> Result<T> {
         let db = &self.inner.db;
         let snap = db.snapshot();
         let generation: u64 = get_meta(db, Some(&snap), KEY_GENERATION, "generation")?.unwrap_or(0);
@@ -244,21 +247,87 @@ impl StateMachineStore {
             get_meta::<Option<LogId>>(db, Some(&snap), KEY_APPLIED, "last applied log id")?
                 .flatten();
         let prefix = db::gen_prefix(generation);
-        let mut hasher = Sha256::new();
-        let mut count = 0u64;
         let cf = db::cf(db, CF_SESSIONS)?;
-        for item in snap.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
-            let (k, v) = item.map_err(rocks("scan sessions"))?;
-            if !k.starts_with(&prefix) {
-                break;
+        let mut sessions = snap
+            .iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward))
+            .map(|item| item.map_err(rocks("scan sessions")))
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .map(|item| item.map(|(k, v)| (k[prefix.len()..].to_vec(), v)));
+        f(last, &mut sessions)
+    }
+
+    /// A digest of the whole state machine (every stored session, in key order) and the log id it
+    /// reflects, taken from one consistent RocksDB view. Two replicas at the same applied index
+    /// must report the same digest.
+    ///
+    /// # Errors
+    /// On a RocksDB error.
+    pub fn digest(&self) -> Result<(Option<LogId>, u64, String)> {
+        self.with_consistent_view(|last, sessions| {
+            let mut hasher = Sha256::new();
+            let mut count = 0u64;
+            for item in sessions {
+                let (key, value) = item?;
+                hasher.update(((key.len() + 8) as u64).to_be_bytes());
+                hasher.update(&key);
+                hasher.update((value.len() as u64).to_be_bytes());
+                hasher.update(&value);
+                count += 1;
             }
-            hasher.update((k.len() as u64).to_be_bytes());
-            hasher.update(&k[8..]);
-            hasher.update((v.len() as u64).to_be_bytes());
-            hasher.update(&v);
-            count += 1;
+            Ok((last, count, hex::encode(hasher.finalize())))
+        })
+    }
+
+    /// Write every session live at `now_ms` to a backup (see [`crate::backup`]), from one
+    /// consistent RocksDB view. Returns the writer, the header and the trailer written.
+    ///
+    /// # Errors
+    /// On a RocksDB or write error, or a corrupt stored session.
+    pub fn backup<W: Write>(
+        &self,
+        out: W,
+        node_id: u64,
+        now_ms: u64,
+    ) -> Result<(W, BackupHeader, BackupTrailer)> {
+        self.with_consistent_view(|last, sessions| {
+            let header = BackupHeader {
+                created_at_ms: now_ms,
+                node_id,
+                applied_index: last.map(|l| l.index),
+            };
+            let mut writer = BackupWriter::new(out, &header)?;
+            for item in sessions {
+                let (key, value) = item?;
+                let key = String::from_utf8(key).map_err(|_| Error::Corrupt {
+                    what: "session key",
+                    reason: "not UTF-8".into(),
+                })?;
+                let session: Session = codec::decode("session", &value)?;
+                if session.is_live(now_ms) {
+                    writer.add(&key, &session)?;
+                }
+            }
+            let (out, trailer) = writer.finish()?;
+            Ok((out, header, trailer))
+        })
+    }
+
+    /// Whether no session at all is stored (live or expired).
+    ///
+    /// # Errors
+    /// On a RocksDB error.
+    pub fn is_empty(&self) -> Result<bool> {
+        let generation = self.generation()?;
+        let db = &self.inner.db;
+        let prefix = db::gen_prefix(generation);
+        let cf = db::cf(db, CF_SESSIONS)?;
+        match db
+            .iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward))
+            .next()
+        {
+            Some(item) => Ok(!item.map_err(rocks("scan sessions"))?.0.starts_with(&prefix)),
+            None => Ok(true),
         }
-        Ok((last, count, hex::encode(hasher.finalize())))
     }
 
     /// Estimated number of stored sessions (RocksDB's estimate; cheap).

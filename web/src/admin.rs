@@ -10,6 +10,7 @@ use serde::Deserialize;
 use sessionraft_raft::{Command, Response};
 use sha2::{Digest, Sha256};
 
+use crate::admin_backup;
 use crate::clock::{key_hash, now_ms};
 use crate::cluster::Cluster;
 use crate::rpc::{AdminOp, AdminRefusal};
@@ -17,16 +18,19 @@ use crate::rpc::{AdminOp, AdminRefusal};
 /// Shared state of the admin routes.
 pub struct AdminState {
     pub cluster: Arc<Cluster>,
+    /// Where backups and restores spool their files (under the node's data dir).
+    pub(crate) spool_dir: std::path::PathBuf,
     token_digest: [u8; 32],
     /// No token configured: every admin request is refused.
     disabled: bool,
 }
 
 impl AdminState {
-    /// Admin routes guarded by `token`.
-    pub fn new(cluster: Arc<Cluster>, token: &[u8]) -> Self {
+    /// Admin routes guarded by `token`; backups spool under `spool_dir`.
+    pub fn new(cluster: Arc<Cluster>, token: &[u8], spool_dir: std::path::PathBuf) -> Self {
         Self {
             cluster,
+            spool_dir,
             token_digest: Sha256::digest(token).into(),
             disabled: token.is_empty(),
         }
@@ -62,6 +66,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
             .app_data(state)
             .app_data(web::JsonConfig::default().limit(4096))
             .route("/snapshot", web::post().to(snapshot))
+            .route("/backup", web::get().to(admin_backup::take_backup))
+            .route("/restore", web::post().to(admin_backup::restore))
             .route("/nodes", web::post().to(add_learner))
             .route("/nodes/{id}/promote", web::post().to(promote))
             .route("/nodes/{id}/remove", web::post().to(remove))

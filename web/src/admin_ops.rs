@@ -78,6 +78,14 @@ impl Cluster {
     /// # Errors
     /// As [`Cluster::admin`].
     pub async fn admin_on_leader(&self, op: AdminOp) -> AdminReply {
+        // One membership change at a time: a second one while the first is still running (for
+        // example a learner still catching up) is refused, not queued behind it.
+        let _change = match op {
+            AdminOp::Snapshot => None,
+            _ => Some(self.membership_change.try_lock().map_err(|_| {
+                refused("another membership change is in progress; wait for it to finish")
+            })?),
+        };
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership().clone();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
@@ -113,6 +121,12 @@ impl Cluster {
                             n.addr
                         )));
                     }
+                }
+                if let Some(pending) = nodes.keys().find(|n| !voters.contains(n) && **n != id) {
+                    return Err(refused(format!(
+                        "node {pending} is a learner that was never promoted (an add-node in \
+                         progress or interrupted): promote or remove it before adding another"
+                    )));
                 }
                 if let Some((other, _)) =
                     nodes.iter().find(|(oid, n)| n.addr == addr && **oid != id)

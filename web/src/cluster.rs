@@ -58,6 +58,9 @@ pub struct Cluster {
     pub rt: tokio::runtime::Handle,
     pub deadlines: Deadlines,
     barrier_tx: mpsc::UnboundedSender<BarrierWaiter>,
+    /// Held by the membership change being executed on this node (as leader): a second one
+    /// arriving meanwhile is refused rather than queued.
+    pub(crate) membership_change: tokio::sync::Mutex<()>,
 }
 
 const BACKOFF: Duration = Duration::from_millis(50);
@@ -81,6 +84,7 @@ impl Cluster {
             rt: rt.clone(),
             deadlines,
             barrier_tx,
+            membership_change: tokio::sync::Mutex::new(()),
         });
         rt.spawn(read_barrier_loop(Arc::downgrade(&cluster), barrier_rx));
         cluster

@@ -10,10 +10,11 @@
 //! - [`network`], [`raft_rpc`], [`rpc`], [`auth`]: internal RPC out and in, its wire format, MACs.
 //! - [`frontend`]: the embedded demo app and dashboard pages. [`dashboard`]: the `ClusterWatcher`
 //!   actor and the `/cluster/events` SSE feed. [`admin`], [`admin_ops`]: the token-guarded admin
-//!   API and membership changes (run on the leader).
+//!   API and membership changes (run on the leader); `admin_backup`: backup and restore.
 //! - [`handlers`]: the public HTTP surface. [`metrics`]: Prometheus. [`clock`]: time and key hashes.
 
 pub mod admin;
+mod admin_backup;
 pub mod admin_ops;
 pub mod auth;
 pub mod batcher;

@@ -270,6 +270,7 @@ impl NodeRuntime {
         let admin_state = web::Data::new(AdminState::new(
             self.cluster.clone(),
             &self.opts.admin_token,
+            self.opts.data_dir.join("spool"),
         ));
         let feed = web::Data::new(self.feed.clone());
         move |cfg: &mut web::ServiceConfig| {

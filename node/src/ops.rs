@@ -1,0 +1,326 @@
+//! Operator commands that drive a running cluster through its admin API:
+//! `cluster add-node`, `cluster remove-node`, `backup`, `restore`.
+//!
+//! Requests go to the configured nodes in turn (a node that cannot be reached is skipped; any
+//! node forwards membership changes to the leader) with the admin token from the configuration.
+//! A 503 (no leader yet) is retried until a deadline; a 400/409 is a refusal, printed as is.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use reqwest::{Method, StatusCode};
+use sessionraft_raft::backup;
+use sessionraft_web::handlers::NodeStatus;
+
+use crate::config::Config;
+
+/// How long a request keeps being retried while the cluster answers 503 or cannot be reached.
+const UNAVAILABLE_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a new node may take to catch up before `add-node` gives up.
+const CATCH_UP_DEADLINE: Duration = Duration::from_secs(300);
+
+struct Admin {
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    token: String,
+    nodes: Vec<SocketAddr>,
+}
+
+/// A refusal or failure reported by the cluster, with its message.
+fn reply_error(status: StatusCode, body: &[u8]) -> anyhow::Error {
+    let msg = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::CONFLICT => anyhow!("refused: {msg}"),
+        StatusCode::UNAUTHORIZED => anyhow!("the admin token of the configuration was rejected"),
+        s => anyhow!("{s}: {msg}"),
+    }
+}
+
+impl Admin {
+    fn new(cfg: &Config) -> anyhow::Result<Self> {
+        let token = std::str::from_utf8(cfg.cluster.admin_token.expose())
+            .context("cluster.admin_token is not UTF-8")?
+            .to_owned();
+        Ok(Self {
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .build()?,
+            token,
+            nodes: cfg.nodes.iter().map(|n| n.http_addr).collect(),
+        })
+    }
+
+    /// Send to the first node that answers with something other than 503; retry through
+    /// elections until the deadline. Returns the 2xx body.
+    fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> anyhow::Result<(reqwest::header::HeaderMap, Vec<u8>)> {
+        let deadline = Instant::now() + UNAVAILABLE_DEADLINE;
+        let mut last = String::from("no node configured");
+        loop {
+            for addr in &self.nodes {
+                let mut req = self
+                    .http
+                    .request(method.clone(), format!("http://{addr}{path}"))
+                    .bearer_auth(&self.token)
+                    .timeout(timeout);
+                if let Some(b) = &body {
+                    req = req
+                        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                        .body(b.clone());
+                }
+                let r = self.rt.block_on(async {
+                    let resp = req.send().await?;
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    let bytes = resp.bytes().await?;
+                    Ok::<_, reqwest::Error>((status, headers, bytes.to_vec()))
+                });
+                match r {
+                    Ok((s, h, b)) if s.is_success() => return Ok((h, b)),
+                    Ok((StatusCode::SERVICE_UNAVAILABLE, _, b)) => {
+                        last = format!(
+                            "{addr}: {}",
+                            reply_error(StatusCode::SERVICE_UNAVAILABLE, &b)
+                        );
+                    }
+                    Ok((s, _, b)) => return Err(reply_error(s, &b)),
+                    Err(e) => last = format!("{addr}: {e}"),
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!("the cluster did not answer within {UNAVAILABLE_DEADLINE:?}: {last}");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        timeout: Duration,
+    ) -> anyhow::Result<serde_json::Value> {
+        let body = body.map(|b| b.to_string().into_bytes());
+        let (_, bytes) = self.call(method, path, body, timeout)?;
+        serde_json::from_slice(&bytes).context("the cluster's reply is not JSON")
+    }
+
+    fn status_of(&self, addr: &str) -> anyhow::Result<NodeStatus> {
+        self.rt.block_on(async {
+            let r = self
+                .http
+                .get(format!("http://{addr}/cluster/status"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await?;
+            Ok(r.error_for_status()?.json::<NodeStatus>().await?)
+        })
+    }
+
+    /// The leader's status, asked of the configured nodes.
+    fn leader_status(&self) -> anyhow::Result<NodeStatus> {
+        for addr in &self.nodes {
+            if let Ok(s) = self.status_of(&addr.to_string()) {
+                if s.role == "leader" {
+                    return Ok(s);
+                }
+                if let Some(addr) = s
+                    .leader
+                    .and_then(|l| s.members.iter().find(|m| m.id == l))
+                    .map(|m| m.addr.clone())
+                {
+                    if let Ok(l) = self.status_of(&addr) {
+                        if l.role == "leader" {
+                            return Ok(l);
+                        }
+                    }
+                }
+            }
+        }
+        bail!("no leader found among the configured nodes")
+    }
+}
+
+fn message(v: &serde_json::Value) -> String {
+    v.get("message")
+        .and_then(|m| m.as_str())
+        .map_or_else(|| v.to_string(), str::to_owned)
+}
+
+/// `sessionraft cluster add-node`: the node must already run (`serve --node N --http ...`);
+/// it is added as a learner, waits until it has caught up, then is promoted to voter.
+///
+/// # Errors
+/// When the node is not running, is already a member elsewhere, or the cluster refuses a step.
+pub fn add_node(cfg: &Config, id: u64, http: SocketAddr, raft: SocketAddr) -> anyhow::Result<()> {
+    let admin = Admin::new(cfg)?;
+    let started = Instant::now();
+    let status = admin.status_of(&http.to_string()).with_context(|| {
+        format!(
+            "node {id} does not answer at http://{http}/cluster/status: start it first \
+             (sessionraft serve --node {id} --http {http} --raft {raft} --data-dir DIR)"
+        )
+    })?;
+    if status.id != id {
+        bail!("the node at {http} is node {}, not node {id}", status.id);
+    }
+    let leader = admin.leader_status()?;
+    if leader.members.iter().any(|m| m.id == id && m.voter) {
+        bail!("refused: node {id} is already a voter of the cluster");
+    }
+    if !status.members.is_empty() && !status.members.iter().any(|m| m.id == leader.id) {
+        bail!(
+            "refused: node {id} already belongs to another cluster (it knows members {:?}); \
+             wipe its data dir to add it here",
+            status.members.iter().map(|m| m.id).collect::<Vec<_>>()
+        );
+    }
+    println!("adding node {id} ({raft}) as a learner; it catches up first...");
+    let r = admin.json(
+        Method::POST,
+        "/admin/nodes",
+        Some(serde_json::json!({ "id": id, "addr": raft.to_string() })),
+        CATCH_UP_DEADLINE,
+    )?;
+    println!("  {}", message(&r));
+    // Caught up: its applied index reaches the leader's last log index (sampled now).
+    let target = admin.leader_status()?.last_log_index.unwrap_or(0);
+    let deadline = Instant::now() + CATCH_UP_DEADLINE;
+    loop {
+        let applied = admin
+            .status_of(&http.to_string())
+            .ok()
+            .and_then(|s| s.applied_index)
+            .unwrap_or(0);
+        if applied >= target {
+            println!("  node {id} caught up (applied {applied} >= {target})");
+            break;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "node {id} did not catch up within {CATCH_UP_DEADLINE:?} (applied {applied} of \
+                 {target}); it stays a learner: run add-node again or remove-node {id}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = admin.json(
+        Method::POST,
+        &format!("/admin/nodes/{id}/promote"),
+        None,
+        Duration::from_secs(30),
+    )?;
+    println!("  {}", message(&r));
+    println!(
+        "node {id} is a voter ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `sessionraft cluster remove-node N`.
+///
+/// # Errors
+/// When the cluster refuses (the last voter, a change in progress, not a member).
+pub fn remove_node(cfg: &Config, id: u64) -> anyhow::Result<()> {
+    let admin = Admin::new(cfg)?;
+    let r = admin.json(
+        Method::POST,
+        &format!("/admin/nodes/{id}/remove"),
+        None,
+        Duration::from_secs(30),
+    )?;
+    println!("{}", message(&r));
+    Ok(())
+}
+
+fn print_summary(what: &str, path: &Path, s: &backup::BackupSummary) {
+    println!(
+        "{what} {}: {} sessions, applied index {}, content sha256 {}",
+        path.display(),
+        s.count,
+        s.header
+            .applied_index
+            .map_or_else(|| "-".to_owned(), |i| i.to_string()),
+        s.content_sha256
+    );
+}
+
+/// `sessionraft backup --to FILE`: a consistent backup of every live session, written to a
+/// temporary file, verified, synced, then renamed into place.
+///
+/// # Errors
+/// When no node answers, or the received file does not verify.
+pub fn backup(cfg: &Config, to: &Path) -> anyhow::Result<()> {
+    let admin = Admin::new(cfg)?;
+    let (_, bytes) = admin.call(Method::GET, "/admin/backup", None, Duration::from_secs(600))?;
+    let summary = backup::verify(bytes.as_slice()).context("the received backup is damaged")?;
+    let partial = to.with_extension("partial");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&partial)
+            .with_context(|| format!("creating {}", partial.display()))?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&partial, to).with_context(|| format!("renaming to {}", to.display()))?;
+    print_summary("backup written to", to, &summary);
+    Ok(())
+}
+
+/// `sessionraft backup-info FILE`: verify a backup file and print its summary.
+///
+/// # Errors
+/// When the file cannot be read or is damaged.
+pub fn backup_info(file: &Path) -> anyhow::Result<()> {
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let summary = backup::verify(std::io::BufReader::new(f))
+        .with_context(|| format!("{} is not a valid backup", file.display()))?;
+    print_summary("backup", file, &summary);
+    Ok(())
+}
+
+/// `sessionraft restore --from FILE`: verify the file here, then seed the (empty) cluster.
+///
+/// # Errors
+/// When the file is damaged, the cluster is not empty (without `force`) or unavailable.
+pub fn restore(cfg: &Config, from: &Path, force: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    let summary = backup::verify(bytes.as_slice())
+        .with_context(|| format!("{} is not a valid backup; nothing restored", from.display()))?;
+    print_summary("restoring", from, &summary);
+    let path = if force {
+        "/admin/restore?force=true"
+    } else {
+        "/admin/restore"
+    };
+    let (_, reply) = admin_restore(cfg, path, bytes)?;
+    let v: serde_json::Value = serde_json::from_slice(&reply)?;
+    println!(
+        "restored {} sessions ({} already expired were skipped), content sha256 {}",
+        v["restored"], v["skipped_expired"], v["content_sha256"]
+    );
+    Ok(())
+}
+
+fn admin_restore(
+    cfg: &Config,
+    path: &str,
+    bytes: Vec<u8>,
+) -> anyhow::Result<(reqwest::header::HeaderMap, Vec<u8>)> {
+    Admin::new(cfg)?.call(Method::POST, path, Some(bytes), Duration::from_secs(3600))
+}
