@@ -64,7 +64,7 @@ impl Admin {
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<(&'static str, Vec<u8>)>,
         timeout: Duration,
     ) -> anyhow::Result<(reqwest::header::HeaderMap, Vec<u8>)> {
         let deadline = Instant::now() + UNAVAILABLE_DEADLINE;
@@ -76,9 +76,9 @@ impl Admin {
                     .request(method.clone(), format!("http://{addr}{path}"))
                     .bearer_auth(&self.token)
                     .timeout(timeout);
-                if let Some(b) = &body {
+                if let Some((content_type, b)) = &body {
                     req = req
-                        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                        .header(reqwest::header::CONTENT_TYPE, *content_type)
                         .body(b.clone());
                 }
                 let r = self.rt.block_on(async {
@@ -114,7 +114,7 @@ impl Admin {
         body: Option<serde_json::Value>,
         timeout: Duration,
     ) -> anyhow::Result<serde_json::Value> {
-        let body = body.map(|b| b.to_string().into_bytes());
+        let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
         let (_, bytes) = self.call(method, path, body, timeout)?;
         serde_json::from_slice(&bytes).context("the cluster's reply is not JSON")
     }
@@ -322,5 +322,10 @@ fn admin_restore(
     path: &str,
     bytes: Vec<u8>,
 ) -> anyhow::Result<(reqwest::header::HeaderMap, Vec<u8>)> {
-    Admin::new(cfg)?.call(Method::POST, path, Some(bytes), Duration::from_secs(3600))
+    Admin::new(cfg)?.call(
+        Method::POST,
+        path,
+        Some(("application/octet-stream", bytes)),
+        Duration::from_secs(3600),
+    )
 }

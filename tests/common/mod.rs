@@ -54,6 +54,32 @@ impl Default for Tuning {
     }
 }
 
+/// Write `cluster.toml` into `dir`: node `i + 1` on `127.0.0.1:ports[i]` with data under
+/// `dir/data/node<id>`, short election timeouts, and an optional load balancer port.
+pub fn write_config(dir: &Path, ports: &[u16], tuning: &Tuning, lb_port: Option<u16>) -> PathBuf {
+    let mut toml = format!(
+        "[cluster]\nname = \"test\"\nsecret = \"{SECRET}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\n\
+         [raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 800\n\
+         request_deadline_ms = {}\nrpc_timeout_ms = 1000\nsnapshot_logs_since_last = {}\n\
+         max_in_snapshot_log_to_keep = {}\n",
+        tuning.request_deadline_ms, tuning.snapshot_logs_since_last, tuning.max_in_snapshot_log_to_keep
+    );
+    if let Some(lb) = lb_port {
+        let _ = write!(toml, "\n[load_balancer]\naddr = \"127.0.0.1:{lb}\"\n");
+    }
+    for (i, port) in ports.iter().enumerate() {
+        let _ = write!(
+            toml,
+            "\n[[node]]\nid = {}\nhttp_addr = \"127.0.0.1:{port}\"\ndata_dir = \"data/node{}\"\n",
+            i + 1,
+            i + 1
+        );
+    }
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, toml).expect("write config");
+    config
+}
+
 pub struct TestCluster {
     pub dir: TempDir,
     pub config: PathBuf,
@@ -66,23 +92,7 @@ impl TestCluster {
     pub fn start(n: usize, tuning: Tuning) -> Self {
         let dir = TempDir::new().expect("temp dir");
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let mut toml = format!(
-            "[cluster]\nname = \"test\"\nsecret = \"{SECRET}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\n\
-             [raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 800\n\
-             request_deadline_ms = {}\nrpc_timeout_ms = 1000\nsnapshot_logs_since_last = {}\n\
-             max_in_snapshot_log_to_keep = {}\n",
-            tuning.request_deadline_ms, tuning.snapshot_logs_since_last, tuning.max_in_snapshot_log_to_keep
-        );
-        for (i, port) in ports.iter().enumerate() {
-            let _ = write!(
-                toml,
-                "\n[[node]]\nid = {}\nhttp_addr = \"127.0.0.1:{port}\"\ndata_dir = \"data/node{}\"\n",
-                i + 1,
-                i + 1
-            );
-        }
-        let config = dir.path().join("cluster.toml");
-        std::fs::write(&config, toml).expect("write config");
+        let config = write_config(dir.path(), &ports, &tuning, None);
         let mut c = Self {
             dir,
             config,
