@@ -2,15 +2,23 @@
 # Install the system packages sessionraft needs, only those missing. Needs root (or sudo) when
 # something is missing.
 #   scripts/install-deps.sh            build dependencies (clang/libclang for rocksdb's bindgen)
+#   scripts/install-deps.sh --cluster  also what scripts/cluster.sh uses (curl, python3, procps,
+#                                      haproxy as the load balancer)
 #   scripts/install-deps.sh --all      also what the tests and operator scripts use (chromium and
-#                                      chromium-driver for the browser tests)
+#                                      chromium-driver for the browser tests, haproxy)
 set -euo pipefail
 
 want=(clang libclang-dev)
-if [[ "${1:-}" == "--all" ]]; then
-    # tests: real browser (chromium + chromedriver), curl for the operator scripts
-    want+=(iproute2 iptables procps curl python3 chromium chromium-driver)
-fi
+case "${1:-}" in
+--all)
+    # tests: real browser (chromium + chromedriver); curl, python3 and haproxy for the operator
+    # scripts
+    want+=(iproute2 iptables procps curl python3 haproxy chromium chromium-driver)
+    ;;
+--cluster)
+    want+=(procps curl python3 haproxy)
+    ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do

@@ -73,7 +73,11 @@ impl Ops {
     fn sh_ok(&self, args: &[&str]) -> String {
         let t = Instant::now();
         let out = self.sh(args);
-        assert!(out.status.success(), "cluster.sh {args:?} failed: {}", show(&out));
+        assert!(
+            out.status.success(),
+            "cluster.sh {args:?} failed: {}",
+            show(&out)
+        );
         println!("cluster.sh {args:?}: {:.2} s", t.elapsed().as_secs_f64());
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -253,7 +257,11 @@ impl Visitor {
     async fn check(&self, url: &str, what: &str) {
         let (status, c) = read(&self.client, url).await;
         assert_eq!(status, 200, "{what}: read status");
-        assert_eq!(c, Some(self.acked), "{what}: a read must see every acknowledged write");
+        assert_eq!(
+            c,
+            Some(self.acked),
+            "{what}: a read must see every acknowledged write"
+        );
     }
 }
 
@@ -264,7 +272,10 @@ async fn operator_scripts_run_a_load_balanced_cluster_through_failures_changes_a
 
     // ---- 1. up, twice ------------------------------------------------------------------------
     let out = ops.sh_ok(&["up"]);
-    assert!(out.contains(&ops.lb), "up prints the load balancer URL: {out}");
+    assert!(
+        out.contains(&ops.lb),
+        "up prints the load balancer URL: {out}"
+    );
     let pids: Vec<Option<u32>> = ["node1", "node2", "node3", "haproxy"]
         .iter()
         .map(|n| ops.pid(n))
@@ -287,7 +298,9 @@ async fn operator_scripts_run_a_load_balanced_cluster_through_failures_changes_a
     let mut users: Vec<Visitor> = (0..6).map(|_| Visitor::new()).collect();
     for _ in 0..3 {
         for u in &mut users {
-            u.increment(&counter).await.expect("increment through the LB");
+            u.increment(&counter)
+                .await
+                .expect("increment through the LB");
         }
     }
     let spread: std::collections::BTreeSet<u64> =
@@ -305,7 +318,9 @@ async fn operator_scripts_run_a_load_balanced_cluster_through_failures_changes_a
     let t = Instant::now();
     ops.sh_ok(&["kill", &leader.to_string()]);
     for u in &mut users {
-        u.increment(&counter).await.expect("increment while the leader is dead");
+        u.increment(&counter)
+            .await
+            .expect("increment while the leader is dead");
     }
     println!(
         "after SIGKILL of leader {leader}: every user's increment acknowledged within {:.2} s",
@@ -317,14 +332,22 @@ async fn operator_scripts_run_a_load_balanced_cluster_through_failures_changes_a
         .collect();
     let others: Vec<&str> = others.iter().map(String::as_str).collect();
     let took = ops.wait_lb(&others, Duration::from_secs(10)).await;
-    println!("HAProxy took node {leader} out within {:.2} s", took.as_secs_f64());
+    println!(
+        "HAProxy took node {leader} out within {:.2} s",
+        took.as_secs_f64()
+    );
     ops.sh_ok(&["restart", &leader.to_string()]);
     let took = ops
         .wait_lb(&["node1", "node2", "node3"], Duration::from_secs(15))
         .await;
-    println!("HAProxy put node {leader} back {:.2} s after it was ready", took.as_secs_f64());
+    println!(
+        "HAProxy put node {leader} back {:.2} s after it was ready",
+        took.as_secs_f64()
+    );
     for u in &mut users {
-        u.increment(&counter).await.expect("increment after restart");
+        u.increment(&counter)
+            .await
+            .expect("increment after restart");
         u.check(&counter, "after restart").await;
         u.check(
             &ops.node_url(ops.ports[leader as usize - 1], "/api/counter"),
@@ -343,8 +366,11 @@ async fn operator_scripts_run_a_load_balanced_cluster_through_failures_changes_a
     let members = s["members"].as_array().cloned().unwrap_or_default();
     assert_eq!(members.len(), 4, "{s}");
     assert!(members.iter().all(|m| m["voter"] == true), "{s}");
-    ops.wait_lb(&["node1", "node2", "node3", "node4"], Duration::from_secs(15))
-        .await;
+    ops.wait_lb(
+        &["node1", "node2", "node3", "node4"],
+        Duration::from_secs(15),
+    )
+    .await;
     for u in &users {
         u.check(&format!("http://{a4}/api/counter"), "read on node 4")
             .await;
@@ -372,18 +398,30 @@ async fn operator_scripts_run_a_load_balanced_cluster_through_failures_changes_a
     };
     // Node 5 runs, is added as a learner through the API, and is never promoted.
     let p5 = free_port();
-    let _node5 = KillOnDrop(Command::new(binary())
-        .args(["serve", "--node", "5", "--http", &format!("127.0.0.1:{p5}"), "--data-dir"])
-        .arg(ops.dir.path().join("data/node5"))
-        .arg("--config")
-        .arg(&ops.config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start node 5"));
+    let _node5 = KillOnDrop(
+        Command::new(binary())
+            .args([
+                "serve",
+                "--node",
+                "5",
+                "--http",
+                &format!("127.0.0.1:{p5}"),
+                "--data-dir",
+            ])
+            .arg(ops.dir.path().join("data/node5"))
+            .arg("--config")
+            .arg(&ops.config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start node 5"),
+    );
     let t = Instant::now();
     while ops.status(p5).await.is_none() {
-        assert!(t.elapsed() < Duration::from_secs(10), "node 5 did not start");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "node 5 did not start"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let r = admin("/admin/nodes")
@@ -422,7 +460,10 @@ async fn operator_scripts_run_a_load_balanced_cluster_through_failures_changes_a
     }
 
     // ---- 4. rolling restart under a light load -------------------------------------------------
-    let before: Vec<Option<u32>> = ["node1", "node2", "node3"].iter().map(|n| ops.pid(n)).collect();
+    let before: Vec<Option<u32>> = ["node1", "node2", "node3"]
+        .iter()
+        .map(|n| ops.pid(n))
+        .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let mut load = Vec::new();
     for mut u in users.drain(..) {
@@ -443,7 +484,10 @@ async fn operator_scripts_run_a_load_balanced_cluster_through_failures_changes_a
         assert!(out.status.success(), "rolling-restart: {}", show(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    println!("rolling-restart took {:.2} s:\n{rr}", t.elapsed().as_secs_f64());
+    println!(
+        "rolling-restart took {:.2} s:\n{rr}",
+        t.elapsed().as_secs_f64()
+    );
     stop.store(true, Ordering::Relaxed);
     let mut total_ok = 0;
     let mut total_503 = 0;
@@ -460,9 +504,15 @@ async fn operator_scripts_run_a_load_balanced_cluster_through_failures_changes_a
         "rolling restart under load: {total_ok} increments acknowledged, {total_503} answered 503 and retried, no other failure"
     );
     assert!(total_ok > 0);
-    let after: Vec<Option<u32>> = ["node1", "node2", "node3"].iter().map(|n| ops.pid(n)).collect();
+    let after: Vec<Option<u32>> = ["node1", "node2", "node3"]
+        .iter()
+        .map(|n| ops.pid(n))
+        .collect();
     for (b, a) in before.iter().zip(&after) {
-        assert!(b.is_some() && a.is_some() && b != a, "every node restarted: {before:?} -> {after:?}");
+        assert!(
+            b.is_some() && a.is_some() && b != a,
+            "every node restarted: {before:?} -> {after:?}"
+        );
     }
     for u in &users {
         u.check(&counter, "after rolling restart").await;
@@ -486,24 +536,41 @@ async fn operator_scripts_run_a_load_balanced_cluster_through_failures_changes_a
         .json()
         .await
         .expect("json");
-    assert_eq!(digest["sessions"], 0, "the wiped cluster starts empty: {digest}");
+    assert_eq!(
+        digest["sessions"], 0,
+        "the wiped cluster starts empty: {digest}"
+    );
     let t = Instant::now();
     let out = ops.cli(&["restore", "--from", b1.to_str().expect("path")]);
     assert!(out.status.success(), "restore: {}", show(&out));
-    println!("restore: {:.2} s: {}", t.elapsed().as_secs_f64(), String::from_utf8_lossy(&out.stdout));
+    println!(
+        "restore: {:.2} s: {}",
+        t.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&out.stdout)
+    );
     // A second restore into the now non-empty cluster is refused.
     let out = ops.cli(&["restore", "--from", b1.to_str().expect("path")]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds sessions"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already holds sessions"),
+        "{}",
+        show(&out)
+    );
     let b2 = ops.dir.path().join("b2.backup");
     let out = ops.cli(&["backup", "--to", b2.to_str().expect("path")]);
     assert!(out.status.success(), "backup: {}", show(&out));
-    assert_eq!(sum1, content_sha(&out), "backup -> wipe -> restore -> backup: same content");
+    assert_eq!(
+        sum1,
+        content_sha(&out),
+        "backup -> wipe -> restore -> backup: same content"
+    );
     ops.wait_lb(&["node1", "node2", "node3"], Duration::from_secs(15))
         .await;
     for u in &mut users {
         u.check(&counter, "after restore").await;
-        u.increment(&counter).await.expect("increment after restore");
+        u.increment(&counter)
+            .await
+            .expect("increment after restore");
     }
 
     // ---- 6. down leaves nothing ---------------------------------------------------------------

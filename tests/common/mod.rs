@@ -62,7 +62,9 @@ pub fn write_config(dir: &Path, ports: &[u16], tuning: &Tuning, lb_port: Option<
          [raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 800\n\
          request_deadline_ms = {}\nrpc_timeout_ms = 1000\nsnapshot_logs_since_last = {}\n\
          max_in_snapshot_log_to_keep = {}\n",
-        tuning.request_deadline_ms, tuning.snapshot_logs_since_last, tuning.max_in_snapshot_log_to_keep
+        tuning.request_deadline_ms,
+        tuning.snapshot_logs_since_last,
+        tuning.max_in_snapshot_log_to_keep
     );
     if let Some(lb) = lb_port {
         let _ = write!(toml, "\n[load_balancer]\naddr = \"127.0.0.1:{lb}\"\n");
