@@ -5,7 +5,10 @@
 //! - [`serve`]: run one node (HTTP server over `sessionraft-web`'s `NodeRuntime`).
 //! - [`status`]: the cluster status table.
 //! - [`ops`]: membership changes, backup and restore through the admin API.
+//! - [`chaos`]: `sessionraft load` (recorded load) and `sessionraft check` (history checker,
+//!   convergence, report) for chaos testing.
 
+pub mod chaos;
 pub mod config;
 pub mod ops;
 pub mod serve;

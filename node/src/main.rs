@@ -5,9 +5,12 @@
 //! - `sessionraft check-config [--config FILE]` validates a configuration and exits.
 //! - `sessionraft cluster add-node|remove-node` changes the membership of a running cluster.
 //! - `sessionraft backup --to FILE` / `restore --from FILE` / `backup-info FILE`.
+//! - `sessionraft load` drives recorded load (chaos testing); `sessionraft check` judges the
+//!   history (exit 1 on a violation, 2 on unreadable input).
 //!
 //! Without `--config`, the embedded default `cluster.toml` (3 nodes on 127.0.0.1) is used.
 
+use sessionraft_node::chaos::{load as chaos_load, verdict};
 use sessionraft_node::{config, ops, serve, status};
 
 use std::net::SocketAddr;
@@ -99,6 +102,54 @@ enum Cmd {
     },
     /// Verify a backup file and print its summary (sessions, applied index, content checksum).
     BackupInfo { file: PathBuf },
+    /// Drive recorded load for chaos testing: virtual users (one cookie jar each, one operation
+    /// at a time) at an offered rate; every operation is one JSON line in --out.
+    Load {
+        /// Base URLs operations are spread over (load balancer and/or nodes), comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        targets: Vec<String>,
+        /// Virtual users.
+        #[arg(long, default_value_t = 10)]
+        users: u32,
+        /// Offered operations per second, all users together (open loop).
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 30.0)]
+        duration: f64,
+        /// Seed of the operation and target choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The history file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seconds to wait after the load before the final reads.
+        #[arg(long, default_value_t = 10.0)]
+        settle: f64,
+        /// Base URLs of the final reads (default: --targets).
+        #[arg(long, value_delimiter = ',')]
+        final_targets: Vec<String>,
+        /// Operation weights.
+        #[arg(long, default_value = "inc=60,read=30,login=5,logout=5")]
+        mix: chaos_load::Mix,
+    },
+    /// Check a load history: per-session linearizability of the counter, no lost or stale
+    /// writes, convergence of the nodes. Writes verdict.json, summary.json and report.svg; exits
+    /// 1 on any violation, 2 on unreadable input.
+    Check {
+        /// The history written by `sessionraft load`.
+        #[arg(long)]
+        history: PathBuf,
+        /// Base URLs of the nodes whose state must converge, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+        /// Faults injected during the run (JSON lines {name, start_ms, end_ms, node}).
+        #[arg(long)]
+        faults: Option<PathBuf>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,6 +179,33 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
+        Cmd::Load {
+            targets,
+            users,
+            rate,
+            duration,
+            seed,
+            out,
+            settle,
+            final_targets,
+            mix,
+        } => run_load(
+            targets,
+            final_targets,
+            users,
+            rate,
+            duration,
+            settle,
+            seed,
+            mix,
+            out,
+        ),
+        Cmd::Check {
+            history,
+            nodes,
+            faults,
+            out,
+        } => return run_check(history, nodes, faults, out),
         Cmd::Serve {
             config,
             node,
@@ -194,6 +272,85 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_load(
+    targets: Vec<String>,
+    final_targets: Vec<String>,
+    users: u32,
+    rate: f64,
+    duration: f64,
+    settle: f64,
+    seed: u64,
+    mix: chaos_load::Mix,
+    out: PathBuf,
+) -> anyhow::Result<()> {
+    let seconds = |name: &str, v: f64| {
+        anyhow::ensure!(
+            v.is_finite() && v >= 0.0,
+            "--{name} must be a number of seconds"
+        );
+        Ok(std::time::Duration::from_secs_f64(v))
+    };
+    let targets = chaos_load::parse_targets(&targets.join(","));
+    let final_targets = match chaos_load::parse_targets(&final_targets.join(",")) {
+        f if f.is_empty() => targets.clone(),
+        f => f,
+    };
+    let opts = chaos_load::LoadOptions {
+        targets,
+        final_targets,
+        users,
+        rate,
+        duration: seconds("duration", duration)?,
+        settle: seconds("settle", settle)?,
+        seed,
+        mix,
+        out: out.clone(),
+    };
+    let s = chaos_load::run(opts)?;
+    println!(
+        "load: {} ops (ok {}, fail {}, unknown {}), {:.1} ok ops/s offered {rate}/s, {} skipped ticks; history in {}",
+        s.ops,
+        s.ok,
+        s.fail,
+        s.unknown,
+        s.throughput,
+        s.skipped_ticks,
+        out.display()
+    );
+    Ok(())
+}
+
+/// `sessionraft check`: 0 pass, 1 violations, 2 unreadable input (or unwritable output).
+fn run_check(
+    history: PathBuf,
+    nodes: Vec<String>,
+    faults: Option<PathBuf>,
+    out: PathBuf,
+) -> ExitCode {
+    let opts = verdict::CheckOptions {
+        history,
+        nodes: chaos_load::parse_targets(&nodes.join(",")),
+        faults,
+        out,
+    };
+    match verdict::run(&opts) {
+        Ok(report) => {
+            print!("{}", report.human(20));
+            println!("report: {}", opts.out.display());
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -97,6 +97,7 @@ pub fn node_options(cfg: &Config, me: &NodeConfig) -> anyhow::Result<NodeOptions
         store: StoreSettings {
             absolute_ttl: cfg.session.absolute_ttl,
             max_state_bytes: cfg.session.max_state_bytes,
+            unsafe_skip_read_barrier: unsafe_skip_read_barrier(),
         },
         idle_ttl: cfg.session.idle_ttl,
         cookie_name: cfg.session.cookie_name.clone(),
@@ -105,9 +106,25 @@ pub fn node_options(cfg: &Config, me: &NodeConfig) -> anyhow::Result<NodeOptions
     })
 }
 
+/// The environment variable of the planted bug (test only): `1` makes reads skip the barrier.
+pub const UNSAFE_SKIP_READ_BARRIER_ENV: &str = "SESSIONRAFT_UNSAFE_SKIP_READ_BARRIER";
+
+/// Whether the planted stale-read bug is switched on (`SESSIONRAFT_UNSAFE_SKIP_READ_BARRIER=1`).
+/// It exists only so chaos tests can prove that `sessionraft check` detects stale reads.
+pub fn unsafe_skip_read_barrier() -> bool {
+    std::env::var(UNSAFE_SKIP_READ_BARRIER_ENV).is_ok_and(|v| v.trim() == "1")
+}
+
 pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::Result<()> {
     let me = resolve_node(&cfg, node_id, joining)?;
     let opts = node_options(&cfg, &me)?;
+    if opts.store.unsafe_skip_read_barrier {
+        tracing::warn!(
+            node = me.id,
+            "!!! {UNSAFE_SKIP_READ_BARRIER_ENV}=1: TEST-ONLY PLANTED BUG — session reads skip the \
+             read barrier and may be STALE. Never run this in production. !!!"
+        );
+    }
     if !opts.initial_members.contains_key(&me.id) {
         tracing::info!(
             node = me.id,

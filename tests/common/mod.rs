@@ -57,6 +57,18 @@ impl Default for Tuning {
 /// Write `cluster.toml` into `dir`: node `i + 1` on `127.0.0.1:ports[i]` with data under
 /// `dir/data/node<id>`, short election timeouts, and an optional load balancer port.
 pub fn write_config(dir: &Path, ports: &[u16], tuning: &Tuning, lb_port: Option<u16>) -> PathBuf {
+    let hosts = vec!["127.0.0.1".to_string(); ports.len()];
+    write_config_on(dir, &hosts, ports, tuning, lb_port)
+}
+
+/// [`write_config`] with node `i + 1` on `hosts[i]:ports[i]` (e.g. 127.0.0.11, 127.0.0.12, …).
+pub fn write_config_on(
+    dir: &Path,
+    hosts: &[String],
+    ports: &[u16],
+    tuning: &Tuning,
+    lb_port: Option<u16>,
+) -> PathBuf {
     let mut toml = format!(
         "[cluster]\nname = \"test\"\nsecret = \"{SECRET}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\n\
          [raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 800\n\
@@ -72,8 +84,9 @@ pub fn write_config(dir: &Path, ports: &[u16], tuning: &Tuning, lb_port: Option<
     for (i, port) in ports.iter().enumerate() {
         let _ = write!(
             toml,
-            "\n[[node]]\nid = {}\nhttp_addr = \"127.0.0.1:{port}\"\ndata_dir = \"data/node{}\"\n",
+            "\n[[node]]\nid = {}\nhttp_addr = \"{}:{port}\"\ndata_dir = \"data/node{}\"\n",
             i + 1,
+            hosts[i],
             i + 1
         );
     }
@@ -82,23 +95,52 @@ pub fn write_config(dir: &Path, ports: &[u16], tuning: &Tuning, lb_port: Option<
     config
 }
 
+/// How [`TestCluster::start_with`] runs its nodes.
+#[derive(Clone, Default)]
+pub struct ClusterOptions {
+    pub tuning: Tuning,
+    /// Node `i + 1` listens on `hosts[i]` (default: 127.0.0.1 for every node).
+    pub hosts: Option<Vec<String>>,
+    /// Extra environment variables of every `sessionraft serve` process.
+    pub env: Vec<(String, String)>,
+}
+
 pub struct TestCluster {
     pub dir: TempDir,
     pub config: PathBuf,
     pub ports: Vec<u16>,
+    hosts: Vec<String>,
+    env: Vec<(String, String)>,
     children: Vec<Option<Child>>,
 }
 
 impl TestCluster {
     /// Write a config for `n` nodes and start them all.
     pub fn start(n: usize, tuning: Tuning) -> Self {
+        Self::start_with(
+            n,
+            ClusterOptions {
+                tuning,
+                ..ClusterOptions::default()
+            },
+        )
+    }
+
+    /// [`TestCluster::start`] with per-node hosts and extra environment variables.
+    pub fn start_with(n: usize, opts: ClusterOptions) -> Self {
         let dir = TempDir::new().expect("temp dir");
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let config = write_config(dir.path(), &ports, &tuning, None);
+        let hosts = opts
+            .hosts
+            .unwrap_or_else(|| vec!["127.0.0.1".to_string(); n]);
+        assert_eq!(hosts.len(), n, "one host per node");
+        let config = write_config_on(dir.path(), &hosts, &ports, &opts.tuning, None);
         let mut c = Self {
             dir,
             config,
             ports,
+            hosts,
+            env: opts.env,
             children: (0..n).map(|_| None).collect(),
         };
         for id in 1..=n as u64 {
@@ -112,7 +154,13 @@ impl TestCluster {
     }
 
     pub fn url(&self, id: u64, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.ports[id as usize - 1])
+        let i = id as usize - 1;
+        format!("http://{}:{}{path}", self.hosts[i], self.ports[i])
+    }
+
+    /// The process id of a running node.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.children[id as usize - 1].as_ref().map(Child::id)
     }
 
     pub fn start_node(&mut self, id: u64) {
@@ -126,6 +174,7 @@ impl TestCluster {
             .arg(&self.config)
             .args(["--node", &id.to_string()])
             .env("SESSIONRAFT_LOG", "info,openraft=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -70,15 +70,23 @@ pub struct PeerClient {
 
 impl PeerClient {
     /// A client signing with `auth`, each call bounded by `timeout` unless told otherwise.
+    /// With `local_ip`, every outgoing connection is bound to that source address (a node's
+    /// own Raft IP), so peer traffic between 127.0.0.11 and 127.0.0.12 can be told apart — and
+    /// cut — by address.
     ///
     /// # Errors
     /// When the TLS backend cannot initialize.
-    pub fn new(auth: PeerAuth, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        auth: PeerAuth,
+        timeout: Duration,
+        local_ip: Option<std::net::IpAddr>,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(32)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .connect_timeout(timeout)
+            .local_address(local_ip)
             .build()?;
         Ok(Self {
             http,

@@ -92,6 +92,7 @@ impl NodeOptions {
             store: StoreSettings {
                 absolute_ttl: Duration::from_secs(86_400),
                 max_state_bytes: 16 * 1024,
+                unsafe_skip_read_barrier: false,
             },
             idle_ttl: Duration::from_secs(1_800),
             cookie_name: "id".into(),
@@ -179,7 +180,9 @@ impl NodeRuntime {
             .build()?;
         let (log, sm) = sessionraft_raft::open(&opts.data_dir, &opts.storage)?;
         let auth = PeerAuth::new(&opts.secret);
-        let peers = rt.block_on(async { PeerClient::new(auth.clone(), opts.deadlines.rpc) })?;
+        let local_ip = bind_ip(&opts.advertise_addr);
+        let peers =
+            rt.block_on(async { PeerClient::new(auth.clone(), opts.deadlines.rpc, local_ip) })?;
         let config = Arc::new(opts.raft.clone());
         let raft = rt
             .block_on(Raft::new(
@@ -311,6 +314,14 @@ impl NodeRuntime {
         self.rt.shutdown_timeout(Duration::from_secs(5));
         tracing::info!("raft stopped, storage closed");
     }
+}
+
+/// The source address for outgoing peer connections: the IP of this node's own Raft address
+/// when it is a specific one (not `0.0.0.0`/`::`, not a host name), so that a node on
+/// 127.0.0.11 talks to its peers *from* 127.0.0.11 and firewall rules can match both ends.
+fn bind_ip(advertise_addr: &str) -> Option<std::net::IpAddr> {
+    let ip = advertise_addr.parse::<std::net::SocketAddr>().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 /// The cookie key: 64 bytes derived from the cluster secret (every node derives the same).

@@ -1,6 +1,7 @@
 //! [`RaftSessionStore`]: actix-session's `SessionStore` on the Raft-replicated state machine.
 //!
-//! - `load` waits for a read barrier (linearizable on any node), then reads locally.
+//! - `load` waits for a read barrier (linearizable on any node), then reads locally (unless the
+//!   test-only planted bug `StoreSettings::unsafe_skip_read_barrier` is on).
 //! - `save` creates a session under a fresh 256-bit key from the OS CSPRNG (`Create` is
 //!   put-if-absent; a collision retries with another key).
 //! - `update` is version-checked against what this request loaded (lost-update protection); a
@@ -40,6 +41,11 @@ pub struct StoreSettings {
     pub absolute_ttl: Duration,
     /// Largest accepted state (sum of key and value bytes).
     pub max_state_bytes: usize,
+    /// TEST ONLY — a planted bug for chaos testing: serve loads from this node's local state
+    /// without the read barrier, so a lagging node answers stale reads. Never enable it in
+    /// production; it exists to prove that `sessionraft check` catches stale reads. Set by
+    /// `sessionraft serve` from `SESSIONRAFT_UNSAFE_SKIP_READ_BARRIER=1`.
+    pub unsafe_skip_read_barrier: bool,
 }
 
 struct Inner {
@@ -185,9 +191,13 @@ impl SessionStore for RaftSessionStore {
         let started = Instant::now();
         let m = &self.inner.metrics;
         let key: &str = session_key.as_ref();
-        if let Err(e) = self.inner.cluster.read_barrier().await {
-            m.observe("load", "unavailable", started);
-            return Err(LoadError::Other(unavailable(&e)));
+        // The planted bug (test only, see `StoreSettings::unsafe_skip_read_barrier`): without
+        // the barrier a follower answers from whatever it has applied so far.
+        if !self.inner.settings.unsafe_skip_read_barrier {
+            if let Err(e) = self.inner.cluster.read_barrier().await {
+                m.observe("load", "unavailable", started);
+                return Err(LoadError::Other(unavailable(&e)));
+            }
         }
         let now = now_ms();
         match self.inner.cluster.sm.get_session(key, now) {

@@ -1,0 +1,291 @@
+//! The history checker behind `sessionraft check`: per logical session, is what the clients saw
+//! explainable by one counter that every acknowledged increment moved by one, in real-time
+//! order?
+//!
+//! Model. Each logical session (`u<user>#<epoch>`) is one counter starting at 0. An `ok` inc
+//! returned the counter after its increment; an `unknown` inc may or may not have happened (at
+//! any time after it was invoked); an `ok` read, login or final read returned the counter.
+//! Operation A *precedes* B when A completed before B was invoked (`A.complete_ms <
+//! B.invoke_ms`; the recorded interval always contains the real one, so this never orders two
+//! operations wrongly). `fail` operations changed nothing and are ignored.
+//!
+//! Checks, for each valued operation B (an `ok` inc, read, login or final read), in order of
+//! invocation:
+//! - **value from the future**: B's value exceeds the number of incs (ok or unknown) invoked
+//!   before B completed — no sequence of increments can explain it.
+//! - **duplicate value**: two concurrent `ok` incs returned the same value (each increment is
+//!   distinct; when one completed before the other started, that is a lost write, below).
+//! - **regression** against the highest value of the operations preceding B (the *witness*):
+//!   an inc must return more than it, a read at least as much. Reported as
+//!   - **vanished session** when B sees a fresh counter (a read of 0, an inc returning 1) after
+//!     the witness saw at least 1: the session was gone before it expired;
+//!   - **lost write** when B is a final read or an inc (an acknowledged write is missing from
+//!     what the cluster later answered, or an increment was built on an older state);
+//!   - **stale read** when B is a read or login and the witness an inc (read-your-writes across
+//!     nodes), **non-monotonic read** when the witness is itself a read.
+//!
+//! Each violating operation is reported once, with its witness. After a vanished session or a
+//! lost write the counter really restarted from B's value, so later operations are compared only
+//! with B and what followed it (one lost write is not reported again by every later
+//! operation); stale reads change nothing and later operations are still compared with
+//! everything before. An operation whose value is from the future is never used as a witness.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::history::{OpKind, OpRecord, Outcome};
+
+/// What kind of anomaly a violation is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum ViolationKind {
+    /// An acknowledged increment is missing from a later answer.
+    LostWrite,
+    /// A read missed an increment acknowledged before it started.
+    StaleRead,
+    /// A read returned less than a read that completed before it started.
+    NonMonotonicRead,
+    /// Two acknowledged increments returned the same value.
+    DuplicateValue,
+    /// A value larger than the number of increments that could have happened.
+    ValueFromFuture,
+    /// The session's counter started again from scratch within one logical session.
+    VanishedSession,
+    /// Nodes at the same applied index hold different state.
+    Divergence,
+    /// The nodes did not reach the same applied index (or did not answer) in time.
+    NotConverged,
+}
+
+impl ViolationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViolationKind::LostWrite => "lost_write",
+            ViolationKind::StaleRead => "stale_read",
+            ViolationKind::NonMonotonicRead => "non_monotonic_read",
+            ViolationKind::DuplicateValue => "duplicate_value",
+            ViolationKind::ValueFromFuture => "value_from_future",
+            ViolationKind::VanishedSession => "vanished_session",
+            ViolationKind::Divergence => "divergence",
+            ViolationKind::NotConverged => "not_converged",
+        }
+    }
+}
+
+/// One anomaly and the operations that prove it (the offending operation last).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Violation {
+    pub kind: ViolationKind,
+    /// The logical session (empty for cluster-wide violations).
+    pub session: String,
+    pub message: String,
+    pub ops: Vec<OpRecord>,
+}
+
+/// A valued operation of one session.
+struct Valued<'a> {
+    op: &'a OpRecord,
+    value: i64,
+}
+
+fn is_valued(op: &OpRecord) -> bool {
+    op.outcome == Outcome::Ok
+        && op.value.is_some()
+        && matches!(
+            op.op,
+            OpKind::Inc | OpKind::Read | OpKind::Login | OpKind::FinalRead
+        )
+}
+
+/// Check a whole history; violations come out per session (sessions in name order), each
+/// session's in order of invocation.
+pub fn check_history(ops: &[OpRecord]) -> Vec<Violation> {
+    let mut sessions: BTreeMap<&str, Vec<&OpRecord>> = BTreeMap::new();
+    for op in ops {
+        sessions.entry(op.session.as_str()).or_default().push(op);
+    }
+    let t0 = ops
+        .iter()
+        .map(|o| o.invoke_ms)
+        .fold(f64::INFINITY, f64::min);
+    let t0 = if t0.is_finite() { t0 } else { 0.0 };
+    sessions
+        .into_iter()
+        .flat_map(|(name, ops)| check_session(name, &ops, t0))
+        .collect()
+}
+
+/// Check one logical session. `t0_ms` only makes messages readable (times relative to it).
+pub fn check_session(session: &str, ops: &[&OpRecord], t0_ms: f64) -> Vec<Violation> {
+    let mut valued: Vec<Valued> = ops
+        .iter()
+        .filter(|o| is_valued(o))
+        .filter_map(|o| o.value.map(|value| Valued { op: o, value }))
+        .collect();
+    valued.sort_by(|a, b| {
+        a.op.invoke_ms
+            .total_cmp(&b.op.invoke_ms)
+            .then(a.op.complete_ms.total_cmp(&b.op.complete_ms))
+    });
+    // Invocation times of every increment that may have happened.
+    let mut inc_invokes: Vec<f64> = ops
+        .iter()
+        .filter(|o| o.op == OpKind::Inc && o.outcome != Outcome::Fail)
+        .map(|o| o.invoke_ms)
+        .collect();
+    inc_invokes.sort_by(f64::total_cmp);
+
+    let mut out = Vec::new();
+    let d = |o: &OpRecord| o.describe(t0_ms);
+    // Operations invoked before this time no longer count as witnesses (the counter restarted).
+    let mut segment_start = f64::NEG_INFINITY;
+    // Values of ok incs in the current segment.
+    let mut inc_values: HashMap<i64, usize> = HashMap::new();
+    // Whether each valued op may serve as a witness.
+    let mut trusted = vec![true; valued.len()];
+
+    for i in 0..valued.len() {
+        let b = &valued[i];
+        let possible = inc_invokes.partition_point(|t| *t <= b.op.complete_ms) as i64;
+        if b.value > possible {
+            trusted[i] = false;
+            out.push(Violation {
+                kind: ViolationKind::ValueFromFuture,
+                session: session.to_string(),
+                message: format!(
+                    "{} returned {} but at most {possible} increments (ok or unknown) had been \
+                     invoked when it completed",
+                    d(b.op),
+                    b.value
+                ),
+                ops: vec![b.op.clone()],
+            });
+        }
+        // The highest value seen by an operation that completed before B started (prefer an
+        // inc as the witness: it is the acknowledged write).
+        let witness = valued[..i]
+            .iter()
+            .enumerate()
+            .filter(|(j, a)| {
+                trusted[*j] && a.op.invoke_ms >= segment_start && a.op.complete_ms < b.op.invoke_ms
+            })
+            .map(|(_, a)| a)
+            .max_by(|x, y| {
+                x.value
+                    .cmp(&y.value)
+                    .then((x.op.op == OpKind::Inc).cmp(&(y.op.op == OpKind::Inc)))
+                    .then(x.op.complete_ms.total_cmp(&y.op.complete_ms))
+            });
+        let regressed = witness.filter(|w| {
+            if b.op.op == OpKind::Inc {
+                b.value <= w.value
+            } else {
+                b.value < w.value
+            }
+        });
+        let Some(w) = regressed else {
+            // No regression; an inc may still collide with a concurrent one.
+            if b.op.op == OpKind::Inc {
+                if let Some(&j) = inc_values.get(&b.value) {
+                    let a = &valued[j];
+                    out.push(Violation {
+                        kind: ViolationKind::DuplicateValue,
+                        session: session.to_string(),
+                        message: format!(
+                            "two acknowledged increments returned {}: {} and {}",
+                            b.value,
+                            d(a.op),
+                            d(b.op)
+                        ),
+                        ops: vec![a.op.clone(), b.op.clone()],
+                    });
+                } else {
+                    inc_values.insert(b.value, i);
+                }
+            }
+            continue;
+        };
+        let fresh = if b.op.op == OpKind::Inc {
+            b.value <= 1
+        } else {
+            b.value <= 0
+        };
+        let (kind, message) = if fresh && w.value >= 1 {
+            (
+                ViolationKind::VanishedSession,
+                format!(
+                    "the session vanished: {} saw a fresh counter after {}",
+                    d(b.op),
+                    d(w.op)
+                ),
+            )
+        } else if matches!(b.op.op, OpKind::FinalRead | OpKind::Inc) {
+            (
+                ViolationKind::LostWrite,
+                format!(
+                    "{} does not include {} acknowledged before it started",
+                    d(b.op),
+                    d(w.op)
+                ),
+            )
+        } else if w.op.op == OpKind::Inc {
+            (
+                ViolationKind::StaleRead,
+                format!(
+                    "{} missed {} acknowledged before it started",
+                    d(b.op),
+                    d(w.op)
+                ),
+            )
+        } else {
+            (
+                ViolationKind::NonMonotonicRead,
+                format!(
+                    "{} went back from {} completed before it started",
+                    d(b.op),
+                    d(w.op)
+                ),
+            )
+        };
+        if matches!(
+            kind,
+            ViolationKind::VanishedSession | ViolationKind::LostWrite
+        ) && b.op.op != OpKind::FinalRead
+        {
+            segment_start = b.op.invoke_ms;
+            inc_values.clear();
+            if b.op.op == OpKind::Inc {
+                inc_values.insert(b.value, i);
+            }
+        }
+        out.push(Violation {
+            kind,
+            session: session.to_string(),
+            message,
+            ops: vec![w.op.clone(), b.op.clone()],
+        });
+    }
+    out
+}
+
+/// Violations counted per kind (every kind present, zeros included).
+pub fn count_by_kind(violations: &[Violation]) -> BTreeMap<String, usize> {
+    let mut counts: BTreeMap<String, usize> = [
+        ViolationKind::LostWrite,
+        ViolationKind::StaleRead,
+        ViolationKind::NonMonotonicRead,
+        ViolationKind::DuplicateValue,
+        ViolationKind::ValueFromFuture,
+        ViolationKind::VanishedSession,
+        ViolationKind::Divergence,
+        ViolationKind::NotConverged,
+    ]
+    .iter()
+    .map(|k| (k.as_str().to_string(), 0))
+    .collect();
+    for v in violations {
+        *counts.entry(v.kind.as_str().to_string()).or_default() += 1;
+    }
+    counts
+}

@@ -1,0 +1,194 @@
+//! `sessionraft check`: read a history (and the faults injected), check it, check convergence,
+//! and write `verdict.json`, `summary.json` and `report.svg` into the output directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::check::{check_history, count_by_kind, Violation};
+use super::convergence::{await_convergence, describe, Convergence};
+use super::history::read_history;
+use super::report::{read_faults, render_svg, summarize, Fault, Summary};
+
+/// How long nodes are polled for convergence.
+pub const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What `sessionraft check` was asked to do.
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    pub history: PathBuf,
+    /// Base URLs of the nodes whose digests must converge (none: skip that check).
+    pub nodes: Vec<String>,
+    pub faults: Option<PathBuf>,
+    pub out: PathBuf,
+}
+
+/// `verdict.json`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Verdict {
+    /// `"pass"` or `"fail"`.
+    pub verdict: String,
+    pub ops: usize,
+    pub sessions: usize,
+    pub violations_by_kind: std::collections::BTreeMap<String, usize>,
+    pub violations: Vec<Violation>,
+    /// Absent when no nodes were given.
+    pub convergence: Option<Convergence>,
+}
+
+/// Why the check could not run (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("{0}")]
+    Input(String),
+    #[error("writing {path}: {source}")]
+    Output {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Everything the check produced.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    pub verdict: Verdict,
+    pub summary: Summary,
+    pub faults: Vec<Fault>,
+}
+
+impl CheckReport {
+    pub fn passed(&self) -> bool {
+        self.verdict.violations.is_empty()
+    }
+
+    /// The human summary printed by `sessionraft check` (at most `max_listed` violations).
+    pub fn human(&self, max_listed: usize) -> String {
+        let s = &self.summary;
+        let v = &self.verdict;
+        let mut out = format!(
+            "{}: {} ops in {} sessions over {:.1}s — ok {}, fail {}, unknown {}; {:.1} ok ops/s; \
+             latency p50 {:.1} ms, p99 {:.1} ms; {} unavailability window(s); {} skipped ticks\n",
+            v.verdict.to_uppercase(),
+            s.ops.total,
+            s.sessions,
+            s.duration_s,
+            s.ops.ok,
+            s.ops.fail,
+            s.ops.unknown,
+            s.throughput_ok_per_s,
+            s.latency_ms.p50,
+            s.latency_ms.p99,
+            s.unavailability.len(),
+            s.skipped_ticks
+        );
+        for w in &s.unavailability {
+            out.push_str(&format!(
+                "  unavailable for {:.1}s from {:.3} ({} ops attempted)\n",
+                w.duration_ms / 1000.0,
+                w.start_ms / 1000.0,
+                w.ops_attempted
+            ));
+        }
+        if let Some(c) = &v.convergence {
+            out.push_str(&format!(
+                "convergence: {} after {:.1}s — {}\n",
+                if c.converged { "ok" } else { "FAILED" },
+                c.waited_ms as f64 / 1000.0,
+                describe(&c.nodes)
+            ));
+        }
+        if v.violations.is_empty() {
+            out.push_str("no violations\n");
+        } else {
+            let kinds: Vec<String> = v
+                .violations_by_kind
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect();
+            out.push_str(&format!(
+                "{} violations ({})\n",
+                v.violations.len(),
+                kinds.join(", ")
+            ));
+            for x in v.violations.iter().take(max_listed) {
+                out.push_str(&format!("  [{}] {}\n", x.kind.as_str(), x.message));
+            }
+            if v.violations.len() > max_listed {
+                out.push_str(&format!(
+                    "  … {} more in verdict.json\n",
+                    v.violations.len() - max_listed
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), CheckError> {
+    std::fs::write(path, bytes).map_err(|source| CheckError::Output {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Run the whole check and write its three files.
+///
+/// # Errors
+/// [`CheckError::Input`] when the history or faults file is unreadable,
+/// [`CheckError::Output`] when the output directory cannot be written. Violations are not
+/// errors: they are in the report.
+pub fn run(opts: &CheckOptions) -> Result<CheckReport, CheckError> {
+    let ops = read_history(&opts.history).map_err(|e| CheckError::Input(e.to_string()))?;
+    let faults = match &opts.faults {
+        Some(p) => read_faults(p).map_err(CheckError::Input)?,
+        None => Vec::new(),
+    };
+    let mut violations = check_history(&ops);
+    let convergence = if opts.nodes.is_empty() {
+        None
+    } else {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CheckError::Input(format!("starting a runtime: {e}")))?;
+        let (c, v) = rt.block_on(await_convergence(&opts.nodes, CONVERGENCE_TIMEOUT));
+        violations.extend(v);
+        Some(c)
+    };
+    let summary = summarize(&ops, &violations);
+    let verdict = Verdict {
+        verdict: if violations.is_empty() {
+            "pass"
+        } else {
+            "fail"
+        }
+        .into(),
+        ops: ops.len(),
+        sessions: summary.sessions,
+        violations_by_kind: count_by_kind(&violations),
+        violations,
+        convergence,
+    };
+    std::fs::create_dir_all(&opts.out).map_err(|source| CheckError::Output {
+        path: opts.out.display().to_string(),
+        source,
+    })?;
+    write(&opts.out.join("verdict.json"), pretty(&verdict).as_bytes())?;
+    write(&opts.out.join("summary.json"), pretty(&summary).as_bytes())?;
+    let svg = render_svg(&ops, &faults, &verdict.violations, &summary);
+    write(&opts.out.join("report.svg"), svg.as_bytes())?;
+    Ok(CheckReport {
+        verdict,
+        summary,
+        faults,
+    })
+}
+
+/// Pretty JSON (a serialization failure is written as an error object rather than lost).
+fn pretty<T: Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|e| {
+        serde_json::json!({ "error": format!("serializing the report: {e}") }).to_string()
+    }) + "\n"
+}

@@ -1,0 +1,532 @@
+//! The chaos checker (`sessionraft check`) and load driver (`sessionraft load`):
+//! - synthetic histories, each with one planted anomaly, give exactly the expected violations;
+//!   a clean history full of unknown outcomes gives none;
+//! - for real: a 3-node cluster with the planted stale-read bug
+//!   (`SESSIONRAFT_UNSAFE_SKIP_READ_BARRIER=1`) under load while a follower is repeatedly
+//!   SIGSTOPped fails the check; the same scenario without the bug passes;
+//! - peer connections leave from the node's own address (127.0.0.11 → 127.0.0.12), so chaos
+//!   scripts can cut links with address-matching firewall rules.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{binary, increment, read, user, ClusterOptions, TestCluster, Tuning};
+use sessionraft_node::chaos::check::{check_history, Violation, ViolationKind};
+use sessionraft_node::chaos::history::{OpKind, OpRecord, Outcome};
+use sessionraft_node::chaos::report::{render_svg, summarize};
+use sessionraft_node::chaos::verdict::Verdict;
+
+const READY: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------
+// Synthetic histories
+
+fn op(
+    session: &str,
+    kind: OpKind,
+    value: Option<i64>,
+    invoke_ms: f64,
+    complete_ms: f64,
+    outcome: Outcome,
+) -> OpRecord {
+    OpRecord {
+        user: 0,
+        session: session.to_string(),
+        op: kind,
+        value,
+        invoke_ms,
+        complete_ms,
+        outcome,
+        status: match outcome {
+            Outcome::Ok => 200,
+            Outcome::Fail => 0,
+            Outcome::Unknown => 503,
+        },
+        target: "http://127.0.0.1:1".into(),
+        served_by: Some(1),
+        error: None,
+        skipped_ticks: 0,
+    }
+}
+
+fn ok(session: &str, kind: OpKind, value: i64, invoke_ms: f64, complete_ms: f64) -> OpRecord {
+    op(
+        session,
+        kind,
+        Some(value),
+        invoke_ms,
+        complete_ms,
+        Outcome::Ok,
+    )
+}
+
+/// A violation reduced to its kind and the (op, value) of the operations proving it.
+type Shape = (ViolationKind, Vec<(OpKind, Option<i64>)>);
+
+fn shape(violations: &[Violation]) -> Vec<Shape> {
+    violations
+        .iter()
+        .map(|v| (v.kind, v.ops.iter().map(|o| (o.op, o.value)).collect()))
+        .collect()
+}
+
+use OpKind::{FinalRead, Inc, Login, Read};
+
+#[test]
+fn clean_history_with_unknowns_has_no_violations() {
+    let s = "u0#0";
+    let t = "u1#0";
+    let history = vec![
+        ok(s, Inc, 1, 0.0, 10.0),
+        // Unknown: applied at some point (the next ok inc returns 3)...
+        op(s, Inc, None, 20.0, 3020.0, Outcome::Unknown),
+        // ...but not yet when this read ran.
+        ok(s, Read, 1, 3030.0, 3040.0),
+        ok(s, Inc, 3, 3050.0, 3060.0),
+        // A read concurrent with an inc may see it or not.
+        ok(s, Inc, 4, 3070.0, 3090.0),
+        ok(s, Read, 3, 3075.0, 3080.0),
+        // Failed operations changed nothing and carry no value.
+        op(s, Read, None, 3100.0, 3101.0, Outcome::Fail),
+        op(s, Inc, None, 3110.0, 3111.0, Outcome::Fail),
+        ok(s, Login, 4, 3120.0, 3130.0),
+        ok(s, FinalRead, 4, 9000.0, 9001.0),
+        ok(s, FinalRead, 4, 9002.0, 9003.0),
+        // Another session: an unknown inc that never happened.
+        ok(t, Read, 0, 0.0, 1.0),
+        ok(t, Inc, 1, 2.0, 3.0),
+        op(t, Inc, None, 4.0, 5.0, Outcome::Unknown),
+        ok(t, Inc, 2, 6.0, 7.0),
+        ok(t, Read, 2, 8.0, 9.0),
+        ok(t, FinalRead, 2, 9000.0, 9001.0),
+    ];
+    let v = check_history(&history);
+    assert!(v.is_empty(), "unexpected violations: {v:#?}");
+}
+
+#[test]
+fn lost_acknowledged_write_is_reported() {
+    let s = "u0#0";
+    let history = vec![
+        ok(s, Inc, 1, 0.0, 10.0),
+        ok(s, Inc, 2, 20.0, 30.0),
+        ok(s, Inc, 3, 40.0, 50.0),
+        ok(s, FinalRead, 2, 1000.0, 1010.0),
+    ];
+    assert_eq!(
+        shape(&check_history(&history)),
+        vec![(
+            ViolationKind::LostWrite,
+            vec![(Inc, Some(3)), (FinalRead, Some(2))]
+        )]
+    );
+}
+
+#[test]
+fn increment_on_a_stale_copy_is_a_lost_write_reported_once() {
+    // What the planted bug does: a login served from a stale copy renews the session with an
+    // old counter; the next increment repeats a value already acknowledged.
+    let s = "u0#0";
+    let history = vec![
+        ok(s, Inc, 1, 0.0, 10.0),
+        ok(s, Inc, 2, 20.0, 30.0),
+        ok(s, Login, 1, 40.0, 50.0),
+        ok(s, Inc, 2, 60.0, 70.0),
+        // From here on the counter continues from the lost write: nothing more to report.
+        ok(s, Inc, 3, 80.0, 90.0),
+        ok(s, Read, 3, 100.0, 110.0),
+        ok(s, FinalRead, 3, 1000.0, 1010.0),
+    ];
+    assert_eq!(
+        shape(&check_history(&history)),
+        vec![
+            (
+                ViolationKind::StaleRead,
+                vec![(Inc, Some(2)), (Login, Some(1))]
+            ),
+            (
+                ViolationKind::LostWrite,
+                vec![(Inc, Some(2)), (Inc, Some(2))]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn stale_read_is_reported() {
+    let s = "u0#0";
+    let history = vec![
+        ok(s, Inc, 1, 0.0, 10.0),
+        ok(s, Inc, 2, 20.0, 30.0),
+        ok(s, Read, 1, 31.0, 40.0),
+        ok(s, Read, 2, 41.0, 50.0),
+        ok(s, FinalRead, 2, 1000.0, 1010.0),
+    ];
+    assert_eq!(
+        shape(&check_history(&history)),
+        vec![(
+            ViolationKind::StaleRead,
+            vec![(Inc, Some(2)), (Read, Some(1))]
+        )]
+    );
+}
+
+#[test]
+fn non_monotonic_read_is_reported() {
+    let s = "u0#0";
+    let history = vec![
+        ok(s, Inc, 1, 0.0, 10.0),
+        op(s, Inc, None, 20.0, 30.0, Outcome::Unknown),
+        ok(s, Read, 2, 40.0, 50.0),
+        ok(s, Read, 1, 60.0, 70.0),
+    ];
+    assert_eq!(
+        shape(&check_history(&history)),
+        vec![(
+            ViolationKind::NonMonotonicRead,
+            vec![(Read, Some(2)), (Read, Some(1))]
+        )]
+    );
+}
+
+#[test]
+fn duplicate_value_is_reported() {
+    let s = "u0#0";
+    let history = vec![
+        ok(s, Inc, 1, 0.0, 10.0),
+        // Two concurrent increments that both returned 2.
+        ok(s, Inc, 2, 20.0, 30.0),
+        ok(s, Inc, 2, 25.0, 35.0),
+        ok(s, Inc, 3, 40.0, 50.0),
+    ];
+    assert_eq!(
+        shape(&check_history(&history)),
+        vec![(
+            ViolationKind::DuplicateValue,
+            vec![(Inc, Some(2)), (Inc, Some(2))]
+        )]
+    );
+}
+
+#[test]
+fn vanished_session_is_reported_once() {
+    let s = "u0#0";
+    let history = vec![
+        ok(s, Inc, 1, 0.0, 10.0),
+        ok(s, Inc, 2, 20.0, 30.0),
+        ok(s, Inc, 3, 40.0, 50.0),
+        // The session is gone: a fresh counter...
+        ok(s, Read, 0, 60.0, 70.0),
+        // ...which then counts again from 1: not reported again.
+        ok(s, Inc, 1, 80.0, 90.0),
+        ok(s, Inc, 2, 100.0, 110.0),
+        ok(s, FinalRead, 2, 1000.0, 1010.0),
+    ];
+    assert_eq!(
+        shape(&check_history(&history)),
+        vec![(
+            ViolationKind::VanishedSession,
+            vec![(Inc, Some(3)), (Read, Some(0))]
+        )]
+    );
+}
+
+#[test]
+fn value_from_the_future_is_reported() {
+    let s = "u0#0";
+    let history = vec![
+        ok(s, Inc, 1, 0.0, 10.0),
+        op(s, Inc, None, 20.0, 30.0, Outcome::Unknown),
+        // At most 2 increments had been invoked.
+        ok(s, Read, 5, 40.0, 50.0),
+        // Not a regression: a value from the future is no witness.
+        ok(s, Read, 2, 60.0, 70.0),
+    ];
+    assert_eq!(
+        shape(&check_history(&history)),
+        vec![(ViolationKind::ValueFromFuture, vec![(Read, Some(5))])]
+    );
+}
+
+#[test]
+fn sessions_are_checked_separately_and_reports_render() {
+    let history = vec![
+        ok("u0#0", Inc, 1, 0.0, 10.0),
+        ok("u0#0", Inc, 2, 20.0, 30.0),
+        ok("u0#1", Read, 0, 40.0, 50.0),
+        ok("u0#1", Inc, 1, 60.0, 70.0),
+        // Everything fails for 2 s while operations are in flight: one unavailability window.
+        op("u0#1", Inc, None, 100.0, 2100.0, Outcome::Unknown),
+        op("u0#1", Read, None, 2200.0, 2300.0, Outcome::Fail),
+        ok("u0#1", Inc, 3, 2400.0, 2410.0),
+        ok("u0#1", Read, 1, 2500.0, 2510.0),
+    ];
+    let v = check_history(&history);
+    assert_eq!(
+        shape(&v),
+        vec![(
+            ViolationKind::StaleRead,
+            vec![(Inc, Some(3)), (Read, Some(1))]
+        )]
+    );
+    let summary = summarize(&history, &v);
+    assert_eq!(summary.ops.total, 8);
+    assert_eq!((summary.ops.ok, summary.ops.fail), (6, 1));
+    assert_eq!(summary.ops.unknown, 1);
+    assert_eq!(summary.sessions, 2);
+    assert_eq!(summary.violations, 1);
+    assert_eq!(
+        summary.unavailability.len(),
+        1,
+        "{:?}",
+        summary.unavailability
+    );
+    assert!(summary.unavailability[0].duration_ms >= 2000.0);
+    let svg = render_svg(&history, &[], &v, &summary);
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("FAIL — 1 violation (1 stale_read)"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real clusters
+
+/// Where a run's history and report are kept for a human to look at.
+fn report_dir(name: &str) -> PathBuf {
+    let target = binary()
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = target.join("chaos").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("report dir");
+    dir
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid}");
+}
+
+/// Sends SIGCONT to a paused node when dropped (also when the test panics mid-pause).
+struct Paused(u32);
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+/// Load three nodes directly while a follower is paused (SIGSTOP ~1 s, SIGCONT) five times,
+/// then check. Returns the exit code of `sessionraft check` and its verdict.
+async fn paused_follower_scenario(name: &str, planted_bug: bool) -> (i32, Verdict) {
+    let env = if planted_bug {
+        vec![(
+            "SESSIONRAFT_UNSAFE_SKIP_READ_BARRIER".to_string(),
+            "1".to_string(),
+        )]
+    } else {
+        Vec::new()
+    };
+    let c = TestCluster::start_with(
+        3,
+        ClusterOptions {
+            tuning: Tuning::default(),
+            hosts: None,
+            env,
+        },
+    );
+    c.wait_ready(READY).await;
+    if planted_bug {
+        assert!(
+            c.log(1).contains("PLANTED BUG"),
+            "no startup warning for the planted bug:\n{}",
+            c.log(1)
+        );
+    }
+    let dir = report_dir(name);
+    let history = dir.join("history.jsonl");
+    let targets: Vec<String> = (1..=3).map(|id| c.url(id, "")).collect();
+    let targets = targets.join(",");
+    let mut load = tokio::process::Command::new(binary())
+        .args(["load", "--targets", &targets])
+        .args(["--users", "30", "--rate", "300", "--duration", "12"])
+        .args(["--settle", "2", "--seed", "42"])
+        .args(["--mix", "inc=45,read=45,login=5,logout=5"])
+        .arg("--out")
+        .arg(&history)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn sessionraft load");
+
+    // Five pauses of a follower (whichever node follows at that moment), 1 s each.
+    let mut faults = String::new();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..5 {
+        let leader = c.leader(Duration::from_secs(10)).await;
+        let victim = (1..=3).find(|id| *id != leader).expect("a follower");
+        let pid = c.pid(victim).expect("victim pid");
+        let start = now_ms();
+        signal(pid, "STOP");
+        let paused = Paused(pid);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        drop(paused);
+        faults.push_str(&format!(
+            "{{\"name\":\"SIGSTOP\",\"start_ms\":{start},\"end_ms\":{},\"node\":{victim}}}\n",
+            now_ms()
+        ));
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    let faults_file = dir.join("faults.jsonl");
+    std::fs::write(&faults_file, faults).expect("write faults");
+
+    let status = tokio::time::timeout(Duration::from_secs(60), load.wait())
+        .await
+        .expect("load finishes")
+        .expect("load exit status");
+    assert!(status.success(), "sessionraft load failed: {status}");
+
+    let out = tokio::process::Command::new(binary())
+        .arg("check")
+        .arg("--history")
+        .arg(&history)
+        .args(["--nodes", &targets])
+        .arg("--faults")
+        .arg(&faults_file)
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .await
+        .expect("run sessionraft check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "== {name}\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdict: Verdict = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("verdict.json")).expect("verdict.json"),
+    )
+    .expect("verdict.json parses");
+    assert!(dir.join("summary.json").exists() && dir.join("report.svg").exists());
+    (out.status.code().unwrap_or(-1), verdict)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_stale_read_bug_fails_the_check() {
+    let (code, verdict) = paused_follower_scenario("planted_bug", true).await;
+    let anomalies: usize = ["stale_read", "lost_write", "vanished_session"]
+        .iter()
+        .map(|k| verdict.violations_by_kind.get(*k).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(code, 1, "check must fail: {:?}", verdict.violations_by_kind);
+    assert!(
+        anomalies >= 1,
+        "expected stale reads or lost writes, got {:?}",
+        verdict.violations_by_kind
+    );
+    // The anomalies are the paused node's doing, not a divergence of the logs.
+    let convergence = verdict.convergence.expect("convergence checked");
+    assert!(convergence.converged, "{convergence:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safe_cluster_passes_the_same_scenario() {
+    let (code, verdict) = paused_follower_scenario("safe", false).await;
+    assert_eq!(
+        code,
+        0,
+        "violations without the planted bug: {:#?}",
+        verdict.violations.iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(verdict.ops > 1000, "too little load: {} ops", verdict.ops);
+}
+
+/// Established TCP connections as (local IP, remote IP, remote port), from /proc/net/tcp.
+fn tcp_connections() -> Vec<(Ipv4Addr, Ipv4Addr, u16)> {
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let addr = |s: &str| -> Option<(Ipv4Addr, u16)> {
+        let (ip, port) = s.split_once(':')?;
+        let ip = u32::from_str_radix(ip, 16).ok()?;
+        Some((
+            Ipv4Addr::from(ip.to_le_bytes()),
+            u16::from_str_radix(port, 16).ok()?,
+        ))
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 4 || f[3] != "01" {
+                return None;
+            }
+            let (local, _) = addr(f[1])?;
+            let (remote, port) = addr(f[2])?;
+            Some((local, remote, port))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_connections_leave_from_the_node_address() {
+    let hosts: Vec<String> = (11..=13).map(|i| format!("127.0.0.{i}")).collect();
+    let c = TestCluster::start_with(
+        3,
+        ClusterOptions {
+            tuning: Tuning::default(),
+            hosts: Some(hosts.clone()),
+            env: Vec::new(),
+        },
+    );
+    c.wait_ready(READY).await;
+    // Sessions work through every node (a reqwest jar is per host: each user stays on one node;
+    // writes through followers reach the leader over peer connections).
+    for id in 1..=3 {
+        let u = user();
+        for n in 1..=3 {
+            assert_eq!(increment(&u, &c.url(id, "/api/counter")).await.1, Some(n));
+        }
+        assert_eq!(read(&u, &c.url(id, "/api/counter")).await, (200, Some(3)));
+    }
+    // Every node talks to every other from its own address (Raft RPC, forwarding, the
+    // dashboard's status polls); connections come and go, so look for a few seconds.
+    let ip = |i: usize| hosts[i].parse::<Ipv4Addr>().expect("ip");
+    let pairs: Vec<(usize, usize)> = (0..3)
+        .flat_map(|i| (0..3).filter(move |j| *j != i).map(move |j| (i, j)))
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < pairs.len() && std::time::Instant::now() < deadline {
+        let conns = tcp_connections();
+        for (i, j) in &pairs {
+            if conns
+                .iter()
+                .any(|(l, r, p)| *l == ip(*i) && *r == ip(*j) && *p == c.ports[*j])
+            {
+                seen.insert((*i, *j));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let missing: Vec<String> = pairs
+        .iter()
+        .filter(|p| !seen.contains(p))
+        .map(|(i, j)| format!("{} -> {}:{}", hosts[*i], hosts[*j], c.ports[*j]))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no peer connection from the node's own address: {missing:?}"
+    );
+}
