@@ -290,6 +290,40 @@ fn sessions_are_checked_separately_and_reports_render() {
     assert!(svg.contains("FAIL — 1 violation (1 stale_read)"));
 }
 
+#[test]
+fn check_exits_2_on_unreadable_input_and_0_on_a_clean_history() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let run = |history: &Path| {
+        std::process::Command::new(binary())
+            .arg("check")
+            .arg("--history")
+            .arg(history)
+            .arg("--out")
+            .arg(dir.path().join("report"))
+            .output()
+            .expect("run sessionraft check")
+    };
+    let missing = run(&dir.path().join("missing.jsonl"));
+    assert_eq!(missing.status.code(), Some(2));
+    let garbage = dir.path().join("garbage.jsonl");
+    std::fs::write(&garbage, "{\"user\": 1}\n").expect("write");
+    let out = run(&garbage);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("garbage.jsonl:1"));
+    let clean = dir.path().join("clean.jsonl");
+    let lines: Vec<String> = [
+        ok("u0#0", Inc, 1, 0.0, 10.0),
+        ok("u0#0", FinalRead, 1, 20.0, 30.0),
+    ]
+    .iter()
+    .map(|o| serde_json::to_string(o).expect("json"))
+    .collect();
+    std::fs::write(&clean, lines.join("\n")).expect("write");
+    let out = run(&clean);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("PASS"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Real clusters
 
@@ -300,7 +334,7 @@ fn report_dir(name: &str) -> PathBuf {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_else(std::env::temp_dir);
-    let dir = target.join("chaos").join(name);
+    let dir = target.join("chaos-checker").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("report dir");
     dir

@@ -313,8 +313,9 @@ fn run_load(
     };
     let s = chaos_load::run(opts)?;
     println!(
-        "load: {} ops (ok {}, fail {}, unknown {}), {:.1} ok ops/s offered {rate}/s, {} skipped ticks; history in {}",
+        "load: {} ops incl. {} final reads (ok {}, fail {}, unknown {}), {:.1} ok ops/s offered {rate}/s, {} skipped ticks; history in {}",
         s.ops,
+        s.final_reads,
         s.ok,
         s.fail,
         s.unknown,

@@ -131,6 +131,8 @@ pub struct LoadSummary {
     pub fail: u64,
     pub unknown: u64,
     pub skipped_ticks: u64,
+    /// Of `ops`, the final reads.
+    pub final_reads: u64,
     /// Operations (not final reads) answered ok per second of the run.
     pub throughput: f64,
 }
@@ -211,6 +213,9 @@ impl Sink {
             .map_err(|_| anyhow::anyhow!("totals poisoned"))?;
         t.ops += 1;
         t.skipped_ticks += op.skipped_ticks;
+        if op.op == OpKind::FinalRead {
+            t.final_reads += 1;
+        }
         match op.outcome {
             Outcome::Ok => t.ok += 1,
             Outcome::Fail => t.fail += 1,

@@ -67,6 +67,8 @@ pub struct Summary {
     /// Per operation type (`inc`, `read`, `login`, `logout`, `final_read`).
     pub per_op: BTreeMap<String, Counts>,
     pub sessions: usize,
+    /// The first invocation (ms since the Unix epoch).
+    pub start_ms: f64,
     /// From the first invocation to the last completion of the load phase (final reads apart).
     pub duration_s: f64,
     /// Successful load-phase operations per second.
@@ -90,6 +92,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     // Nearest rank.
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Rounded to the microsecond (milliseconds) or millisecond (seconds): readable JSON.
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
 }
 
 fn load_phase(ops: &[OpRecord]) -> impl Iterator<Item = &OpRecord> {
@@ -140,12 +147,13 @@ pub fn summarize(ops: &[OpRecord], violations: &[Violation]) -> Summary {
         ops: all,
         per_op,
         sessions,
-        duration_s,
-        throughput_ok_per_s,
+        start_ms: if start.is_finite() { start } else { 0.0 },
+        duration_s: round3(duration_s),
+        throughput_ok_per_s: round3(throughput_ok_per_s),
         latency_ms: Latency {
-            p50: percentile(&latencies, 50.0),
-            p99: percentile(&latencies, 99.0),
-            max: latencies.last().copied().unwrap_or(0.0),
+            p50: round3(percentile(&latencies, 50.0)),
+            p99: round3(percentile(&latencies, 99.0)),
+            max: round3(latencies.last().copied().unwrap_or(0.0)),
         },
         unavailability: unavailability(ops),
         violations: violations.len(),
@@ -192,9 +200,9 @@ pub fn unavailability(ops: &[OpRecord]) -> Vec<Window> {
                 let (start_ms, end_ms) = (t0 + s as f64 * SLOT_MS, t0 + i as f64 * SLOT_MS);
                 if end_ms - start_ms >= MIN_WINDOW_MS {
                     windows.push(Window {
-                        start_ms,
-                        end_ms,
-                        duration_ms: end_ms - start_ms,
+                        start_ms: round3(start_ms),
+                        end_ms: round3(end_ms),
+                        duration_ms: round3(end_ms - start_ms),
                         ops_attempted: load
                             .iter()
                             .filter(|o| o.invoke_ms < end_ms && o.complete_ms >= start_ms)
@@ -446,7 +454,7 @@ pub fn render_svg(
             svg,
             r##"<text x="{x:.1}" y="{y:.1}" font-size="11" fill="{c}" font-weight="bold"><title>{t}</title>{t}</text>"##,
             x = x0 + 2.0,
-            y = tops[0] + 12.0 + 12.0 * (i % 4) as f64,
+            y = tops[0] + 18.0 + 12.0 * (i % 4) as f64,
             t = esc(&label)
         );
     }
@@ -466,26 +474,39 @@ pub fn render_svg(
             );
         }
     }
-    // Panel 2: p50 and p99 lines.
+    // Panel 2: p50 and p99 lines, broken where a second had no successful operation.
     for (q, color) in [(50.0, "#4285f4"), (99.0, "#ea4335")] {
-        let points: Vec<String> = per
-            .iter()
-            .enumerate()
-            .take(seconds)
-            .filter(|(_, b)| !b.latencies.is_empty())
-            .map(|(s, b)| {
-                format!(
+        let mut runs: Vec<Vec<String>> = Vec::new();
+        let mut last: Option<usize> = None;
+        for (s, b) in per.iter().enumerate().take(seconds) {
+            if b.latencies.is_empty() {
+                continue;
+            }
+            if !matches!(last, Some(l) if l + 1 == s) {
+                runs.push(Vec::new());
+            }
+            last = Some(s);
+            if let Some(run) = runs.last_mut() {
+                run.push(format!(
                     "{:.1},{:.1}",
                     xs(s) + step / 2.0,
                     yv(tops[1], p(b, q), max_lat)
-                )
-            })
-            .collect();
-        let _ = writeln!(
-            svg,
-            r##"<polyline points="{}" fill="none" stroke="{color}" stroke-width="1.5"/>"##,
-            points.join(" ")
-        );
+                ));
+            }
+        }
+        for run in runs {
+            if run.len() == 1 {
+                if let Some((x, y)) = run[0].split_once(',') {
+                    let _ = writeln!(svg, r##"<circle cx="{x}" cy="{y}" r="2" fill="{color}"/>"##);
+                }
+                continue;
+            }
+            let _ = writeln!(
+                svg,
+                r##"<polyline points="{}" fill="none" stroke="{color}" stroke-width="1.5"/>"##,
+                run.join(" ")
+            );
+        }
     }
     // Panel 3: fail and unknown, stacked.
     for (s, b) in per.iter().enumerate().take(seconds) {
@@ -505,6 +526,18 @@ pub fn render_svg(
             );
             base += n as f64;
         }
+    }
+    // Unavailability windows: a dark bar along the top of the throughput panel.
+    for w in &summary.unavailability {
+        let x0 = frame.x(w.start_ms);
+        let x1 = frame.x(w.end_ms);
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{x0:.1}" y="{y}" width="{w:.1}" height="5" fill="#37474f"><title>unavailable for {d:.1}s</title></rect>"##,
+            y = tops[0],
+            w = (x1 - x0).max(1.0),
+            d = w.duration_ms / 1000.0
+        );
     }
     // Violations: red marks under the throughput panel at the offending operation's time.
     for v in violations {
@@ -552,6 +585,7 @@ pub fn render_svg(
     let legend = [
         (tops[0] + 20.0, "#34a853", "ok ops/s"),
         (tops[0] + 40.0, "#c5221f", "violation"),
+        (tops[0] + 60.0, "#37474f", "unavailable"),
         (tops[1] + 20.0, "#4285f4", "p50"),
         (tops[1] + 40.0, "#ea4335", "p99"),
         (tops[2] + 20.0, "#fb8c00", "fail"),
@@ -569,7 +603,7 @@ pub fn render_svg(
         let _ = writeln!(
             svg,
             r##"<text x="{lx}" y="{y}" font-size="11" fill="#555">shaded: faults</text>"##,
-            y = tops[0] + 60.0
+            y = tops[0] + 80.0
         );
     }
     svg.push_str("</svg>\n");

@@ -84,9 +84,9 @@ impl CheckReport {
         );
         for w in &s.unavailability {
             out.push_str(&format!(
-                "  unavailable for {:.1}s from {:.3} ({} ops attempted)\n",
+                "  unavailable for {:.1}s from {:+.1}s ({} ops attempted)\n",
                 w.duration_ms / 1000.0,
-                w.start_ms / 1000.0,
+                (w.start_ms - s.start_ms) / 1000.0,
                 w.ops_attempted
             ));
         }
