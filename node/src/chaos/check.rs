@@ -27,8 +27,8 @@
 //! Each violating operation is reported once, with its witness. After a vanished session or a
 //! lost write the counter really restarted from B's value, so later operations are compared only
 //! with B and what followed it (one lost write is not reported again by every later
-//! operation); stale reads change nothing and later operations are still compared with
-//! everything before. An operation whose value is from the future is never used as a witness.
+//! operation); stale reads (and final reads) change nothing and later operations are still
+//! compared with everything before. An operation whose value is from the future is never used as a witness.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -144,6 +144,17 @@ pub fn check_session(session: &str, ops: &[&OpRecord], t0_ms: f64) -> Vec<Violat
     let mut inc_values: HashMap<i64, usize> = HashMap::new();
     // Whether each valued op may serve as a witness.
     let mut trusted = vec![true; valued.len()];
+    // Valued ops in order of completion, the next one to become a witness candidate, and the
+    // best candidate so far.
+    let mut by_complete: Vec<usize> = (0..valued.len()).collect();
+    by_complete.sort_by(|x, y| {
+        valued[*x]
+            .op
+            .complete_ms
+            .total_cmp(&valued[*y].op.complete_ms)
+    });
+    let mut next_done = 0usize;
+    let mut best: Option<usize> = None;
 
     for i in 0..valued.len() {
         let b = &valued[i];
@@ -162,21 +173,31 @@ pub fn check_session(session: &str, ops: &[&OpRecord], t0_ms: f64) -> Vec<Violat
                 ops: vec![b.op.clone()],
             });
         }
-        // The highest value seen by an operation that completed before B started (prefer an
-        // inc as the witness: it is the acknowledged write).
-        let witness = valued[..i]
-            .iter()
-            .enumerate()
-            .filter(|(j, a)| {
-                trusted[*j] && a.op.invoke_ms >= segment_start && a.op.complete_ms < b.op.invoke_ms
-            })
-            .map(|(_, a)| a)
-            .max_by(|x, y| {
-                x.value
-                    .cmp(&y.value)
-                    .then((x.op.op == OpKind::Inc).cmp(&(y.op.op == OpKind::Inc)))
-                    .then(x.op.complete_ms.total_cmp(&y.op.complete_ms))
-            });
+        // The witness: the highest value seen by an operation of the current segment that
+        // completed before B started (on a tie prefer an inc: it is the acknowledged write).
+        // Candidates only ever join as B's invocation time grows, so one pass suffices.
+        while next_done < by_complete.len()
+            && valued[by_complete[next_done]].op.complete_ms < b.op.invoke_ms
+        {
+            let j = by_complete[next_done];
+            next_done += 1;
+            let a = &valued[j];
+            if !trusted[j] || a.op.invoke_ms < segment_start {
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some(k) => {
+                    let c = &valued[k];
+                    (a.value, a.op.op == OpKind::Inc, a.op.complete_ms)
+                        > (c.value, c.op.op == OpKind::Inc, c.op.complete_ms)
+                }
+            };
+            if better {
+                best = Some(j);
+            }
+        }
+        let witness = best.map(|k| &valued[k]);
         let regressed = witness.filter(|w| {
             if b.op.op == OpKind::Inc {
                 b.value <= w.value
@@ -224,7 +245,7 @@ pub fn check_session(session: &str, ops: &[&OpRecord], t0_ms: f64) -> Vec<Violat
             (
                 ViolationKind::LostWrite,
                 format!(
-                    "{} does not include {} acknowledged before it started",
+                    "{} is behind {}, which completed before it started",
                     d(b.op),
                     d(w.op)
                 ),
@@ -254,6 +275,7 @@ pub fn check_session(session: &str, ops: &[&OpRecord], t0_ms: f64) -> Vec<Violat
         ) && b.op.op != OpKind::FinalRead
         {
             segment_start = b.op.invoke_ms;
+            best = None;
             inc_values.clear();
             if b.op.op == OpKind::Inc {
                 inc_values.insert(b.value, i);

@@ -168,7 +168,7 @@ pub fn run(opts: LoadOptions) -> anyhow::Result<LoadSummary> {
     let file = std::fs::File::create(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
     let sink = Arc::new(Sink {
-        out: Mutex::new(std::io::BufWriter::new(file)),
+        out: Mutex::new(std::io::LineWriter::new(file)),
         clock: HistoryClock::new(),
         totals: Mutex::new(LoadSummary::default()),
     });
@@ -190,9 +190,10 @@ pub fn run(opts: LoadOptions) -> anyhow::Result<LoadSummary> {
     Ok(totals)
 }
 
-/// Where operations go: the history file and the running totals.
+/// Where operations go: the history file (line-buffered, so a killed run keeps every operation
+/// recorded so far) and the running totals.
 struct Sink {
-    out: Mutex<std::io::BufWriter<std::fs::File>>,
+    out: Mutex<std::io::LineWriter<std::fs::File>>,
     clock: HistoryClock,
     totals: Mutex<LoadSummary>,
 }
