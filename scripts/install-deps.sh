@@ -5,15 +5,16 @@
 #   scripts/install-deps.sh --cluster  also what scripts/cluster.sh uses (curl, python3, procps,
 #                                      haproxy as the load balancer)
 #   scripts/install-deps.sh --all      also what the tests and operator scripts use (chromium and
-#                                      chromium-driver for the browser tests, haproxy)
+#                                      chromium-driver for the browser tests, haproxy; iptables and
+#                                      libfaketime for scripts/chaos.sh)
 set -euo pipefail
 
 want=(clang libclang-dev)
 case "${1:-}" in
 --all)
     # tests: real browser (chromium + chromedriver); curl, python3 and haproxy for the operator
-    # scripts
-    want+=(iproute2 iptables procps curl python3 haproxy chromium chromium-driver)
+    # scripts; iptables, iproute2 (ss) and libfaketime for scripts/chaos.sh
+    want+=(iproute2 iptables procps curl python3 haproxy chromium chromium-driver libfaketime)
     ;;
 --cluster)
     want+=(procps curl python3 haproxy)
