@@ -168,9 +168,42 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
             server = server.bind(a).with_context(|| format!("binding {a}"))?;
         }
         tracing::info!(node = me.id, http = %me.http_addr, "serving");
-        server.run().await.context("HTTP server")
+        let server = server.run();
+        // A Raft core that stopped on a fatal error (a storage write failed, e.g. a full disk)
+        // never recovers in this process: stop serving and exit non-zero, so the node does not
+        // sit there unready and a supervisor (or the operator) restarts it on its intact log.
+        let fatal = actix_web::rt::spawn(watch_raft_core(
+            node.cluster.raft.metrics(),
+            server.handle(),
+        ));
+        server.await.context("HTTP server")?;
+        fatal.abort();
+        match fatal.await {
+            Ok(Some(e)) => Err(anyhow::anyhow!("raft core stopped: {e}")),
+            _ => Ok(()),
+        }
     });
     tracing::info!(node = me.id, "HTTP stopped; shutting down raft");
     node.shutdown();
     served
+}
+
+/// Wait until the Raft core stops on a fatal error; then stop the HTTP server and return the
+/// error. Pending forever while the core runs.
+async fn watch_raft_core(
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, openraft::BasicNode>>,
+    server: actix_web::dev::ServerHandle,
+) -> Option<String> {
+    loop {
+        if let Err(e) = &metrics.borrow().running_state {
+            let e = e.to_string();
+            tracing::error!(error = %e, "raft core stopped; exiting so the node can be restarted");
+            server.stop(true).await;
+            return Some(e);
+        }
+        if metrics.changed().await.is_err() {
+            // The core is gone without reporting an error: a normal shutdown.
+            return None;
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use actix_session::Session;
-use actix_web::{web, HttpResponse, Responder};
+use actix_web::{web, HttpResponse};
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 
@@ -123,8 +123,14 @@ async fn whoami(state: web::Data<AppState>, session: Session) -> actix_web::Resu
     })))
 }
 
-async fn healthz() -> impl Responder {
-    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    let running = state.cluster.raft.metrics().borrow().running_state.clone();
+    match running {
+        Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ok\n"),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(format!("raft core stopped: {e}\n")),
+    }
 }
 
 /// What `/cluster/status` reports about this node.
