@@ -237,9 +237,27 @@ start_node() {
     mkdir -p "$RUN_DIR/logs"
     # setsid: the node survives this shell; its pid is recorded for every later signal
     setsid "$BIN" "${args[@]}" >>"$(log_file "$id")" 2>&1 </dev/null 9>&- &
-    echo $! >"$(pid_file "$id")"
-    echo "node $id started (pid $!, log $(log_file "$id"))"
+    pid=$!
+    echo "$pid" >"$(pid_file "$id")"
+    # Until the forked shell has exec'd the binary, /proc/PID/cmdline is still bash's and
+    # live_pid would call the node gone: wait for the exec (or the exit) before going on.
+    for _ in $(seq 1 100); do
+        if [[ -n "$(live_pid "$id")" ]] || ! kill -0 "$pid" 2>/dev/null; then break; fi
+        sleep 0.05
+    done
+    echo "node $id started (pid $pid, log $(log_file "$id"))"
     unlock
+}
+
+# wait_exit_or_kill PID LABEL: wait up to 10 s for PID (already signalled) to exit, then SIGKILL it.
+wait_exit_or_kill() {
+    local pid="$1" label="$2"
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    echo "$label did not stop in 10 s; SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
 }
 
 signal_node() {
@@ -256,14 +274,7 @@ signal_node() {
         echo "node $id killed (pid $pid)"
         return 0
     fi
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "node $id did not stop in 10 s; SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
+    wait_exit_or_kill "$pid" "node $id"
     rm -f "$(pid_file "$id")"
     echo "node $id stopped"
 }
@@ -471,14 +482,7 @@ stop_haproxy() {
     # the workers, to make sure none outlives its master
     kids="$(ps -o pid= --ppid "$pid" 2>/dev/null || true)"
     kill -TERM "$pid"
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "haproxy did not stop in 10 s; SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
+    wait_exit_or_kill "$pid" haproxy
     for k in $kids; do
         for _ in $(seq 1 20); do
             if ! kill -0 "$k" 2>/dev/null || ! is_our_haproxy "$k"; then break; fi

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{binary, free_port, increment, read, user, write_config, Tuning, ADMIN_TOKEN};
+use common::{binary, free_port, read, user, write_config, Tuning, ADMIN_TOKEN};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -225,8 +225,21 @@ impl Visitor {
     async fn increment(&mut self, url: &str) -> Result<(), String> {
         let t = Instant::now();
         loop {
-            match increment(&self.client, url).await {
-                (200, Some(c), by) => {
+            let (status, c, by) = match self.client.post(url).send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let v: Value = r.json().await.unwrap_or(Value::Null);
+                    (status, v["counter"].as_i64(), v["served_by"].as_u64())
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "increment failed without an answer after {:?}: {e:?}",
+                        t.elapsed()
+                    ))
+                }
+            };
+            match (status, c) {
+                (200, Some(c)) => {
                     // Nothing acknowledged is ever lost: the counter only moves forward from the
                     // last acknowledged value (by more than 1 only after a retried 503).
                     if c <= self.acked {
@@ -239,11 +252,11 @@ impl Visitor {
                     self.served_by.extend(by);
                     return Ok(());
                 }
-                (503, _, _) if t.elapsed() < Duration::from_secs(20) => {
+                (503, _) if t.elapsed() < Duration::from_secs(20) => {
                     self.retried_503 += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                (status, c, _) => {
+                (status, c) => {
                     return Err(format!(
                         "increment answered {status} (counter {c:?}) after {:?}",
                         t.elapsed()
@@ -492,10 +505,15 @@ async fn operator_scripts_run_a_load_balanced_cluster_through_failures_changes_a
     let mut total_ok = 0;
     let mut total_503 = 0;
     for h in load {
-        let (u, ok) = h
-            .await
-            .expect("load task")
-            .unwrap_or_else(|e| panic!("during the rolling restart: {e}"));
+        let (u, ok) = h.await.expect("load task").unwrap_or_else(|e| {
+            let log =
+                std::fs::read_to_string(ops.run_dir.join("logs/haproxy.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "during the rolling restart: {e}\nHAProxy log (newest first):\n{}",
+                tail.join("\n")
+            )
+        });
         total_ok += ok;
         total_503 += u.retried_503;
         users.push(u);
