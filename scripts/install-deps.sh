@@ -14,7 +14,7 @@ case "${1:-}" in
 --all)
     # tests: real browser (chromium + chromedriver); curl, python3 and haproxy for the operator
     # scripts; iptables, iproute2 (ss) and libfaketime for scripts/chaos.sh
-    want+=(iproute2 iptables procps curl python3 haproxy chromium chromium-driver libfaketime)
+    want+=(iproute2 iptables procps curl python3 haproxy chromium chromium-driver libfaketime redis-server)
     ;;
 --cluster)
     want+=(procps curl python3 haproxy)

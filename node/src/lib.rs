@@ -5,9 +5,12 @@
 //! - [`serve`]: run one node (HTTP server over `sessionraft-web`'s `NodeRuntime`).
 //! - [`status`]: the cluster status table.
 //! - [`ops`]: membership changes, backup and restore through the admin API.
+//! - [`bench`]: `sessionraft bench` (closed-loop HTTP load generator for sessionraft, apps with
+//!   the same API, etcd) and `sessionraft bench-backup` (synthetic backup files).
 //! - [`chaos`]: `sessionraft load` (recorded load) and `sessionraft check` (history checker,
 //!   convergence, report) for chaos testing.
 
+pub mod bench;
 pub mod chaos;
 pub mod config;
 pub mod ops;

@@ -7,9 +7,13 @@
 //! - `sessionraft backup --to FILE` / `restore --from FILE` / `backup-info FILE`.
 //! - `sessionraft load` drives recorded load (chaos testing); `sessionraft check` judges the
 //!   history (exit 1 on a violation, 2 on unreadable input).
+//! - `sessionraft bench` drives closed-loop load at sessionraft, an app with the same API or
+//!   etcd and reports throughput and latency; `sessionraft bench-backup` writes a synthetic
+//!   backup of N sessions (for `restore`).
 //!
 //! Without `--config`, the embedded default `cluster.toml` (3 nodes on 127.0.0.1) is used.
 
+use sessionraft_node::bench::{self, backup_gen};
 use sessionraft_node::chaos::{load as chaos_load, verdict};
 use sessionraft_node::{config, ops, serve, status};
 
@@ -150,6 +154,65 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Closed-loop HTTP benchmark: C virtual users, one keep-alive connection and one request
+    /// in flight each, against sessionraft nodes (or an app with the same /api/counter, e.g.
+    /// examples/redis_app) or etcd's v3 JSON gateway. Prints throughput (2xx only), errors and
+    /// latency p50/p99/max; exits 1 when no request succeeded.
+    Bench {
+        /// Base URLs, comma-separated; user i sticks to target i % N.
+        #[arg(long, value_delimiter = ',', required = true)]
+        targets: Vec<String>,
+        /// write: POST /api/counter (etcd: put); read: GET /api/counter (etcd: linearizable
+        /// range); mixed: 90 % reads, 10 % writes.
+        #[arg(long, value_enum)]
+        workload: bench::Workload,
+        /// Virtual users = connections.
+        #[arg(long)]
+        connections: u32,
+        /// Seconds measured (after the warmup).
+        #[arg(long)]
+        duration: f64,
+        /// Seconds of load before measuring.
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// session: /api/counter with a session cookie per user; etcd: one key per user.
+        #[arg(long, value_enum, default_value_t = bench::Kind::Session)]
+        kind: bench::Kind,
+        /// Bytes of the value of an etcd put.
+        #[arg(long, default_value_t = 200)]
+        value_bytes: usize,
+        /// Seed of the mixed workload's choices and of the etcd values.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Per-request timeout in seconds.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Worker threads of the load generator.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Seconds each user keeps retrying to create its session or key before giving up.
+        #[arg(long, default_value_t = 30.0)]
+        setup_timeout: f64,
+        /// Print the result as one JSON object on stdout (the summary line goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a synthetic backup of N live sessions (ascending keys, 24 h lifetime, state
+    /// {"counter", "pad"}) for `sessionraft restore`: catch-up and memory measurements.
+    BenchBackup {
+        /// Number of sessions.
+        #[arg(long)]
+        sessions: u64,
+        /// The backup file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Characters of padding in each session's state.
+        #[arg(long, default_value_t = 100)]
+        state_bytes: usize,
+        /// Seed of the random part of the keys.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -179,6 +242,43 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
+        Cmd::Bench {
+            targets,
+            workload,
+            connections,
+            duration,
+            warmup,
+            kind,
+            value_bytes,
+            seed,
+            timeout,
+            threads,
+            setup_timeout,
+            json,
+        } => {
+            let opts = (|| {
+                Ok(bench::BenchOptions {
+                    targets: chaos_load::parse_targets(&targets.join(",")),
+                    kind,
+                    workload,
+                    connections,
+                    duration: seconds("duration", duration)?,
+                    warmup: seconds("warmup", warmup)?,
+                    value_bytes,
+                    seed,
+                    timeout: seconds("timeout", timeout)?,
+                    threads,
+                    setup_timeout: seconds("setup-timeout", setup_timeout)?,
+                })
+            })();
+            return run_bench(opts, json);
+        }
+        Cmd::BenchBackup {
+            sessions,
+            out,
+            state_bytes,
+            seed,
+        } => run_bench_backup(sessions, state_bytes, seed, out),
         Cmd::Load {
             targets,
             users,
@@ -276,6 +376,67 @@ fn main() -> ExitCode {
     }
 }
 
+fn seconds(name: &str, v: f64) -> anyhow::Result<std::time::Duration> {
+    anyhow::ensure!(
+        v.is_finite() && v >= 0.0,
+        "--{name} must be a number of seconds"
+    );
+    Ok(std::time::Duration::from_secs_f64(v))
+}
+
+/// `sessionraft bench`: 0 when some request succeeded, 1 otherwise (or on bad options).
+fn run_bench(opts: anyhow::Result<bench::BenchOptions>, json: bool) -> ExitCode {
+    let report = match opts.and_then(bench::run) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        eprintln!("{}", report.human());
+        match serde_json::to_string(&report) {
+            Ok(j) => println!("{j}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        println!("{}", report.human());
+    }
+    if report.ok == 0 {
+        eprintln!("error: no request succeeded");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_bench_backup(
+    sessions: u64,
+    state_bytes: usize,
+    seed: u64,
+    out: PathBuf,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let opts = backup_gen::BackupGenOptions {
+        sessions,
+        state_bytes,
+        seed,
+    };
+    let trailer = backup_gen::run(&opts, &out)?;
+    let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "wrote {} sessions to {} ({:.1} MB) in {:.1} s, content sha256 {}",
+        trailer.count,
+        out.display(),
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        trailer.content_sha256
+    );
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_load(
     targets: Vec<String>,
@@ -288,13 +449,6 @@ fn run_load(
     mix: chaos_load::Mix,
     out: PathBuf,
 ) -> anyhow::Result<()> {
-    let seconds = |name: &str, v: f64| {
-        anyhow::ensure!(
-            v.is_finite() && v >= 0.0,
-            "--{name} must be a number of seconds"
-        );
-        Ok(std::time::Duration::from_secs_f64(v))
-    };
     let targets = chaos_load::parse_targets(&targets.join(","));
     let final_targets = match chaos_load::parse_targets(&final_targets.join(",")) {
         f if f.is_empty() => targets.clone(),

@@ -21,6 +21,13 @@ const UNAVAILABLE_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a new node may take to catch up before `add-node` gives up.
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(300);
 
+/// A request body.
+enum Payload {
+    Bytes(Vec<u8>),
+    /// A file streamed from disk, and its length.
+    File(std::path::PathBuf, u64),
+}
+
 struct Admin {
     rt: tokio::runtime::Runtime,
     http: reqwest::Client,
@@ -59,14 +66,14 @@ impl Admin {
     }
 
     /// Send to the first node that answers with something other than 503; retry through
-    /// elections until the deadline. Returns the 2xx body.
-    fn call(
+    /// elections until the deadline. Returns the 2xx response, its body not yet read.
+    fn send(
         &self,
         method: Method,
         path: &str,
-        body: Option<(&'static str, Vec<u8>)>,
+        body: Option<(&'static str, &Payload)>,
         timeout: Duration,
-    ) -> anyhow::Result<(reqwest::header::HeaderMap, Vec<u8>)> {
+    ) -> anyhow::Result<reqwest::Response> {
         let deadline = Instant::now() + UNAVAILABLE_DEADLINE;
         let mut last = String::from("no node configured");
         loop {
@@ -76,28 +83,39 @@ impl Admin {
                     .request(method.clone(), format!("http://{addr}{path}"))
                     .bearer_auth(&self.token)
                     .timeout(timeout);
-                if let Some((content_type, b)) = &body {
-                    req = req
-                        .header(reqwest::header::CONTENT_TYPE, *content_type)
-                        .body(b.clone());
-                }
                 let r = self.rt.block_on(async {
+                    if let Some((content_type, payload)) = body {
+                        req = req.header(reqwest::header::CONTENT_TYPE, content_type);
+                        req = match payload {
+                            Payload::Bytes(b) => req.body(b.clone()),
+                            // Streamed from disk: the file is never held in memory.
+                            Payload::File(path, len) => {
+                                let f = tokio::fs::File::open(path)
+                                    .await
+                                    .map_err(|e| anyhow!("opening {}: {e}", path.display()))?;
+                                req.header(reqwest::header::CONTENT_LENGTH, *len)
+                                    .body(reqwest::Body::from(f))
+                            }
+                        };
+                    }
                     let resp = req.send().await?;
                     let status = resp.status();
-                    let headers = resp.headers().clone();
+                    if status.is_success() {
+                        return Ok(Ok(resp));
+                    }
                     let bytes = resp.bytes().await?;
-                    Ok::<_, reqwest::Error>((status, headers, bytes.to_vec()))
+                    Ok::<_, anyhow::Error>(Err((status, bytes)))
                 });
                 match r {
-                    Ok((s, h, b)) if s.is_success() => return Ok((h, b)),
-                    Ok((StatusCode::SERVICE_UNAVAILABLE, _, b)) => {
+                    Ok(Ok(resp)) => return Ok(resp),
+                    Ok(Err((StatusCode::SERVICE_UNAVAILABLE, b))) => {
                         last = format!(
                             "{addr}: {}",
                             reply_error(StatusCode::SERVICE_UNAVAILABLE, &b)
                         );
                     }
-                    Ok((s, _, b)) => return Err(reply_error(s, &b)),
-                    Err(e) => last = format!("{addr}: {e}"),
+                    Ok(Err((s, b))) => return Err(reply_error(s, &b)),
+                    Err(e) => last = format!("{addr}: {e:#}"),
                 }
             }
             if Instant::now() >= deadline {
@@ -107,6 +125,22 @@ impl Admin {
         }
     }
 
+    /// [`Admin::send`], then the whole 2xx body.
+    fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, &Payload)>,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<u8>> {
+        let resp = self.send(method, path, body, timeout)?;
+        let bytes = self
+            .rt
+            .block_on(resp.bytes())
+            .context("reading the cluster's reply")?;
+        Ok(bytes.to_vec())
+    }
+
     fn json(
         &self,
         method: Method,
@@ -114,8 +148,13 @@ impl Admin {
         body: Option<serde_json::Value>,
         timeout: Duration,
     ) -> anyhow::Result<serde_json::Value> {
-        let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
-        let (_, bytes) = self.call(method, path, body, timeout)?;
+        let body = body.map(|b| Payload::Bytes(b.to_string().into_bytes()));
+        let bytes = self.call(
+            method,
+            path,
+            body.as_ref().map(|b| ("application/json", b)),
+            timeout,
+        )?;
         serde_json::from_slice(&bytes).context("the cluster's reply is not JSON")
     }
 
@@ -260,23 +299,40 @@ fn print_summary(what: &str, path: &Path, s: &backup::BackupSummary) {
     );
 }
 
-/// `sessionraft backup --to FILE`: a consistent backup of every live session, written to a
-/// temporary file, verified, synced, then renamed into place.
+/// `sessionraft backup --to FILE`: a consistent backup of every live session, streamed to a
+/// temporary file (never held in memory), synced, verified, then renamed into place.
 ///
 /// # Errors
-/// When no node answers, or the received file does not verify.
+/// When no node answers, the download fails, or the received file does not verify.
 pub fn backup(cfg: &Config, to: &Path) -> anyhow::Result<()> {
     let admin = Admin::new(cfg)?;
-    let (_, bytes) = admin.call(Method::GET, "/admin/backup", None, Duration::from_secs(600))?;
-    let summary = backup::verify(bytes.as_slice()).context("the received backup is damaged")?;
+    let mut resp = admin.send(Method::GET, "/admin/backup", None, Duration::from_secs(600))?;
     let partial = to.with_extension("partial");
-    {
+    let written = (|| {
         use std::io::Write;
-        let mut f = std::fs::File::create(&partial)
+        let f = std::fs::File::create(&partial)
             .with_context(|| format!("creating {}", partial.display()))?;
-        f.write_all(&bytes)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, f);
+        while let Some(chunk) = admin
+            .rt
+            .block_on(resp.chunk())
+            .context("downloading the backup")?
+        {
+            out.write_all(&chunk)
+                .with_context(|| format!("writing {}", partial.display()))?;
+        }
+        let f = out.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
-    }
+        let f = std::fs::File::open(&partial)?;
+        backup::verify(std::io::BufReader::new(f)).context("the received backup is damaged")
+    })();
+    let summary = match written {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
     std::fs::rename(&partial, to).with_context(|| format!("renaming to {}", to.display()))?;
     print_summary("backup written to", to, &summary);
     Ok(())
@@ -294,13 +350,16 @@ pub fn backup_info(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `sessionraft restore --from FILE`: verify the file here, then seed the (empty) cluster.
+/// `sessionraft restore --from FILE`: verify the file here, then seed the (empty) cluster with
+/// it, streamed from disk.
 ///
 /// # Errors
 /// When the file is damaged, the cluster is not empty (without `force`) or unavailable.
 pub fn restore(cfg: &Config, from: &Path, force: bool) -> anyhow::Result<()> {
-    let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
-    let summary = backup::verify(bytes.as_slice())
+    let started = Instant::now();
+    let f = std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
+    let len = f.metadata()?.len();
+    let summary = backup::verify(std::io::BufReader::with_capacity(1 << 20, f))
         .with_context(|| format!("{} is not a valid backup; nothing restored", from.display()))?;
     print_summary("restoring", from, &summary);
     let path = if force {
@@ -308,24 +367,22 @@ pub fn restore(cfg: &Config, from: &Path, force: bool) -> anyhow::Result<()> {
     } else {
         "/admin/restore"
     };
-    let (_, reply) = admin_restore(cfg, path, bytes)?;
-    let v: serde_json::Value = serde_json::from_slice(&reply)?;
-    println!(
-        "restored {} sessions ({} already expired were skipped), content sha256 {}",
-        v["restored"], v["skipped_expired"], v["content_sha256"]
-    );
-    Ok(())
-}
-
-fn admin_restore(
-    cfg: &Config,
-    path: &str,
-    bytes: Vec<u8>,
-) -> anyhow::Result<(reqwest::header::HeaderMap, Vec<u8>)> {
-    Admin::new(cfg)?.call(
+    let reply = Admin::new(cfg)?.call(
         Method::POST,
         path,
-        Some(("application/octet-stream", bytes)),
+        Some((
+            "application/octet-stream",
+            &Payload::File(from.to_path_buf(), len),
+        )),
         Duration::from_secs(3600),
-    )
+    )?;
+    let v: serde_json::Value = serde_json::from_slice(&reply)?;
+    println!(
+        "restored {} sessions ({} already expired were skipped) in {:.1} s, content sha256 {}",
+        v["restored"],
+        v["skipped_expired"],
+        started.elapsed().as_secs_f64(),
+        v["content_sha256"]
+    );
+    Ok(())
 }

@@ -1,0 +1,539 @@
+//! `sessionraft bench`: a closed-loop HTTP load generator for side-by-side benchmarks of
+//! sessionraft, actix-session on Redis (`examples/redis_app.rs`) and etcd, with one tool.
+//!
+//! `connections` virtual users run concurrently, each with its own HTTP client (one keep-alive
+//! connection) and one request in flight at a time; user `i` sticks to target
+//! `i % targets.len()`. Before the clock starts every user creates what it works on (not
+//! measured): its session (`kind = session`: one `POST /api/counter`, the cookie is kept) or its
+//! key (`kind = etcd`: one put). Then a warmup (not measured) and the measured run:
+//!
+//! | workload | session | etcd (v3 JSON gateway) |
+//! |---|---|---|
+//! | `write` | `POST /api/counter` | `POST /v3/kv/put {key, value}` |
+//! | `read` | `GET /api/counter` | `POST /v3/kv/range {key}` (linearizable) |
+//! | `mixed` | 90 % reads, 10 % writes (seeded per user) | same |
+//!
+//! Only 2xx answers count as throughput; anything else (status or transport error) is an error.
+//! A request counts when it started after the warmup and completed before the end. Latencies
+//! (of the successful requests) go into a log-linear histogram ([`histogram`]).
+//!
+//! The tool is meant to share the machine with the servers it measures: a 2-worker tokio
+//! runtime by default, URLs and request bodies built once per user and reused, and its own CPU
+//! time over the measured window reported (`load_cpu_percent`, of one core).
+
+pub mod backup_gen;
+mod histogram;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use base64::Engine as _;
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::header::{HeaderValue, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use reqwest::{StatusCode, Url};
+use serde::{Deserialize, Serialize};
+
+pub use histogram::Histogram;
+
+/// What the targets are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// sessionraft nodes, or any app with the same `/api/counter` (e.g. `redis_app`).
+    Session,
+    /// etcd v3's HTTP/JSON gateway.
+    Etcd,
+}
+
+/// What each virtual user does in a loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    Write,
+    Read,
+    /// 90 % reads, 10 % writes.
+    Mixed,
+}
+
+/// A validated `sessionraft bench` run.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Base URLs (`http://host:port`, no trailing slash).
+    pub targets: Vec<String>,
+    pub kind: Kind,
+    pub workload: Workload,
+    pub connections: u32,
+    pub duration: Duration,
+    pub warmup: Duration,
+    /// Size of the value of an etcd put.
+    pub value_bytes: usize,
+    pub seed: u64,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Worker threads of the load tool's runtime.
+    pub threads: usize,
+    /// How long each user keeps trying to create its session or key.
+    pub setup_timeout: Duration,
+}
+
+/// The result of a run (`--json` prints it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchReport {
+    pub kind: Kind,
+    pub workload: Workload,
+    pub connections: u32,
+    pub duration_s: f64,
+    /// Successful (2xx) requests in the measured window.
+    pub ok: u64,
+    /// Failed requests (non-2xx or transport errors) in the measured window.
+    pub errors: u64,
+    pub throughput_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+    pub warmup_s: f64,
+    pub targets: Vec<String>,
+    /// CPU time of this load generator during the measured window, in % of one core.
+    pub load_cpu_percent: Option<f64>,
+    /// The first error seen in the measured window, if any.
+    pub first_error: Option<String>,
+}
+
+impl BenchReport {
+    /// The one-line human summary.
+    pub fn human(&self) -> String {
+        let kind = match self.kind {
+            Kind::Session => "session",
+            Kind::Etcd => "etcd",
+        };
+        let workload = match self.workload {
+            Workload::Write => "write",
+            Workload::Read => "read",
+            Workload::Mixed => "mixed",
+        };
+        let cpu = self
+            .load_cpu_percent
+            .map(|c| format!("; load tool CPU {c:.0}% of a core"))
+            .unwrap_or_default();
+        let err = self
+            .first_error
+            .as_deref()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default();
+        format!(
+            "bench {kind} {workload}: {} connections on {} target(s), {:.1} s: {} ok = {:.1}/s, \
+             {} errors{err}; latency p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms{cpu}",
+            self.connections,
+            self.targets.len(),
+            self.duration_s,
+            self.ok,
+            self.throughput_per_s,
+            self.errors,
+            self.p50_ms,
+            self.p99_ms,
+            self.max_ms
+        )
+    }
+}
+
+/// Pause after a transport error (connection refused…), so a dead target is not spun on.
+const TRANSPORT_ERROR_PAUSE: Duration = Duration::from_millis(10);
+
+/// Run the benchmark.
+///
+/// # Errors
+/// Bad options, or a user could not create its session or key within the setup deadline.
+pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
+    anyhow::ensure!(!opts.targets.is_empty(), "--targets: at least one URL");
+    anyhow::ensure!(opts.connections > 0, "--connections must be at least 1");
+    anyhow::ensure!(!opts.duration.is_zero(), "--duration must be positive");
+    anyhow::ensure!(opts.threads > 0, "--threads must be at least 1");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.threads)
+        .thread_name("bench")
+        .enable_all()
+        .build()
+        .context("starting the load runtime")?;
+    rt.block_on(drive(opts))
+}
+
+async fn drive(opts: BenchOptions) -> anyhow::Result<BenchReport> {
+    let opts = Arc::new(opts);
+    // 1. every user prepares (concurrently), not measured
+    let mut setups = Vec::with_capacity(opts.connections as usize);
+    for i in 0..opts.connections {
+        let opts = opts.clone();
+        setups.push(tokio::spawn(async move { User::prepare(i, &opts).await }));
+    }
+    let mut users = Vec::with_capacity(setups.len());
+    for s in setups {
+        users.push(s.await.context("setup task")??);
+    }
+    // 2. warmup, then the measured window
+    let measure_start = Instant::now() + opts.warmup;
+    let end = measure_start + opts.duration;
+    let workload = opts.workload;
+    let tasks: Vec<_> = users
+        .into_iter()
+        .map(|u| tokio::spawn(u.run(workload, measure_start, end)))
+        .collect();
+    tokio::time::sleep_until(measure_start.into()).await;
+    let cpu0 = process_cpu_seconds();
+    tokio::time::sleep_until(end.into()).await;
+    let cpu1 = process_cpu_seconds();
+    let mut hist = Histogram::default();
+    let (mut ok, mut errors, mut first_error) = (0u64, 0u64, None);
+    for t in tasks {
+        let r = t.await.context("user task")?;
+        hist.merge(&r.hist);
+        ok += r.ok;
+        errors += r.errors;
+        if first_error.is_none() {
+            first_error = r.first_error;
+        }
+    }
+    let secs = opts.duration.as_secs_f64();
+    let ms = |us: u64| round3(us as f64 / 1000.0);
+    Ok(BenchReport {
+        kind: opts.kind,
+        workload: opts.workload,
+        connections: opts.connections,
+        duration_s: round3(secs),
+        ok,
+        errors,
+        throughput_per_s: (ok as f64 / secs * 10.0).round() / 10.0,
+        p50_ms: ms(hist.quantile(0.50)),
+        p99_ms: ms(hist.quantile(0.99)),
+        max_ms: ms(hist.max()),
+        mean_ms: round3(hist.mean() / 1000.0),
+        warmup_s: round3(opts.warmup.as_secs_f64()),
+        targets: opts.targets.clone(),
+        load_cpu_percent: match (cpu0, cpu1) {
+            // seconds of CPU per second of run, in % of a core, to 0.1
+            (Some(a), Some(b)) => Some(((b - a) / secs * 1000.0).round() / 10.0),
+            _ => None,
+        },
+        first_error,
+    })
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// This process's user + system CPU time in seconds (Linux `/proc/self/stat`, USER_HZ = 100).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start with the state (field 3);
+    // utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// One virtual user's requests, built once.
+enum Requests {
+    Session {
+        url: Url,
+        /// `name=value` of the session cookie, refreshed from every `Set-Cookie`.
+        cookie: HeaderValue,
+    },
+    Etcd {
+        put_url: Url,
+        range_url: Url,
+        put_body: Bytes,
+        range_body: Bytes,
+    },
+}
+
+/// Why a request failed.
+enum Failure {
+    Status(StatusCode, Bytes),
+    Transport(reqwest::Error),
+}
+
+impl Failure {
+    fn describe(&self) -> String {
+        match self {
+            Failure::Status(s, body) => {
+                let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
+                format!("HTTP {}: {}", s.as_u16(), text.trim())
+            }
+            Failure::Transport(e) => {
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(e);
+                while let Some(s) = source {
+                    text.push_str(": ");
+                    text.push_str(&s.to_string());
+                    source = s.source();
+                }
+                text
+            }
+        }
+    }
+}
+
+/// The totals of one user over the measured window.
+struct UserTotals {
+    hist: Histogram,
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+struct User {
+    client: reqwest::Client,
+    requests: Requests,
+    rng: StdRng,
+}
+
+/// The `name=value` part of a `Set-Cookie` header.
+fn cookie_pair(set_cookie: &HeaderValue) -> Option<HeaderValue> {
+    let b = set_cookie.as_bytes();
+    let end = b.iter().position(|c| *c == b';').unwrap_or(b.len());
+    let pair = b[..end].trim_ascii();
+    (!pair.is_empty() && pair.contains(&b'='))
+        .then(|| HeaderValue::from_bytes(pair).ok())
+        .flatten()
+}
+
+/// The JSON body of an etcd put or range: `{"key": base64, "value": base64}`.
+fn etcd_body(key: &[u8], value: Option<&[u8]>) -> Bytes {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let body = match value {
+        Some(v) => serde_json::json!({ "key": b64.encode(key), "value": b64.encode(v) }),
+        None => serde_json::json!({ "key": b64.encode(key) }),
+    };
+    Bytes::from(body.to_string())
+}
+
+impl User {
+    /// Build user `i`'s client and requests and create its session (or key), retried until
+    /// `setup_timeout`.
+    async fn prepare(i: u32, opts: &BenchOptions) -> anyhow::Result<User> {
+        let target = &opts.targets[i as usize % opts.targets.len()];
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .tcp_nodelay(true)
+            .no_proxy()
+            .timeout(opts.timeout)
+            .connect_timeout(opts.timeout)
+            .build()
+            .context("building an HTTP client")?;
+        let mut rng = StdRng::seed_from_u64(
+            opts.seed ^ (u64::from(i) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let parse = |path: &str| {
+            Url::parse(&format!("{target}{path}")).with_context(|| format!("bad target {target}"))
+        };
+        let requests = match opts.kind {
+            Kind::Session => Requests::Session {
+                url: parse("/api/counter")?,
+                cookie: HeaderValue::from_static(""),
+            },
+            Kind::Etcd => {
+                let key = format!("sessionraft-bench/{i:06}");
+                let mut value = vec![0u8; opts.value_bytes];
+                rng.fill(value.as_mut_slice());
+                Requests::Etcd {
+                    put_url: parse("/v3/kv/put")?,
+                    range_url: parse("/v3/kv/range")?,
+                    put_body: etcd_body(key.as_bytes(), Some(&value)),
+                    range_body: etcd_body(key.as_bytes(), None),
+                }
+            }
+        };
+        let mut user = User {
+            client,
+            requests,
+            rng,
+        };
+        let deadline = Instant::now() + opts.setup_timeout;
+        loop {
+            let r = user.setup().await;
+            match r {
+                Ok(()) => return Ok(user),
+                Err(e) if Instant::now() >= deadline => {
+                    anyhow::bail!(
+                        "user {i} could not create its {} at {target} within {:?}: {e}",
+                        match opts.kind {
+                            Kind::Session => "session",
+                            Kind::Etcd => "key",
+                        },
+                        opts.setup_timeout
+                    )
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    /// The first write: it creates the session (the answer must set a cookie) or the key.
+    async fn setup(&mut self) -> Result<(), String> {
+        self.request(true).await.map_err(|f| f.describe())?;
+        match &self.requests {
+            Requests::Session { cookie, .. } if cookie.is_empty() => {
+                Err("the first write set no session cookie".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// One request; the body is read to the end so the connection is reused.
+    async fn request(&mut self, write: bool) -> Result<(), Failure> {
+        let send = match &self.requests {
+            Requests::Session { url, cookie } => {
+                let rb = if write {
+                    self.client.post(url.clone())
+                } else {
+                    self.client.get(url.clone())
+                };
+                if cookie.is_empty() {
+                    rb
+                } else {
+                    rb.header(COOKIE, cookie.clone())
+                }
+            }
+            Requests::Etcd {
+                put_url,
+                range_url,
+                put_body,
+                range_body,
+            } => {
+                let (url, body) = if write {
+                    (put_url, put_body)
+                } else {
+                    (range_url, range_body)
+                };
+                self.client
+                    .post(url.clone())
+                    .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                    .body(body.clone())
+            }
+        };
+        let resp = send.send().await.map_err(Failure::Transport)?;
+        let status = resp.status();
+        if status.is_success() {
+            if let Requests::Session { cookie, .. } = &mut self.requests {
+                if let Some(c) = resp.headers().get(SET_COOKIE).and_then(cookie_pair) {
+                    *cookie = c;
+                }
+            }
+        }
+        let body = resp.bytes().await.map_err(Failure::Transport)?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(Failure::Status(status, body))
+        }
+    }
+
+    async fn run(mut self, workload: Workload, measure_start: Instant, end: Instant) -> UserTotals {
+        let mut t = UserTotals {
+            hist: Histogram::default(),
+            ok: 0,
+            errors: 0,
+            first_error: None,
+        };
+        loop {
+            let t0 = Instant::now();
+            if t0 >= end {
+                break;
+            }
+            let write = match workload {
+                Workload::Write => true,
+                Workload::Read => false,
+                Workload::Mixed => self.rng.gen_ratio(1, 10),
+            };
+            let r = self.request(write).await;
+            let t1 = Instant::now();
+            let measured = t0 >= measure_start && t1 <= end;
+            match r {
+                Ok(()) if measured => {
+                    t.ok += 1;
+                    t.hist
+                        .record(u64::try_from((t1 - t0).as_micros()).unwrap_or(u64::MAX));
+                }
+                Ok(()) => {}
+                Err(f) => {
+                    if measured {
+                        t.errors += 1;
+                        if t.first_error.is_none() {
+                            t.first_error = Some(f.describe());
+                        }
+                    }
+                    if matches!(f, Failure::Transport(_)) {
+                        tokio::time::sleep(TRANSPORT_ERROR_PAUSE).await;
+                    }
+                }
+            }
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_pair_keeps_name_and_value_only() {
+        let h = HeaderValue::from_static("id=abc+/=; Path=/; HttpOnly; SameSite=Lax");
+        assert_eq!(cookie_pair(&h).unwrap(), "id=abc+/=");
+        assert_eq!(
+            cookie_pair(&HeaderValue::from_static("id=x")).unwrap(),
+            "id=x"
+        );
+        assert!(cookie_pair(&HeaderValue::from_static("; Path=/")).is_none());
+    }
+
+    #[test]
+    fn etcd_bodies_are_base64_json() {
+        let put: serde_json::Value =
+            serde_json::from_slice(&etcd_body(b"k1", Some(&[0, 255]))).unwrap();
+        assert_eq!(put, serde_json::json!({ "key": "azE=", "value": "AP8=" }));
+        let range: serde_json::Value = serde_json::from_slice(&etcd_body(b"k1", None)).unwrap();
+        assert_eq!(range, serde_json::json!({ "key": "azE=" }));
+    }
+
+    #[test]
+    fn cpu_time_is_readable() {
+        assert!(process_cpu_seconds().is_some_and(|s| s >= 0.0));
+    }
+
+    #[test]
+    fn report_line_and_json() {
+        let r = BenchReport {
+            kind: Kind::Session,
+            workload: Workload::Mixed,
+            connections: 32,
+            duration_s: 10.0,
+            ok: 1000,
+            errors: 0,
+            throughput_per_s: 100.0,
+            p50_ms: 1.5,
+            p99_ms: 3.25,
+            max_ms: 9.0,
+            mean_ms: 1.6,
+            warmup_s: 2.0,
+            targets: vec!["http://127.0.0.1:1".into()],
+            load_cpu_percent: Some(12.5),
+            first_error: None,
+        };
+        let line = r.human();
+        assert!(
+            line.starts_with("bench session mixed: 32 connections"),
+            "{line}"
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["kind"], "session");
+        assert_eq!(v["workload"], "mixed");
+        assert_eq!(v["throughput_per_s"], 100.0);
+    }
+}
