@@ -6,7 +6,8 @@
 #                                      haproxy as the load balancer)
 #   scripts/install-deps.sh --all      also what the tests and operator scripts use (chromium and
 #                                      chromium-driver for the browser tests, haproxy; iptables and
-#                                      libfaketime for scripts/chaos.sh)
+#                                      libfaketime for scripts/chaos.sh; redis-server, etcd-server and
+#                                      etcd-client for scripts/bench.sh's baselines)
 set -euo pipefail
 
 want=(clang libclang-dev)
@@ -15,6 +16,9 @@ case "${1:-}" in
     # tests: real browser (chromium + chromedriver); curl, python3 and haproxy for the operator
     # scripts; iptables, iproute2 (ss) and libfaketime for scripts/chaos.sh
     want+=(iproute2 iptables procps curl python3 haproxy chromium chromium-driver libfaketime redis-server)
+    # scripts/bench.sh's other baseline (redis-server is above): a 3-member etcd cluster (etcd 3.4)
+    # and etcdctl
+    want+=(etcd-server etcd-client)
     ;;
 --cluster)
     want+=(procps curl python3 haproxy)
