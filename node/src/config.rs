@@ -43,6 +43,11 @@ const MIN_INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 1000;
 /// frequent, so that a purge follows every snapshot).
 const PURGE_BATCH_SIZE: u64 = 256;
 
+/// Entries per AppendEntries RPC at most. openraft's default (300) of restore `Import` entries
+/// (up to 1 MiB each) made a catch-up append exceed the 64 MiB RPC body limit, which the
+/// follower refused forever; 32 keeps such an append near 32 MiB.
+const MAX_PAYLOAD_ENTRIES: u64 = 32;
+
 /// Loads the cluster configuration.
 ///
 /// - `None`: parses the embedded [`DEFAULT_CLUSTER_TOML`]; relative paths in it resolve
@@ -436,6 +441,7 @@ impl Config {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(raft.snapshot_logs_since_last),
             max_in_snapshot_log_to_keep: raft.max_in_snapshot_log_to_keep,
             purge_batch_size: PURGE_BATCH_SIZE.min(raft.snapshot_logs_since_last),
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             enable_heartbeat: true,
             ..openraft::Config::default()
         };

@@ -216,7 +216,7 @@ impl PeerConnection {
         &self,
         path: &str,
         req: &Req,
-        option: &RPCOption,
+        ttl: Option<Duration>,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
     where
         Req: Serialize,
@@ -224,10 +224,9 @@ impl PeerConnection {
         E: std::error::Error + DeserializeOwned,
         RaftError<NodeId, E>: DeserializeOwned,
     {
-        let ttl = option.hard_ttl();
         let reply: Result<Resp, RaftError<NodeId, E>> = self
             .client
-            .call(&self.addr, path, req, Some(ttl))
+            .call(&self.addr, path, req, ttl)
             .await
             .map_err(|e| match e {
                 CallError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
@@ -243,7 +242,15 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.send(paths::APPEND, &rpc, &option).await
+        // openraft's hard TTL is heartbeat-sized: right for a heartbeat, too short for a batch
+        // of large entries (a catch-up of Import entries of up to 1 MiB each), which would time
+        // out and be resent forever. Entries get the RPC timeout instead.
+        let ttl = if rpc.entries.is_empty() {
+            Some(option.hard_ttl())
+        } else {
+            None
+        };
+        self.send(paths::APPEND, &rpc, ttl).await
     }
 
     async fn install_snapshot(
@@ -254,7 +261,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.send(paths::SNAPSHOT, &rpc, &option).await
+        self.send(paths::SNAPSHOT, &rpc, Some(option.hard_ttl()))
+            .await
     }
 
     async fn vote(
@@ -262,6 +270,6 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.send(paths::VOTE, &rpc, &option).await
+        self.send(paths::VOTE, &rpc, Some(option.hard_ttl())).await
     }
 }
