@@ -109,10 +109,20 @@ impl actix_web::FromRequest for Authorized {
     }
 }
 
-fn unavailable(error: impl std::fmt::Display) -> HttpResponse {
-    HttpResponse::ServiceUnavailable()
-        .insert_header((header::RETRY_AFTER, "1"))
-        .json(serde_json::json!({ "ok": false, "error": error.to_string() }))
+/// An admin error reply `{"ok": false, "error": ...}`; a 503 carries `Retry-After`.
+pub(crate) fn error(
+    status: actix_web::http::StatusCode,
+    msg: impl std::fmt::Display,
+) -> HttpResponse {
+    let mut r = HttpResponse::build(status);
+    if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
+        r.insert_header((header::RETRY_AFTER, "1"));
+    }
+    r.json(serde_json::json!({ "ok": false, "error": msg.to_string() }))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
+    error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, e)
 }
 
 async fn run(state: &AdminState, op: AdminOp) -> HttpResponse {

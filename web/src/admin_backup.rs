@@ -12,14 +12,13 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use sessionraft_raft::{backup, Command, Response, Session};
 use tokio::io::AsyncReadExt;
 
-use crate::admin::{AdminState, Authorized};
+use crate::admin::{error, AdminState, Authorized};
 use crate::clock::now_ms;
 
 /// Largest backup accepted by a restore.
@@ -30,14 +29,6 @@ const IMPORT_BYTES: usize = 1 << 20;
 /// `Import` entries proposed concurrently: the leader appends and replicates several per round
 /// (one fsync, one AppendEntries) instead of one entry per round trip.
 const IMPORTS_IN_FLIGHT: usize = 4;
-
-fn error(status: actix_web::http::StatusCode, msg: impl std::fmt::Display) -> HttpResponse {
-    let mut r = HttpResponse::build(status);
-    if status == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
-        r.insert_header((header::RETRY_AFTER, "1"));
-    }
-    r.json(serde_json::json!({ "ok": false, "error": msg.to_string() }))
-}
 
 /// A spool file in `dir`, unlinked at once: it lives as long as its handle.
 fn spool_file(dir: &Path) -> std::io::Result<File> {
