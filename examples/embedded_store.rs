@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
         let (cookie, store, internal) = (
             node.session_cookie(),
             services.store.clone(),
-            node.internal_routes(),
+            node.internal_routes(&services),
         );
         // 3. your app: mount the internal routes, wrap your routes in the session middleware
         let server = HttpServer::new(move || {

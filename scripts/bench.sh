@@ -161,7 +161,7 @@ elif cmd == "meta":
     # meta CONFIG: the run's description from the BM_* environment and the [raft] settings of CONFIG
     import tomllib
     e = os.environ
-    defaults = {"heartbeat_ms": 100, "election_timeout_min_ms": 500, "election_timeout_max_ms": 1000,
+    defaults = {"heartbeat_ms": 100, "election_timeout_min_ms": 210, "election_timeout_max_ms": 300,
                 "snapshot_logs_since_last": 5000, "max_in_snapshot_log_to_keep": 1000,
                 "install_snapshot_timeout_ms": 10000, "request_deadline_ms": 3000, "rpc_timeout_ms": 1000}
     with open(args[0], "rb") as f:

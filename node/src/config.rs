@@ -45,8 +45,11 @@ const PURGE_BATCH_SIZE: u64 = 256;
 
 /// Entries per AppendEntries RPC at most. openraft's default (300) of restore `Import` entries
 /// (up to 1 MiB each) made a catch-up append exceed the 64 MiB RPC body limit, which the
-/// follower refused forever; 32 keeps such an append near 32 MiB.
-const MAX_PAYLOAD_ENTRIES: u64 = 32;
+/// follower refused forever. Log entries are at most ~2 MiB (the write batcher stops a batch at
+/// 1 MiB, a restore `Import` at 1 MiB), so 8 keep an append near 16 MiB at worst: bounded
+/// decode buffers on the follower (its RSS) and an append that finishes within openraft's
+/// per-append timeout (the heartbeat interval).
+const MAX_PAYLOAD_ENTRIES: u64 = 8;
 
 /// Loads the cluster configuration.
 ///
@@ -551,9 +554,9 @@ impl Default for RawSessionConfig {
 pub struct RawRaftConfig {
     /// `heartbeat_ms` (default 100).
     pub heartbeat_ms: u64,
-    /// `election_timeout_min_ms` (default 500).
+    /// `election_timeout_min_ms` (default 210).
     pub election_timeout_min_ms: u64,
-    /// `election_timeout_max_ms` (default 1000).
+    /// `election_timeout_max_ms` (default 300).
     pub election_timeout_max_ms: u64,
     /// `snapshot_logs_since_last` (default 5000).
     pub snapshot_logs_since_last: u64,
@@ -571,8 +574,8 @@ impl Default for RawRaftConfig {
     fn default() -> Self {
         Self {
             heartbeat_ms: 100,
-            election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1000,
+            election_timeout_min_ms: 210,
+            election_timeout_max_ms: 300,
             snapshot_logs_since_last: 5000,
             max_in_snapshot_log_to_keep: 1000,
             install_snapshot_timeout_ms: 10_000,

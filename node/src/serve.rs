@@ -115,7 +115,22 @@ pub fn unsafe_skip_read_barrier() -> bool {
     std::env::var(UNSAFE_SKIP_READ_BARRIER_ENV).is_ok_and(|v| v.trim() == "1")
 }
 
+/// Bound glibc's heap growth before any thread starts: without it every thread that touches the
+/// heap may get its own 64 MiB arena, and the adaptive mmap threshold climbs to 32 MiB after the
+/// first large free, so the multi-MiB buffers of AppendEntries and snapshots are carved from
+/// (and fragment) the heap instead of being returned to the OS. Measured with 1M sessions: the
+/// node that caught up stayed at 793 MiB RSS without these settings.
+fn bound_malloc() {
+    // SAFETY: mallopt only changes allocator parameters; it is called before any other thread
+    // exists (the runtimes start later), as glibc requires for M_ARENA_MAX.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::Result<()> {
+    bound_malloc();
     let me = resolve_node(&cfg, node_id, joining)?;
     let opts = node_options(&cfg, &me)?;
     if opts.store.unsafe_skip_read_barrier {
@@ -146,7 +161,7 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
     let served = actix_web::rt::System::new().block_on(async {
         let services = node.start_actors();
         let state = node.app_state();
-        let internal = node.internal_routes();
+        let internal = node.internal_routes(&services);
         let frontend = node.frontend_routes();
         let cookie = node.session_cookie();
         let store = services.store.clone();

@@ -93,6 +93,46 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// A cheap upper estimate of this command's encoded size in bytes (strings and state, plus
+    /// a fixed allowance per field): what the write batcher uses to bound the size of a log
+    /// entry, and so of an AppendEntries request.
+    pub fn approx_bytes(&self) -> usize {
+        fn state_bytes(state: &SessionState) -> usize {
+            state.iter().map(|(k, v)| k.len() + v.len() + 16).sum()
+        }
+        fn user_bytes(user: &Option<String>) -> usize {
+            user.as_ref().map_or(0, String::len)
+        }
+        const FIELDS: usize = 64;
+        match self {
+            Command::Create {
+                key, state, user, ..
+            }
+            | Command::Update {
+                key, state, user, ..
+            } => FIELDS + key.len() + state_bytes(state) + user_bytes(user),
+            Command::Touch { entries, .. } => {
+                FIELDS + entries.iter().map(|(k, _)| k.len() + 16).sum::<usize>()
+            }
+            Command::Delete { key } => FIELDS + key.len(),
+            Command::Rename { from, to, .. } => FIELDS + from.len() + to.len(),
+            Command::DeleteUser { user } => FIELDS + user.len(),
+            Command::PurgeExpired { .. } => FIELDS,
+            Command::Batch(cmds) => FIELDS + cmds.iter().map(Command::approx_bytes).sum::<usize>(),
+            Command::Import { sessions, .. } => {
+                FIELDS
+                    + sessions
+                        .iter()
+                        .map(|(k, s)| {
+                            FIELDS + k.len() + state_bytes(&s.state) + user_bytes(&s.user)
+                        })
+                        .sum::<usize>()
+            }
+        }
+    }
+}
+
 /// The state machine's answer to one command.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Response {

@@ -47,6 +47,9 @@ pub struct StorageOptions {
     pub block_cache_bytes: usize,
     /// Size of each memtable.
     pub write_buffer_bytes: usize,
+    /// All memtables of all column families together, at most (RocksDB's write buffer
+    /// manager flushes the largest one when the total reaches it).
+    pub total_write_buffer_bytes: usize,
 }
 
 impl Default for StorageOptions {
@@ -54,6 +57,7 @@ impl Default for StorageOptions {
         Self {
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 16 << 20,
+            total_write_buffer_bytes: 64 << 20,
         }
     }
 }
@@ -69,7 +73,7 @@ pub(crate) fn open_db(path: &Path, opts: &StorageOptions) -> Result<Arc<DB>> {
         let mut o = Options::default();
         o.set_block_based_table_factory(&table);
         o.set_write_buffer_size(opts.write_buffer_bytes);
-        o.set_max_write_buffer_number(3);
+        o.set_max_write_buffer_number(2);
         o
     };
     let mut db_opts = Options::default();
@@ -78,6 +82,9 @@ pub(crate) fn open_db(path: &Path, opts: &StorageOptions) -> Result<Arc<DB>> {
     db_opts.set_max_background_jobs(2);
     db_opts.set_keep_log_file_num(4);
     db_opts.set_max_total_wal_size(256 << 20);
+    // Memory stays bounded as sessions grow: block cache (data, index and filter blocks) plus
+    // at most this much in memtables, whatever the number of column families.
+    db_opts.set_db_write_buffer_size(opts.total_write_buffer_bytes);
     let cfs = ALL_CFS
         .iter()
         .map(|name| ColumnFamilyDescriptor::new(*name, cf_opts()));

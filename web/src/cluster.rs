@@ -61,6 +61,8 @@ pub struct Cluster {
     /// Held by the membership change being executed on this node (as leader): a second one
     /// arriving meanwhile is refused rather than queued.
     pub(crate) membership_change: tokio::sync::Mutex<()>,
+    /// When this node last heard from a leader (AppendEntries), for the early-election watcher.
+    pub leader_contact: crate::failover::LeaderContact,
 }
 
 const BACKOFF: Duration = Duration::from_millis(50);
@@ -85,6 +87,7 @@ impl Cluster {
             deadlines,
             barrier_tx,
             membership_change: tokio::sync::Mutex::new(()),
+            leader_contact: crate::failover::LeaderContact::default(),
         });
         rt.spawn(read_barrier_loop(Arc::downgrade(&cluster), barrier_rx));
         cluster
@@ -215,6 +218,28 @@ impl Cluster {
             .map_err(|_| ClusterError::Fatal("read barrier stopped".into()))?;
         rx.await
             .map_err(|_| ClusterError::Fatal("read barrier stopped".into()))?
+    }
+
+    /// How far this node's applied index is behind the leader's read index, asked of the leader
+    /// (one RPC, bounded by `timeout`). `None` when no leader answered. For the readiness of a
+    /// node that is not a voter (a learner catching up knows nothing of the leader's log).
+    pub async fn lag_behind_leader(self: &Arc<Self>, timeout: Duration) -> Option<u64> {
+        let this = self.clone();
+        self.rt
+            .spawn(async move {
+                let (_, addr) = this.leader()?;
+                let index = this
+                    .peers
+                    .call::<(), ReadIndexReply>(&addr?, paths::READ_INDEX, &(), Some(timeout))
+                    .await
+                    .ok()?
+                    .ok()?;
+                let applied = this.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+                Some(index.saturating_sub(applied))
+            })
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The leader side of a read index: confirm leadership with a quorum (one heartbeat round)

@@ -15,6 +15,11 @@ use crate::session_store::USER_KEY;
 
 /// A follower counts as ready when it is at most this many entries behind its own log.
 const READY_MAX_APPLY_LAG: u64 = 1_000;
+/// A learner is ready within this many entries of the leader's read index (a restore's entries
+/// carry ~1,000 sessions each, so the voters' local bound would call a learner ready far too soon).
+const LEARNER_READY_MAX_LAG: u64 = 100;
+/// How long a learner's readiness check waits for the leader's read index.
+const LEARNER_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Shared state of the public handlers.
 pub struct AppState {
@@ -212,8 +217,21 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .last_log_index
         .unwrap_or(0)
         .saturating_sub(s.applied_index.unwrap_or(0));
-    let ready = s.leader.is_some() && lag <= READY_MAX_APPLY_LAG && s.role != "shutdown";
-    let body = serde_json::json!({ "ready": ready, "leader": s.leader, "apply_lag": lag });
+    let mut ready = s.leader.is_some() && lag <= READY_MAX_APPLY_LAG && s.role != "shutdown";
+    // A learner (a node being added) has an empty or short log: its local lag says nothing.
+    // It is ready once its applied index is near the leader's read index.
+    let voter = s.members.iter().any(|m| m.id == s.id && m.voter);
+    let mut leader_lag = None;
+    if ready && !voter {
+        leader_lag = state
+            .cluster
+            .lag_behind_leader(state.cluster.deadlines.rpc.min(LEARNER_READY_TIMEOUT))
+            .await;
+        ready = leader_lag.is_some_and(|l| l <= LEARNER_READY_MAX_LAG);
+    }
+    let body = serde_json::json!({
+        "ready": ready, "leader": s.leader, "apply_lag": lag, "voter": voter, "lag_behind_leader": leader_lag,
+    });
     if ready {
         HttpResponse::Ok().json(body)
     } else {

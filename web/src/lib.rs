@@ -21,6 +21,7 @@ pub mod batcher;
 pub mod clock;
 pub mod cluster;
 pub mod dashboard;
+pub mod failover;
 pub mod frontend;
 pub mod handlers;
 pub mod metrics;

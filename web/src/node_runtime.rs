@@ -71,8 +71,8 @@ impl NodeOptions {
     ) -> Self {
         let raft = openraft::Config {
             heartbeat_interval: 100,
-            election_timeout_min: 500,
-            election_timeout_max: 1000,
+            election_timeout_min: 210,
+            election_timeout_max: 300,
             install_snapshot_timeout: 10_000,
             ..openraft::Config::default()
         };
@@ -202,6 +202,13 @@ impl NodeRuntime {
             opts.deadlines,
         );
         let metrics = Arc::new(Metrics::new(opts.id));
+        rt.spawn(crate::failover::watch(
+            Arc::downgrade(&cluster),
+            crate::failover::Timings {
+                heartbeat: Duration::from_millis(opts.raft.heartbeat_interval),
+                lease: Duration::from_millis(opts.raft.election_timeout_max),
+            },
+        ));
         rt.spawn(bootstrap(cluster.clone(), opts.initial_members.clone()));
         Ok(Self {
             rt,
@@ -265,10 +272,14 @@ impl NodeRuntime {
     /// A route configurator for what every node needs besides the application: internal RPC,
     /// ops routes, the admin API and the dashboard feed; usable in an `HttpServer` factory.
     /// Register it before the session-wrapped scope.
-    pub fn internal_routes(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    pub fn internal_routes(
+        &self,
+        services: &Services,
+    ) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
         let rpc_state = web::Data::new(RpcState {
             cluster: self.cluster.clone(),
             auth: self.auth.clone(),
+            batcher: services.batcher.clone(),
         });
         let admin_state = web::Data::new(AdminState::new(
             self.cluster.clone(),

@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use openraft::error::{ClientWriteError, RaftError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sessionraft_raft::Command;
 
+use actix::Addr;
+
 use crate::auth::{PeerAuth, MAC_HEADER};
+use crate::batcher::{Write, WriteBatcher};
 use crate::cluster::Cluster;
 use crate::network::paths;
 use crate::rpc::{self, PeerRefusal, WriteReply, MAX_RPC_BYTES};
@@ -20,6 +22,8 @@ use crate::rpc::{self, PeerRefusal, WriteReply, MAX_RPC_BYTES};
 pub struct RpcState {
     pub cluster: Arc<Cluster>,
     pub auth: PeerAuth,
+    /// This node's write batcher: on the leader, forwarded writes join its batches.
+    pub batcher: Addr<WriteBatcher>,
 }
 
 /// Mount the internal RPC routes.
@@ -91,7 +95,10 @@ fn reply<T: Serialize>(value: &T) -> HttpResponse {
 
 async fn append(state: web::Data<RpcState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     match authenticated(&state, &req, paths::APPEND, &body) {
-        Ok(rpc) => reply(&state.cluster.raft.append_entries(rpc).await),
+        Ok(rpc) => {
+            state.cluster.leader_contact.note();
+            reply(&state.cluster.raft.append_entries(rpc).await)
+        }
         Err(r) => r.into(),
     }
 }
@@ -116,17 +123,27 @@ async fn write(state: web::Data<RpcState>, req: HttpRequest, body: web::Bytes) -
         Err(r) => return r.into(),
     };
     let c = &state.cluster;
-    let deadline = c.deadlines.request;
-    let out: WriteReply = match tokio::time::timeout(deadline, c.raft.client_write(cmd)).await {
-        Ok(Ok(resp)) => Ok(resp.data),
-        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-            Err(PeerRefusal::NotLeader {
-                leader_id: f.leader_id,
-                leader_addr: f.leader_node.map(|n| n.addr),
-            })
-        }
+    if !c.is_leader() {
+        let (leader_id, leader_addr) = match c.leader() {
+            Some((id, addr)) if id != c.id => (Some(id), addr),
+            _ => (None, None),
+        };
+        return reply::<WriteReply>(&Err(PeerRefusal::NotLeader {
+            leader_id,
+            leader_addr,
+        }));
+    }
+    // On the leader the forwarded batch joins the local batcher's next log entry, together with
+    // this node's own writes and those forwarded by the other followers (group commit across
+    // the cluster). A retry inside the batcher after an ambiguous attempt is reported as a
+    // failure, so the follower keeps treating the outcome as ambiguous.
+    let out: WriteReply = match state.batcher.send(Write(cmd)).await {
+        Ok(Ok(p)) if !p.after_ambiguous_attempt => Ok(p.response),
+        Ok(Ok(_)) => Err(PeerRefusal::Failed(
+            "outcome ambiguous: leadership moved while committing".into(),
+        )),
         Ok(Err(e)) => Err(PeerRefusal::Failed(e.to_string())),
-        Err(_) => Err(PeerRefusal::Failed("commit timed out on the leader".into())),
+        Err(e) => Err(PeerRefusal::Failed(format!("write batcher: {e}"))),
     };
     reply(&out)
 }
