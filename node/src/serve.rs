@@ -129,6 +129,25 @@ fn bound_malloc() {
     }
 }
 
+/// Hand freed heap pages back to the OS every few seconds. Applying a restore or a catch-up
+/// decodes millions of small session objects; freed in another order than allocated they leave
+/// holes that glibc only returns from the top of the heap, so RSS would stay at its peak.
+/// `malloc_trim` releases the free pages inside the heap too (cost: a walk of the free lists).
+fn spawn_malloc_trimmer() {
+    let spawned = std::thread::Builder::new()
+        .name("malloc-trim".into())
+        .spawn(|| loop {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            // SAFETY: malloc_trim is thread-safe (it takes each arena's lock).
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the malloc trimmer; RSS may stay at its peak");
+    }
+}
+
 pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::Result<()> {
     bound_malloc();
     let me = resolve_node(&cfg, node_id, joining)?;
@@ -146,6 +165,7 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
             "not in the initial membership: waiting to be added (sessionraft cluster add-node)"
         );
     }
+    spawn_malloc_trimmer();
     let node = NodeRuntime::start(opts).with_context(|| {
         format!(
             "starting node {} (data dir {})",
