@@ -298,6 +298,24 @@ pub struct Config {
     /// The load balancer's address (`[load_balancer] addr`), if one fronts the cluster: where
     /// `scripts/cluster.sh` runs HAProxy and the URL the demo app shows.
     pub lb_addr: Option<SocketAddr>,
+    /// Thread counts of each node (`[runtime]`); `None` = automatic.
+    pub runtime: RuntimeConfig,
+}
+
+/// `[runtime]`: how many threads a node runs. Unset values are chosen per node at start:
+/// the machine's cores divided by the number of configured nodes on the same host (at least 1),
+/// so that three nodes on one laptop do not run three times the threads the cores can serve.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// actix-web worker threads (HTTP).
+    pub http_workers: Option<usize>,
+    /// Threads of the Raft runtime (consensus, replication, peer I/O).
+    pub raft_threads: Option<usize>,
+}
+
+impl RuntimeConfig {
+    /// Largest accepted thread count.
+    pub const MAX_THREADS: usize = 256;
 }
 
 /// `[cluster]`: cluster identity and secrets.
@@ -395,6 +413,7 @@ impl Config {
             raft,
             nodes,
             load_balancer,
+            runtime,
         } = raw;
         let nodes = validate_nodes(nodes, base_dir)?;
         let lb_addr = validate_load_balancer(load_balancer, &nodes)?;
@@ -404,7 +423,29 @@ impl Config {
             raft: validate_raft(raft)?,
             nodes,
             lb_addr,
+            runtime: validate_runtime(runtime)?,
         })
+    }
+
+    /// (HTTP workers, Raft threads) for node `me` on a machine with `cores` cores: the
+    /// `[runtime]` values, or the cores divided by the configured nodes on `me`'s host (same IP,
+    /// or loopback for both), at least 1.
+    pub fn threads_per_node(&self, me: &NodeConfig, cores: usize) -> (usize, usize) {
+        let ip = me.http_addr.ip();
+        let same_host = self
+            .nodes
+            .iter()
+            .filter(|n| {
+                let other = n.http_addr.ip();
+                other == ip || (other.is_loopback() && ip.is_loopback())
+            })
+            .count()
+            .max(1);
+        let auto = (cores / same_host).max(1);
+        (
+            self.runtime.http_workers.unwrap_or(auto),
+            self.runtime.raft_threads.unwrap_or(auto),
+        )
     }
 
     /// The node with id `id`, or an error naming `--node` and listing the known ids.
@@ -485,6 +526,19 @@ pub struct RawConfig {
     pub nodes: Vec<RawNodeConfig>,
     /// `[load_balancer]` (optional).
     pub load_balancer: Option<RawLoadBalancerConfig>,
+    /// `[runtime]` (optional; every key defaults to automatic).
+    #[serde(default)]
+    pub runtime: RawRuntimeConfig,
+}
+
+/// `[runtime]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRuntimeConfig {
+    /// `http_workers`: actix-web workers per node.
+    pub http_workers: Option<i64>,
+    /// `raft_threads`: threads of each node's Raft runtime.
+    pub raft_threads: Option<i64>,
 }
 
 /// `[load_balancer]` as written.
@@ -956,6 +1010,28 @@ fn validate_nodes(
     Ok(nodes)
 }
 
+fn validate_runtime(raw: RawRuntimeConfig) -> Result<RuntimeConfig, ConfigError> {
+    let count = |field: &str, v: Option<i64>| -> Result<Option<usize>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(n) => usize::try_from(n)
+                .ok()
+                .filter(|n| (1..=RuntimeConfig::MAX_THREADS).contains(n))
+                .map(Some)
+                .ok_or_else(|| {
+                    ConfigError::invalid(
+                        field,
+                        format!("{n} must be within 1..={}", RuntimeConfig::MAX_THREADS),
+                    )
+                }),
+        }
+    };
+    Ok(RuntimeConfig {
+        http_workers: count("runtime.http_workers", raw.http_workers)?,
+        raft_threads: count("runtime.raft_threads", raw.raft_threads)?,
+    })
+}
+
 fn validate_load_balancer(
     raw: Option<RawLoadBalancerConfig>,
     nodes: &[NodeConfig],
@@ -1131,6 +1207,27 @@ data_dir = "d"
         let defaults = parse(minimal, base()).unwrap();
         assert_eq!(from_file.session, defaults.session);
         assert_eq!(from_file.raft, defaults.raft);
+    }
+
+    #[test]
+    fn runtime_threads_are_optional_and_checked() {
+        let config = parse(VALID, base()).unwrap();
+        assert_eq!(config.runtime, RuntimeConfig::default());
+        // VALID has 3 nodes on 127.0.0.1: they share one host.
+        assert_eq!(config.threads_per_node(&config.nodes[0], 2), (1, 1));
+        assert_eq!(config.threads_per_node(&config.nodes[0], 12), (4, 4));
+        let set = format!("{VALID}\n[runtime]\nhttp_workers = 3\nraft_threads = 2\n");
+        let config = parse(&set, base()).unwrap();
+        assert_eq!(config.threads_per_node(&config.nodes[0], 2), (3, 2));
+        for bad in [
+            "http_workers = 0",
+            "raft_threads = -1",
+            "http_workers = 100000",
+        ] {
+            let text = format!("{VALID}\n[runtime]\n{bad}\n");
+            assert_rejected(&text, &["runtime.", "must be within 1..=256"]);
+        }
+        assert_rejected(&format!("{VALID}\n[runtime]\nworkers = 2\n"), &["workers"]);
     }
 
     #[test]

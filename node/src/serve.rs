@@ -103,6 +103,7 @@ pub fn node_options(cfg: &Config, me: &NodeConfig) -> anyhow::Result<NodeOptions
         cookie_name: cfg.session.cookie_name.clone(),
         cookie_secure: cfg.session.cookie_secure,
         storage: StorageOptions::default(),
+        raft_threads: cfg.threads_per_node(me, cores()).1,
     })
 }
 
@@ -148,9 +149,21 @@ fn spawn_malloc_trimmer() {
     }
 }
 
+/// The cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
 pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::Result<()> {
     bound_malloc();
     let me = resolve_node(&cfg, node_id, joining)?;
+    let (http_workers, raft_threads) = cfg.threads_per_node(&me, cores());
+    tracing::info!(
+        node = me.id,
+        http_workers,
+        raft_threads,
+        "threads ([runtime] in the configuration; automatic: cores / nodes on this host)"
+    );
     let opts = node_options(&cfg, &me)?;
     if opts.store.unsafe_skip_read_barrier {
         tracing::warn!(
@@ -199,6 +212,7 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
         })
         // Stop accepting at once on SIGTERM/SIGINT; let in-flight requests finish.
         .shutdown_timeout(5);
+        server = server.workers(http_workers);
         for a in &addrs {
             server = server.bind(a).with_context(|| format!("binding {a}"))?;
         }

@@ -1,7 +1,7 @@
 //! The write batcher: an actix actor that groups concurrent session writes from every worker
 //! into `Command::Batch` entries — one log entry, one fsync, many sessions (group commit).
 //!
-//! Adaptive: a write arriving while fewer than `max_in_flight` batches are replicating is sent
+//! Adaptive: a write arriving while fewer than `max_in_flight` (1) batches are replicating is sent
 //! at once (no added latency when idle); otherwise it waits for the next batch, which leaves as
 //! soon as one in flight completes. A batch holds at most `max_batch` commands and `MAX_BATCH_BYTES` (estimated).
 //!
@@ -54,7 +54,10 @@ impl WriteBatcher {
             metrics,
             queue: Vec::new(),
             in_flight: 0,
-            max_in_flight: 2,
+            // One batch in flight per node: measured on 3 nodes / 2 cores, 32 connections,
+            // 1 gave ~4,000 writes/s, 2 ~3,200 and 4 ~3,150 (fewer, larger log entries cost less
+            // per write than more pipelining).
+            max_in_flight: 1,
             max_batch: 1024,
             max_batch_bytes: MAX_BATCH_BYTES,
         }

@@ -234,7 +234,12 @@ impl Cluster {
                     .await
                     .ok()?
                     .ok()?;
-                let applied = this.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+                let applied = this
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .last_applied
+                    .map_or(0, |l| l.index);
                 Some(index.saturating_sub(applied))
             })
             .await

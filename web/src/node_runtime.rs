@@ -57,6 +57,8 @@ pub struct NodeOptions {
     pub cookie_name: String,
     pub cookie_secure: bool,
     pub storage: StorageOptions,
+    /// Worker threads of the Raft runtime (at least 1).
+    pub raft_threads: usize,
 }
 
 impl NodeOptions {
@@ -98,6 +100,7 @@ impl NodeOptions {
             cookie_name: "id".into(),
             cookie_secure: false,
             storage: StorageOptions::default(),
+            raft_threads: 2,
         }
     }
 }
@@ -174,7 +177,7 @@ impl NodeRuntime {
     /// When storage cannot be opened (locked, corrupt) or Raft refuses the configuration.
     pub fn start(opts: NodeOptions) -> Result<Self, NodeError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(opts.raft_threads.max(1))
             .thread_name(format!("raft-{}", opts.id))
             .enable_all()
             .build()?;
