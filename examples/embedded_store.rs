@@ -59,6 +59,8 @@ fn main() -> anyhow::Result<()> {
             App::new().configure(internal.clone()).service(
                 web::scope("")
                     .wrap(cookie.middleware(store.clone()))
+                    // the cookie key ring: a cookie under an older key is re-issued
+                    .wrap(cookie.key_ring())
                     .wrap(middleware::from_fn(store_errors))
                     .route("/", web::get().to(visits)),
             )

@@ -2,6 +2,7 @@
 # Install the system packages sessionraft needs, only those missing. Needs root (or sudo) when
 # something is missing.
 #   scripts/install-deps.sh            build dependencies (clang/libclang for rocksdb's bindgen)
+#                                      and openssl (scripts/dev-certs.sh, the TLS test)
 #   scripts/install-deps.sh --cluster  also what scripts/cluster.sh uses (curl, python3, procps,
 #                                      haproxy as the load balancer)
 #   scripts/install-deps.sh --all      also what the tests and operator scripts use (chromium and
@@ -10,7 +11,7 @@
 #                                      etcd-client for scripts/bench.sh's baselines)
 set -euo pipefail
 
-want=(clang libclang-dev)
+want=(clang libclang-dev openssl)
 case "${1:-}" in
 --all)
     # tests: real browser (chromium + chromedriver); curl, python3 and haproxy for the operator

@@ -289,15 +289,29 @@ fn bad_config_exits_non_zero_naming_the_field() {
 /// nothing; concurrent writes share log entries; TTL touches are coalesced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_rpc_is_guarded_writes_are_batched_touches_coalesced() {
-    use sessionraft_web::auth::{PeerAuth, MAC_HEADER};
+    use sessionraft_web::auth::{PeerAuth, SignedHeaders};
+
+    fn signed(r: reqwest::RequestBuilder, h: &SignedHeaders) -> reqwest::RequestBuilder {
+        h.pairs()
+            .into_iter()
+            .fold(r, |r, (name, value)| r.header(name, value))
+    }
 
     let c = TestCluster::start(3, Tuning::default());
     c.wait_ready(READY).await;
     let leader = c.leader(READY).await;
     let before = c.status(leader).await.expect("status");
     let client = common::http();
-    let auth = PeerAuth::new(common::SECRET.as_bytes());
-    let wrong = PeerAuth::new(b"not-the-cluster-secret-not-the-cluster");
+    let auth = PeerAuth::new(common::SECRET.as_bytes()).signer();
+    let wrong = PeerAuth::new(b"not-the-cluster-secret-not-the-cluster").signer();
+    // the address the request is for, as a peer dials it (the node's Raft address)
+    let to = c
+        .url(leader, "")
+        .split("://")
+        .nth(1)
+        .expect("addr")
+        .to_string();
+    let mut captured = None;
     for path in [
         "/raft/append",
         "/raft/vote",
@@ -315,13 +329,14 @@ async fn internal_rpc_is_guarded_writes_are_batched_touches_coalesced() {
             .expect("answer");
         assert_eq!(r.status().as_u16(), 401, "{path} without MAC");
         // MAC from another secret
-        let r = client
-            .post(c.url(leader, path))
-            .header(MAC_HEADER, wrong.sign(path, &garbage))
-            .body(garbage.clone())
-            .send()
-            .await
-            .expect("answer");
+        let r = signed(
+            client.post(c.url(leader, path)),
+            &wrong.sign(&to, path, &garbage),
+        )
+        .body(garbage.clone())
+        .send()
+        .await
+        .expect("answer");
         assert_eq!(r.status().as_u16(), 401, "{path} with a wrong MAC");
         // valid MAC over garbage, truncated and absurd-length bodies
         for body in [
@@ -330,13 +345,15 @@ async fn internal_rpc_is_guarded_writes_are_batched_touches_coalesced() {
             vec![0x01],
             vec![0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
         ] {
-            let r = client
-                .post(c.url(leader, path))
-                .header(MAC_HEADER, auth.sign(path, &body))
+            let headers = auth.sign(&to, path, &body);
+            let r = signed(client.post(c.url(leader, path)), &headers)
                 .body(body.clone())
                 .send()
                 .await
                 .expect("answer");
+            if path == "/raft/write" && captured.is_none() {
+                captured = Some((headers, body.clone()));
+            }
             if path == "/raft/read-index" && body.is_empty() {
                 // the unit request is the empty body: it is valid
                 assert_eq!(r.status().as_u16(), 200, "{path} with an empty body");
@@ -345,6 +362,15 @@ async fn internal_rpc_is_guarded_writes_are_batched_touches_coalesced() {
             }
         }
     }
+    // the same authenticated bytes again: refused as a replay before the body is looked at
+    let (headers, body) = captured.expect("a /raft/write request was sent");
+    let r = signed(client.post(c.url(leader, "/raft/write")), &headers)
+        .body(body)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status().as_u16(), 401, "a replayed request");
+    assert!(r.text().await.unwrap_or_default().contains("replayed"));
     let after = c.status(leader).await.expect("status");
     assert_eq!(before["term"], after["term"], "garbage changed the term");
     assert_eq!(

@@ -300,6 +300,8 @@ pub struct Config {
     pub lb_addr: Option<SocketAddr>,
     /// Thread counts of each node (`[runtime]`); `None` = automatic.
     pub runtime: RuntimeConfig,
+    /// HTTPS for every listener and every client (`[tls]`); `None` = plain HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 /// `[runtime]`: how many threads a node runs. Unset values are chosen per node at start:
@@ -316,6 +318,125 @@ pub struct RuntimeConfig {
 impl RuntimeConfig {
     /// Largest accepted thread count.
     pub const MAX_THREADS: usize = 256;
+}
+
+/// `[tls]`: every node serves HTTPS only (client and Raft listeners), peers and the CLI connect
+/// with `https://` and trust the CA `ca` alone. Only the paths are checked when the file is
+/// parsed; the files are read by [`TlsConfig::read_ca`] and [`TlsConfig::read_node_identity`]
+/// (when a node starts, or a CLI command connects), so that `sessionraft nodes` works before the
+/// certificates exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// `cert_dir`: holds `node<ID>.crt` (PEM chain, leaf first) and `node<ID>.key` (PEM private
+    /// key) of each node; resolved against the base directory.
+    pub cert_dir: PathBuf,
+    /// `ca`: the PEM certificate(s) of the CA that signed every node's certificate; resolved
+    /// against the base directory.
+    pub ca: PathBuf,
+}
+
+/// A node's TLS certificate chain (leaf first) and private key, read from `tls.cert_dir`.
+pub struct NodeIdentity {
+    /// The certificate chain, leaf first (at least one certificate).
+    pub chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The private key of the leaf certificate.
+    pub key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl TlsConfig {
+    /// `cert_dir/node<id>.crt`.
+    pub fn cert_file(&self, id: u64) -> PathBuf {
+        self.cert_dir.join(format!("node{id}.crt"))
+    }
+
+    /// `cert_dir/node<id>.key`.
+    pub fn key_file(&self, id: u64) -> PathBuf {
+        self.cert_dir.join(format!("node{id}.key"))
+    }
+
+    /// The PEM text of `ca`, checked to hold at least one certificate, all of them parsable.
+    ///
+    /// # Errors
+    /// The file cannot be read or holds no (or a malformed) certificate; the error names
+    /// `tls.ca` and the file.
+    pub fn read_ca(&self) -> Result<Vec<u8>, ConfigError> {
+        let field = "tls.ca";
+        let pem = read_tls_file(field, &self.ca)?;
+        let certs = parse_certs(field, &self.ca, &pem)?;
+        if certs.is_empty() {
+            return Err(ConfigError::invalid(
+                field,
+                format!("{} holds no PEM certificate", self.ca.display()),
+            ));
+        }
+        Ok(pem)
+    }
+
+    /// Node `id`'s certificate chain and key: `cert_dir/node<id>.crt` and `node<id>.key`.
+    ///
+    /// # Errors
+    /// `cert_dir` is not a directory, or a file cannot be read or holds no certificate / private
+    /// key; the error names `tls.cert_dir` and the file.
+    pub fn read_node_identity(&self, id: u64) -> Result<NodeIdentity, ConfigError> {
+        use rustls::pki_types::pem::PemObject;
+        let field = "tls.cert_dir";
+        if !self.cert_dir.is_dir() {
+            return Err(ConfigError::invalid(
+                field,
+                format!(
+                    "{} is not a directory (make the certificates with scripts/dev-certs.sh)",
+                    self.cert_dir.display()
+                ),
+            ));
+        }
+        let (cert_file, key_file) = (self.cert_file(id), self.key_file(id));
+        let chain = parse_certs(field, &cert_file, &read_tls_file(field, &cert_file)?)?;
+        if chain.is_empty() {
+            return Err(ConfigError::invalid(
+                field,
+                format!("{} holds no PEM certificate", cert_file.display()),
+            ));
+        }
+        let key =
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(&read_tls_file(field, &key_file)?)
+                .map_err(|e| {
+                    ConfigError::invalid(
+                        field,
+                        format!(
+                            "{} holds no usable PEM private key: {e}",
+                            key_file.display()
+                        ),
+                    )
+                })?;
+        Ok(NodeIdentity { chain, key })
+    }
+}
+
+/// Reads a `[tls]` file; the error names `field` and the path.
+fn read_tls_file(field: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| {
+        ConfigError::invalid(
+            field,
+            format!(
+                "cannot read {}: {e} (make the certificates with scripts/dev-certs.sh)",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// Every PEM `CERTIFICATE` in `pem` (other blocks are skipped); a malformed one is an error.
+fn parse_certs(
+    field: &str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            ConfigError::invalid(field, format!("{} is not valid PEM: {e}", path.display()))
+        })
 }
 
 /// `[cluster]`: cluster identity and secrets.
@@ -343,6 +464,22 @@ impl Secret {
     }
 }
 
+/// Constant-time in the contents (only the lengths may leak), so that a comparison of secrets
+/// never becomes a timing oracle, wherever it is used.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+impl Eq for Secret {}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
@@ -360,8 +497,14 @@ pub struct SessionConfig {
     pub absolute_ttl: Duration,
     /// The largest serialized session state accepted, in bytes (64 ..= 1 MiB).
     pub max_state_bytes: usize,
-    /// Whether the cookie carries the `Secure` attribute.
+    /// Whether the cookie carries the `Secure` attribute (and then the `__Host-` name prefix).
     pub cookie_secure: bool,
+    /// The cookie key ring, newest first: the first encrypts, every one decrypts (a cookie under
+    /// an older one is re-issued under the first). Empty: one key derived from the cluster
+    /// secret.
+    pub cookie_secrets: Vec<Secret>,
+    /// At most this many live sessions per signed-in user (the oldest are evicted); 0 = no cap.
+    pub max_sessions_per_user: u32,
 }
 
 /// `[raft]`: Raft timings and snapshot policy.
@@ -414,16 +557,18 @@ impl Config {
             nodes,
             load_balancer,
             runtime,
+            tls,
         } = raw;
         let nodes = validate_nodes(nodes, base_dir)?;
         let lb_addr = validate_load_balancer(load_balancer, &nodes)?;
         Ok(Self {
             cluster: validate_cluster(cluster, base_dir)?,
-            session: validate_session(session)?,
+            session: validate_session(session, base_dir)?,
             raft: validate_raft(raft)?,
             nodes,
             lb_addr,
             runtime: validate_runtime(runtime)?,
+            tls: validate_tls(tls, base_dir)?,
         })
     }
 
@@ -529,6 +674,8 @@ pub struct RawConfig {
     /// `[runtime]` (optional; every key defaults to automatic).
     #[serde(default)]
     pub runtime: RawRuntimeConfig,
+    /// `[tls]` (optional).
+    pub tls: Option<RawTlsConfig>,
 }
 
 /// `[runtime]` as written.
@@ -547,6 +694,16 @@ pub struct RawRuntimeConfig {
 pub struct RawLoadBalancerConfig {
     /// `addr`: `IP:PORT` the load balancer listens on.
     pub addr: String,
+}
+
+/// `[tls]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsConfig {
+    /// `cert_dir`: the directory of `node<ID>.crt` and `node<ID>.key`.
+    pub cert_dir: String,
+    /// `ca`: the CA certificate (PEM) every node and CLI trusts.
+    pub ca: String,
 }
 
 /// `[cluster]` as written. Secrets are held as [`Secret`] so that `Debug` never shows them.
@@ -588,6 +745,13 @@ pub struct RawSessionConfig {
     pub max_state_bytes: usize,
     /// `cookie_secure` (default `false`).
     pub cookie_secure: bool,
+    /// `cookie_secrets`: the cookie key ring inline, newest first (default: none).
+    #[serde(deserialize_with = "deserialize_secrets")]
+    pub cookie_secrets: Option<Vec<Secret>>,
+    /// `cookie_secrets_file`: a file with one cookie secret per line, newest first.
+    pub cookie_secrets_file: Option<PathBuf>,
+    /// `max_sessions_per_user` (default 0: no cap).
+    pub max_sessions_per_user: u32,
 }
 
 impl Default for RawSessionConfig {
@@ -598,9 +762,21 @@ impl Default for RawSessionConfig {
             absolute_ttl_secs: 86_400,
             max_state_bytes: 16_384,
             cookie_secure: false,
+            cookie_secrets: None,
+            cookie_secrets_file: None,
+            max_sessions_per_user: 0,
         }
     }
 }
+
+/// Deserializes a TOML array of strings into [`Secret`]s.
+fn deserialize_secrets<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Vec<Secret>>, D::Error> {
+    Vec::<String>::deserialize(de)
+        .map(|v| Some(v.into_iter().map(|s| Secret(s.into_bytes())).collect()))
+}
+
+/// Most cookie secrets in the ring.
+const MAX_COOKIE_SECRETS: usize = 16;
 
 /// `[raft]` as written; missing keys take the defaults of [`RawRaftConfig::default`].
 #[derive(Debug, Clone, Deserialize)]
@@ -803,14 +979,27 @@ fn read_secret_env(field: &str, var: &str) -> Result<Secret, ConfigError> {
     }
 }
 
-fn validate_session(raw: RawSessionConfig) -> Result<SessionConfig, ConfigError> {
+fn validate_session(raw: RawSessionConfig, base_dir: &Path) -> Result<SessionConfig, ConfigError> {
     let RawSessionConfig {
         cookie_name,
         idle_ttl_secs,
         absolute_ttl_secs,
         max_state_bytes,
         cookie_secure,
+        cookie_secrets,
+        cookie_secrets_file,
+        max_sessions_per_user,
     } = raw;
+    if cookie_name.starts_with("__Host-") || cookie_name.starts_with("__Secure-") {
+        return Err(ConfigError::invalid(
+            "session.cookie_name",
+            format!(
+                "{cookie_name:?}: leave the prefix out; with cookie_secure = true the name \
+                 gets the `__Host-` prefix by itself"
+            ),
+        ));
+    }
+    let cookie_secrets = resolve_cookie_secrets(cookie_secrets, cookie_secrets_file, base_dir)?;
     if cookie_name.is_empty() {
         return Err(ConfigError::invalid(
             "session.cookie_name",
@@ -853,7 +1042,70 @@ fn validate_session(raw: RawSessionConfig) -> Result<SessionConfig, ConfigError>
         absolute_ttl: Duration::from_secs(absolute_ttl_secs),
         max_state_bytes,
         cookie_secure,
+        cookie_secrets,
+        max_sessions_per_user,
     })
+}
+
+/// The cookie key ring from at most one of `cookie_secrets` and `cookie_secrets_file`: each
+/// secret at least 32 bytes, no duplicates, at most [`MAX_COOKIE_SECRETS`].
+fn resolve_cookie_secrets(
+    inline: Option<Vec<Secret>>,
+    file: Option<PathBuf>,
+    base_dir: &Path,
+) -> Result<Vec<Secret>, ConfigError> {
+    let (field, secrets) = match (inline, file) {
+        (None, None) => return Ok(Vec::new()),
+        (Some(v), None) => ("session.cookie_secrets", v),
+        (None, Some(file)) => {
+            let field = "session.cookie_secrets_file";
+            let path = base_dir.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::invalid(field, format!("cannot read {}: {e}", path.display()))
+            })?;
+            let secrets = text
+                .lines()
+                .map(|l| l.trim_end_matches('\r'))
+                .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                .map(|l| Secret(l.as_bytes().to_vec()))
+                .collect();
+            (field, secrets)
+        }
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                "session.cookie_secrets",
+                "set at most one of `cookie_secrets` and `cookie_secrets_file`",
+            ))
+        }
+    };
+    if secrets.is_empty() || secrets.len() > MAX_COOKIE_SECRETS {
+        return Err(ConfigError::invalid(
+            field,
+            format!(
+                "{} secrets given; the ring holds 1 to {MAX_COOKIE_SECRETS} (newest first)",
+                secrets.len()
+            ),
+        ));
+    }
+    for (i, s) in secrets.iter().enumerate() {
+        if s.expose().len() < MIN_SECRET_BYTES {
+            return Err(ConfigError::invalid(
+                field,
+                format!(
+                    "secret #{} is {} bytes long, but at least {MIN_SECRET_BYTES} bytes are required",
+                    i + 1,
+                    s.expose().len()
+                ),
+            ));
+        }
+        if secrets[..i].iter().any(|o| o.expose() == s.expose()) {
+            return Err(ConfigError::invalid(
+                field,
+                format!("secret #{} repeats an earlier one", i + 1),
+            ));
+        }
+    }
+    Ok(secrets)
 }
 
 /// An RFC 6265 `token` character (RFC 2616): visible ASCII except separators.
@@ -1056,6 +1308,26 @@ fn validate_load_balancer(
     Ok(Some(addr))
 }
 
+/// `[tls]`: both paths non-empty, resolved against `base_dir` (like `data_dir`). The files are
+/// read later (see [`TlsConfig`]).
+fn validate_tls(
+    raw: Option<RawTlsConfig>,
+    base_dir: &Path,
+) -> Result<Option<TlsConfig>, ConfigError> {
+    let Some(RawTlsConfig { cert_dir, ca }) = raw else {
+        return Ok(None);
+    };
+    for (field, value) in [("tls.cert_dir", &cert_dir), ("tls.ca", &ca)] {
+        if value.trim().is_empty() {
+            return Err(ConfigError::invalid(field, "must not be empty"));
+        }
+    }
+    Ok(Some(TlsConfig {
+        cert_dir: base_dir.join(cert_dir),
+        ca: base_dir.join(ca),
+    }))
+}
+
 /// Parses `IP:PORT` (no host names) and rejects port 0.
 fn parse_addr(field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     let addr: SocketAddr = text.parse().map_err(|_| {
@@ -1178,6 +1450,8 @@ data_dir = "/abs/n3"
                 absolute_ttl: Duration::from_secs(86_400),
                 max_state_bytes: 16_384,
                 cookie_secure: false,
+                cookie_secrets: Vec::new(),
+                max_sessions_per_user: 0,
             }
         );
         assert_eq!(config.raft.heartbeat, Duration::from_millis(100));
@@ -1231,6 +1505,57 @@ data_dir = "d"
     }
 
     #[test]
+    fn cookie_key_ring_and_user_cap_are_checked() {
+        // extra keys in VALID's [session] table
+        let session = |extra: &str| {
+            VALID.replace(
+                "cookie_secure = true\n",
+                &format!("cookie_secure = true\n{extra}"),
+            )
+        };
+        let a = "a".repeat(32);
+        let b = "b".repeat(40);
+        let ring = session(&format!(
+            "cookie_secrets = [\"{a}\", \"{b}\"]\nmax_sessions_per_user = 3\n"
+        ));
+        let s = parse(&ring, base()).unwrap().session;
+        let got: Vec<&[u8]> = s.cookie_secrets.iter().map(Secret::expose).collect();
+        assert_eq!(got, vec![a.as_bytes(), b.as_bytes()]);
+        assert_eq!(s.max_sessions_per_user, 3);
+        assert!(
+            !format!("{s:?}").contains(&a),
+            "Debug shows a cookie secret"
+        );
+        let short = session(&format!("cookie_secrets = [\"{a}\", \"short\"]\n"));
+        assert_rejected(
+            &short,
+            &["session.cookie_secrets", "secret #2", "at least 32"],
+        );
+        let dup = session(&format!("cookie_secrets = [\"{a}\", \"{a}\"]\n"));
+        assert_rejected(&dup, &["session.cookie_secrets", "repeats"]);
+        let empty = session("cookie_secrets = []\n");
+        assert_rejected(&empty, &["session.cookie_secrets", "1 to 16"]);
+        let both = session(&format!(
+            "cookie_secrets = [\"{a}\"]\ncookie_secrets_file = \"x\"\n"
+        ));
+        assert_rejected(&both, &["at most one"]);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ring"),
+            format!("# newest first\n{b}\n\n{a}\n"),
+        )
+        .unwrap();
+        let file = session("cookie_secrets_file = \"ring\"\n");
+        let s = parse(&file, dir.path()).unwrap().session;
+        let got: Vec<&[u8]> = s.cookie_secrets.iter().map(Secret::expose).collect();
+        assert_eq!(got, vec![b.as_bytes(), a.as_bytes()]);
+        let missing = session("cookie_secrets_file = \"nope\"\n");
+        assert_rejected(&missing, &["session.cookie_secrets_file", "cannot read"]);
+        let prefixed = VALID.replace("cookie_name = \"sid\"", "cookie_name = \"__Host-id\"");
+        assert_rejected(&prefixed, &["session.cookie_name", "prefix"]);
+    }
+
+    #[test]
     fn load_balancer_address_is_optional_and_checked() {
         assert_eq!(parse(VALID, base()).unwrap().lb_addr, None);
         let with_lb = format!("{VALID}\n[load_balancer]\naddr = \"127.0.0.1:8000\"\n");
@@ -1244,6 +1569,67 @@ data_dir = "d"
         assert_rejected(&bad, &["load_balancer.addr", "IP:PORT"]);
         let unknown = format!("{VALID}\n[load_balancer]\naddr = \"127.0.0.1:8000\"\nport = 1\n");
         assert_rejected(&unknown, &["port"]);
+    }
+
+    #[test]
+    fn tls_is_optional_and_paths_resolve_against_base_dir() {
+        assert_eq!(parse(VALID, base()).unwrap().tls, None);
+        let text = format!("{VALID}\n[tls]\ncert_dir = \"certs\"\nca = \"/etc/pki/ca.crt\"\n");
+        assert_eq!(
+            parse(&text, base()).unwrap().tls,
+            Some(TlsConfig {
+                cert_dir: PathBuf::from("/base/certs"),
+                ca: PathBuf::from("/etc/pki/ca.crt"),
+            })
+        );
+        let tls = parse(&text, base()).unwrap().tls.unwrap();
+        assert_eq!(tls.cert_file(2), Path::new("/base/certs/node2.crt"));
+        assert_eq!(tls.key_file(2), Path::new("/base/certs/node2.key"));
+    }
+
+    #[test]
+    fn tls_keys_are_checked() {
+        let missing_ca = format!("{VALID}\n[tls]\ncert_dir = \"certs\"\n");
+        assert_rejected(&missing_ca, &["tls", "missing field `ca`"]);
+        let missing_dir = format!("{VALID}\n[tls]\nca = \"ca.crt\"\n");
+        assert_rejected(&missing_dir, &["tls", "missing field `cert_dir`"]);
+        let empty = format!("{VALID}\n[tls]\ncert_dir = \"\"\nca = \"ca.crt\"\n");
+        assert_rejected(&empty, &["tls.cert_dir", "must not be empty"]);
+        let unknown = format!("{VALID}\n[tls]\ncert_dir = \"c\"\nca = \"ca.crt\"\ncert = \"x\"\n");
+        assert_rejected(&unknown, &["tls.cert", "unknown field"]);
+    }
+
+    #[test]
+    fn missing_or_bad_tls_files_are_reported_by_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{VALID}\n[tls]\ncert_dir = \"certs\"\nca = \"certs/ca.crt\"\n");
+        let config_path = dir.path().join("cluster.toml");
+        std::fs::write(&config_path, &text).unwrap();
+        // Parsing does not need the files (`sessionraft nodes` runs before they exist) ...
+        let tls = load(Some(&config_path)).unwrap().tls.unwrap();
+        // ... reading them names the field and the path.
+        let message = tls.read_ca().err().unwrap().to_string();
+        assert!(message.contains("tls.ca"), "{message}");
+        assert!(message.contains("certs/ca.crt"), "{message}");
+        assert!(message.contains("cannot read"), "{message}");
+        let message = tls.read_node_identity(1).err().unwrap().to_string();
+        assert!(message.contains("tls.cert_dir"), "{message}");
+        assert!(message.contains("not a directory"), "{message}");
+
+        std::fs::create_dir(dir.path().join("certs")).unwrap();
+        std::fs::write(dir.path().join("certs/ca.crt"), "not a certificate\n").unwrap();
+        let message = tls.read_ca().err().unwrap().to_string();
+        assert!(message.contains("tls.ca"), "{message}");
+        assert!(message.contains("holds no PEM certificate"), "{message}");
+        let message = tls.read_node_identity(1).err().unwrap().to_string();
+        assert!(message.contains("tls.cert_dir"), "{message}");
+        assert!(message.contains("node1.crt"), "{message}");
+
+        let garbled = "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
+        std::fs::write(dir.path().join("certs/node1.crt"), garbled).unwrap();
+        let message = tls.read_node_identity(1).err().unwrap().to_string();
+        assert!(message.contains("tls.cert_dir"), "{message}");
+        assert!(message.contains("not valid PEM"), "{message}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`serve`]: run one node (HTTP server over `sessionraft-web`'s `NodeRuntime`).
 //! - [`status`]: the cluster status table.
 //! - [`ops`]: membership changes, backup and restore through the admin API.
+//! - [`tls`]: `[tls]`: the rustls configuration of a node's listeners, the CLI's HTTPS clients.
 //! - [`bench`]: `sessionraft bench` (closed-loop HTTP load generator for sessionraft, apps with
 //!   the same API, etcd) and `sessionraft bench-backup` (synthetic backup files).
 //! - [`chaos`]: `sessionraft load` (recorded load) and `sessionraft check` (history checker,
@@ -16,3 +17,4 @@ pub mod config;
 pub mod ops;
 pub mod serve;
 pub mod status;
+pub mod tls;

@@ -33,6 +33,8 @@ struct Admin {
     http: reqwest::Client,
     token: String,
     nodes: Vec<SocketAddr>,
+    /// `https` with `[tls]`, else `http`.
+    scheme: &'static str,
 }
 
 /// A refusal or failure reported by the cluster, with its message.
@@ -57,11 +59,12 @@ impl Admin {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
-            http: reqwest::Client::builder()
+            http: crate::tls::client_builder(cfg)?
                 .connect_timeout(Duration::from_secs(2))
                 .build()?,
             token,
             nodes: cfg.nodes.iter().map(|n| n.http_addr).collect(),
+            scheme: crate::tls::scheme(cfg),
         })
     }
 
@@ -80,7 +83,7 @@ impl Admin {
             for addr in &self.nodes {
                 let mut req = self
                     .http
-                    .request(method.clone(), format!("http://{addr}{path}"))
+                    .request(method.clone(), format!("{}://{addr}{path}", self.scheme))
                     .bearer_auth(&self.token)
                     .timeout(timeout);
                 let r = self.rt.block_on(async {
@@ -162,7 +165,7 @@ impl Admin {
         self.rt.block_on(async {
             let r = self
                 .http
-                .get(format!("http://{addr}/cluster/status"))
+                .get(format!("{}://{addr}/cluster/status", self.scheme))
                 .timeout(Duration::from_secs(2))
                 .send()
                 .await?;
@@ -210,8 +213,9 @@ pub fn add_node(cfg: &Config, id: u64, http: SocketAddr, raft: SocketAddr) -> an
     let started = Instant::now();
     let status = admin.status_of(&http.to_string()).with_context(|| {
         format!(
-            "node {id} does not answer at http://{http}/cluster/status: start it first \
-             (sessionraft serve --node {id} --http {http} --raft {raft} --data-dir DIR)"
+            "node {id} does not answer at {}://{http}/cluster/status: start it first \
+             (sessionraft serve --node {id} --http {http} --raft {raft} --data-dir DIR)",
+            admin.scheme
         )
     })?;
     if status.id != id {

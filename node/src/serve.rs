@@ -10,7 +10,7 @@ use sessionraft_web::handlers::configure_api;
 use sessionraft_web::request_scope::store_errors;
 use sessionraft_web::{Deadlines, NodeOptions, NodeRuntime, StoreSettings};
 
-use crate::config::{Config, NodeConfig};
+use crate::config::{Config, NodeConfig, TlsConfig};
 
 /// Where a node outside the configuration (one being added to a running cluster) listens and
 /// keeps its data: `serve --node N --http H --raft R --data-dir D`.
@@ -98,12 +98,21 @@ pub fn node_options(cfg: &Config, me: &NodeConfig) -> anyhow::Result<NodeOptions
             absolute_ttl: cfg.session.absolute_ttl,
             max_state_bytes: cfg.session.max_state_bytes,
             unsafe_skip_read_barrier: unsafe_skip_read_barrier(),
+            max_sessions_per_user: cfg.session.max_sessions_per_user,
         },
         idle_ttl: cfg.session.idle_ttl,
         cookie_name: cfg.session.cookie_name.clone(),
-        cookie_secure: cfg.session.cookie_secure,
+        // Served over HTTPS only: the cookie is always `Secure` then.
+        cookie_secure: cfg.session.cookie_secure || cfg.tls.is_some(),
         storage: StorageOptions::default(),
         raft_threads: cfg.threads_per_node(me, cores()).1,
+        cookie_secrets: cfg
+            .session
+            .cookie_secrets
+            .iter()
+            .map(|s| s.expose().to_vec())
+            .collect(),
+        tls_ca: cfg.tls.as_ref().map(TlsConfig::read_ca).transpose()?,
     })
 }
 
@@ -165,6 +174,8 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
         "threads ([runtime] in the configuration; automatic: cores / nodes on this host)"
     );
     let opts = node_options(&cfg, &me)?;
+    // [tls]: the certificate, key and CA are checked before storage is opened.
+    let tls = crate::tls::server_config(&cfg, &me)?;
     if opts.store.unsafe_skip_read_barrier {
         tracing::warn!(
             node = me.id,
@@ -206,6 +217,7 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
                 .service(
                     web::scope("")
                         .wrap(cookie.middleware(store.clone()))
+                        .wrap(cookie.key_ring())
                         .wrap(middleware::from_fn(store_errors))
                         .configure(configure_api),
                 )
@@ -214,9 +226,13 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
         .shutdown_timeout(5);
         server = server.workers(http_workers);
         for a in &addrs {
-            server = server.bind(a).with_context(|| format!("binding {a}"))?;
+            server = match &tls {
+                Some(tls) => server.bind_rustls_0_23(a, tls.clone()),
+                None => server.bind(a),
+            }
+            .with_context(|| format!("binding {a}"))?;
         }
-        tracing::info!(node = me.id, http = %me.http_addr, "serving");
+        tracing::info!(node = me.id, http = %me.http_addr, tls = tls.is_some(), "serving");
         let server = server.run();
         // A Raft core that stopped on a fatal error (a storage write failed, e.g. a full disk)
         // never recovers in this process: stop serving and exit non-zero, so the node does not

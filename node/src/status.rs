@@ -10,13 +10,13 @@ pub fn run(cfg: &Config, json: bool) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client = reqwest::Client::builder()
+    let client = crate::tls::client_builder(cfg)?
         .timeout(Duration::from_secs(2))
         .build()?;
     let rows: Vec<(u64, String, Result<NodeStatus, String>)> = rt.block_on(async {
         let mut rows = Vec::new();
         for n in &cfg.nodes {
-            let url = format!("http://{}/cluster/status", n.http_addr);
+            let url = crate::tls::url(cfg, n.http_addr, "/cluster/status");
             let r = match client.get(&url).send().await {
                 Ok(resp) => resp.json::<NodeStatus>().await.map_err(|e| e.to_string()),
                 Err(e) => Err(if e.is_connect() {

@@ -281,6 +281,38 @@ impl<'a> Txn<'a> {
                 }
                 Ok(Response::Count(removed))
             }
+            Command::CapUser {
+                user,
+                max,
+                keep,
+                now_ms,
+            } => {
+                if let Some(r) = check_user(&Some(user.clone())) {
+                    return Ok(r);
+                }
+                let prefix = db::user_prefix(self.generation, user);
+                let end = db::prefix_end(&prefix);
+                let users = std::mem::take(&mut self.users);
+                let found = self.scan(CF_USER_INDEX, &users, &prefix, &end, usize::MAX);
+                self.users = users;
+                let mut live = Vec::new();
+                for k in found? {
+                    let key = db::parse_user_index_key(&k, prefix.len())?;
+                    if let Some(s) = self.get(&key)? {
+                        if s.user.as_deref() == Some(user.as_str()) && s.is_live(*now_ms) {
+                            live.push((s.created_at_ms, key, s));
+                        }
+                    }
+                }
+                let excess = live.len().saturating_sub(*max as usize);
+                live.retain(|(_, key, _)| key != keep);
+                live.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+                let excess = excess.min(live.len());
+                for (_, key, s) in live.into_iter().take(excess) {
+                    self.remove(&key, &s)?;
+                }
+                Ok(Response::Count(excess as u64))
+            }
             Command::PurgeExpired { now_ms, limit } => {
                 let from = db::gen_prefix(self.generation).to_vec();
                 // Entries with expires_at <= now, i.e. < now + 1.

@@ -91,6 +91,16 @@ pub enum Command {
         sessions: Vec<(String, Session)>,
         now_ms: u64,
     },
+    /// Keep at most `max` live sessions of `user`: the oldest (by creation time, then key)
+    /// other than `keep` are removed. Proposed in the same batch as the write that signs session
+    /// `keep` in, so the cap holds atomically on every replica. Responds with the number
+    /// removed. (Appended last: variant indexes of persisted commands never change.)
+    CapUser {
+        user: String,
+        max: u32,
+        keep: String,
+        now_ms: u64,
+    },
 }
 
 impl Command {
@@ -118,6 +128,7 @@ impl Command {
             Command::Delete { key } => FIELDS + key.len(),
             Command::Rename { from, to, .. } => FIELDS + from.len() + to.len(),
             Command::DeleteUser { user } => FIELDS + user.len(),
+            Command::CapUser { user, keep, .. } => FIELDS + user.len() + keep.len(),
             Command::PurgeExpired { .. } => FIELDS,
             Command::Batch(cmds) => FIELDS + cmds.iter().map(Command::approx_bytes).sum::<usize>(),
             Command::Import { sessions, .. } => {

@@ -329,3 +329,80 @@ async fn malformed_commands_are_rejected_without_effect() {
         "rejected commands still advance last-applied"
     );
 }
+
+#[tokio::test]
+async fn cap_user_evicts_the_oldest_others_in_the_same_batch() {
+    let mut n = Node::new();
+    // created at 1, 2, 3 (s0 expired by 20), all alice's; s9 is bob's
+    n.apply(vec![
+        create("s0", Some("alice"), 0, 20),
+        create("s1", Some("alice"), 1, 1000),
+        create("s2", Some("alice"), 2, 1000),
+        create("s3", Some("alice"), 3, 1000),
+        create("s9", Some("bob"), 0, 1000),
+    ])
+    .await;
+    let live = |n: &Node, u: &str| {
+        let mut v: Vec<String> =
+            n.sm.sessions_of_user(u, 30)
+                .unwrap()
+                .into_iter()
+                .map(|x| x.0)
+                .collect();
+        v.sort();
+        v
+    };
+    // s1 (the oldest) signs in again: it is kept, the next oldest others go
+    let cap = |keep: &str, max: u32| Command::CapUser {
+        user: "alice".into(),
+        max,
+        keep: keep.into(),
+        now_ms: 30,
+    };
+    assert_eq!(n.apply1(cap("s1", 2)).await, Response::Count(1));
+    assert_eq!(
+        live(&n, "alice"),
+        vec!["s1", "s3"],
+        "s2 was the oldest other"
+    );
+    assert!(
+        n.sm.get_session("s0", 10).unwrap().is_some(),
+        "an expired session neither counts nor is evicted by the cap"
+    );
+    assert_eq!(
+        live(&n, "bob"),
+        vec!["s9"],
+        "another user's sessions are untouched"
+    );
+    // under the cap: nothing happens; max 0 keeps only `keep`
+    assert_eq!(n.apply1(cap("s3", 5)).await, Response::Count(0));
+    assert_eq!(n.apply1(cap("s3", 0)).await, Response::Count(1));
+    assert_eq!(live(&n, "alice"), vec!["s3"]);
+    // in one batch with the write that signs in: the new session is seen by the cap
+    let responses = n
+        .apply(vec![Command::Batch(vec![
+            create("s4", Some("alice"), 40, 1000),
+            cap("s4", 1),
+        ])])
+        .await;
+    assert_eq!(
+        responses,
+        vec![Response::Batch(vec![
+            Response::Written { version: 1 },
+            Response::Count(1)
+        ])]
+    );
+    assert_eq!(live(&n, "alice"), vec!["s4"]);
+    // a bad user name is rejected without effect
+    assert!(matches!(
+        n.apply1(Command::CapUser {
+            user: String::new(),
+            max: 0,
+            keep: "s4".into(),
+            now_ms: 30
+        })
+        .await,
+        Response::Rejected(_)
+    ));
+    assert_eq!(live(&n, "alice"), vec!["s4"]);
+}

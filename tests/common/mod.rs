@@ -321,3 +321,26 @@ pub async fn read(client: &reqwest::Client, url: &str) -> (u16, Option<i64>) {
         Err(_) => (0, None),
     }
 }
+
+impl TestCluster {
+    /// [`TestCluster::start`], with `prepare(dir, config)` run after the config is written and
+    /// before any node starts: e.g. make certificates and append a `[tls]` section.
+    pub fn start_prepared(n: usize, tuning: Tuning, prepare: impl FnOnce(&Path, &Path)) -> Self {
+        let dir = TempDir::new().expect("temp dir");
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let config = write_config(dir.path(), &ports, &tuning, None);
+        prepare(dir.path(), &config);
+        let mut c = Self {
+            dir,
+            config,
+            ports,
+            hosts: vec!["127.0.0.1".to_string(); n],
+            env: Vec::new(),
+            children: (0..n).map(|_| None).collect(),
+        };
+        for id in 1..=n as u64 {
+            c.start_node(id);
+        }
+        c
+    }
+}

@@ -36,8 +36,74 @@ pub fn configure_api(cfg: &mut web::ServiceConfig) {
             .route("/counter", web::get().to(read_counter))
             .route("/login", web::post().to(login))
             .route("/logout", web::post().to(logout))
-            .route("/whoami", web::get().to(whoami)),
+            .route("/whoami", web::get().to(whoami))
+            .route("/sessions", web::get().to(my_sessions))
+            .route("/logout-everywhere", web::post().to(logout_everywhere)),
     );
+}
+
+fn signed_in(session: &Session) -> Result<Option<String>, actix_web::Error> {
+    Ok(session.get::<String>(USER_KEY)?)
+}
+
+fn not_signed_in() -> HttpResponse {
+    HttpResponse::Unauthorized().json(serde_json::json!({ "error": "not signed in" }))
+}
+
+/// The signed-in user's live sessions (ids hashed: a session id is a bearer secret). Read after
+/// this request's own read barrier (the session middleware's load), so it is linearizable.
+async fn my_sessions(
+    state: web::Data<AppState>,
+    session: Session,
+) -> actix_web::Result<HttpResponse> {
+    let Some(user) = signed_in(&session)? else {
+        return Ok(not_signed_in());
+    };
+    let list = state
+        .cluster
+        .sm
+        .sessions_of_user(&user, crate::clock::now_ms())
+        .map_err(actix_web::error::ErrorInternalServerError)?;
+    let sessions: Vec<serde_json::Value> = list
+        .iter()
+        .map(|(key, s)| {
+            serde_json::json!({
+                "sid_hash": crate::clock::key_hash(key),
+                "created_at_ms": s.created_at_ms,
+                "expires_at_ms": s.expires_at_ms,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "user": user, "sessions": sessions, "served_by": state.cluster.id,
+    })))
+}
+
+/// "Log out everywhere": every session of the signed-in user, this one included, in one entry.
+async fn logout_everywhere(
+    state: web::Data<AppState>,
+    session: Session,
+) -> actix_web::Result<HttpResponse> {
+    let Some(user) = signed_in(&session)? else {
+        return Ok(not_signed_in());
+    };
+    let cmd = sessionraft_raft::Command::DeleteUser { user: user.clone() };
+    match state.cluster.propose(cmd).await {
+        Ok(p) => {
+            session.purge();
+            let revoked = match p.response {
+                sessionraft_raft::Response::Count(n) => n,
+                _ => 0,
+            };
+            tracing::info!(revoked, "a user logged out everywhere");
+            Ok(HttpResponse::Ok().json(serde_json::json!({
+                "signed_out": true, "revoked": revoked, "served_by": state.cluster.id,
+            })))
+        }
+        Err(e) => Ok(HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .json(serde_json::json!({ "error": e.to_string() }))),
+    }
 }
 
 /// Mount health and introspection routes (no session needed).

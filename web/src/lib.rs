@@ -20,6 +20,7 @@ pub mod auth;
 pub mod batcher;
 pub mod clock;
 pub mod cluster;
+pub mod cookie_ring;
 pub mod dashboard;
 pub mod failover;
 pub mod frontend;

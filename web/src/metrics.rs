@@ -50,6 +50,8 @@ pub struct Metrics {
     pub write_batch_size: Histogram,
     /// Requests carrying an id the store never issued (or that expired).
     pub unknown_session_ids: IntCounterVec,
+    /// Session cookies under an older key of the ring, re-issued under the newest.
+    pub cookies_reissued: prometheus::IntCounter,
     /// Session writes (save, update, delete) and reads (load) served by this node, and write
     /// batches proposed by this node with the writes they carried (for the dashboard's rates).
     pub counters: OpCounters,
@@ -130,6 +132,10 @@ impl Metrics {
             session_op_seconds,
             write_batch_size,
             unknown_session_ids,
+            cookies_reissued: must(prometheus::IntCounter::new(
+                "session_cookies_reissued_total",
+                "Session cookies under an older key of the ring, re-issued under the newest",
+            )),
         };
         let r = &m.registry;
         for c in [
@@ -137,6 +143,7 @@ impl Metrics {
             Box::new(m.session_op_seconds.clone()),
             Box::new(m.write_batch_size.clone()),
             Box::new(m.unknown_session_ids.clone()),
+            Box::new(m.cookies_reissued.clone()),
             Box::new(m.term.clone()),
             Box::new(m.leader.clone()),
             Box::new(m.is_leader.clone()),

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sessionraft_raft::{NodeId, TypeConfig};
 
-use crate::auth::{PeerAuth, MAC_HEADER};
+use crate::auth::{PeerAuth, RequestSigner};
 use crate::rpc::{self, WireError};
 
 /// Internal RPC paths.
@@ -64,38 +64,63 @@ impl CallError {
 #[derive(Clone, Debug)]
 pub struct PeerClient {
     http: reqwest::Client,
-    auth: PeerAuth,
+    /// Signs every request under this process's random epoch (see `auth`): clones share the
+    /// sequence counter.
+    signer: RequestSigner,
     timeout: Duration,
+    /// `https` when peers serve TLS, else `http`.
+    scheme: &'static str,
+}
+
+/// `builder` made to speak HTTPS (rustls) trusting only the CA certificate(s) in `ca_pem` (PEM):
+/// no built-in or system roots, so only certificates of the cluster's own CA are accepted.
+///
+/// # Errors
+/// When `ca_pem` holds a certificate that does not parse.
+pub fn trust_only(
+    builder: reqwest::ClientBuilder,
+    ca_pem: &[u8],
+) -> Result<reqwest::ClientBuilder, reqwest::Error> {
+    let mut builder = builder.use_rustls_tls().tls_built_in_root_certs(false);
+    for cert in reqwest::Certificate::from_pem_bundle(ca_pem)? {
+        builder = builder.add_root_certificate(cert);
+    }
+    Ok(builder)
 }
 
 impl PeerClient {
     /// A client signing with `auth`, each call bounded by `timeout` unless told otherwise.
     /// With `local_ip`, every outgoing connection is bound to that source address (a node's
     /// own Raft IP), so peer traffic between 127.0.0.11 and 127.0.0.12 can be told apart — and
-    /// cut — by address.
+    /// cut — by address. With `tls_ca` (the PEM of the CA that signs every node's certificate),
+    /// peers are called over `https://` and must present a certificate of that CA for their IP.
     ///
     /// # Errors
-    /// When the TLS backend cannot initialize.
+    /// When the TLS backend cannot initialize or `tls_ca` does not parse.
     pub fn new(
         auth: PeerAuth,
         timeout: Duration,
         local_ip: Option<std::net::IpAddr>,
+        tls_ca: Option<&[u8]>,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(32)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .connect_timeout(timeout)
-            .local_address(local_ip)
-            .build()?;
+            .local_address(local_ip);
+        if let Some(ca) = tls_ca {
+            builder = trust_only(builder, ca)?;
+        }
         Ok(Self {
-            http,
-            auth,
+            http: builder.build()?,
+            signer: auth.signer(),
             timeout,
+            scheme: if tls_ca.is_some() { "https" } else { "http" },
         })
     }
 
-    /// POST a bincode `req` to `http://{addr}{path}` and decode the bincode reply.
+    /// POST a bincode `req` to `{scheme}://{addr}{path}` and decode the bincode reply.
     ///
     /// # Errors
     /// See [`CallError`].
@@ -110,11 +135,12 @@ impl PeerClient {
             addr: addr.to_string(),
             reason: format!("cannot encode request: {e}"),
         })?;
-        let mac = self.auth.sign(path, &body);
-        let sent = self
-            .http
-            .post(format!("http://{addr}{path}"))
-            .header(MAC_HEADER, mac)
+        let signed = self.signer.sign(addr, path, &body);
+        let mut request = self.http.post(format!("{}://{addr}{path}", self.scheme));
+        for (name, value) in signed.pairs() {
+            request = request.header(name, value);
+        }
+        let sent = request
             .header("content-type", "application/octet-stream")
             .timeout(timeout.unwrap_or(self.timeout))
             .body(body)
@@ -153,7 +179,7 @@ impl PeerClient {
 }
 
 impl PeerClient {
-    /// GET `http://{addr}{path}` and decode a JSON reply (public, unauthenticated endpoints).
+    /// GET `{scheme}://{addr}{path}` and decode a JSON reply (public, unauthenticated endpoints).
     ///
     /// # Errors
     /// See [`CallError`].
@@ -164,7 +190,7 @@ impl PeerClient {
     ) -> Result<T, CallError> {
         let resp = self
             .http
-            .get(format!("http://{addr}{path}"))
+            .get(format!("{}://{addr}{path}", self.scheme))
             .timeout(self.timeout)
             .send()
             .await

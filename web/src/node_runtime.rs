@@ -24,6 +24,7 @@ use crate::admin::{self, AdminState};
 use crate::auth::PeerAuth;
 use crate::batcher::WriteBatcher;
 use crate::cluster::{Cluster, Deadlines};
+use crate::cookie_ring::CookieRing;
 use crate::dashboard::{self, ClusterWatcher, DashboardFeed};
 use crate::frontend::{self, FrontendState};
 use crate::handlers::{self, AppState, NodeStatus};
@@ -59,6 +60,11 @@ pub struct NodeOptions {
     pub storage: StorageOptions,
     /// Worker threads of the Raft runtime (at least 1).
     pub raft_threads: usize,
+    /// Cookie key ring secrets, newest first; empty: one key from `secret`.
+    pub cookie_secrets: Vec<Vec<u8>>,
+    /// The PEM of the CA that signs every node's certificate (`[tls] ca`): peers are called
+    /// over `https://` and trusted only with a certificate of that CA. `None`: plain HTTP.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl NodeOptions {
@@ -95,12 +101,15 @@ impl NodeOptions {
                 absolute_ttl: Duration::from_secs(86_400),
                 max_state_bytes: 16 * 1024,
                 unsafe_skip_read_barrier: false,
+                max_sessions_per_user: 0,
             },
             idle_ttl: Duration::from_secs(1_800),
             cookie_name: "id".into(),
             cookie_secure: false,
             storage: StorageOptions::default(),
             raft_threads: 2,
+            cookie_secrets: Vec::new(),
+            tls_ca: None,
         }
     }
 }
@@ -131,20 +140,49 @@ pub struct Services {
 /// How session cookies are made. Cheap to clone, `Send`.
 #[derive(Clone)]
 pub struct SessionCookie {
-    key: Key,
+    /// The key ring, newest first (never empty).
+    keys: Vec<Key>,
     name: String,
     secure: bool,
     idle_ttl: Duration,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl SessionCookie {
+    /// The cookie's name: with `Secure`, the configured name behind the `__Host-` prefix (the
+    /// browser then only accepts it from a secure origin, for `Path=/`, without `Domain`).
+    pub fn name(&self) -> String {
+        if self.secure {
+            format!("__Host-{}", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+
+    /// The key-ring middleware; wrap it *outside* [`SessionCookie::middleware`] (registered
+    /// after it), so it sees the request first.
+    pub fn key_ring(&self) -> CookieRing {
+        CookieRing::new(
+            self.name(),
+            self.keys.clone(),
+            self.secure,
+            self.metrics.clone(),
+        )
+    }
+
     /// actix-session's middleware over `store`: signed and encrypted cookie (`Private`),
     /// `HttpOnly`, `SameSite=Lax`, state TTL = idle TTL extended on every request (the touches
     /// are coalesced).
     pub fn middleware(&self, store: RaftSessionStore) -> SessionMiddleware<RaftSessionStore> {
-        SessionMiddleware::builder(store, self.key.clone())
-            .cookie_name(self.name.clone())
+        let newest = match self.keys.first() {
+            Some(k) => k.clone(),
+            None => Key::generate(),
+        };
+        SessionMiddleware::builder(store, newest)
+            .cookie_name(self.name())
             .cookie_secure(self.secure)
+            .cookie_path("/".into())
+            .cookie_domain(None)
             .cookie_http_only(true)
             .cookie_same_site(SameSite::Lax)
             .cookie_content_security(CookieContentSecurity::Private)
@@ -184,8 +222,14 @@ impl NodeRuntime {
         let (log, sm) = sessionraft_raft::open(&opts.data_dir, &opts.storage)?;
         let auth = PeerAuth::new(&opts.secret);
         let local_ip = bind_ip(&opts.advertise_addr);
-        let peers =
-            rt.block_on(async { PeerClient::new(auth.clone(), opts.deadlines.rpc, local_ip) })?;
+        let peers = rt.block_on(async {
+            PeerClient::new(
+                auth.clone(),
+                opts.deadlines.rpc,
+                local_ip,
+                opts.tls_ca.as_deref(),
+            )
+        })?;
         let config = Arc::new(opts.raft.clone());
         let raft = rt
             .block_on(Raft::new(
@@ -264,11 +308,21 @@ impl NodeRuntime {
     /// The session cookie settings; `SessionCookie::middleware` builds actix-session's
     /// middleware inside an `HttpServer` factory (the middleware itself is not `Send`).
     pub fn session_cookie(&self) -> SessionCookie {
+        let keys = if self.opts.cookie_secrets.is_empty() {
+            vec![cookie_key(&self.opts.secret)]
+        } else {
+            self.opts
+                .cookie_secrets
+                .iter()
+                .map(|s| cookie_key(s))
+                .collect()
+        };
         SessionCookie {
-            key: cookie_key(&self.opts.secret),
+            keys,
             name: self.opts.cookie_name.clone(),
             secure: self.opts.cookie_secure,
             idle_ttl: self.opts.idle_ttl,
+            metrics: Some(self.metrics.clone()),
         }
     }
 
@@ -338,8 +392,8 @@ fn bind_ip(advertise_addr: &str) -> Option<std::net::IpAddr> {
     (!ip.is_unspecified()).then_some(ip)
 }
 
-/// The cookie key: 64 bytes derived from the cluster secret (every node derives the same).
-fn cookie_key(secret: &[u8]) -> Key {
+/// A cookie key: 64 bytes derived from a secret (every node derives the same).
+pub fn cookie_key(secret: &[u8]) -> Key {
     let mut h = Sha512::new();
     h.update(b"sessionraft cookie key v1\0");
     h.update(secret);

@@ -62,21 +62,54 @@ impl From<Refused> for HttpResponse {
     }
 }
 
-/// Check the MAC, then decode the body.
+/// Authenticate (the MAC first, then the destination, the timestamp and the sender's replay
+/// window: see `auth`), then decode the body.
 fn authenticated<T: DeserializeOwned>(
     state: &RpcState,
     req: &HttpRequest,
     path: &str,
     body: &[u8],
 ) -> Result<T, Refused> {
-    let mac = req
-        .headers()
-        .get(MAC_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(Refused::Unauthorized("missing request MAC"))?;
-    if !state.auth.verify(path, body, mac) {
-        tracing::warn!(path, peer = ?req.peer_addr(), "internal request with a bad MAC refused");
-        return Err(Refused::Unauthorized("bad request MAC"));
+    use crate::auth::{PresentedHeaders, SENDER_HEADER, TO_HEADER, TS_HEADER};
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let presented = PresentedHeaders {
+        to: header(TO_HEADER),
+        sender: header(SENDER_HEADER),
+        ts: header(TS_HEADER),
+        mac: header(MAC_HEADER),
+    };
+    // Our own messages (forwarded writes, read index, admin ops) must be addressed to this node
+    // once it knows its address from its membership: a copy captured on its way to another
+    // node is refused here. A replay of openraft's messages is harmless (Raft's term and log
+    // checks), so those are not tied to an address.
+    let own_addr = match path {
+        paths::WRITE | paths::READ_INDEX | paths::ADMIN => {
+            let metrics = state.cluster.raft.metrics();
+            let m = metrics.borrow();
+            m.membership_config
+                .membership()
+                .get_node(&state.cluster.id)
+                .map(|n| n.addr.clone())
+        }
+        _ => None,
+    };
+    let checked = state.auth.check(
+        path,
+        body,
+        presented,
+        own_addr.as_deref(),
+        crate::clock::now_ms(),
+    );
+    if let Err(failure) = checked {
+        // No header value is logged: the reason, the path and the peer say enough.
+        tracing::warn!(
+            path,
+            peer = ?req.peer_addr(),
+            reason = %failure,
+            refused_total = state.auth.refused_count(),
+            "internal request refused"
+        );
+        return Err(Refused::Unauthorized(failure.message()));
     }
     rpc::decode(body).map_err(|e| {
         tracing::warn!(path, error = %e, "undecodable internal request");

@@ -60,6 +60,10 @@ pub struct Loaded {
 struct Scope {
     failure: RefCell<Option<StoreFailure>>,
     loaded: RefCell<HashMap<String, Loaded>>,
+    /// A delete the store held back: actix-session's `renew()` is `delete(old)` then
+    /// `save(state)`, which the store turns into one atomic `Rename`; a delete no save follows
+    /// (`purge()`) is carried out by [`store_errors`] when the request is done.
+    deferred_delete: RefCell<Option<(String, crate::session_store::RaftSessionStore)>>,
 }
 
 tokio::task_local! {
@@ -81,6 +85,24 @@ pub fn remember(key: &str, loaded: Loaded) {
     let _ = SCOPE.try_with(|s| s.loaded.borrow_mut().insert(key.to_string(), loaded));
 }
 
+/// Hold back the delete of `key` until the request is done (or a `save` in this same request
+/// turns it into a rename). False outside the middleware: the caller deletes at once.
+pub fn defer_delete(key: &str, store: &crate::session_store::RaftSessionStore) -> bool {
+    SCOPE
+        .try_with(|s| {
+            *s.deferred_delete.borrow_mut() = Some((key.to_string(), store.clone()));
+        })
+        .is_ok()
+}
+
+/// Take the held-back delete, if any: a `save` renews that session instead.
+pub fn take_deferred_delete() -> Option<String> {
+    SCOPE
+        .try_with(|s| s.deferred_delete.borrow_mut().take().map(|(k, _)| k))
+        .ok()
+        .flatten()
+}
+
 /// What this request loaded under `key`, if anything.
 pub fn loaded(key: &str) -> Option<Loaded> {
     SCOPE
@@ -100,6 +122,13 @@ pub async fn store_errors(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let scope = Rc::new(Scope::default());
     let res = SCOPE.scope(scope.clone(), next.call(req)).await;
+    let deferred = scope.deferred_delete.borrow_mut().take();
+    if let Some((key, store)) = deferred {
+        // A purge: the session goes now, before the client hears that it is gone.
+        if let Err(f) = store.delete_now(&key).await {
+            return Err(f.into());
+        }
+    }
     let failure = scope.failure.borrow_mut().take();
     match (res, failure) {
         (Err(_), Some(f)) => Err(f.into()),

@@ -6,7 +6,11 @@
 //!   put-if-absent; a collision retries with another key).
 //! - `update` is version-checked against what this request loaded (lost-update protection); a
 //!   session that vanished meanwhile is saved under a new key, like actix-session's Redis store.
-//! - `update_ttl` goes to the touch coalescer; `delete` is a `Delete`.
+//! - `update_ttl` goes to the touch coalescer; `delete` is a `Delete`, held back until the request
+//!   ends: when a `save` follows in the same request (actix-session's `renew()`), the pair
+//!   becomes one atomic `Rename` + `Update` log entry instead (fixation-safe renewal).
+//! - With `max_sessions_per_user`, every write that leaves a session signed in carries a
+//!   `CapUser` in the same log entry: the user's oldest other sessions are evicted atomically.
 //! - Writes go through the write batcher (group commit). No quorum within the deadline is a
 //!   `StoreFailure::Unavailable` (503 via the `store_errors` middleware), never an empty session.
 //!
@@ -41,6 +45,8 @@ pub struct StoreSettings {
     pub absolute_ttl: Duration,
     /// Largest accepted state (sum of key and value bytes).
     pub max_state_bytes: usize,
+    /// At most this many live sessions per signed-in user (the oldest evicted); 0 = no cap.
+    pub max_sessions_per_user: u32,
     /// TEST ONLY — a planted bug for chaos testing: serve loads from this node's local state
     /// without the read barrier, so a lagging node answers stale reads. Never enable it in
     /// production; it exists to prove that `sessionraft check` catches stale reads. Set by
@@ -146,6 +152,128 @@ impl RaftSessionStore {
         }
     }
 
+    /// Write `cmd`, which leaves session `key` signed in as `user`; with a per-user cap, in one
+    /// log entry with the `CapUser` that evicts the user's oldest other sessions. Answers the
+    /// response of `cmd` itself.
+    async fn write_capped(
+        &self,
+        cmd: Command,
+        key: &str,
+        user: Option<&String>,
+        now: u64,
+    ) -> Result<Proposed, ClusterError> {
+        let max = self.inner.settings.max_sessions_per_user;
+        let Some(user) = user.filter(|_| max > 0) else {
+            return self.write(cmd).await;
+        };
+        let cap = Command::CapUser {
+            user: user.clone(),
+            max,
+            keep: key.to_string(),
+            now_ms: now,
+        };
+        let p = self.write(Command::Batch(vec![cmd, cap])).await?;
+        match p.response {
+            Response::Batch(mut rs) if rs.len() == 2 => {
+                if let Some(Response::Count(n)) = rs.get(1) {
+                    if *n > 0 {
+                        tracing::info!(
+                            evicted = n,
+                            "per-user session cap: oldest sessions evicted"
+                        );
+                    }
+                }
+                Ok(Proposed {
+                    response: rs.swap_remove(0),
+                    after_ambiguous_attempt: p.after_ambiguous_attempt,
+                })
+            }
+            other => Err(ClusterError::Fatal(format!(
+                "state machine answered a capped write with {other:?}"
+            ))),
+        }
+    }
+
+    /// Delete `key` now (a purge, after the request's handler ran).
+    ///
+    /// # Errors
+    /// The failure the client should see (503 without a quorum).
+    pub async fn delete_now(&self, key: &str) -> Result<(), StoreFailure> {
+        let started = Instant::now();
+        match self
+            .write(Command::Delete {
+                key: key.to_string(),
+            })
+            .await
+        {
+            Ok(_) => {
+                self.inner.metrics.observe("delete", "ok", started);
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.metrics.observe("delete", "unavailable", started);
+                tracing::warn!(sid = %key_hash(key), error = %e, "delete failed");
+                Err(StoreFailure::Unavailable {
+                    retry_after_secs: 1,
+                })
+            }
+        }
+    }
+
+    /// Renew session `old` (login, logout): one atomic log entry moves it to a fresh key
+    /// (`Rename`) and writes the new state there, so the old id is dead the moment the new one
+    /// exists — an id fixated before the renewal is worthless after it. A session that is gone
+    /// meanwhile is created afresh (still under a new key).
+    async fn renew(
+        &self,
+        old: String,
+        state: BTreeMap<String, String>,
+        user: Option<String>,
+        ttl: &CookieDuration,
+    ) -> Result<String, anyhow::Error> {
+        let now = now_ms();
+        let created = request_scope::loaded(&old).map_or(now, |l| l.created_at_ms);
+        let new = new_key();
+        let batch = Command::Batch(vec![
+            Command::Rename {
+                from: old.clone(),
+                to: new.clone(),
+                now_ms: now,
+            },
+            Command::Update {
+                key: new.clone(),
+                state: state.clone(),
+                user: user.clone(),
+                expected_version: None,
+                now_ms: now,
+                expires_at_ms: self.expiry(created, now, ttl),
+            },
+        ]);
+        let p = self
+            .write_capped(batch, &new, user.as_ref(), now)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        match p.response {
+            Response::Batch(rs) if matches!(rs.first(), Some(Response::Written { .. })) => {
+                tracing::info!(from = %key_hash(&old), to = %key_hash(&new), "session id renewed");
+                Ok(new)
+            }
+            Response::Batch(_) if p.after_ambiguous_attempt => {
+                // Our first attempt may have renamed it: then the new key holds our state.
+                match self.inner.cluster.sm.get_session(&new, now_ms()) {
+                    Ok(Some(s)) if s.state == state => Ok(new),
+                    _ => self.create(state, user, ttl).await,
+                }
+            }
+            Response::Batch(_) => {
+                // The old session expired or was removed meanwhile: a fresh one.
+                self.create(state, user, ttl).await
+            }
+            Response::Rejected(r) => Err(invalid(r)),
+            other => Err(anyhow::anyhow!("unexpected response to renew: {other:?}")),
+        }
+    }
+
     async fn create(
         &self,
         state: BTreeMap<String, String>,
@@ -162,7 +290,7 @@ impl RaftSessionStore {
                 now_ms: now,
                 expires_at_ms: self.expiry(now, now, ttl),
             };
-            match self.write(cmd).await {
+            match self.write_capped(cmd, &key, user.as_ref(), now).await {
                 Ok(p) => match p.response {
                     Response::Written { .. } => {
                         tracing::debug!(sid = %key_hash(&key), "session created");
@@ -236,9 +364,15 @@ impl SessionStore for RaftSessionStore {
         ttl: &CookieDuration,
     ) -> Result<SessionKey, SaveError> {
         let started = Instant::now();
+        // A renewal (delete + save): taken first, so that a refused or failed save leaves the
+        // old session in place rather than deleting it at the end of the request.
+        let renewing = request_scope::take_deferred_delete();
         let state = self.check_state(&session_state).map_err(SaveError::Other)?;
         let user = user_of(&session_state);
-        let res = self.create(state, user, ttl).await;
+        let res = match renewing {
+            Some(old) => self.renew(old, state, user, ttl).await,
+            None => self.create(state, user, ttl).await,
+        };
         self.inner
             .metrics
             .observe("save", if res.is_ok() { "ok" } else { "error" }, started);
@@ -269,7 +403,7 @@ impl SessionStore for RaftSessionStore {
             now_ms: now,
             expires_at_ms: self.expiry(created, now, ttl),
         };
-        let p = match self.write(cmd).await {
+        let p = match self.write_capped(cmd, &key, user.as_ref(), now).await {
             Ok(p) => p,
             Err(e) => {
                 m.observe("update", "unavailable", started);
@@ -342,22 +476,15 @@ impl SessionStore for RaftSessionStore {
     }
 
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
-        let started = Instant::now();
         let key: &str = session_key.as_ref();
-        match self
-            .write(Command::Delete {
-                key: key.to_string(),
-            })
-            .await
-        {
-            Ok(_) => {
-                self.inner.metrics.observe("delete", "ok", started);
-                Ok(())
-            }
-            Err(e) => {
-                self.inner.metrics.observe("delete", "unavailable", started);
-                Err(unavailable(&e))
-            }
+        // A session this request loaded: held back, so that a `save` right after it (a renewal)
+        // becomes one atomic rename; otherwise the middleware deletes it when the request ends.
+        if request_scope::loaded(key).is_some() && request_scope::defer_delete(key, self) {
+            return Ok(());
         }
+        self.delete_now(key).await.map_err(|f| {
+            request_scope::fail(f.clone());
+            anyhow::anyhow!("{f}")
+        })
     }
 }
