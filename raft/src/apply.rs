@@ -97,6 +97,29 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
+    /// The sessions the user index lists under `user` (seen through this batch's overlay). A
+    /// stale index entry (no session, or another user's — cannot happen unless the index was
+    /// damaged) is repaired in the same batch.
+    fn sessions_of(&mut self, user: &str) -> Result<Vec<(String, Session)>> {
+        let prefix = db::user_prefix(self.generation, user);
+        let end = db::prefix_end(&prefix);
+        let users = std::mem::take(&mut self.users);
+        let found = self.scan(CF_USER_INDEX, &users, &prefix, &end, usize::MAX);
+        self.users = users;
+        let mut out = Vec::new();
+        for k in found? {
+            let key = db::parse_user_index_key(&k, prefix.len())?;
+            match self.get(&key)? {
+                Some(s) if s.user.as_deref() == Some(user) => out.push((key, s)),
+                _ => {
+                    self.batch.delete_cf(db::cf(self.db, CF_USER_INDEX)?, &k);
+                    self.users.insert(k, false);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn remove(&mut self, key: &str, old: &Session) -> Result<()> {
         self.drop_indexes(key, old)?;
         self.batch.delete_cf(
@@ -258,28 +281,11 @@ impl<'a> Txn<'a> {
                 if let Some(r) = check_user(&Some(user.clone())) {
                     return Ok(r);
                 }
-                let prefix = db::user_prefix(self.generation, user);
-                let end = db::prefix_end(&prefix);
-                let users = std::mem::take(&mut self.users);
-                let found = self.scan(CF_USER_INDEX, &users, &prefix, &end, usize::MAX);
-                self.users = users;
-                let mut removed = 0;
-                for k in found? {
-                    let key = db::parse_user_index_key(&k, prefix.len())?;
-                    match self.get(&key)? {
-                        Some(s) if s.user.as_deref() == Some(user.as_str()) => {
-                            self.remove(&key, &s)?;
-                            removed += 1;
-                        }
-                        // A stale index entry (cannot happen unless the index was damaged):
-                        // repair it in the same batch.
-                        _ => {
-                            self.batch.delete_cf(db::cf(self.db, CF_USER_INDEX)?, &k);
-                            self.users.insert(k, false);
-                        }
-                    }
+                let sessions = self.sessions_of(user)?;
+                for (key, s) in &sessions {
+                    self.remove(key, s)?;
                 }
-                Ok(Response::Count(removed))
+                Ok(Response::Count(sessions.len() as u64))
             }
             Command::CapUser {
                 user,
@@ -290,25 +296,16 @@ impl<'a> Txn<'a> {
                 if let Some(r) = check_user(&Some(user.clone())) {
                     return Ok(r);
                 }
-                let prefix = db::user_prefix(self.generation, user);
-                let end = db::prefix_end(&prefix);
-                let users = std::mem::take(&mut self.users);
-                let found = self.scan(CF_USER_INDEX, &users, &prefix, &end, usize::MAX);
-                self.users = users;
-                let mut live = Vec::new();
-                for k in found? {
-                    let key = db::parse_user_index_key(&k, prefix.len())?;
-                    if let Some(s) = self.get(&key)? {
-                        if s.user.as_deref() == Some(user.as_str()) && s.is_live(*now_ms) {
-                            live.push((s.created_at_ms, key, s));
-                        }
-                    }
-                }
+                let mut live: Vec<(String, Session)> = self
+                    .sessions_of(user)?
+                    .into_iter()
+                    .filter(|(_, s)| s.is_live(*now_ms))
+                    .collect();
                 let excess = live.len().saturating_sub(*max as usize);
-                live.retain(|(_, key, _)| key != keep);
-                live.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+                live.retain(|(key, _)| key != keep);
+                live.sort_by(|a, b| (a.1.created_at_ms, &a.0).cmp(&(b.1.created_at_ms, &b.0)));
                 let excess = excess.min(live.len());
-                for (_, key, s) in live.into_iter().take(excess) {
+                for (key, s) in live.into_iter().take(excess) {
                     self.remove(&key, &s)?;
                 }
                 Ok(Response::Count(excess as u64))

@@ -16,7 +16,6 @@ mod strategies;
 use openraft::{BasicNode, LogId, SnapshotMeta, StoredMembership, Vote};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sessionraft_raft::backup::{self, BackupHeader, BackupTrailer, BackupWriter};
@@ -24,20 +23,9 @@ use sessionraft_raft::codec::{self, FORMAT_V1};
 use sessionraft_raft::snapshot_file::{SnapshotReader, SnapshotWriter};
 use sessionraft_raft::types::Entry;
 use sessionraft_raft::{Command, Session};
-use strategies::{entry, mutate, mutation, session, stored_membership, text, vote, Mutation};
-
-/// `cases` per property, or `SESSIONRAFT_FUZZ_CASES` for a longer run by hand.
-fn config(cases: u32) -> Config {
-    let cases = std::env::var("SESSIONRAFT_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
+use strategies::{
+    config, entry, mutate, mutation, session, stored_membership, text, vote, Mutation,
+};
 
 /// `codec::decode` must refuse `bytes` or give a value that round-trips.
 fn decodes_or_refuses<T: Serialize + DeserializeOwned>(bytes: &[u8]) {

@@ -25,7 +25,6 @@ use openraft::raft::{
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sessionraft_raft::{Command, TypeConfig};
@@ -33,26 +32,13 @@ use sessionraft_web::rpc::{
     self, AdminOp, AdminRefusal, AdminReply, PeerRefusal, ReadIndexReply, WriteReply, MAX_RPC_BYTES,
 };
 use strategies::{
-    append_request, append_response, command, int, mutate, mutation, node_id, response,
+    append_request, append_response, command, config, int, mutate, mutation, node_id, response,
     snapshot_request, snapshot_response, text, vote_request, vote_response,
 };
 
 type AppendReply = Result<AppendEntriesResponse<u64>, RaftError<u64>>;
 type VoteReply = Result<VoteResponse<u64>, RaftError<u64>>;
 type SnapshotReply = Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>;
-
-/// `cases` per property, or `SESSIONRAFT_FUZZ_CASES` for a longer run by hand.
-fn config(cases: u32) -> Config {
-    let cases = std::env::var("SESSIONRAFT_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 /// `rpc::decode` must refuse `bytes` or give a value whose encoding decodes to the same value.
 fn decodes_or_refuses<T: Serialize + DeserializeOwned>(bytes: &[u8]) {

@@ -22,6 +22,20 @@ use proptest::option;
 use proptest::prelude::*;
 use sessionraft_raft::{Command, Response, Session, TypeConfig};
 
+/// `cases` per property, or `SESSIONRAFT_FUZZ_CASES` for a longer run by hand; failures are
+/// never persisted to files (a real one becomes a named regression test).
+pub fn config(cases: u32) -> proptest::test_runner::Config {
+    let cases = std::env::var("SESSIONRAFT_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
+
 /// Short strings, including non-ASCII and empty ones.
 pub fn text() -> impl Strategy<Value = String> {
     prop_oneof![
