@@ -54,9 +54,16 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// Whether the request may have been acted upon.
+    /// Whether the request may have been acted upon. A 400, 401 or 413 is refused by the
+    /// receiver before the body reaches Raft (authentication, replay window, decoding, size), so
+    /// it certainly did nothing: a forwarded write refused that way is retried as a clean
+    /// failure, not reported as an unknown outcome.
     pub fn is_ambiguous(&self) -> bool {
-        !matches!(self, CallError::Unreachable { .. })
+        match self {
+            CallError::Unreachable { .. } => false,
+            CallError::Status { status, .. } => !matches!(status, 400 | 401 | 413),
+            CallError::Timeout { .. } | CallError::Wire { .. } => true,
+        }
     }
 }
 
@@ -297,5 +304,31 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.send(paths::VOTE, &rpc, Some(option.hard_ttl())).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CallError;
+
+    #[test]
+    fn refusals_before_raft_are_not_ambiguous() {
+        let status = |status| CallError::Status {
+            addr: "a".into(),
+            status,
+            body: String::new(),
+        };
+        for s in [400, 401, 413] {
+            assert!(!status(s).is_ambiguous(), "{s}");
+        }
+        for s in [500, 502, 503] {
+            assert!(status(s).is_ambiguous(), "{s}");
+        }
+        let unreachable = CallError::Unreachable {
+            addr: "a".into(),
+            reason: "refused".into(),
+        };
+        assert!(!unreachable.is_ambiguous());
+        assert!(CallError::Timeout { addr: "a".into() }.is_ambiguous());
     }
 }
