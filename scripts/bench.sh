@@ -44,8 +44,8 @@
 #   --sessions N   sessions for the catch-up and memory (default 1000000)
 #   --keep         keep the systems' data directories (default: deleted at the end)
 #
-# Installs what it needs (redis-server, etcd-server, etcd-client with apt; scripts/install-deps.sh
-# for the rest) and builds only when a binary is missing (cargo build --release --workspace
+# Installs what it needs (`scripts/install-deps.sh --bench`: redis-server, etcd-server,
+# etcd-client and what scripts/cluster.sh uses) and builds only when a binary is missing (cargo build --release --workspace
 # --all-targets). Needs root (or sudo) for the installs. The run's logs, configs and each cell's
 # output stay in target/bench/run-YYYYmmdd-HHMMSS/.
 #
@@ -559,23 +559,8 @@ fi
 # ---------------------------------------------------------------------------------------------
 # dependencies and binaries
 
-need_pkgs=(curl python3 procps)
-if want redis; then need_pkgs+=(redis-server redis-tools); fi
-if want etcd; then need_pkgs+=(etcd-server etcd-client); fi
-missing=()
-for p in "${need_pkgs[@]}"; do
-    [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" == *"install ok installed"* ]] || missing+=("$p")
-done
-if ((${#missing[@]} > 0)); then
-    echo "installing: ${missing[*]}" >&2
-    SUDO=""
-    if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-# what scripts/cluster.sh needs (it checks again itself)
-"$ROOT/scripts/install-deps.sh" --cluster 5>&- 6>&- 7>&-
+# the baselines (redis-server, etcd) and what scripts/cluster.sh uses, only those missing
+"$ROOT/scripts/install-deps.sh" --bench 5>&- 6>&- 7>&-
 
 SRC_BIN="${SESSIONRAFT_BIN:-$TARGET_DIR/release/sessionraft}"
 SRC_REDIS_APP="${BENCH_REDIS_APP:-$TARGET_DIR/release/examples/redis_app}"

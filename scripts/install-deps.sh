@@ -5,6 +5,8 @@
 #                                      and openssl (scripts/dev-certs.sh, the TLS test)
 #   scripts/install-deps.sh --cluster  also what scripts/cluster.sh uses (curl, python3, procps,
 #                                      haproxy as the load balancer)
+#   scripts/install-deps.sh --bench    what --cluster installs, and scripts/bench.sh's baselines
+#                                      (redis-server, redis-tools, etcd-server, etcd-client)
 #   scripts/install-deps.sh --all      also what the tests and operator scripts use (chromium and
 #                                      chromium-driver for the browser tests, haproxy; iptables and
 #                                      libfaketime for scripts/chaos.sh; redis-server, etcd-server and
@@ -16,13 +18,16 @@ case "${1:-}" in
 --all)
     # tests: real browser (chromium + chromedriver); curl, python3 and haproxy for the operator
     # scripts; iptables, iproute2 (ss) and libfaketime for scripts/chaos.sh
-    want+=(iproute2 iptables procps curl python3 haproxy chromium chromium-driver libfaketime redis-server)
+    want+=(iproute2 iptables procps curl python3 haproxy chromium chromium-driver libfaketime redis-server redis-tools)
     # scripts/bench.sh's other baseline (redis-server is above): a 3-member etcd cluster (etcd 3.4)
     # and etcdctl
     want+=(etcd-server etcd-client)
     ;;
 --cluster)
     want+=(procps curl python3 haproxy)
+    ;;
+--bench)
+    want+=(procps curl python3 haproxy redis-server redis-tools etcd-server etcd-client)
     ;;
 esac
 
