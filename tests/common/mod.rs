@@ -28,12 +28,37 @@ pub fn binary() -> PathBuf {
     bin
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; the OS does not hand it out again soon).
+/// A free TCP port on 127.0.0.1 for a node or a load balancer to bind later.
+///
+/// Ports come from 10000-19999, below the kernel's ephemeral range (32768-60999 by default): a
+/// port taken there with bind(0) and released can be handed out again as the source port of any
+/// outgoing connection (the nodes make many) before the node binds it, and two calls can even
+/// return the same port. Each port is handed out once per test process (tests of one binary run
+/// in parallel threads) and only after a bind probe succeeded. `scripts/chaos.sh` picks from
+/// 20000-32000, so the two never compete.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 10_000;
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    // a start that differs between processes and between calls
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default()
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    for i in 0..SPAN {
+        let port = (LOW + (seed.wrapping_add(i.wrapping_mul(7_919)) % SPAN)) as u16;
+        if handed_out.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        handed_out.insert(port);
+        return port;
+    }
+    panic!("no free port in {LOW}-{}", LOW + SPAN - 1)
 }
 
 /// Extra `[raft]` settings for a test cluster.
