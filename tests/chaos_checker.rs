@@ -3,7 +3,8 @@
 //!   a clean history full of unknown outcomes gives none;
 //! - for real: a 3-node cluster with the planted stale-read bug
 //!   (`SESSIONRAFT_UNSAFE_SKIP_READ_BARRIER=1`) under load while a follower is repeatedly
-//!   SIGSTOPped fails the check; the same scenario without the bug passes;
+//!   SIGSTOPped fails the check; the same scenario without the bug passes, and so does one
+//!   where the leader is paused past an election (lease reads must not outlive it);
 //! - peer connections leave from the node's own address (127.0.0.11 → 127.0.0.12), so chaos
 //!   scripts can cut links with address-matching firewall rules.
 
@@ -13,7 +14,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{binary, increment, read, user, ClusterOptions, TestCluster, Tuning};
+use common::{binary, increment, read, signal, user, ClusterOptions, Paused, TestCluster, Tuning};
 use sessionraft_node::chaos::check::{check_history, Violation, ViolationKind};
 use sessionraft_node::chaos::history::{OpKind, OpRecord, Outcome};
 use sessionraft_node::chaos::report::{render_svg, summarize};
@@ -347,26 +348,19 @@ fn now_ms() -> u128 {
         .unwrap_or(0)
 }
 
-fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .args([format!("-{sig}"), pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{sig} {pid}");
+/// Which node a scenario pauses, and for how long.
+#[derive(Clone, Copy)]
+enum Victim {
+    /// A follower, 1 s: it falls behind; a read through it must wait for the leader.
+    Follower,
+    /// The leader, 2.5 s: longer than an election (lease 800 ms + timeout 400–800 ms), so it
+    /// resumes deposed, with requests queued that it must not answer from its stale lease.
+    Leader,
 }
 
-/// Sends SIGCONT to a paused node when dropped (also when the test panics mid-pause).
-struct Paused(u32);
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        signal(self.0, "CONT");
-    }
-}
-
-/// Load three nodes directly while a follower is paused (SIGSTOP ~1 s, SIGCONT) five times,
-/// then check. Returns the exit code of `sessionraft check` and its verdict.
-async fn paused_follower_scenario(name: &str, planted_bug: bool) -> (i32, Verdict) {
+/// Load three nodes directly while a node is paused (SIGSTOP, SIGCONT) five times, then
+/// check. Returns the exit code of `sessionraft check` and its verdict.
+async fn paused_node_scenario(name: &str, planted_bug: bool, victim: Victim) -> (i32, Verdict) {
     let env = if planted_bug {
         vec![(
             "SESSIONRAFT_UNSAFE_SKIP_READ_BARRIER".to_string(),
@@ -397,7 +391,11 @@ async fn paused_follower_scenario(name: &str, planted_bug: bool) -> (i32, Verdic
     let targets = targets.join(",");
     let mut load = tokio::process::Command::new(binary())
         .args(["load", "--targets", &targets])
-        .args(["--users", "30", "--rate", "300", "--duration", "12"])
+        .args(["--users", "30", "--rate", "300", "--duration"])
+        .arg(match victim {
+            Victim::Follower => "12",
+            Victim::Leader => "20",
+        })
         .args(["--settle", "2", "--seed", "42"])
         .args(["--mix", "inc=45,read=45,login=5,logout=5"])
         .arg("--out")
@@ -406,17 +404,23 @@ async fn paused_follower_scenario(name: &str, planted_bug: bool) -> (i32, Verdic
         .spawn()
         .expect("spawn sessionraft load");
 
-    // Five pauses of a follower (whichever node follows at that moment), 1 s each.
+    // Five pauses of the follower or the leader of that moment.
     let mut faults = String::new();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for _ in 0..5 {
         let leader = c.leader(Duration::from_secs(10)).await;
-        let victim = (1..=3).find(|id| *id != leader).expect("a follower");
+        let (victim, pause) = match victim {
+            Victim::Follower => (
+                (1..=3).find(|id| *id != leader).expect("a follower"),
+                Duration::from_millis(1000),
+            ),
+            Victim::Leader => (leader, Duration::from_millis(2500)),
+        };
         let pid = c.pid(victim).expect("victim pid");
         let start = now_ms();
         signal(pid, "STOP");
         let paused = Paused(pid);
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        tokio::time::sleep(pause).await;
         drop(paused);
         faults.push_str(&format!(
             "{{\"name\":\"SIGSTOP\",\"start_ms\":{start},\"end_ms\":{},\"node\":{victim}}}\n",
@@ -460,7 +464,7 @@ async fn paused_follower_scenario(name: &str, planted_bug: bool) -> (i32, Verdic
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planted_stale_read_bug_fails_the_check() {
-    let (code, verdict) = paused_follower_scenario("planted_bug", true).await;
+    let (code, verdict) = paused_node_scenario("planted_bug", true, Victim::Follower).await;
     let anomalies: usize = ["stale_read", "lost_write", "vanished_session"]
         .iter()
         .map(|k| verdict.violations_by_kind.get(*k).copied().unwrap_or(0))
@@ -478,11 +482,26 @@ async fn planted_stale_read_bug_fails_the_check() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn safe_cluster_passes_the_same_scenario() {
-    let (code, verdict) = paused_follower_scenario("safe", false).await;
+    let (code, verdict) = paused_node_scenario("safe", false, Victim::Follower).await;
     assert_eq!(
         code,
         0,
         "violations without the planted bug: {:#?}",
+        verdict.violations.iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(verdict.ops > 1000, "too little load: {} ops", verdict.ops);
+}
+
+/// Lease reads (on by default): a leader paused past an election resumes deposed, its lease
+/// long expired, with reads queued on its sockets; none of them may be answered from its stale
+/// state, and the new leader's lease must not start before the old one ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_leader_with_lease_reads_passes() {
+    let (code, verdict) = paused_node_scenario("paused_leader", false, Victim::Leader).await;
+    assert_eq!(
+        code,
+        0,
+        "violations with lease reads and a paused leader: {:#?}",
         verdict.violations.iter().take(5).collect::<Vec<_>>()
     );
     assert!(verdict.ops > 1000, "too little load: {} ops", verdict.ops);

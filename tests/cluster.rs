@@ -536,3 +536,85 @@ async fn admin_api_guards_and_membership_changes() {
     let u = user();
     assert_eq!(increment(&u, &c.url(leader, "/api/counter")).await.0, 200);
 }
+
+/// Lease reads: a healthy leader answers read indexes under its lease (no heartbeat round);
+/// with both followers paused the lease lapses and a read through the leader is refused (503)
+/// instead of being answered alone; with `lease_reads = false` every read index is a round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_reads_need_a_fresh_quorum() {
+    let c = TestCluster::start(3, Tuning::default());
+    c.wait_ready(READY).await;
+    let leader = c.leader(READY).await;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let u = user();
+    assert_eq!(
+        increment(&u, &c.url(leader, "/api/counter")).await.1,
+        Some(1)
+    );
+    for node in [leader, follower] {
+        for _ in 0..20 {
+            assert_eq!(read(&u, &c.url(node, "/api/counter")).await, (200, Some(1)));
+        }
+    }
+    let by_lease = common::metric(&c, leader, "read_index_total", "how=\"lease\"").await;
+    assert!(by_lease >= 20.0, "read indexes under the lease: {by_lease}");
+
+    // Both followers paused: after the lease (0.9 x 400 ms here) the leader cannot prove it
+    // still leads, and must not answer a read.
+    let paused: Vec<common::Paused> = (1..=3)
+        .filter(|id| *id != leader)
+        .map(|id| {
+            let pid = c.pid(id).expect("pid");
+            common::signal(pid, "STOP");
+            common::Paused(pid)
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let rounds_before = common::metric(&c, leader, "read_index_total", "how=\"round\"").await;
+    let (status, _) = read(&u, &c.url(leader, "/api/counter")).await;
+    assert_eq!(status, 503, "a leader without a quorum answered a read");
+    let rounds = common::metric(&c, leader, "read_index_total", "how=\"round\"").await;
+    assert!(
+        rounds > rounds_before,
+        "the expired lease fell back to a round"
+    );
+    drop(paused);
+    let deadline = Instant::now() + READY;
+    loop {
+        let r = read(&u, &c.url(leader, "/api/counter")).await;
+        if r == (200, Some(1)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no read after the followers resumed: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(c);
+
+    // Lease reads off: every read index of the leader is a heartbeat round.
+    let c = TestCluster::start_prepared(3, Tuning::default(), |_, config| {
+        let text = std::fs::read_to_string(config).expect("config");
+        let text = text.replacen("[raft]\n", "[raft]\nlease_reads = false\n", 1);
+        std::fs::write(config, text).expect("config");
+    });
+    c.wait_ready(READY).await;
+    let leader = c.leader(READY).await;
+    let u = user();
+    assert_eq!(
+        increment(&u, &c.url(leader, "/api/counter")).await.1,
+        Some(1)
+    );
+    for _ in 0..20 {
+        assert_eq!(
+            read(&u, &c.url(leader, "/api/counter")).await,
+            (200, Some(1))
+        );
+    }
+    assert_eq!(
+        common::metric(&c, leader, "read_index_total", "how=\"lease\"").await,
+        0.0
+    );
+    assert!(common::metric(&c, leader, "read_index_total", "how=\"round\"").await >= 20.0);
+}

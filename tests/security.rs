@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use actix_web::cookie::{Cookie, CookieJar, Key};
-use common::{binary, TestCluster, Tuning};
+use common::{binary, metric, TestCluster, Tuning};
 use serde_json::Value;
 use sessionraft_web::node_runtime::cookie_key;
 
@@ -82,23 +82,6 @@ async fn call(method: &str, url: &str, cookie: Option<&str>, json: Option<Value>
         set_cookie,
         set_cookie_line: line,
     }
-}
-
-/// The sum of metric `name` (without its `sessionraft_` prefix) over the lines carrying `label`.
-async fn metric(c: &TestCluster, id: u64, name: &str, label: &str) -> f64 {
-    let prefix = format!("sessionraft_{name}");
-    let text = common::http()
-        .get(c.url(id, "/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .filter(|l| l.starts_with(&prefix) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 fn session_toml(ring: &[&str], ttls: Option<(u64, u64)>) -> String {

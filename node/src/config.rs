@@ -531,6 +531,9 @@ pub struct RaftTimings {
     pub request_deadline: Duration,
     /// Timeout of a single RPC between nodes.
     pub rpc_timeout: Duration,
+    /// Whether the leader answers read indexes under its lease (no heartbeat round while a
+    /// quorum accepted its AppendEntries within 90% of `election_timeout_min`).
+    pub lease_reads: bool,
 }
 
 /// `[[node]]`: one cluster member.
@@ -798,6 +801,8 @@ pub struct RawRaftConfig {
     pub request_deadline_ms: u64,
     /// `rpc_timeout_ms` (default 1000).
     pub rpc_timeout_ms: u64,
+    /// `lease_reads` (default true).
+    pub lease_reads: bool,
 }
 
 impl Default for RawRaftConfig {
@@ -811,6 +816,7 @@ impl Default for RawRaftConfig {
             install_snapshot_timeout_ms: 10_000,
             request_deadline_ms: 3000,
             rpc_timeout_ms: 1000,
+            lease_reads: true,
         }
     }
 }
@@ -1123,6 +1129,7 @@ fn validate_raft(raw: RawRaftConfig) -> Result<RaftTimings, ConfigError> {
         install_snapshot_timeout_ms,
         request_deadline_ms: deadline_ms,
         rpc_timeout_ms,
+        lease_reads,
     } = raw;
     if heartbeat_ms == 0 {
         return Err(ConfigError::invalid(
@@ -1186,6 +1193,7 @@ fn validate_raft(raw: RawRaftConfig) -> Result<RaftTimings, ConfigError> {
         install_snapshot_timeout: Duration::from_millis(install_snapshot_timeout_ms),
         request_deadline: Duration::from_millis(deadline_ms),
         rpc_timeout: Duration::from_millis(rpc_timeout_ms),
+        lease_reads,
     })
 }
 
@@ -1428,6 +1436,17 @@ data_dir = "/abs/n3"
     }
 
     #[test]
+    fn lease_reads_default_on_and_take_a_boolean_only() {
+        assert!(parse(VALID, base()).unwrap().raft.lease_reads);
+        let off = edit("[raft]\n", "[raft]\nlease_reads = false\n");
+        assert!(!parse(&off, base()).unwrap().raft.lease_reads);
+        assert_rejected(
+            &edit("[raft]\n", "[raft]\nlease_reads = \"yes\"\n"),
+            &["lease_reads"],
+        );
+    }
+
+    #[test]
     fn embedded_default_parses_with_three_nodes() {
         let config = parse(DEFAULT_CLUSTER_TOML, Path::new("/srv/sessionraft")).unwrap();
         assert_eq!(config.nodes.len(), 3);
@@ -1456,6 +1475,7 @@ data_dir = "/abs/n3"
         );
         assert_eq!(config.raft.heartbeat, Duration::from_millis(100));
         assert_eq!(config.raft.request_deadline, Duration::from_millis(3000));
+        assert!(config.raft.lease_reads);
         assert_eq!(
             config.lb_addr,
             Some(SocketAddr::from(([127, 0, 0, 1], 7100)))

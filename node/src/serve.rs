@@ -90,6 +90,7 @@ pub fn node_options(cfg: &Config, me: &NodeConfig) -> anyhow::Result<NodeOptions
         admin_token: cfg.cluster.admin_token.expose().to_vec(),
         lb_url: cfg.lb_addr.map(|a| format!("http://{a}/")),
         raft: cfg.openraft_config()?,
+        lease_reads: cfg.raft.lease_reads,
         deadlines: Deadlines {
             request: cfg.raft.request_deadline,
             rpc: cfg.raft.rpc_timeout,

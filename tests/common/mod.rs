@@ -369,3 +369,39 @@ impl TestCluster {
         c
     }
 }
+
+/// Send `sig` (e.g. "STOP", "CONT") to the process `pid` (one this harness started).
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid}");
+}
+
+/// Sends SIGCONT to a paused node when dropped (also when the test panics mid-pause).
+pub struct Paused(pub u32);
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+/// The sum of metric `name` (without its `sessionraft_` prefix) over the lines carrying `label`
+/// on node `id`'s `/metrics`.
+pub async fn metric(c: &TestCluster, id: u64, name: &str, label: &str) -> f64 {
+    let prefix = format!("sessionraft_{name}");
+    let text = http()
+        .get(c.url(id, "/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -4,6 +4,7 @@
 //! Everything that talks to peers runs on the Raft runtime (`Cluster::rt`), never on an actix
 //! worker thread: the pooled HTTP client and its connections live there.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use openraft::ServerState;
 use sessionraft_raft::{Command, NodeId, Raft, Response, StateMachineStore};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::lease::LeaseClock;
 use crate::network::{paths, PeerClient};
 use crate::rpc::{PeerRefusal, ReadIndexReply, WriteReply};
 
@@ -63,6 +65,12 @@ pub struct Cluster {
     pub(crate) membership_change: tokio::sync::Mutex<()>,
     /// When this node last heard from a leader (AppendEntries), for the early-election watcher.
     pub leader_contact: crate::failover::LeaderContact,
+    /// The followers' acceptances of this node's AppendEntries, for lease reads (shared with
+    /// the openraft network, which records them).
+    pub lease: Arc<LeaseClock>,
+    /// Read indexes this node answered as leader: under its lease, and with a heartbeat round.
+    pub read_index_by_lease: AtomicU64,
+    pub read_index_by_round: AtomicU64,
 }
 
 const BACKOFF: Duration = Duration::from_millis(50);
@@ -76,6 +84,7 @@ impl Cluster {
         peers: PeerClient,
         rt: tokio::runtime::Handle,
         deadlines: Deadlines,
+        lease: Arc<LeaseClock>,
     ) -> Arc<Self> {
         let (barrier_tx, barrier_rx) = mpsc::unbounded_channel();
         let cluster = Arc::new(Self {
@@ -88,6 +97,9 @@ impl Cluster {
             barrier_tx,
             membership_change: tokio::sync::Mutex::new(()),
             leader_contact: crate::failover::LeaderContact::default(),
+            lease,
+            read_index_by_lease: AtomicU64::new(0),
+            read_index_by_round: AtomicU64::new(0),
         });
         rt.spawn(read_barrier_loop(Arc::downgrade(&cluster), barrier_rx));
         cluster
@@ -247,12 +259,18 @@ impl Cluster {
             .flatten()
     }
 
-    /// The leader side of a read index: confirm leadership with a quorum (one heartbeat round)
-    /// and return the index a reader must have applied.
+    /// The leader side of a read index: confirm leadership — under the lease when it holds
+    /// ([`Cluster::lease_read_index`]), else with a heartbeat round to a quorum — and return the
+    /// index a reader must have applied.
     ///
     /// # Errors
     /// [`PeerRefusal::NotLeader`] when this node is not the leader.
     pub async fn leader_read_index(&self) -> ReadIndexReply {
+        if let Some(index) = self.lease_read_index().await {
+            self.read_index_by_lease.fetch_add(1, Ordering::Relaxed);
+            return Ok(index);
+        }
+        self.read_index_by_round.fetch_add(1, Ordering::Relaxed);
         match self.raft.get_read_log_id().await {
             Ok((read, applied)) => {
                 let read = read.map_or(0, |l| l.index);
@@ -272,6 +290,43 @@ impl Cluster {
             }
             Err(RaftError::Fatal(e)) => Err(PeerRefusal::Failed(e.to_string())),
         }
+    }
+
+    /// The read index without a heartbeat round: this node's commit index, when — checked
+    /// inside the Raft core, in this order — it is the leader of a committed vote, has committed
+    /// an entry of its own term (so nothing an earlier leader committed is missing), and then
+    /// still holds the lease (no other leader can exist yet: lease.rs). `None` otherwise; the
+    /// caller falls back to the heartbeat round.
+    async fn lease_read_index(&self) -> Option<u64> {
+        if !self.lease.enabled() {
+            return None;
+        }
+        let (lease, me) = (self.lease.clone(), self.id);
+        self.raft
+            .with_raft_state(move |st| {
+                let vote = st.vote_ref();
+                if st.server_state != ServerState::Leader
+                    || !vote.is_committed()
+                    || vote.leader_id().voted_for() != Some(me)
+                {
+                    return None;
+                }
+                let committed = st.committed.as_ref()?;
+                if committed.leader_id.term != vote.leader_id().get_term() {
+                    return None;
+                }
+                let configs = st
+                    .membership_state
+                    .effective()
+                    .membership()
+                    .get_joint_config();
+                lease
+                    .holds(vote, me, configs, Instant::now())
+                    .then_some(committed.index)
+            })
+            .await
+            .ok()
+            .flatten()
     }
 
     /// One barrier round, retried through elections until the deadline.

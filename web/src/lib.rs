@@ -25,6 +25,7 @@ pub mod dashboard;
 pub mod failover;
 pub mod frontend;
 pub mod handlers;
+pub mod lease;
 pub mod metrics;
 pub mod network;
 pub mod node_runtime;

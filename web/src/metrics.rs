@@ -1,6 +1,8 @@
 //! Prometheus metrics of a node: session operations, latencies, write batch sizes, and Raft
 //! figures read from openraft's metrics at scrape time. Secrets never appear here.
 
+use std::sync::atomic::Ordering;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -62,6 +64,7 @@ pub struct Metrics {
     applied_index: IntGauge,
     sessions: IntGauge,
     replication_lag: IntGaugeVec,
+    read_index: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -127,6 +130,13 @@ impl Metrics {
                 ),
                 &["follower"],
             )),
+            read_index: must(IntCounterVec::new(
+                Opts::new(
+                    "read_index_total",
+                    "Read indexes answered as leader: under the lease, or with a heartbeat round",
+                ),
+                &["how"],
+            )),
             registry,
             session_ops,
             session_op_seconds,
@@ -151,6 +161,7 @@ impl Metrics {
             Box::new(m.applied_index.clone()),
             Box::new(m.sessions.clone()),
             Box::new(m.replication_lag.clone()),
+            Box::new(m.read_index.clone()),
         ] {
             must(r.register(c));
         }
@@ -200,6 +211,13 @@ impl Metrics {
                     .with_label_values(&[&id.to_string()])
                     .set(as_i64(lag));
             }
+        }
+        for (how, total) in [
+            ("lease", &cluster.read_index_by_lease),
+            ("round", &cluster.read_index_by_round),
+        ] {
+            let c = self.read_index.with_label_values(&[how]);
+            c.inc_by(total.load(Ordering::Relaxed).saturating_sub(c.get()));
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {

@@ -4,7 +4,8 @@
 //! openraft calls `new_client` for every voter on every heartbeat round and read barrier, so a
 //! connection is only a target address and a clone of the pooled client: no dialing here.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -20,6 +21,7 @@ use serde::Serialize;
 use sessionraft_raft::{NodeId, TypeConfig};
 
 use crate::auth::{PeerAuth, RequestSigner};
+use crate::lease::LeaseClock;
 use crate::rpc::{self, WireError};
 
 /// Internal RPC paths.
@@ -216,18 +218,21 @@ impl PeerClient {
 #[derive(Clone, Debug)]
 pub struct Network {
     client: PeerClient,
+    lease: Arc<LeaseClock>,
 }
 
 impl Network {
-    /// A network sending through `client`.
-    pub fn new(client: PeerClient) -> Self {
-        Self { client }
+    /// A network sending through `client` and recording the followers' acceptances of
+    /// AppendEntries in `lease`.
+    pub fn new(client: PeerClient, lease: Arc<LeaseClock>) -> Self {
+        Self { client, lease }
     }
 }
 
 /// A "connection" to one peer: its address and a clone of the pooled client.
 pub struct PeerConnection {
     client: PeerClient,
+    lease: Arc<LeaseClock>,
     target: NodeId,
     addr: String,
 }
@@ -238,6 +243,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         PeerConnection {
             client: self.client.clone(),
+            lease: self.lease.clone(),
             target,
             addr: node.addr.clone(),
         }
@@ -283,7 +289,15 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         } else {
             None
         };
-        self.send(paths::APPEND, &rpc, ttl).await
+        // Taken before sending: the follower's lease starts later than this (lease.rs).
+        let sent = Instant::now();
+        let reply = self.send(paths::APPEND, &rpc, ttl).await;
+        if let Ok(r) = &reply {
+            if !matches!(r, AppendEntriesResponse::HigherVote(_)) {
+                self.lease.accepted(&rpc.vote, self.target, sent);
+            }
+        }
+        reply
     }
 
     async fn install_snapshot(

@@ -28,6 +28,7 @@ use crate::cookie_ring::CookieRing;
 use crate::dashboard::{self, ClusterWatcher, DashboardFeed};
 use crate::frontend::{self, FrontendState};
 use crate::handlers::{self, AppState, NodeStatus};
+use crate::lease::LeaseClock;
 use crate::metrics::Metrics;
 use crate::network::{Network, PeerClient};
 use crate::purger::Purger;
@@ -52,6 +53,9 @@ pub struct NodeOptions {
     /// The load balancer's URL shown by the demo app, if any.
     pub lb_url: Option<String>,
     pub raft: openraft::Config,
+    /// Answer read indexes under the leader lease when it holds (lease.rs), instead of a
+    /// heartbeat round each.
+    pub lease_reads: bool,
     pub deadlines: Deadlines,
     pub store: StoreSettings,
     pub idle_ttl: Duration,
@@ -93,6 +97,7 @@ impl NodeOptions {
             admin_token: Vec::new(),
             lb_url: None,
             raft,
+            lease_reads: true,
             deadlines: Deadlines {
                 request: Duration::from_secs(3),
                 rpc: Duration::from_secs(1),
@@ -230,12 +235,18 @@ impl NodeRuntime {
                 opts.tls_ca.as_deref(),
             )
         })?;
+        let lease = Arc::new(LeaseClock::new(opts.lease_reads.then(|| {
+            LeaseClock::duration_for(
+                Duration::from_millis(opts.raft.election_timeout_min),
+                Duration::from_millis(opts.raft.election_timeout_max),
+            )
+        })));
         let config = Arc::new(opts.raft.clone());
         let raft = rt
             .block_on(Raft::new(
                 opts.id,
                 config,
-                Network::new(peers.clone()),
+                Network::new(peers.clone(), lease.clone()),
                 log,
                 sm.clone(),
             ))
@@ -247,6 +258,7 @@ impl NodeRuntime {
             peers,
             rt.handle().clone(),
             opts.deadlines,
+            lease,
         );
         let metrics = Arc::new(Metrics::new(opts.id));
         rt.spawn(crate::failover::watch(
