@@ -224,6 +224,14 @@ impl Cluster {
     /// # Errors
     /// [`ClusterError::Unavailable`] when no leader with a quorum answered before the deadline.
     pub async fn read_barrier(&self) -> Result<(), ClusterError> {
+        // The leader under its lease needs neither a round nor the barrier task: it checks the
+        // lease itself, from the caller's thread (no peer I/O; one message to the Raft core).
+        if self.lease.enabled() && self.is_leader() {
+            if let Some(index) = self.lease_read_index().await {
+                self.read_index_by_lease.fetch_add(1, Ordering::Relaxed);
+                return self.wait_applied(index, self.deadlines.request).await;
+            }
+        }
         let (tx, rx) = oneshot::channel();
         self.barrier_tx
             .send(tx)
@@ -290,6 +298,28 @@ impl Cluster {
             }
             Err(RaftError::Fatal(e)) => Err(PeerRefusal::Failed(e.to_string())),
         }
+    }
+
+    /// Wait until this node has applied `index` (at once when it has).
+    async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ClusterError> {
+        let applied = self
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index);
+        if applied >= index {
+            return Ok(());
+        }
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map(|_| ())
+            .map_err(|e| ClusterError::Unavailable {
+                reason: format!("catching up to the read index: {e}"),
+                ambiguous: false,
+            })
     }
 
     /// The read index without a heartbeat round: this node's commit index, when — checked
@@ -375,17 +405,9 @@ impl Cluster {
                 _ => None,
             };
             if let Some(index) = index {
-                let remaining = deadline.saturating_duration_since(Instant::now());
                 return self
-                    .raft
-                    .wait(Some(remaining))
-                    .applied_index_at_least(Some(index), "read barrier")
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| ClusterError::Unavailable {
-                        reason: format!("catching up to the read index: {e}"),
-                        ambiguous: false,
-                    });
+                    .wait_applied(index, deadline.saturating_duration_since(Instant::now()))
+                    .await;
             }
             tokio::time::sleep(BACKOFF.min(deadline.saturating_duration_since(Instant::now())))
                 .await;
