@@ -34,7 +34,7 @@ use crate::network::{Network, PeerClient};
 use crate::purger::Purger;
 use crate::raft_rpc::{self, RpcState};
 use crate::session_store::{RaftSessionStore, StoreSettings};
-use crate::touch::TouchCoalescer;
+use crate::touch::{PendingTouches, TouchCoalescer};
 
 /// Everything a node needs to run, already validated by the caller.
 #[derive(Clone, Debug)]
@@ -285,9 +285,10 @@ impl NodeRuntime {
         let handle = arbiter.handle();
         let (c, m) = (self.cluster.clone(), self.metrics.clone());
         let batcher = WriteBatcher::start_in_arbiter(&handle, move |_| WriteBatcher::new(c, m));
-        let (b, m) = (batcher.clone(), self.metrics.clone());
+        let touches = Arc::new(PendingTouches::default());
+        let (t, b, m) = (touches.clone(), batcher.clone(), self.metrics.clone());
         let toucher = TouchCoalescer::start_in_arbiter(&handle, move |_| {
-            TouchCoalescer::new(b, Duration::from_millis(200), m)
+            TouchCoalescer::new(t, b, Duration::from_millis(200), m)
         });
         let c = self.cluster.clone();
         let purger =
@@ -304,7 +305,7 @@ impl NodeRuntime {
         let store = RaftSessionStore::new(
             self.cluster.clone(),
             batcher.clone(),
-            toucher.clone(),
+            touches,
             self.opts.store.clone(),
             self.metrics.clone(),
         );

@@ -33,7 +33,7 @@ use crate::clock::{key_hash, now_ms};
 use crate::cluster::{Cluster, ClusterError, Proposed};
 use crate::metrics::Metrics;
 use crate::request_scope::{self, Loaded, StoreFailure};
-use crate::touch::{TouchCoalescer, TouchKey};
+use crate::touch::PendingTouches;
 
 /// The state key holding the session's principal.
 pub const USER_KEY: &str = "user";
@@ -57,7 +57,7 @@ pub struct StoreSettings {
 struct Inner {
     cluster: Arc<Cluster>,
     batcher: Addr<WriteBatcher>,
-    toucher: Addr<TouchCoalescer>,
+    touches: Arc<PendingTouches>,
     settings: StoreSettings,
     metrics: Arc<Metrics>,
 }
@@ -100,11 +100,12 @@ fn invalid(reason: String) -> anyhow::Error {
 }
 
 impl RaftSessionStore {
-    /// A store writing through `batcher`, touching through `toucher`, reading from `cluster`.
+    /// A store writing through `batcher`, adding TTL extensions to `touches` (flushed by the
+    /// touch coalescer), reading from `cluster`.
     pub fn new(
         cluster: Arc<Cluster>,
         batcher: Addr<WriteBatcher>,
-        toucher: Addr<TouchCoalescer>,
+        touches: Arc<PendingTouches>,
         settings: StoreSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -112,7 +113,7 @@ impl RaftSessionStore {
             inner: Arc::new(Inner {
                 cluster,
                 batcher,
-                toucher,
+                touches,
                 settings,
                 metrics,
             }),
@@ -465,10 +466,9 @@ impl SessionStore for RaftSessionStore {
         let key: &str = session_key.as_ref();
         let now = now_ms();
         let created = request_scope::loaded(key).map_or(now, |l| l.created_at_ms);
-        self.inner.toucher.do_send(TouchKey {
-            key: key.to_string(),
-            expires_at_ms: self.expiry(created, now, ttl),
-        });
+        self.inner
+            .touches
+            .touch(key, self.expiry(created, now, ttl));
         self.inner
             .metrics
             .observe("update_ttl", "queued", Instant::now());

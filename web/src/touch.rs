@@ -6,7 +6,7 @@
 //! which case it is dropped (logged): a TTL extension is best effort, never a correctness issue.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -15,33 +15,49 @@ use sessionraft_raft::Command;
 use crate::batcher::{Write, WriteBatcher};
 use crate::clock::now_ms;
 
-/// Extend `key` to expire at `expires_at_ms` (never shortens).
-pub struct TouchKey {
-    pub key: String,
-    pub expires_at_ms: u64,
-}
+/// TTL extensions waiting for the next flush, per session key (the latest expiry wins). Shared
+/// by the store, which adds one on every request, and the coalescer, which takes them all every
+/// tick: a short lock rather than a message to the coalescer's thread, so that a request costs
+/// no cross-thread wakeup.
+#[derive(Debug, Default)]
+pub struct PendingTouches(Mutex<HashMap<String, u64>>);
 
-impl Message for TouchKey {
-    type Result = ();
+impl PendingTouches {
+    /// Extend `key` to expire at `expires_at_ms` at the next flush (never shortens).
+    pub fn touch(&self, key: &str, expires_at_ms: u64) {
+        let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match pending.get_mut(key) {
+            Some(e) => *e = (*e).max(expires_at_ms),
+            None => {
+                pending.insert(key.to_owned(), expires_at_ms);
+            }
+        }
+    }
+
+    /// Everything pending, leaving nothing.
+    fn take(&self) -> HashMap<String, u64> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// The coalescer actor.
 pub struct TouchCoalescer {
-    pending: HashMap<String, u64>,
+    pending: Arc<PendingTouches>,
     batcher: Addr<WriteBatcher>,
     tick: Duration,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl TouchCoalescer {
-    /// A coalescer flushing through `batcher` every `tick`.
+    /// A coalescer flushing the touches added to `pending` through `batcher` every `tick`.
     pub fn new(
+        pending: Arc<PendingTouches>,
         batcher: Addr<WriteBatcher>,
         tick: Duration,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         Self {
-            pending: HashMap::new(),
+            pending,
             batcher,
             tick,
             metrics,
@@ -49,10 +65,11 @@ impl TouchCoalescer {
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.pending.is_empty() {
+        let pending = self.pending.take();
+        if pending.is_empty() {
             return;
         }
-        let mut entries: Vec<(String, u64)> = self.pending.drain().collect();
+        let mut entries: Vec<(String, u64)> = pending.into_iter().collect();
         entries.sort();
         let n = entries.len();
         let cmd = Command::Touch {
@@ -83,14 +100,5 @@ impl Actor for TouchCoalescer {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.tick, |act, ctx| act.flush(ctx));
-    }
-}
-
-impl Handler<TouchKey> for TouchCoalescer {
-    type Result = ();
-
-    fn handle(&mut self, msg: TouchKey, _ctx: &mut Self::Context) {
-        let e = self.pending.entry(msg.key).or_insert(0);
-        *e = (*e).max(msg.expires_at_ms);
     }
 }
