@@ -141,7 +141,8 @@ impl Cluster {
             .map_err(|e| ClusterError::Fatal(format!("propose task failed: {e}")))?
     }
 
-    async fn propose_here(&self, cmd: Command) -> Result<Proposed, ClusterError> {
+    /// [`Cluster::propose`] on the current task, which must run on the Raft runtime.
+    pub(crate) async fn propose_here(&self, cmd: Command) -> Result<Proposed, ClusterError> {
         let deadline = Instant::now() + self.deadlines.request;
         let mut ambiguous = false;
         let mut last_reason = String::from("no leader known");

@@ -135,7 +135,7 @@ pub enum NodeError {
 /// The actors and the store of a running node.
 #[derive(Clone)]
 pub struct Services {
-    pub batcher: Addr<WriteBatcher>,
+    pub batcher: Arc<WriteBatcher>,
     pub toucher: Addr<TouchCoalescer>,
     pub purger: Addr<Purger>,
     pub watcher: Addr<ClusterWatcher>,
@@ -284,7 +284,7 @@ impl NodeRuntime {
         let arbiter = Arbiter::new();
         let handle = arbiter.handle();
         let (c, m) = (self.cluster.clone(), self.metrics.clone());
-        let batcher = WriteBatcher::start_in_arbiter(&handle, move |_| WriteBatcher::new(c, m));
+        let batcher = WriteBatcher::new(c, m);
         let touches = Arc::new(PendingTouches::default());
         let (t, b, m) = (touches.clone(), batcher.clone(), self.metrics.clone());
         let toucher = TouchCoalescer::start_in_arbiter(&handle, move |_| {

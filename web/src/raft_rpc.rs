@@ -10,10 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sessionraft_raft::Command;
 
-use actix::Addr;
-
 use crate::auth::{PeerAuth, MAC_HEADER};
-use crate::batcher::{Write, WriteBatcher};
+use crate::batcher::WriteBatcher;
 use crate::cluster::Cluster;
 use crate::network::paths;
 use crate::rpc::{self, PeerRefusal, WriteReply, MAX_RPC_BYTES};
@@ -23,7 +21,7 @@ pub struct RpcState {
     pub cluster: Arc<Cluster>,
     pub auth: PeerAuth,
     /// This node's write batcher: on the leader, forwarded writes join its batches.
-    pub batcher: Addr<WriteBatcher>,
+    pub batcher: Arc<WriteBatcher>,
 }
 
 /// Mount the internal RPC routes.
@@ -170,13 +168,12 @@ async fn write(state: web::Data<RpcState>, req: HttpRequest, body: web::Bytes) -
     // this node's own writes and those forwarded by the other followers (group commit across
     // the cluster). A retry inside the batcher after an ambiguous attempt is reported as a
     // failure, so the follower keeps treating the outcome as ambiguous.
-    let out: WriteReply = match state.batcher.send(Write(cmd)).await {
-        Ok(Ok(p)) if !p.after_ambiguous_attempt => Ok(p.response),
-        Ok(Ok(_)) => Err(PeerRefusal::Failed(
+    let out: WriteReply = match state.batcher.write(cmd).await {
+        Ok(p) if !p.after_ambiguous_attempt => Ok(p.response),
+        Ok(_) => Err(PeerRefusal::Failed(
             "outcome ambiguous: leadership moved while committing".into(),
         )),
-        Ok(Err(e)) => Err(PeerRefusal::Failed(e.to_string())),
-        Err(e) => Err(PeerRefusal::Failed(format!("write batcher: {e}"))),
+        Err(e) => Err(PeerRefusal::Failed(e.to_string())),
     };
     reply(&out)
 }

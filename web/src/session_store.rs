@@ -20,7 +20,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Addr;
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as CookieDuration;
 use base64::Engine;
@@ -28,7 +27,7 @@ use rand::RngCore;
 use sessionraft_raft::command::MAX_USER_BYTES;
 use sessionraft_raft::{Command, Response};
 
-use crate::batcher::{Write, WriteBatcher};
+use crate::batcher::WriteBatcher;
 use crate::clock::{key_hash, now_ms};
 use crate::cluster::{Cluster, ClusterError, Proposed};
 use crate::metrics::Metrics;
@@ -56,7 +55,7 @@ pub struct StoreSettings {
 
 struct Inner {
     cluster: Arc<Cluster>,
-    batcher: Addr<WriteBatcher>,
+    batcher: Arc<WriteBatcher>,
     touches: Arc<PendingTouches>,
     settings: StoreSettings,
     metrics: Arc<Metrics>,
@@ -104,7 +103,7 @@ impl RaftSessionStore {
     /// touch coalescer), reading from `cluster`.
     pub fn new(
         cluster: Arc<Cluster>,
-        batcher: Addr<WriteBatcher>,
+        batcher: Arc<WriteBatcher>,
         touches: Arc<PendingTouches>,
         settings: StoreSettings,
         metrics: Arc<Metrics>,
@@ -147,10 +146,7 @@ impl RaftSessionStore {
     }
 
     async fn write(&self, cmd: Command) -> Result<Proposed, ClusterError> {
-        match self.inner.batcher.send(Write(cmd)).await {
-            Ok(r) => r,
-            Err(e) => Err(ClusterError::Fatal(format!("write batcher: {e}"))),
-        }
+        self.inner.batcher.write(cmd).await
     }
 
     /// Write `cmd`, which leaves session `key` signed in as `user`; with a per-user cap, in one

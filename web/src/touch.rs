@@ -12,7 +12,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use sessionraft_raft::Command;
 
-use crate::batcher::{Write, WriteBatcher};
+use crate::batcher::WriteBatcher;
 use crate::clock::now_ms;
 
 /// TTL extensions waiting for the next flush, per session key (the latest expiry wins). Shared
@@ -43,7 +43,7 @@ impl PendingTouches {
 /// The coalescer actor.
 pub struct TouchCoalescer {
     pending: Arc<PendingTouches>,
-    batcher: Addr<WriteBatcher>,
+    batcher: Arc<WriteBatcher>,
     tick: Duration,
     metrics: Arc<crate::metrics::Metrics>,
 }
@@ -52,7 +52,7 @@ impl TouchCoalescer {
     /// A coalescer flushing the touches added to `pending` through `batcher` every `tick`.
     pub fn new(
         pending: Arc<PendingTouches>,
-        batcher: Addr<WriteBatcher>,
+        batcher: Arc<WriteBatcher>,
         tick: Duration,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
@@ -77,17 +77,17 @@ impl TouchCoalescer {
             now_ms: now_ms(),
         };
         let metrics = self.metrics.clone();
-        let fut = self.batcher.send(Write(cmd));
+        let batcher = self.batcher.clone();
+        let fut = async move { batcher.write(cmd).await };
         ctx.spawn(
             async move {
                 let started = std::time::Instant::now();
                 match fut.await {
-                    Ok(Ok(_)) => metrics.observe("touch_flush", "ok", started),
-                    Ok(Err(e)) => {
+                    Ok(_) => metrics.observe("touch_flush", "ok", started),
+                    Err(e) => {
                         metrics.observe("touch_flush", "unavailable", started);
                         tracing::warn!(keys = n, error = %e, "dropped coalesced TTL extensions");
                     }
-                    Err(e) => tracing::warn!(keys = n, error = %e, "write batcher gone"),
                 }
             }
             .into_actor(self),
