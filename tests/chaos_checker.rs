@@ -391,7 +391,14 @@ async fn paused_node_scenario(name: &str, planted_bug: bool, victim: Victim) -> 
     let targets = targets.join(",");
     let mut load = tokio::process::Command::new(binary())
         .args(["load", "--targets", &targets])
-        .args(["--users", "30", "--rate", "300", "--duration"])
+        // A paused leader holds a third of the users' requests for 2.5 s at a time: twice the
+        // users keep the offered rate going meanwhile.
+        .arg("--users")
+        .arg(match victim {
+            Victim::Follower => "30",
+            Victim::Leader => "60",
+        })
+        .args(["--rate", "300", "--duration"])
         .arg(match victim {
             Victim::Follower => "12",
             Victim::Leader => "20",
