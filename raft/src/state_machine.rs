@@ -187,6 +187,19 @@ impl StateMachineStore {
             .map_err(|_| lock_poisoned())
     }
 
+    /// Last applied log id and the log id of the applied membership, without copying the
+    /// membership (read on every lease read).
+    ///
+    /// # Errors
+    /// Only if a panic poisoned the state machine's lock.
+    pub fn applied_log_ids(&self) -> Result<(Option<LogId>, Option<LogId>)> {
+        self.inner
+            .applied
+            .read()
+            .map(|a| (a.last_applied, *a.membership.log_id()))
+            .map_err(|_| lock_poisoned())
+    }
+
     /// Last applied log id and the applied membership.
     ///
     /// # Errors

@@ -86,6 +86,8 @@ impl Cluster {
                 refused("another membership change is in progress; wait for it to finish")
             })?),
         };
+        // Lease checks go through the Raft core while voters may change (lease.rs).
+        let _lease = (!matches!(op, AdminOp::Snapshot)).then(|| self.lease.membership_change());
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership().clone();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();

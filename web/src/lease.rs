@@ -20,6 +20,7 @@
 //! a voter's receipt and the moment it touches its vote.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -27,11 +28,51 @@ use openraft::Vote;
 use sessionraft_raft::NodeId;
 
 /// When each follower last accepted an AppendEntries of one vote (one leadership), by the time
-/// the leader sent it.
+/// the leader sent it; and what would make a check outside the Raft core unsafe (a vote this
+/// node is granting or granted, a membership change in progress).
 #[derive(Debug)]
 pub struct LeaseClock {
     duration: Option<Duration>,
     acks: Mutex<Acks>,
+    /// Vote requests being handled by this node's Raft core right now.
+    votes_in_flight: AtomicU64,
+    /// The highest term this node granted its vote in (0: none).
+    granted_term: AtomicU64,
+    /// Membership changes this node is running (as leader) right now.
+    membership_changes: AtomicU64,
+}
+
+/// Counts a vote request in flight until dropped. Unless [`VoteGuard::refused`] was called,
+/// the vote counts as granted (a handler cancelled mid-way may have granted it).
+pub struct VoteGuard<'a> {
+    clock: &'a LeaseClock,
+    term: u64,
+    refused: bool,
+}
+
+impl VoteGuard<'_> {
+    /// The core answered and did not grant the vote.
+    pub fn refused(mut self) {
+        self.refused = true;
+    }
+}
+
+impl Drop for VoteGuard<'_> {
+    fn drop(&mut self) {
+        if !self.refused {
+            self.clock.granted_term.fetch_max(self.term, SeqCst);
+        }
+        self.clock.votes_in_flight.fetch_sub(1, SeqCst);
+    }
+}
+
+/// Counts a membership change in progress until dropped.
+pub struct MembershipGuard<'a>(&'a LeaseClock);
+
+impl Drop for MembershipGuard<'_> {
+    fn drop(&mut self) {
+        self.0.membership_changes.fetch_sub(1, SeqCst);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -47,7 +88,38 @@ impl LeaseClock {
         Self {
             duration,
             acks: Mutex::new(Acks::default()),
+            votes_in_flight: AtomicU64::new(0),
+            granted_term: AtomicU64::new(0),
+            membership_changes: AtomicU64::new(0),
         }
+    }
+
+    /// A vote request of a candidate in `term` is about to be handed to the Raft core: while the
+    /// guard lives, and for good unless it is marked refused, no lease check outside the core
+    /// passes for a term at or below `term`.
+    pub fn vote_request(&self, term: u64) -> VoteGuard<'_> {
+        self.votes_in_flight.fetch_add(1, SeqCst);
+        VoteGuard {
+            clock: self,
+            term,
+            refused: false,
+        }
+    }
+
+    /// A membership change is about to start on this node (as leader): no lease check outside
+    /// the core passes until the guard is dropped.
+    pub fn membership_change(&self) -> MembershipGuard<'_> {
+        self.membership_changes.fetch_add(1, SeqCst);
+        MembershipGuard(self)
+    }
+
+    /// Whether a lease check outside the Raft core may trust a (possibly stale) view that says
+    /// this node leads in `term`: no vote request is being handled, this node never granted a
+    /// vote in `term` or later, and no membership change is running. Read before the view.
+    pub fn outside_core_allowed(&self, term: u64) -> bool {
+        self.votes_in_flight.load(SeqCst) == 0
+            && self.granted_term.load(SeqCst) < term
+            && self.membership_changes.load(SeqCst) == 0
     }
 
     /// The lease for these Raft timings: 90% of `election_timeout_min`, which is at most 90% of
@@ -231,6 +303,33 @@ mod tests {
         off.accepted(&vote, 2, now);
         assert!(!off.holds(&vote, 1, &voters(&[1, 2, 3]), now));
         assert!(!off.holds(&vote, 1, &voters(&[1]), now));
+    }
+
+    #[test]
+    fn votes_and_membership_changes_close_the_path_outside_the_core() {
+        let clock = LeaseClock::new(Some(LEASE));
+        assert!(clock.outside_core_allowed(3));
+        let g = clock.vote_request(9);
+        assert!(
+            !clock.outside_core_allowed(3),
+            "a vote request is in flight"
+        );
+        g.refused();
+        assert!(
+            clock.outside_core_allowed(3),
+            "a refused vote changes nothing"
+        );
+        drop(clock.vote_request(4)); // answered with a grant, or cancelled: counts as granted
+        assert!(!clock.outside_core_allowed(3), "granted in a later term");
+        assert!(!clock.outside_core_allowed(4), "granted in this term");
+        assert!(
+            clock.outside_core_allowed(5),
+            "a leadership after the grant"
+        );
+        let m = clock.membership_change();
+        assert!(!clock.outside_core_allowed(5));
+        drop(m);
+        assert!(clock.outside_core_allowed(5));
     }
 
     #[test]

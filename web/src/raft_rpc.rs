@@ -135,8 +135,25 @@ async fn append(state: web::Data<RpcState>, req: HttpRequest, body: web::Bytes) 
 }
 
 async fn vote(state: web::Data<RpcState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    match authenticated(&state, &req, paths::VOTE, &body) {
-        Ok(rpc) => reply(&state.cluster.raft.vote(rpc).await),
+    match authenticated::<openraft::raft::VoteRequest<sessionraft_raft::NodeId>>(
+        &state,
+        &req,
+        paths::VOTE,
+        &body,
+    ) {
+        Ok(rpc) => {
+            // Counted before the core sees it: a lease check outside the core must not trust
+            // a view in which this node leads while it may be granting its vote (lease.rs).
+            let guard = state
+                .cluster
+                .lease
+                .vote_request(rpc.vote.leader_id().get_term());
+            let resp = state.cluster.raft.vote(rpc).await;
+            if resp.as_ref().is_ok_and(|r| !r.vote_granted) {
+                guard.refused();
+            }
+            reply(&resp)
+        }
         Err(r) => r.into(),
     }
 }
