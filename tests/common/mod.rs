@@ -37,13 +37,12 @@ pub fn binary() -> PathBuf {
 /// in parallel threads) and only after a bind probe succeeded. `scripts/chaos.sh` picks from
 /// 20000-32000, so the two never compete.
 pub fn free_port() -> u16 {
-    use std::collections::HashSet;
+    use std::collections::BTreeSet;
     use std::sync::Mutex;
-    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     const LOW: u32 = 10_000;
     const SPAN: u32 = 10_000;
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    let handed_out = handed_out.get_or_insert_with(HashSet::new);
     // a start that differs between processes and between calls
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -226,7 +226,7 @@ impl Cluster {
     /// [`ClusterError::Unavailable`] when no leader with a quorum answered before the deadline.
     pub async fn read_barrier(&self) -> Result<(), ClusterError> {
         // The leader under its lease needs neither a round nor the barrier task: it checks the
-        // lease itself, from the caller's thread (no peer I/O; one message to the Raft core).
+        // lease itself, from the caller's thread (no peer I/O).
         if self.lease.enabled() && self.is_leader() {
             if let Some(index) = self.lease_read_index().await {
                 self.read_index_by_lease.fetch_add(1, Ordering::Relaxed);
@@ -323,8 +323,9 @@ impl Cluster {
             })
     }
 
-    /// The read index without a heartbeat round: this node's commit index, when — checked
-    /// inside the Raft core, in this order — it is the leader of a committed vote, has committed
+    /// The read index without a heartbeat round: first outside the Raft core
+    /// ([`Cluster::lease_read_index_outside_core`]), else this node's commit index, when —
+    /// checked inside the Raft core, in this order — it is the leader of a committed vote, has committed
     /// an entry of its own term (so nothing an earlier leader committed is missing), and then
     /// still holds the lease (no other leader can exist yet: lease.rs). `None` otherwise; the
     /// caller falls back to the heartbeat round.
@@ -369,7 +370,9 @@ impl Cluster {
     /// - another leader needs a majority's votes: the voters of the lease quorum other than
     ///   this node refuse until their leases end, so it needs this node's vote, and a vote
     ///   request in flight or granted (in this term or later) closes this path
-    ///   ([`LeaseClock::outside_core_allowed`], read first);
+    ///   ([`LeaseClock::outside_core_allowed`]: whatever the view says, a grant that finished
+    ///   before the counters are read is visible in them, and one after cannot yet have made
+    ///   a leader);
     /// - voters only change through this node's admin operations, which close this path while
     ///   they run; the metrics' membership must also be the applied one;
     /// - the index is the state machine's applied index, taken after the checks: every write

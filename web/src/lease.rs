@@ -115,7 +115,7 @@ impl LeaseClock {
 
     /// Whether a lease check outside the Raft core may trust a (possibly stale) view that says
     /// this node leads in `term`: no vote request is being handled, this node never granted a
-    /// vote in `term` or later, and no membership change is running. Read before the view.
+    /// vote in `term` or later, and no membership change is running.
     pub fn outside_core_allowed(&self, term: u64) -> bool {
         self.votes_in_flight.load(SeqCst) == 0
             && self.granted_term.load(SeqCst) < term
