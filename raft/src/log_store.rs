@@ -237,8 +237,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // catch-up after a restart: the log and this key share one WAL, so the next synced
         // append makes this write durable too, and a crash can only lose a suffix: what is
         // read back is never ahead of the synced log.
-        self.put_meta(KEY_COMMITTED, "committed log id", &committed, &db::unsynced())
-            .map_err(error::write_logs)
+        self.put_meta(
+            KEY_COMMITTED,
+            "committed log id",
+            &committed,
+            &db::unsynced(),
+        )
+        .map_err(error::write_logs)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

@@ -1,8 +1,10 @@
 //! [`Cluster`]: this node's handle on the Raft group — proposing commands (forwarded to the
 //! leader when this node is not it) and linearizable read barriers.
 //!
-//! Everything that talks to peers runs on the Raft runtime (`Cluster::rt`), never on an actix
-//! worker thread: the pooled HTTP client and its connections live there.
+//! Everything that talks to peers runs on the Raft runtime (`Cluster::rt`), where the pooled
+//! HTTP client and its connections live — except the read-index calls of read barriers asked
+//! on an actix worker, which the worker makes itself through a pool of its own
+//! (`worker_barrier` below).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -71,6 +73,8 @@ pub struct Cluster {
     /// Read indexes this node answered as leader: under its lease, and with a heartbeat round.
     pub read_index_by_lease: AtomicU64,
     pub read_index_by_round: AtomicU64,
+    /// This handle, for the worker threads' barrier tasks (which must not keep it alive).
+    me: std::sync::Weak<Cluster>,
 }
 
 const BACKOFF: Duration = Duration::from_millis(50);
@@ -87,7 +91,8 @@ impl Cluster {
         lease: Arc<LeaseClock>,
     ) -> Arc<Self> {
         let (barrier_tx, barrier_rx) = mpsc::unbounded_channel();
-        let cluster = Arc::new(Self {
+        let cluster = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             id,
             raft,
             sm,
@@ -234,9 +239,13 @@ impl Cluster {
             }
         }
         let (tx, rx) = oneshot::channel();
-        self.barrier_tx
-            .send(tx)
-            .map_err(|_| ClusterError::Fatal("read barrier stopped".into()))?;
+        if let Err(tx) = worker_barrier::enqueue(self, tx) {
+            // Not on an actix thread (or no pool of its own): the barrier task on the Raft
+            // runtime.
+            self.barrier_tx
+                .send(tx)
+                .map_err(|_| ClusterError::Fatal("read barrier stopped".into()))?;
+        }
         rx.await
             .map_err(|_| ClusterError::Fatal("read barrier stopped".into()))?
     }
@@ -404,8 +413,8 @@ impl Cluster {
             .then_some(applied.index)
     }
 
-    /// One barrier round, retried through elections until the deadline.
-    async fn barrier_round(&self) -> Result<(), ClusterError> {
+    /// One barrier round through `peers`, retried through elections until the deadline.
+    async fn barrier_round(&self, peers: &PeerClient) -> Result<(), ClusterError> {
         let deadline = Instant::now() + self.deadlines.request;
         let mut last_reason = String::from("no leader known");
         loop {
@@ -431,8 +440,7 @@ impl Cluster {
                     }
                 }
                 Some((_, Some(addr))) => {
-                    match self
-                        .peers
+                    match peers
                         .call::<(), ReadIndexReply>(&addr, paths::READ_INDEX, &(), Some(remaining))
                         .await
                     {
@@ -475,10 +483,102 @@ async fn read_barrier_loop(
         let Some(c) = cluster.upgrade() else {
             return;
         };
-        let result = c.barrier_round().await;
+        let result = c.barrier_round(&c.peers).await;
         drop(c);
         for w in waiters {
             let _ = w.send(result.clone());
+        }
+    }
+}
+
+/// Read barriers of the actix worker threads, run on the worker itself. A follower's round is
+/// a read-index RPC to the leader; from the barrier task on the Raft runtime it costs two
+/// cross-thread wakeups per round (the worker hands the waiter over, the task hands the result
+/// back), as many as the RPC itself on this machine. Each worker thread instead keeps its own
+/// queue, a local task that runs its rounds, and its own connection pool to the peers
+/// ([`PeerClient::with_own_pool`]), so a round never leaves the thread. Rounds are shared by
+/// the waiters of one worker exactly as the barrier task shares them: a waiter only joins a
+/// round that starts after it was queued.
+mod worker_barrier {
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::rc::Rc;
+    use std::sync::Weak;
+
+    use super::{BarrierWaiter, Cluster, PeerClient};
+
+    /// One worker thread's barrier for one cluster handle.
+    struct Local {
+        cluster: Weak<Cluster>,
+        peers: PeerClient,
+        queue: RefCell<Vec<BarrierWaiter>>,
+        running: Cell<bool>,
+    }
+
+    thread_local! {
+        /// Keyed by the handle's address; an entry whose handle is gone is replaced.
+        static LOCAL: RefCell<HashMap<usize, Rc<Local>>> = RefCell::new(HashMap::new());
+    }
+
+    /// Queue `waiter` on this thread's barrier and start its task if none runs. The waiter
+    /// comes back when this is not an actix thread or no pool could be built: the caller then
+    /// uses the barrier task.
+    pub(super) fn enqueue(cluster: &Cluster, waiter: BarrierWaiter) -> Result<(), BarrierWaiter> {
+        if actix_rt::Arbiter::try_current().is_none() {
+            return Err(waiter);
+        }
+        let Some(local) = local_for(cluster) else {
+            return Err(waiter);
+        };
+        local.queue.borrow_mut().push(waiter);
+        if !local.running.replace(true) {
+            actix_rt::spawn(run(local));
+        }
+        Ok(())
+    }
+
+    fn local_for(cluster: &Cluster) -> Option<Rc<Local>> {
+        let key = std::ptr::from_ref(cluster) as usize;
+        LOCAL.with(|map| {
+            let mut map = map.borrow_mut();
+            if let Some(l) = map.get(&key) {
+                if l.cluster.upgrade().is_some() {
+                    return Some(l.clone());
+                }
+            }
+            let this = cluster.me.clone();
+            let peers = match cluster.peers.with_own_pool() {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot build a worker's peer pool; read barriers use the Raft runtime");
+                    return None;
+                }
+            };
+            let l = Rc::new(Local {
+                cluster: this,
+                peers,
+                queue: RefCell::new(Vec::new()),
+                running: Cell::new(false),
+            });
+            map.retain(|_, l| l.cluster.strong_count() > 0);
+            map.insert(key, l.clone());
+            Some(l)
+        })
+    }
+
+    /// Run rounds until the queue is empty: each round serves the waiters queued before it.
+    async fn run(local: Rc<Local>) {
+        loop {
+            let waiters = std::mem::take(&mut *local.queue.borrow_mut());
+            let Some(cluster) = local.cluster.upgrade().filter(|_| !waiters.is_empty()) else {
+                local.running.set(false);
+                return;
+            };
+            let result = cluster.barrier_round(&local.peers).await;
+            drop(cluster);
+            for w in waiters {
+                let _ = w.send(result.clone());
+            }
         }
     }
 }

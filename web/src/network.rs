@@ -79,6 +79,9 @@ pub struct PeerClient {
     timeout: Duration,
     /// `https` when peers serve TLS, else `http`.
     scheme: &'static str,
+    /// What the client was built from, for [`PeerClient::with_own_pool`].
+    local_ip: Option<std::net::IpAddr>,
+    tls_ca: Option<Arc<[u8]>>,
 }
 
 /// `builder` made to speak HTTPS (rustls) trusting only the CA certificate(s) in `ca_pem` (PEM):
@@ -112,6 +115,21 @@ impl PeerClient {
         local_ip: Option<std::net::IpAddr>,
         tls_ca: Option<&[u8]>,
     ) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            http: Self::build_http(timeout, local_ip, tls_ca)?,
+            signer: auth.signer(),
+            timeout,
+            scheme: if tls_ca.is_some() { "https" } else { "http" },
+            local_ip,
+            tls_ca: tls_ca.map(Arc::from),
+        })
+    }
+
+    fn build_http(
+        timeout: Duration,
+        local_ip: Option<std::net::IpAddr>,
+        tls_ca: Option<&[u8]>,
+    ) -> Result<reqwest::Client, reqwest::Error> {
         let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(32)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -121,11 +139,20 @@ impl PeerClient {
         if let Some(ca) = tls_ca {
             builder = trust_only(builder, ca)?;
         }
+        builder.build()
+    }
+
+    /// The same client (same signer, so one sequence space) with a connection pool of its
+    /// own. A pooled connection is driven by a task on the runtime that opened it: a thread
+    /// that calls peers through its own pool does its peer I/O itself, without waking another
+    /// thread (the actix workers' read-index calls, `cluster.rs`).
+    ///
+    /// # Errors
+    /// When the TLS backend cannot initialize.
+    pub fn with_own_pool(&self) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            http: builder.build()?,
-            signer: auth.signer(),
-            timeout,
-            scheme: if tls_ca.is_some() { "https" } else { "http" },
+            http: Self::build_http(self.timeout, self.local_ip, self.tls_ca.as_deref())?,
+            ..self.clone()
         })
     }
 
