@@ -46,10 +46,11 @@ const PURGE_BATCH_SIZE: u64 = 256;
 /// Entries per AppendEntries RPC at most. openraft's default (300) of restore `Import` entries
 /// (up to 1 MiB each) made a catch-up append exceed the 64 MiB RPC body limit, which the
 /// follower refused forever. Log entries are at most ~2 MiB (the write batcher stops a batch at
-/// 1 MiB, a restore `Import` at 1 MiB), so 8 keep an append near 16 MiB at worst: bounded
+/// 1 MiB, a restore `Import` at 1 MiB), so 4 keep an append near 8 MiB at worst: bounded
 /// decode buffers on the follower (its RSS) and an append that finishes within openraft's
-/// per-append timeout (the heartbeat interval).
-const MAX_PAYLOAD_ENTRIES: u64 = 8;
+/// per-append timeout (the heartbeat interval). With 8, a node catching up a restored cluster
+/// saw appends time out (bench/PROFILE.md, catch-up: 4 was as fast or faster, fewer timeouts).
+const MAX_PAYLOAD_ENTRIES: u64 = 4;
 
 /// Loads the cluster configuration.
 ///

@@ -31,6 +31,8 @@ pub enum Error {
     },
     #[error("snapshot builder stopped before it finished")]
     BuilderGone,
+    #[error("the {0} task failed: {1}")]
+    TaskFailed(&'static str, String),
 }
 
 /// Result of the storage layer.

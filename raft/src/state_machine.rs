@@ -62,6 +62,10 @@ struct Inner {
     snapshot_lock: Mutex<()>,
 }
 
+/// Applies of at least this many (estimated) bytes run on a blocking thread, not on the Raft
+/// runtime; smaller ones (every ordinary write batch) stay inline, where they cost no thread hop.
+const OFFLOAD_APPLY_BYTES: usize = 256 * 1024;
+
 /// The state machine: a cheap clone over shared handles. The web layer keeps a clone for reads.
 #[derive(Clone)]
 pub struct StateMachineStore {
@@ -693,7 +697,26 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: openraft::OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        self.apply_entries(entries).map_err(error::write_sm)
+        let bytes: usize = entries
+            .iter()
+            .map(|e| match &e.payload {
+                EntryPayload::Normal(cmd) => cmd.approx_bytes(),
+                _ => 0,
+            })
+            .sum();
+        if bytes < OFFLOAD_APPLY_BYTES {
+            return self.apply_entries(entries).map_err(error::write_sm);
+        }
+        // A large apply (a restore's `Import`s, a catching-up node's run of entries) takes tens
+        // of milliseconds of RocksDB work. On the Raft runtime — one thread per node on a small
+        // host — it would stall the Raft core behind it, and openraft 0.9 gives every
+        // AppendEntries only the heartbeat interval: appends timed out and were sent again
+        // (measured: bench/PROFILE.md, catch-up). So it runs on a blocking thread.
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.apply_entries(entries))
+            .await
+            .map_err(|e| error::write_sm(Error::TaskFailed("apply", e.to_string())))?
+            .map_err(error::write_sm)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
