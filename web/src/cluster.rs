@@ -507,10 +507,11 @@ mod worker_barrier {
 
     use super::{BarrierWaiter, Cluster, PeerClient};
 
-    /// One worker thread's barrier for one cluster handle.
+    /// One worker thread's barrier for one cluster handle. Without `peers` (the pool could
+    /// not be built: logged once) this thread uses the barrier task.
     struct Local {
         cluster: Weak<Cluster>,
-        peers: PeerClient,
+        peers: Option<PeerClient>,
         queue: RefCell<Vec<BarrierWaiter>>,
         running: Cell<bool>,
     }
@@ -527,9 +528,10 @@ mod worker_barrier {
         if actix_rt::Arbiter::try_current().is_none() {
             return Err(waiter);
         }
-        let Some(local) = local_for(cluster) else {
+        let local = local_for(cluster);
+        if local.peers.is_none() {
             return Err(waiter);
-        };
+        }
         local.queue.borrow_mut().push(waiter);
         if !local.running.replace(true) {
             actix_rt::spawn(run(local));
@@ -537,32 +539,31 @@ mod worker_barrier {
         Ok(())
     }
 
-    fn local_for(cluster: &Cluster) -> Option<Rc<Local>> {
+    fn local_for(cluster: &Cluster) -> Rc<Local> {
         let key = std::ptr::from_ref(cluster) as usize;
         LOCAL.with(|map| {
             let mut map = map.borrow_mut();
             if let Some(l) = map.get(&key) {
-                if l.cluster.upgrade().is_some() {
-                    return Some(l.clone());
+                if l.cluster.strong_count() > 0 {
+                    return l.clone();
                 }
             }
-            let this = cluster.me.clone();
-            let peers = match cluster.peers.with_own_pool() {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot build a worker's peer pool; read barriers use the Raft runtime");
-                    return None;
-                }
-            };
+            let peers = cluster
+                .peers
+                .with_own_pool()
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "cannot build a worker's peer pool; its read barriers use the Raft runtime");
+                })
+                .ok();
             let l = Rc::new(Local {
-                cluster: this,
+                cluster: cluster.me.clone(),
                 peers,
                 queue: RefCell::new(Vec::new()),
                 running: Cell::new(false),
             });
             map.retain(|_, l| l.cluster.strong_count() > 0);
             map.insert(key, l.clone());
-            Some(l)
+            l
         })
     }
 
@@ -570,11 +571,14 @@ mod worker_barrier {
     async fn run(local: Rc<Local>) {
         loop {
             let waiters = std::mem::take(&mut *local.queue.borrow_mut());
-            let Some(cluster) = local.cluster.upgrade().filter(|_| !waiters.is_empty()) else {
+            let (Some(cluster), Some(peers)) = (
+                local.cluster.upgrade().filter(|_| !waiters.is_empty()),
+                local.peers.as_ref(),
+            ) else {
                 local.running.set(false);
                 return;
             };
-            let result = cluster.barrier_round(&local.peers).await;
+            let result = cluster.barrier_round(peers).await;
             drop(cluster);
             for w in waiters {
                 let _ = w.send(result.clone());
