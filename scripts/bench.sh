@@ -298,6 +298,8 @@ elif cmd == "report":
           f"each with its own session cookie or key, VU i on target i mod n), {s.get('warmup_s')} s warm-up "
           f"then {s.get('duration_s')} s measured. The load generator runs on the same machine and shares its "
           f"{m.get('nproc', '?')} cores with the system under test (its CPU, in % of one core, is in the tables). "
+          "Over the same window the tables give the whole machine's busy CPU (% of all cores) and context switches "
+          "per second (`/proc/stat`). "
           "Systems run one at a time.",
           "- Workloads: `write` = POST /api/counter (etcd: put), `read` = GET /api/counter (etcd: linearizable "
           "range), `mixed` = 90% reads, 10% writes. Throughput counts successful operations only.",
@@ -317,21 +319,30 @@ elif cmd == "report":
             label = {"write": "write (session POST; etcd put)", "read": "read (session GET; etcd linearizable range)",
                      "mixed": "mixed (90% reads, 10% writes)"}.get(w, w)
             L += [f"### {label}, {c} connections", "",
-                  "| system | throughput (ops/s) | p50 (ms) | p99 (ms) | max (ms) | ok | errors | load tool CPU |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| system | throughput (ops/s) | p50 (ms) | p99 (ms) | max (ms) | ok | errors | load tool CPU | machine CPU busy | context switches/s |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
             notes = []
             for system in ("sessionraft", "redis", "etcd"):
                 r = run(system, w, c)
                 if r is None:
-                    L.append(f"| {names[system]} | not run | | | | | | |")
+                    L.append(f"| {names[system]} | not run | | | | | | | | |")
                 elif r["status"] != "ok":
                     why = (r.get("error") or "").replace("|", "\\|")[:160]
-                    L.append(f"| {names[system]} | **FAILED** ({why}) | | | | | | |")
+                    L.append(f"| {names[system]} | **FAILED** ({why}) | | | | | | | | |")
                 else:
                     x = r["result"]
                     cpu = x.get("load_cpu_percent")
+                    busy = x.get("machine_cpu_busy_percent")
+                    cs = x.get("context_switches_per_s")
                     L.append(f"| {names[system]} | {n0(x['throughput_per_s'])} | {ms(x['p50_ms'])} | {ms(x['p99_ms'])} | "
-                             f"{ms(x.get('max_ms'))} | {x['ok']:,} | {x['errors']:,} | {'–' if cpu is None else f'{cpu:.0f}%'} |")
+                             f"{ms(x.get('max_ms'))} | {x['ok']:,} | {x['errors']:,} | {'–' if cpu is None else f'{cpu:.0f}%'} | "
+                             f"{'–' if busy is None else f'{busy:.0f}%'} | {'–' if cs is None else n0(cs)} |")
+                    entries = x.get("raft_entries_per_s")
+                    if system == "sessionraft" and entries:
+                        writes = x["throughput_per_s"] * {"write": 1.0, "mixed": 0.1}.get(w, 0.0)
+                        per = f", {writes / entries:.1f} session writes per entry" if writes else ""
+                        notes.append(f"{names[system]}: {n0(entries)} Raft log entries/s{per} (each entry: an fsync "
+                                     "on every node and an AppendEntries to each follower)")
                     if x.get("errors") and x.get("first_error"):
                         notes.append(f"{names[system]}: first error: `{str(x['first_error'])[:200]}`")
             sr = tput("sessionraft", w, c)

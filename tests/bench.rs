@@ -136,6 +136,22 @@ async fn bench_backup_restores_and_bench_measures_a_cluster() {
             v["max_ms"].as_f64().expect("max"),
         );
         assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{v}");
+        // What explains the number, over the same window: the machine's load and the Raft
+        // log's growth (every write is in some entry; a batch carries several).
+        let busy = v["machine_cpu_busy_percent"].as_f64().expect("machine CPU");
+        assert!(0.0 < busy && busy <= 100.0, "{v}");
+        assert!(
+            v["context_switches_per_s"]
+                .as_f64()
+                .is_some_and(|cs| cs > 0.0),
+            "{v}"
+        );
+        let entries = v["raft_entries_per_s"].as_f64().expect("Raft entries/s");
+        if workload == "write" {
+            assert!(0.0 < entries && entries <= throughput + 1.0, "{v}");
+        } else {
+            assert!(entries >= 0.0, "{v}");
+        }
         let line = String::from_utf8_lossy(&out.stderr);
         assert!(
             line.contains(&format!("bench session {workload}: 6 connections")),
@@ -260,6 +276,8 @@ async fn bench_etcd_kind_puts_one_key_per_user_and_counts_errors() {
     assert_eq!(v["kind"], "etcd", "{v}");
     assert!(v["ok"].as_u64().is_some_and(|n| n > 0), "{v}");
     assert_eq!(v["errors"], 0, "{v}");
+    assert!(v["raft_entries_per_s"].is_null(), "not sessionraft: {v}");
+    assert!(v["machine_cpu_busy_percent"].as_f64().is_some(), "{v}");
     {
         let kv = fake.kv.lock().expect("kv");
         assert_eq!(kv.len(), 4, "one key per user");

@@ -20,6 +20,13 @@
 //! The tool is meant to share the machine with the servers it measures: a 2-worker tokio
 //! runtime by default, URLs and request bodies built once per user and reused, and its own CPU
 //! time over the measured window reported (`load_cpu_percent`, of one core).
+//!
+//! What explains a number is measured over the same window: how busy the whole machine was
+//! (`machine_cpu_busy_percent`, of all cores) and how many context switches it made
+//! (`context_switches_per_s`), both from `/proc/stat`; and, when the targets are sessionraft
+//! nodes (their `/metrics` name `sessionraft_raft_last_log_index`), how many Raft log entries
+//! the cluster appended (`raft_entries_per_s`) — with the write throughput, how many session
+//! writes shared each entry (and its fsyncs and AppendEntries).
 
 pub mod backup_gen;
 mod histogram;
@@ -99,6 +106,18 @@ pub struct BenchReport {
     pub targets: Vec<String>,
     /// CPU time of this load generator during the measured window, in % of one core.
     pub load_cpu_percent: Option<f64>,
+    /// The whole machine's busy CPU time (user, nice, system, irq, softirq) during the measured
+    /// window, in % of all its cores (`/proc/stat`).
+    #[serde(default)]
+    pub machine_cpu_busy_percent: Option<f64>,
+    /// The whole machine's context switches per second during the measured window.
+    #[serde(default)]
+    pub context_switches_per_s: Option<f64>,
+    /// Raft log entries appended per second during the measured window (the growth of the
+    /// highest `sessionraft_raft_last_log_index` among the targets); `None` when the targets
+    /// are not sessionraft nodes.
+    #[serde(default)]
+    pub raft_entries_per_s: Option<f64>,
     /// The first error seen in the measured window, if any.
     pub first_error: Option<String>,
 }
@@ -119,6 +138,16 @@ impl BenchReport {
             .load_cpu_percent
             .map(|c| format!("; load tool CPU {c:.0}% of a core"))
             .unwrap_or_default();
+        let machine = match (self.machine_cpu_busy_percent, self.context_switches_per_s) {
+            (Some(b), Some(cs)) => {
+                format!("; machine CPU {b:.0}% busy, {cs:.0} context switches/s")
+            }
+            _ => String::new(),
+        };
+        let raft = self
+            .raft_entries_per_s
+            .map(|e| format!("; {e:.0} Raft log entries/s"))
+            .unwrap_or_default();
         let err = self
             .first_error
             .as_deref()
@@ -126,7 +155,7 @@ impl BenchReport {
             .unwrap_or_default();
         format!(
             "bench {kind} {workload}: {} connections on {} target(s), {:.1} s: {} ok = {:.1}/s, \
-             {} errors{err}; latency p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms{cpu}",
+             {} errors{err}; latency p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms{cpu}{machine}{raft}",
             self.connections,
             self.targets.len(),
             self.duration_s,
@@ -181,10 +210,22 @@ async fn drive(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         .into_iter()
         .map(|u| tokio::spawn(u.run(workload, measure_start, end)))
         .collect();
+    let metrics_client = match opts.kind {
+        Kind::Session => reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .ok(),
+        Kind::Etcd => None,
+    };
     tokio::time::sleep_until(measure_start.into()).await;
     let cpu0 = process_cpu_seconds();
+    let machine0 = machine_stat();
+    let log0 = raft_last_log_index(metrics_client.as_ref(), &opts.targets).await;
     tokio::time::sleep_until(end.into()).await;
     let cpu1 = process_cpu_seconds();
+    let machine1 = machine_stat();
+    let log1 = raft_last_log_index(metrics_client.as_ref(), &opts.targets).await;
     let mut hist = Histogram::default();
     let (mut ok, mut errors, mut first_error) = (0u64, 0u64, None);
     for t in tasks {
@@ -217,6 +258,15 @@ async fn drive(opts: BenchOptions) -> anyhow::Result<BenchReport> {
             (Some(a), Some(b)) => Some(((b - a) / secs * 1000.0).round() / 10.0),
             _ => None,
         },
+        machine_cpu_busy_percent: machine0
+            .zip(machine1)
+            .and_then(|(a, b)| b.busy_percent_since(&a)),
+        context_switches_per_s: machine0
+            .zip(machine1)
+            .map(|(a, b)| (b.ctxt.saturating_sub(a.ctxt) as f64 / secs).round()),
+        raft_entries_per_s: log0
+            .zip(log1)
+            .map(|(a, b)| (b.saturating_sub(a) as f64 / secs * 10.0).round() / 10.0),
         first_error,
     })
 }
@@ -235,6 +285,89 @@ fn process_cpu_seconds() -> Option<f64> {
     let utime: u64 = f.next()?.parse().ok()?;
     let stime: u64 = f.next()?.parse().ok()?;
     Some((utime + stime) as f64 / 100.0)
+}
+
+/// Machine-wide counters of `/proc/stat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct MachineStat {
+    /// Jiffies of all cores spent in user, nice, system, irq and softirq.
+    busy: u64,
+    /// Jiffies of all cores in all states (idle, iowait and steal included).
+    total: u64,
+    /// Context switches since boot.
+    ctxt: u64,
+}
+
+impl MachineStat {
+    /// Busy share of all cores between `earlier` and `self`, in %, to 0.1.
+    fn busy_percent_since(&self, earlier: &MachineStat) -> Option<f64> {
+        let total = self.total.checked_sub(earlier.total).filter(|t| *t > 0)?;
+        let busy = self.busy.checked_sub(earlier.busy)?;
+        Some((busy as f64 / total as f64 * 1000.0).round() / 10.0)
+    }
+}
+
+/// Parse `/proc/stat`: the aggregate `cpu` line (user nice system idle iowait irq softirq steal
+/// …; guest time is already inside user) and `ctxt`.
+fn parse_proc_stat(text: &str) -> Option<MachineStat> {
+    let (mut cpu, mut ctxt) = (None, None);
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        match fields.next() {
+            Some("cpu") => {
+                let v: Vec<u64> = fields
+                    .take(8)
+                    .map(|f| f.parse().ok())
+                    .collect::<Option<_>>()?;
+                let at = |i: usize| v.get(i).copied().unwrap_or(0);
+                if v.len() < 4 {
+                    return None;
+                }
+                cpu = Some((at(0) + at(1) + at(2) + at(5) + at(6), v.iter().sum()));
+            }
+            Some("ctxt") => ctxt = fields.next().and_then(|f| f.parse().ok()),
+            _ => {}
+        }
+    }
+    let (busy, total) = cpu?;
+    Some(MachineStat {
+        busy,
+        total,
+        ctxt: ctxt?,
+    })
+}
+
+fn machine_stat() -> Option<MachineStat> {
+    parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The value of the first `sessionraft_raft_last_log_index` sample in a Prometheus text page.
+fn parse_last_log_index(page: &str) -> Option<u64> {
+    page.lines()
+        .filter(|l| l.starts_with("sessionraft_raft_last_log_index"))
+        .find_map(|l| l.rsplit(' ').next()?.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// The highest `sessionraft_raft_last_log_index` among the targets' `/metrics` (the leader's
+/// log is the longest); `None` without a client or when no target serves it (not sessionraft).
+async fn raft_last_log_index(client: Option<&reqwest::Client>, targets: &[String]) -> Option<u64> {
+    let client = client?;
+    let mut best = None;
+    for t in targets {
+        let page = async {
+            let resp = client.get(format!("{t}/metrics")).send().await.ok()?;
+            if !resp.status().is_success() {
+                return None;
+            }
+            resp.text().await.ok()
+        }
+        .await;
+        if let Some(index) = page.as_deref().and_then(parse_last_log_index) {
+            best = best.max(Some(index));
+        }
+    }
+    best
 }
 
 /// One virtual user's requests, built once.
@@ -503,6 +636,39 @@ mod tests {
     }
 
     #[test]
+    fn proc_stat_gives_busy_share_and_context_switches() {
+        let a = parse_proc_stat(
+            "cpu  100 5 50 800 20 3 2 10 0 0\ncpu0 50 2 25 400 10 1 1 5 0 0\nintr 1 2\nctxt 1000\n",
+        )
+        .unwrap();
+        assert_eq!(
+            a,
+            MachineStat {
+                busy: 160,
+                total: 990,
+                ctxt: 1000
+            }
+        );
+        // 100 more jiffies: 60 busy, 40 idle.
+        let b = parse_proc_stat("cpu  150 5 58 840 20 3 4 10 0 0\nctxt 4000\n").unwrap();
+        assert_eq!(b.busy_percent_since(&a), Some(60.0));
+        assert_eq!(a.busy_percent_since(&b), None);
+        assert!(parse_proc_stat("cpu  1 2\nctxt 5\n").is_none());
+        assert!(parse_proc_stat("cpu  1 2 3 4\n").is_none());
+        let now = machine_stat().unwrap();
+        assert!(now.busy <= now.total && now.ctxt > 0, "{now:?}");
+    }
+
+    #[test]
+    fn last_log_index_is_read_from_the_metrics_page() {
+        let page = "# HELP sessionraft_raft_last_log_index x\n# TYPE sessionraft_raft_last_log_index gauge\n\
+                    sessionraft_raft_applied_index{node=\"1\"} 6\n\
+                    sessionraft_raft_last_log_index{node=\"1\"} 6968\n";
+        assert_eq!(parse_last_log_index(page), Some(6968));
+        assert_eq!(parse_last_log_index("redis_app 1\n"), None);
+    }
+
+    #[test]
     fn cpu_time_is_readable() {
         assert!(process_cpu_seconds().is_some_and(|s| s >= 0.0));
     }
@@ -524,6 +690,9 @@ mod tests {
             warmup_s: 2.0,
             targets: vec!["http://127.0.0.1:1".into()],
             load_cpu_percent: Some(12.5),
+            machine_cpu_busy_percent: Some(80.0),
+            context_switches_per_s: Some(45_000.0),
+            raft_entries_per_s: Some(540.0),
             first_error: None,
         };
         let line = r.human();
@@ -531,8 +700,15 @@ mod tests {
             line.starts_with("bench session mixed: 32 connections"),
             "{line}"
         );
+        assert!(
+            line.ends_with(
+                "machine CPU 80% busy, 45000 context switches/s; 540 Raft log entries/s"
+            ),
+            "{line}"
+        );
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["kind"], "session");
+        assert_eq!(v["raft_entries_per_s"], 540.0);
         assert_eq!(v["workload"], "mixed");
         assert_eq!(v["throughput_per_s"], 100.0);
     }
