@@ -8,6 +8,16 @@
 #                                          (no benchmark; checks the set-up of this machine)
 #   scripts/bench.sh report RAW.json [--out FILE]
 #                                          write the Markdown again from a raw file
+#   scripts/bench.sh --compare BIN [--pairs N] [--workloads W,..] [--connections C,..]
+#                    [--duration S] [--warmup S] [--quick] [--out FILE]
+#                                          A/B: sessionraft's matrix cells, the binary under test
+#                                          (SESSIONRAFT_BIN, default target/release/sessionraft) =
+#                                          A against BIN = B, in N alternating pairs (default 3),
+#                                          each cell on a fresh 3-node cluster, one load tool (A's)
+#                                          for both; writes the ratios B/A as Markdown (default
+#                                          target/bench/run-*/compare.md, printed too), not
+#                                          bench/RESULTS.md. For single changes: a difference
+#                                          inside the pairs' spread is noise on this machine.
 #
 # The systems, each started fresh from this script and stopped before the next one starts (the
 # machine has 2 cores: they never compete, and two benchmarks never run at once):
@@ -43,6 +53,8 @@
 #   --trials N     failover trials (default 10)
 #   --sessions N   sessions for the catch-up and memory (default 1000000)
 #   --keep         keep the systems' data directories (default: deleted at the end)
+#   --compare BIN  the A/B mode above (B = BIN); with --pairs N (default 3) and, to run fewer
+#                  cells, --workloads write,read,mixed and --connections 32,256 (comma lists)
 #
 # Installs what it needs (`scripts/install-deps.sh --bench`: redis-server, etcd-server,
 # etcd-client and what scripts/cluster.sh uses) and builds only when a binary is missing (cargo build --release --workspace
@@ -217,6 +229,51 @@ elif cmd == "cell":
               f"ok {r['ok']}, errors {r['errors']}", file=sys.stderr)
     else:
         print(f"  -> FAILED: {rec['error']}", file=sys.stderr)
+
+elif cmd == "compare":
+    # compare RUNS.jsonl: the Markdown of an A/B run (cells named sessionraft-A-P / sessionraft-B-P)
+    e = os.environ
+    cells = {}
+    for line in open(args[0]):
+        r = json.loads(line)
+        side, pair = r["system"].split("-")[1:3]
+        cells.setdefault((r["workload"], r["connections"]), {}).setdefault(int(pair), {})[side] = r
+    def tp(r):
+        return r["result"]["throughput_per_s"] if r and r["status"] == "ok" else None
+    def p50(r):
+        return r["result"]["p50_ms"] if r and r["status"] == "ok" else None
+    def med(xs):
+        xs = sorted(x for x in xs if x is not None)
+        if not xs:
+            return None
+        m = len(xs) // 2
+        return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
+    f0 = lambda v: "–" if v is None else f"{v:,.0f}"
+    L = ["# sessionraft A/B", "",
+         f"Measured by `scripts/bench.sh --compare` on {time.strftime('%Y-%m-%dT%H:%M:%S%z')}, git {e.get('BM_GIT')}, "
+         f"{e.get('BM_NPROC')} cores. A = `{e.get('BM_A')}`, B = `{e.get('BM_B')}`. Every cell: a fresh 3-node "
+         f"cluster of that binary, `sessionraft bench` (A's binary as the load tool for both), "
+         f"{e.get('BM_WARMUP')} s warm-up + {e.get('BM_DURATION')} s, A then B in each pair.", "",
+         "| workload | connections | A (ops/s, per pair) | B (ops/s, per pair) | B ÷ A per pair | median B ÷ A | p50 A → B (ms, medians) |",
+         "|---|---:|---|---|---|---:|---|"]
+    for (w, c), pairs in cells.items():
+        a = [tp(pairs[p].get("A")) for p in sorted(pairs)]
+        b = [tp(pairs[p].get("B")) for p in sorted(pairs)]
+        ratios = [None if x is None or y is None or x == 0 else y / x for x, y in zip(a, b)]
+        m = med(ratios)
+        pa = med([p50(pairs[p].get("A")) for p in pairs])
+        pb = med([p50(pairs[p].get("B")) for p in pairs])
+        L.append(f"| {w} | {c} | {' / '.join(f0(x) for x in a)} | {' / '.join(f0(x) for x in b)} | "
+                 f"{' / '.join('–' if r is None else f'{r:.2f}' for r in ratios)} | "
+                 f"{'–' if m is None else f'{m:.2f}×'} | "
+                 f"{'–' if pa is None else f'{pa:.2f}'} → {'–' if pb is None else f'{pb:.2f}'} |")
+    failed = [f"{r['system']} {w}/{c}: {r.get('error')}" for (w, c), pairs in cells.items()
+              for p in pairs.values() for r in p.values() if r["status"] != "ok"]
+    if failed:
+        L += ["", "Failed cells:", ""] + [f"- {x}" for x in failed]
+    L += ["", "A ratio inside the spread of the per-pair ratios is noise on this machine; "
+          "keep a change only when every pair agrees."]
+    print("\n".join(L))
 
 elif cmd == "assemble":
     # assemble WORK RAW: the raw JSON of a run from the pieces in WORK
@@ -504,17 +561,22 @@ fi
 # arguments
 
 DURATION="" WARMUP="" QUICK=0 OUT="$ROOT/bench/RESULTS.md" ONLY="" TRIALS=10 SESSIONS=1000000 KEEP=0
+COMPARE_SRC="" PAIRS=3 OUT_GIVEN=0 CMP_WORKLOADS="" CMP_CONNECTIONS=""
 ARGS_TEXT="$*"
 while (($#)); do
     case "$1" in
     --quick) QUICK=1; shift ;;
     --keep) KEEP=1; shift ;;
-    --duration | --warmup | --out | --only | --trials | --sessions)
+    --duration | --warmup | --out | --only | --trials | --sessions | --compare | --pairs | --workloads | --connections)
         [[ $# -ge 2 ]] || die "$1 needs a value"
         case "$1" in
         --duration) DURATION="$2" ;;
         --warmup) WARMUP="$2" ;;
-        --out) OUT="$2" ;;
+        --out) OUT="$2" OUT_GIVEN=1 ;;
+        --compare) COMPARE_SRC="$2" ;;
+        --pairs) PAIRS="$2" ;;
+        --workloads) CMP_WORKLOADS="$2" ;;
+        --connections) CMP_CONNECTIONS="$2" ;;
         --only) ONLY="$2" ;;
         --trials) TRIALS="$2" ;;
         --sessions) SESSIONS="$2" ;;
@@ -530,11 +592,28 @@ if ((QUICK)); then
 fi
 DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
-for v in DURATION WARMUP TRIALS SESSIONS; do
+for v in DURATION WARMUP TRIALS SESSIONS PAIRS; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "--${v,,} must be a whole number"
 done
 ((DURATION >= 1)) || die "--duration must be at least 1 second"
 ((TRIALS >= 1 && SESSIONS >= 1)) || die "--trials and --sessions must be at least 1"
+((PAIRS >= 1)) || die "--pairs must be at least 1"
+if [[ -n "$COMPARE_SRC" ]]; then
+    [[ "$MODE" == bench ]] || die "--compare is a benchmark mode (not with smoke)"
+    [[ -z "$ONLY" ]] || die "--compare runs sessionraft's matrix cells only: no --only"
+    [[ -x "$COMPARE_SRC" && -f "$COMPARE_SRC" ]] || die "--compare: no executable file at $COMPARE_SRC"
+    ONLY=sessionraft
+    if [[ -n "$CMP_WORKLOADS" ]]; then
+        IFS=, read -r -a WORKLOADS <<<"$CMP_WORKLOADS"
+        for w in "${WORKLOADS[@]}"; do [[ "$w" =~ ^(write|read|mixed)$ ]] || die "--workloads: unknown workload '$w' (write, read, mixed)"; done
+    fi
+    if [[ -n "$CMP_CONNECTIONS" ]]; then
+        IFS=, read -r -a CONNECTIONS <<<"$CMP_CONNECTIONS"
+        for c in "${CONNECTIONS[@]}"; do [[ "$c" =~ ^[1-9][0-9]*$ ]] || die "--connections: '$c' is not a positive whole number"; done
+    fi
+elif [[ -n "$CMP_WORKLOADS$CMP_CONNECTIONS" ]]; then
+    die "--workloads and --connections choose the cells of --compare only (the full run keeps its matrix)"
+fi
 case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac
 FAILOVER_RATE="${BENCH_FAILOVER_RATE:-40}"
 CATCHUP_TIMEOUT="${BENCH_CATCHUP_TIMEOUT:-300}"
@@ -612,6 +691,16 @@ WORK="$STATE_DIR/run-$STAMP"
 mkdir -p "$WORK/bin" "$WORK/cells"
 BIN="$WORK/bin/sessionraft"
 ln "$SRC_BIN" "$BIN" 2>/dev/null || cp "$SRC_BIN" "$BIN"
+# the binary the nodes run (the load tool is always $BIN); --compare switches it per cell
+SERVE_BIN="$BIN"
+BIN_B=""
+if [[ -n "$COMPARE_SRC" ]]; then
+    # named sessionraft too: scripts/cluster.sh recognizes its nodes by that name
+    mkdir -p "$WORK/bin/b"
+    BIN_B="$WORK/bin/b/sessionraft"
+    ln "$COMPARE_SRC" "$BIN_B" 2>/dev/null || cp "$COMPARE_SRC" "$BIN_B"
+    ((OUT_GIVEN)) || OUT="$WORK/compare.md"
+fi
 REDIS_APP=""
 if want redis && [[ -x "$SRC_REDIS_APP" ]]; then
     REDIS_APP="$WORK/bin/redis_app"
@@ -705,7 +794,7 @@ stop_load() {
 }
 
 cluster() {
-    SESSIONRAFT_CONFIG="$SR_CONFIG" SESSIONRAFT_RUN_DIR="$SR_RUN" SESSIONRAFT_BIN="$BIN" \
+    SESSIONRAFT_CONFIG="$SR_CONFIG" SESSIONRAFT_RUN_DIR="$SR_RUN" SESSIONRAFT_BIN="$SERVE_BIN" \
         SESSIONRAFT_READY_TIMEOUT=600 SESSIONRAFT_LB_ADDR="" "$CLUSTER_SH" "$@" 5>&- 6>&- 7>&-
 }
 
@@ -1226,6 +1315,33 @@ git_rev() {
     if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then rev+=" (with uncommitted changes)"; fi
     echo "$rev"
 }
+
+# --compare: A then B for every cell, PAIRS times, each on a fresh cluster; then only the ratios
+if [[ -n "$BIN_B" ]]; then
+    say "A/B run $WORK: A = $SRC_BIN, B = $COMPARE_SRC; $PAIRS pairs per cell; cells ${WARMUP}s + ${DURATION}s"
+    : >"$WORK/runs.jsonl"
+    for w in "${WORKLOADS[@]}"; do
+        for c in "${CONNECTIONS[@]}"; do
+            for ((pair = 1; pair <= PAIRS; pair++)); do
+                for side in A B; do
+                    if [[ "$side" == A ]]; then SERVE_BIN="$BIN"; else SERVE_BIN="$BIN_B"; fi
+                    sr_setup "ab-$w-$c-$pair-$side"
+                    sr_up
+                    cell "sessionraft-$side-$pair" session "$(sr_targets)" "$w" "$c"
+                    sr_down
+                done
+            done
+        done
+    done
+    SERVE_BIN="$BIN"
+    mkdir -p "$(dirname "$OUT")"
+    BM_A="$SRC_BIN" BM_B="$COMPARE_SRC" BM_GIT="$(git_rev)" BM_DURATION="$DURATION" BM_WARMUP="$WARMUP" \
+        BM_NPROC="$(nproc)" py compare "$WORK/runs.jsonl" >"$OUT"
+    cat "$OUT"
+    say "A/B: written to $OUT"
+    ((!FAILED)) || exit 1
+    exit 0
+fi
 
 parts="$(for p in "${PARTS_ALL[@]}"; do if want "$p"; then printf '%s ' "$p"; fi; done)"
 say "benchmark run $WORK: parts ${parts% }; cells ${WARMUP}s + ${DURATION}s; failover $TRIALS trials; catch-up $SESSIONS sessions"
