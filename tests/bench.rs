@@ -148,7 +148,14 @@ async fn bench_backup_restores_and_bench_measures_a_cluster() {
         );
         let entries = v["raft_entries_per_s"].as_f64().expect("Raft entries/s");
         if workload == "write" {
-            assert!(0.0 < entries && entries <= throughput + 1.0, "{v}");
+            // Every entry carries at least one write; the writes in flight at either edge of
+            // the window (one per connection) may have an entry without being counted.
+            let entries_in_window = entries * 2.0;
+            let writes_counted = v["ok"].as_f64().expect("ok");
+            assert!(
+                0.0 < entries && entries_in_window <= writes_counted + 2.0 * 6.0 + 1.0,
+                "{v}"
+            );
         } else {
             assert!(entries >= 0.0, "{v}");
         }
@@ -233,26 +240,28 @@ async fn range(state: web::Data<FakeEtcd>, body: web::Json<Value>) -> HttpRespon
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_etcd_kind_puts_one_key_per_user_and_counts_errors() {
     let fake = web::Data::new(FakeEtcd::default());
-    let port = free_port();
     let (tx, rx) = std::sync::mpsc::channel();
     let state = fake.clone();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            let server = HttpServer::new(move || {
+            // Port 0: the kernel picks a free port at bind time (a probed port can be taken by
+            // the cluster test starting alongside before this bind).
+            let bound = HttpServer::new(move || {
                 App::new()
                     .app_data(state.clone())
                     .route("/v3/kv/put", web::post().to(put))
                     .route("/v3/kv/range", web::post().to(range))
             })
             .workers(1)
-            .bind(("127.0.0.1", port))
-            .expect("bind")
-            .run();
-            tx.send(server.handle()).expect("handle");
+            .bind(("127.0.0.1", 0))
+            .expect("bind");
+            let port = bound.addrs()[0].port();
+            let server = bound.run();
+            tx.send((server.handle(), port)).expect("handle");
             let _ = server.await;
         })
     });
-    let handle = rx.recv().expect("fake etcd started");
+    let (handle, port) = rx.recv().expect("fake etcd started");
     let target = format!("http://127.0.0.1:{port}");
 
     let (out, v) = bench(&[
