@@ -24,7 +24,7 @@
 //! What explains a number is measured over the same window: how busy the whole machine was
 //! (`machine_cpu_busy_percent`, of all cores) and how many context switches it made
 //! (`context_switches_per_s`), both from `/proc/stat`; and, when the targets are sessionraft
-//! nodes (their `/metrics` name `sessionraft_raft_last_log_index`), how many Raft log entries
+//! nodes (they answer `/cluster/status` with their last log index), how many Raft log entries
 //! the cluster appended (`raft_entries_per_s`) — with the write throughput, how many session
 //! writes shared each entry (and its fsyncs and AppendEntries).
 
@@ -42,6 +42,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::header::{HeaderValue, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
+use sessionraft_web::handlers::NodeStatus;
 
 pub use histogram::Histogram;
 
@@ -114,7 +115,7 @@ pub struct BenchReport {
     #[serde(default)]
     pub context_switches_per_s: Option<f64>,
     /// Raft log entries appended per second during the measured window (the growth of the
-    /// highest `sessionraft_raft_last_log_index` among the targets); `None` when the targets
+    /// highest last log index in the targets' `/cluster/status`); `None` when the targets
     /// are not sessionraft nodes.
     #[serde(default)]
     pub raft_entries_per_s: Option<f64>,
@@ -210,7 +211,7 @@ async fn drive(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         .into_iter()
         .map(|u| tokio::spawn(u.run(workload, measure_start, end)))
         .collect();
-    let metrics_client = match opts.kind {
+    let status_client = match opts.kind {
         Kind::Session => reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(2))
@@ -221,11 +222,11 @@ async fn drive(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     tokio::time::sleep_until(measure_start.into()).await;
     let cpu0 = process_cpu_seconds();
     let machine0 = machine_stat();
-    let log0 = raft_last_log_index(metrics_client.as_ref(), &opts.targets).await;
+    let log0 = raft_last_log_index(status_client.as_ref(), &opts.targets).await;
     tokio::time::sleep_until(end.into()).await;
     let cpu1 = process_cpu_seconds();
     let machine1 = machine_stat();
-    let log1 = raft_last_log_index(metrics_client.as_ref(), &opts.targets).await;
+    let log1 = raft_last_log_index(status_client.as_ref(), &opts.targets).await;
     let mut hist = Histogram::default();
     let (mut ok, mut errors, mut first_error) = (0u64, 0u64, None);
     for t in tasks {
@@ -341,31 +342,27 @@ fn machine_stat() -> Option<MachineStat> {
     parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
 }
 
-/// The value of the first `sessionraft_raft_last_log_index` sample in a Prometheus text page.
-fn parse_last_log_index(page: &str) -> Option<u64> {
-    page.lines()
-        .filter(|l| l.starts_with("sessionraft_raft_last_log_index"))
-        .find_map(|l| l.rsplit(' ').next()?.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-}
-
-/// The highest `sessionraft_raft_last_log_index` among the targets' `/metrics` (the leader's
-/// log is the longest); `None` without a client or when no target serves it (not sessionraft).
+/// The highest last log index among the targets' `/cluster/status` (the node's own
+/// [`NodeStatus`], as `sessionraft status` reads it; the leader's log is the longest). `None`
+/// without a client or when no target answers one (not sessionraft).
 async fn raft_last_log_index(client: Option<&reqwest::Client>, targets: &[String]) -> Option<u64> {
     let client = client?;
     let mut best = None;
     for t in targets {
-        let page = async {
-            let resp = client.get(format!("{t}/metrics")).send().await.ok()?;
-            if !resp.status().is_success() {
-                return None;
-            }
-            resp.text().await.ok()
+        let status = async {
+            let resp = client
+                .get(format!("{t}/cluster/status"))
+                .send()
+                .await
+                .ok()?;
+            resp.error_for_status()
+                .ok()?
+                .json::<NodeStatus>()
+                .await
+                .ok()
         }
         .await;
-        if let Some(index) = page.as_deref().and_then(parse_last_log_index) {
-            best = best.max(Some(index));
-        }
+        best = best.max(status.and_then(|s| s.last_log_index));
     }
     best
 }
@@ -657,15 +654,6 @@ mod tests {
         assert!(parse_proc_stat("cpu  1 2 3 4\n").is_none());
         let now = machine_stat().unwrap();
         assert!(now.busy <= now.total && now.ctxt > 0, "{now:?}");
-    }
-
-    #[test]
-    fn last_log_index_is_read_from_the_metrics_page() {
-        let page = "# HELP sessionraft_raft_last_log_index x\n# TYPE sessionraft_raft_last_log_index gauge\n\
-                    sessionraft_raft_applied_index{node=\"1\"} 6\n\
-                    sessionraft_raft_last_log_index{node=\"1\"} 6968\n";
-        assert_eq!(parse_last_log_index(page), Some(6968));
-        assert_eq!(parse_last_log_index("redis_app 1\n"), None);
     }
 
     #[test]
