@@ -6,6 +6,19 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh --all
 
+# A from-scratch release build with every test takes ~2 GB under target/ and the tests' data dirs
+# a few hundred MB under /tmp. Say so up front when the disk is short, rather than leaving a
+# linker killed by SIGBUS (its output file mmapped on a full disk) to explain it.
+target_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target_dir"
+for dir in "$target_dir" "${TMPDIR:-/tmp}"; do
+    free_kb=$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')
+    echo "== free disk under $dir: $((free_kb / 1024)) MiB"
+    if (( free_kb < 4 * 1024 * 1024 )); then
+        echo "warning: less than 4 GiB free under $dir: the build or the tests may fail for want of disk" >&2
+    fi
+done
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
