@@ -106,7 +106,7 @@ say() { printf '[%8ss] %s\n' "$(fmt_s $(($(now_ms) - T_START)))" "$*"; }
 
 py() {
     python3 - "$@" <<'PY'
-import json, math, os, random, re, socket, sys, time
+import json, math, os, random, re, socket, statistics, sys, time
 
 cmd, args = sys.argv[1], sys.argv[2:]
 
@@ -243,11 +243,8 @@ elif cmd == "compare":
     def p50(r):
         return r["result"]["p50_ms"] if r and r["status"] == "ok" else None
     def med(xs):
-        xs = sorted(x for x in xs if x is not None)
-        if not xs:
-            return None
-        m = len(xs) // 2
-        return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
+        xs = [x for x in xs if x is not None]
+        return statistics.median(xs) if xs else None
     f0 = lambda v: "–" if v is None else f"{v:,.0f}"
     L = ["# sessionraft A/B", "",
          f"Measured by `scripts/bench.sh --compare` on {time.strftime('%Y-%m-%dT%H:%M:%S%z')}, git {e.get('BM_GIT')}, "

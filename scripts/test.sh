@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh --all
 
-# A from-scratch release build with every test takes ~2 GB under target/ and the tests' data dirs
-# a few hundred MB under /tmp. Say so up front when the disk is short, rather than leaving a
+# A from-scratch `.ci/run` (release build, every test) took at most 1.5 GB of disk in all:
+# target/ and the tests' data dirs under /tmp. Say so up front when the disk is short, rather than leaving a
 # linker killed by SIGBUS (its output file mmapped on a full disk) to explain it.
 target_dir="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target_dir"
