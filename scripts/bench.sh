@@ -39,7 +39,8 @@
 #   catchup      a fresh 3-node cluster, `sessionraft bench-backup --sessions N` (default 1000000)
 #                restored into it, then a 4th node started and added (scripts/cluster.sh add-node):
 #                the time from its start to /readyz 200 and to its applied index reaching the
-#                leader's last log index
+#                leader's last log index, polled every 100 ms (each poll is two curl processes:
+#                at 20 ms they took ~20% of the machine the node was catching up on)
 #   memory       VmRSS (and VmHWM) of every node with the N sessions, after the catch-up
 #
 # Options:
@@ -440,7 +441,8 @@ elif cmd == "report":
                 f"`sessionraft bench-backup --sessions {c.get('sessions', 0):,}` ({secs(c.get('backup_ms'))})")
         L += [f"A fresh 3-node cluster; {made}, `sessionraft restore` ({secs(c.get('restore_ms'))}; all 3 nodes applied it after "
               f"{secs(c.get('replicated_ms'))}; sessions gauge on the leader: {c.get('sessions_gauge', '–')}). Then node 4 "
-              "started empty and added with `scripts/cluster.sh add-node` (learner, catch-up, voter).", "",
+              "started empty and added with `scripts/cluster.sh add-node` (learner, catch-up, voter); "
+              "its /readyz and applied index polled every 100 ms.", "",
               "| | |", "|---|---|",
               f"| leader's last log index at node 4's start (target) | {c.get('target_index', '–')} |",
               f"| node 4 start → /readyz 200 | {secs(c.get('start_to_ready_ms'))} |",
@@ -1233,7 +1235,9 @@ catchup() {
             stop_add_node
             break
         fi
-        sleep 0.02
+        # Not faster: each round forks up to two curls, and at 20 ms they took ~20% of the
+        # machine's CPU from the node being measured (perf, bench/PROFILE.md round 5).
+        sleep 0.1
     done
     local ready_ms="null" caught_ms="null" catchup_ms="null" add_ms="null"
     if [[ -n "$t_start" && -n "$t_ready" ]]; then ready_ms=$((t_ready - t_start)); fi
