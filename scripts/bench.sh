@@ -723,6 +723,18 @@ sr_addr() { echo "127.0.0.1:${SR_PORT[$1]}"; }
 proc_argv0() { local a; a="$(tr '\0' '\n' 2>/dev/null <"/proc/$1/cmdline" | sed -n 1p || true)"; echo "${a##*/}"; }
 # is_ours PID NAME: PID is alive and its argv[0] (base name) starts with NAME
 is_ours() { [[ "$1" =~ ^[0-9]+$ ]] && kill -0 "$1" 2>/dev/null && [[ "$(proc_argv0 "$1")" == "$2"* ]]; }
+# exec_wait PID NAME: wait (at most 5 s) until PID, just started with `setsid ... &`, runs NAME
+# or is gone. Between the fork and the exec its argv[0] is still bash's or setsid's, and an
+# is_ours check in that window took a starting process for a dead one (seen once: "redis_app
+# exited" while its log said it was serving).
+exec_wait() {
+    local _
+    for _ in $(seq 1 50); do
+        kill -0 "$1" 2>/dev/null || return 0
+        [[ "$(proc_argv0 "$1")" == "$2"* ]] && return 0
+        sleep 0.1
+    done
+}
 # stop_pid PID NAME: SIGTERM, SIGKILL after 10 s; only if PID still runs NAME
 stop_pid() {
     local pid="$1" name="$2"
@@ -947,6 +959,7 @@ redis_up() {
         --dir "$WORK/redis/data" --daemonize no --protected-mode yes \
         >"$WORK/redis/redis.log" 2>&1 </dev/null 5>&- 6>&- 7>&- &
     REDIS_PID=$!
+    exec_wait "$REDIS_PID" redis-server
     local deadline=$(($(now_ms) + 15000))
     until [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null || true)" == PONG ]]; do
         is_ours "$REDIS_PID" redis-server || { tail -n 20 "$WORK/redis/redis.log" >&2; die "redis-server exited; see $WORK/redis/redis.log"; }
@@ -958,6 +971,7 @@ redis_up() {
     setsid "$REDIS_APP" "127.0.0.1:$APP_PORT" "redis://127.0.0.1:$REDIS_PORT" \
         >"$WORK/redis/redis_app.log" 2>&1 </dev/null 5>&- 6>&- 7>&- &
     APP_PID=$!
+    exec_wait "$APP_PID" redis_app
     deadline=$(($(now_ms) + 30000))
     until [[ "$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' -m 2 -X POST "http://127.0.0.1:$APP_PORT/api/counter" 2>/dev/null || true)" == 200 ]]; do
         is_ours "$APP_PID" redis_app || { tail -n 20 "$WORK/redis/redis_app.log" >&2; die "redis_app exited; see $WORK/redis/redis_app.log"; }
@@ -994,6 +1008,7 @@ etcd_up() {
             --logger zap --log-level warn \
             >"$WORK/etcd/e$i.log" 2>&1 </dev/null 5>&- 6>&- 7>&- &
         ETCD_PIDS+=("$!")
+        exec_wait "$!" etcd
     done
     local deadline=$(($(now_ms) + 30000)) healthy pid range
     while :; do
