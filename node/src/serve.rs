@@ -146,7 +146,7 @@ fn bound_malloc() {
 /// `malloc_trim` releases the free pages inside the heap too (cost: a walk of the free lists).
 /// With a trim every 5 s, one full benchmark run sampled the node that had just caught up on
 /// 1M sessions at 262 MiB (2 s after the cluster was whole; peak 462 MiB), where eight earlier
-/// runs, sampling after a trim, saw 50–73 MiB.
+/// runs, sampling after a trim, saw 48–72 MiB.
 fn spawn_malloc_trimmer() {
     let spawned = std::thread::Builder::new()
         .name("malloc-trim".into())
