@@ -1,16 +1,8 @@
 //! Applying commands: a transaction over one `apply` call that reads its own writes.
 //!
 //! All effects of the entries of one `apply` call (session data, the user and expiry indexes)
-//! accumulate in overlays — the final state of every key touched — that let later commands see
-//! earlier ones. [`Txn::into_batch`] turns them into one RocksDB `WriteBatch`, in key order
-//! per column family; the caller adds last-applied and membership to the same batch and writes
-//! it atomically.
-//!
-//! Why key order: RocksDB inserts a batch into its memtables (skip lists) in the batch's order,
-//! and an insert next to the previous one reuses its search path. Sessions arrive in random key
-//! order; written that way, the skip-list search (`RecomputeSpliceLevels` and its key
-//! comparisons) was ~40% of an apply's CPU (bench/PROFILE.md, round 5). A key written twice in
-//! one call is also written once.
+//! accumulate in one RocksDB `WriteBatch`; an overlay lets later commands see earlier ones. The
+//! caller adds last-applied and membership to the same batch and writes it atomically.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -27,6 +19,7 @@ pub(crate) struct Txn<'a> {
     sessions: HashMap<String, Option<Session>>,
     users: BTreeMap<Vec<u8>, bool>,
     expiry: BTreeMap<Vec<u8>, bool>,
+    pub(crate) batch: WriteBatch,
 }
 
 fn check_key(key: &str) -> Option<Response> {
@@ -57,39 +50,8 @@ impl<'a> Txn<'a> {
             sessions: HashMap::new(),
             users: BTreeMap::new(),
             expiry: BTreeMap::new(),
+            batch: WriteBatch::default(),
         }
-    }
-
-    /// The transaction's writes as one batch: every column family's keys in ascending order
-    /// (the overlays hold each touched key's final state: a value or a deletion).
-    ///
-    /// # Errors
-    /// When a column family is missing or a session does not encode.
-    pub(crate) fn into_batch(self) -> Result<WriteBatch> {
-        let mut batch = WriteBatch::default();
-        let g = self.generation;
-        let cf = db::cf(self.db, CF_SESSIONS)?;
-        let mut sessions: Vec<(String, Option<Session>)> = self.sessions.into_iter().collect();
-        sessions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (key, session) in sessions {
-            match session {
-                Some(s) => {
-                    batch.put_cf(cf, db::session_key(g, &key), codec::encode("session", &s)?)
-                }
-                None => batch.delete_cf(cf, db::session_key(g, &key)),
-            }
-        }
-        for (name, overlay) in [(CF_USER_INDEX, self.users), (CF_EXPIRY_INDEX, self.expiry)] {
-            let cf = db::cf(self.db, name)?;
-            for (k, present) in overlay {
-                if present {
-                    batch.put_cf(cf, &k, []);
-                } else {
-                    batch.delete_cf(cf, &k);
-                }
-            }
-        }
-        Ok(batch)
     }
 
     /// The stored session (live or expired), seeing this transaction's writes.
@@ -100,25 +62,37 @@ impl<'a> Txn<'a> {
         read_session(self.db, self.generation, key)
     }
 
-    fn drop_indexes(&mut self, key: &str, old: &Session) {
+    fn drop_indexes(&mut self, key: &str, old: &Session) -> Result<()> {
         let g = self.generation;
         if let Some(u) = &old.user {
-            self.users.insert(db::user_index_key(g, u, key), false);
+            let k = db::user_index_key(g, u, key);
+            self.batch.delete_cf(db::cf(self.db, CF_USER_INDEX)?, &k);
+            self.users.insert(k, false);
         }
-        self.expiry
-            .insert(db::expiry_key(g, old.expires_at_ms, key), false);
+        let k = db::expiry_key(g, old.expires_at_ms, key);
+        self.batch.delete_cf(db::cf(self.db, CF_EXPIRY_INDEX)?, &k);
+        self.expiry.insert(k, false);
+        Ok(())
     }
 
     fn put(&mut self, key: &str, old: Option<&Session>, new: Session) -> Result<()> {
         if let Some(old) = old {
-            self.drop_indexes(key, old);
+            self.drop_indexes(key, old)?;
         }
         let g = self.generation;
         if let Some(u) = &new.user {
-            self.users.insert(db::user_index_key(g, u, key), true);
+            let k = db::user_index_key(g, u, key);
+            self.batch.put_cf(db::cf(self.db, CF_USER_INDEX)?, &k, []);
+            self.users.insert(k, true);
         }
-        self.expiry
-            .insert(db::expiry_key(g, new.expires_at_ms, key), true);
+        let k = db::expiry_key(g, new.expires_at_ms, key);
+        self.batch.put_cf(db::cf(self.db, CF_EXPIRY_INDEX)?, &k, []);
+        self.expiry.insert(k, true);
+        self.batch.put_cf(
+            db::cf(self.db, CF_SESSIONS)?,
+            db::session_key(g, key),
+            codec::encode("session", &new)?,
+        );
         self.sessions.insert(key.to_string(), Some(new));
         Ok(())
     }
@@ -138,6 +112,7 @@ impl<'a> Txn<'a> {
             match self.get(&key)? {
                 Some(s) if s.user.as_deref() == Some(user) => out.push((key, s)),
                 _ => {
+                    self.batch.delete_cf(db::cf(self.db, CF_USER_INDEX)?, &k);
                     self.users.insert(k, false);
                 }
             }
@@ -146,7 +121,11 @@ impl<'a> Txn<'a> {
     }
 
     fn remove(&mut self, key: &str, old: &Session) -> Result<()> {
-        self.drop_indexes(key, old);
+        self.drop_indexes(key, old)?;
+        self.batch.delete_cf(
+            db::cf(self.db, CF_SESSIONS)?,
+            db::session_key(self.generation, key),
+        );
         self.sessions.insert(key.to_string(), None);
         Ok(())
     }
@@ -347,6 +326,7 @@ impl<'a> Txn<'a> {
                             purged += 1;
                         }
                         _ => {
+                            self.batch.delete_cf(db::cf(self.db, CF_EXPIRY_INDEX)?, &k);
                             self.expiry.insert(k, false);
                         }
                     }

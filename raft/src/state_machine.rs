@@ -408,7 +408,7 @@ impl StateMachineStore {
             }
         }
         let meta = db::cf(db, CF_SM_META)?;
-        let mut batch = txn.into_batch()?;
+        let mut batch = std::mem::take(&mut txn.batch);
         batch.put_cf(
             meta,
             KEY_APPLIED,
@@ -643,13 +643,13 @@ impl StateMachineStore {
                 in_batch += 1;
                 total += 1;
                 if in_batch == INSTALL_BATCH {
-                    let full = std::mem::replace(&mut txn, Txn::new(db, generation));
-                    db.write_opt(full.into_batch()?, &db::unsynced())
+                    db.write_opt(std::mem::take(&mut txn.batch), &db::unsynced())
                         .map_err(rocks("load snapshot"))?;
+                    txn = Txn::new(db, generation);
                     in_batch = 0;
                 }
             }
-            db.write_opt(txn.into_batch()?, &db::unsynced())
+            db.write_opt(std::mem::take(&mut txn.batch), &db::unsynced())
                 .map_err(rocks("load snapshot"))?;
             tracing::info!(id = %meta.snapshot_id, sessions = total, "snapshot loaded");
             Ok(())
