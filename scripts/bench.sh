@@ -730,8 +730,7 @@ is_ours() { [[ "$1" =~ ^[0-9]+$ ]] && kill -0 "$1" 2>/dev/null && [[ "$(proc_arg
 exec_wait() {
     local _
     for _ in $(seq 1 50); do
-        kill -0 "$1" 2>/dev/null || return 0
-        [[ "$(proc_argv0 "$1")" == "$2"* ]] && return 0
+        if is_ours "$1" "$2" || ! kill -0 "$1" 2>/dev/null; then return 0; fi
         sleep 0.1
     done
 }

@@ -275,10 +275,13 @@ async fn watch_raft_core(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let stopped = match &metrics.borrow().running_state {
-            Err(e) => Some(e.to_string()),
-            Ok(()) => None,
-        };
+        // Copied out: the borrow must not be held across the `await` below.
+        let stopped = metrics
+            .borrow()
+            .running_state
+            .as_ref()
+            .err()
+            .map(ToString::to_string);
         if let Some(e) = stopped {
             tracing::error!(error = %e, "raft core stopped; exiting so the node can be restarted");
             server.stop(true).await;
