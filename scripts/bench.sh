@@ -8,6 +8,10 @@
 #                                          (no benchmark; checks the set-up of this machine)
 #   scripts/bench.sh report RAW.json [--out FILE]
 #                                          write the Markdown again from a raw file
+#   scripts/bench.sh summary RAW.json... [--out FILE]
+#                                          the targets over several full runs: each run's value,
+#                                          the median, how many runs met it (default
+#                                          bench/SUMMARY.md); judge a target on the median
 #   scripts/bench.sh --compare BIN [--pairs N] [--workloads W,..] [--connections C,..]
 #                    [--duration S] [--warmup S] [--quick] [--out FILE]
 #                                          A/B: sessionraft's matrix cells, the binary under test
@@ -119,6 +123,98 @@ def num(v):
     if re.fullmatch(r"-?[0-9]+\.[0-9]+", v):
         return float(v)
     return v
+
+def find_run(d, system, w, c):
+    for r in d.get("runs", []):
+        if r["system"] == system and r["workload"] == w and r["connections"] == c:
+            return r
+    return None
+
+def tput_of(d, system, w, c):
+    r = find_run(d, system, w, c)
+    return r["result"]["throughput_per_s"] if r and r["status"] == "ok" else None
+
+def n0(v):
+    return "–" if v is None else f"{v:,.0f}"
+
+def ms(v):
+    return "–" if v is None else (f"{v:.2f}" if v < 100 else f"{v:,.0f}")
+
+def ratio(a, b):
+    return None if a is None or not b else a / b
+
+def rx(v):
+    return "–" if v is None else f"{v:.2f}×"
+
+def mib(kib):
+    return "–" if kib is None else f"{kib / 1024:.1f} MiB"
+
+def secs(v):
+    return "–" if v is None else f"{v / 1000:.2f} s"
+
+def targets(d):
+    """The issue's targets for one run: dicts with the name, the verdict (True, False, None = not
+    measured), the value compared with the limit (a ratio, ms, s or MiB; None when not measured),
+    the limit, whether higher is better, and the numbers behind it as text."""
+    T = []
+    def target(name, value, limit, higher, numbers, ok=None, measured=True):
+        if measured and ok is None and value is not None:
+            ok = value >= limit if higher else value <= limit
+        unit = {"failover": "ms", "catch-up": "s", "RSS": "MiB"}.get(name.split(" ")[0], "×")
+        T.append({"name": name, "ok": ok if measured else None, "value": value, "limit": limit,
+                  "higher_is_better": higher, "unit": unit, "numbers": numbers})
+    def errs(system, w, cc):
+        r = find_run(d, system, w, cc)
+        e = r["result"]["errors"] if r and r["status"] == "ok" else 0
+        return f"; {system} had {e:,} errors" if e else ""
+    conns = d.get("settings", {}).get("connections", [32, 256])
+    for base, label, limit, w in (("etcd", "session writes ≥ 1.5× etcd put", 1.5, "write"),
+                                  ("redis", "session writes ≥ 0.5× Redis app", 0.5, "write"),
+                                  ("redis", "session reads ≥ 1.0× Redis app", 1.0, "read")):
+        bname = {"etcd": "etcd", "redis": "Redis app"}[base]
+        for cc in conns:
+            a, b = tput_of(d, "sessionraft", w, cc), tput_of(d, base, w, cc)
+            q = ratio(a, b)
+            target(f"{label}, {cc} connections", q, limit, True,
+                   f"sessionraft {n0(a)}/s vs {bname} {n0(b)}/s = {rx(q)}" + errs("sessionraft", w, cc),
+                   measured=q is not None)
+    f = d.get("failover")
+    if f and f.get("trials"):
+        p50 = f.get("p50_ms")
+        target("failover p50 ≤ 500 ms", math.inf if p50 is None else p50, 500, False,
+               f"p50 {ms(p50)} ms, max {ms(f.get('max_ms'))} ms over {len(f['trials'])} trials"
+               + (f" ({f['failed_trials']} without success)" if f.get("failed_trials") else ""))
+    else:
+        target("failover p50 ≤ 500 ms", None, 500, False, "not measured", measured=False)
+    c = d.get("catchup")
+    full = c is not None and c.get("sessions") == 1_000_000
+    if c and c.get("catchup_ms") is not None:
+        target("catch-up of 1M sessions ≤ 10 s", c["catchup_ms"] / 1000, 10, False,
+               f"{secs(c['catchup_ms'])} with {c.get('sessions', 0):,} sessions" + ("" if full else " (not the 1M of the target)"),
+               measured=full)
+    elif c and c.get("caught_up") is False:
+        target("catch-up of 1M sessions ≤ 10 s", math.inf, 10, False,
+               f"node 4 did not catch up with {c.get('sessions', 0):,} sessions: " + str(c.get("error")).replace("|", "\\|"),
+               measured=full)
+    else:
+        target("catch-up of 1M sessions ≤ 10 s", None, 10, False,
+               str((c or {}).get("error") or "not measured").replace("|", "\\|"), measured=False)
+    after = d.get("memory", {}).get("after_catchup") or []
+    have = [x for x in after if x.get("rss_kib") is not None]
+    if have:
+        worst = max(have, key=lambda x: x["rss_kib"])
+        missing = [str(x["node"]) for x in after if x.get("rss_kib") is None]
+        target("RSS ≤ 256 MiB per node at 1M sessions", worst["rss_kib"] / 1024, 256, False,
+               f"largest: node {worst['node']} {mib(worst['rss_kib'])}; " + ", ".join(f"node {x['node']} {mib(x['rss_kib'])}" for x in have)
+               + (f"; no RSS for node(s) {', '.join(missing)}" if missing else "")
+               + ("" if full else f" (with {c.get('sessions', 0):,} sessions, not 1M)"),
+               measured=full)
+    else:
+        target("RSS ≤ 256 MiB per node at 1M sessions", None, 256, False, "not measured", measured=False)
+    return T
+
+def verdict(ok):
+    return "met" if ok is True else ("**NOT met**" if ok is False else "**NOT measured**")
 
 if cmd == "obj":
     # obj KEY VALUE ...: one JSON object. Values: numbers, "null" and "" as null; a KEY ending in
@@ -311,25 +407,9 @@ elif cmd == "report":
     runs = d.get("runs", [])
     names = {"sessionraft": "sessionraft (3 nodes)", "redis": "Redis app (actix-session + Redis)", "etcd": "etcd (3 members)"}
     def run(system, w, c):
-        for r in runs:
-            if r["system"] == system and r["workload"] == w and r["connections"] == c:
-                return r
-        return None
+        return find_run(d, system, w, c)
     def tput(system, w, c):
-        r = run(system, w, c)
-        return r["result"]["throughput_per_s"] if r and r["status"] == "ok" else None
-    def n0(v):
-        return "–" if v is None else f"{v:,.0f}"
-    def ms(v):
-        return "–" if v is None else (f"{v:.2f}" if v < 100 else f"{v:,.0f}")
-    def ratio(a, b):
-        return None if a is None or not b else a / b
-    def rx(v):
-        return "–" if v is None else f"{v:.2f}×"
-    def mib(kib):
-        return "–" if kib is None else f"{kib / 1024:.1f} MiB"
-    def secs(v):
-        return "–" if v is None else f"{v / 1000:.2f} s"
+        return tput_of(d, system, w, c)
     L = []
     m, v = d.get("machine", {}), d.get("versions", {})
     L += ["# sessionraft benchmark results", ""]
@@ -467,61 +547,72 @@ elif cmd == "report":
     if am:
         L += ["", "After the sessionraft matrix (few sessions; for comparison): " +
               ", ".join(f"node {x['node']} {mib(x.get('rss_kib'))} (peak {mib(x.get('hwm_kib'))})" for x in am) + "."]
-    # targets
-    T = []
-    def target(name, ok, numbers):
-        T.append((name, "met" if ok is True else ("**NOT met**" if ok is False else "**NOT measured**"), numbers))
-    def errs(system, w, cc):
-        r = run(system, w, cc)
-        e = r["result"]["errors"] if r and r["status"] == "ok" else 0
-        return f"; {system} had {e:,} errors" if e else ""
-    for cc in conns:
-        a, b = tput("sessionraft", "write", cc), tput("etcd", "write", cc)
-        q = ratio(a, b)
-        target(f"session writes ≥ 1.5× etcd put, {cc} connections", None if q is None else q >= 1.5,
-               f"sessionraft {n0(a)}/s vs etcd {n0(b)}/s = {rx(q)}" + errs("sessionraft", "write", cc))
-    for cc in conns:
-        a, b = tput("sessionraft", "write", cc), tput("redis", "write", cc)
-        q = ratio(a, b)
-        target(f"session writes ≥ 0.5× Redis app, {cc} connections", None if q is None else q >= 0.5,
-               f"sessionraft {n0(a)}/s vs Redis app {n0(b)}/s = {rx(q)}" + errs("sessionraft", "write", cc))
-    for cc in conns:
-        a, b = tput("sessionraft", "read", cc), tput("redis", "read", cc)
-        q = ratio(a, b)
-        target(f"session reads ≥ 1.0× Redis app, {cc} connections", None if q is None else q >= 1.0,
-               f"sessionraft {n0(a)}/s vs Redis app {n0(b)}/s = {rx(q)}" + errs("sessionraft", "read", cc))
-    if f and f.get("trials"):
-        p50 = f.get("p50_ms")
-        target("failover p50 ≤ 500 ms", p50 is not None and p50 <= 500,
-               f"p50 {ms(p50)} ms, max {ms(f.get('max_ms'))} ms over {len(f['trials'])} trials"
-               + (f" ({f['failed_trials']} without success)" if f.get("failed_trials") else ""))
-    else:
-        target("failover p50 ≤ 500 ms", None, "not measured")
-    full = c is not None and c.get("sessions") == 1_000_000
-    if c and c.get("catchup_ms") is not None:
-        target("catch-up of 1M sessions ≤ 10 s", (c["catchup_ms"] <= 10000) if full else None,
-               f"{secs(c['catchup_ms'])} with {c.get('sessions', 0):,} sessions" + ("" if full else " (not the 1M of the target)"))
-    elif c and c.get("caught_up") is False:
-        target("catch-up of 1M sessions ≤ 10 s", False if full else None,
-               f"node 4 did not catch up with {c.get('sessions', 0):,} sessions: " + str(c.get("error")).replace("|", "\\|"))
-    else:
-        target("catch-up of 1M sessions ≤ 10 s", None, str((c or {}).get("error") or "not measured").replace("|", "\\|"))
-    have = [x for x in after if x.get("rss_kib") is not None]
-    if have:
-        worst = max(have, key=lambda x: x["rss_kib"])
-        missing = [str(x["node"]) for x in after if x.get("rss_kib") is None]
-        target("RSS ≤ 256 MiB per node at 1M sessions", (worst["rss_kib"] <= 256 * 1024) if full else None,
-               f"largest: node {worst['node']} {mib(worst['rss_kib'])}; " + ", ".join(f"node {x['node']} {mib(x['rss_kib'])}" for x in have)
-               + (f"; no RSS for node(s) {', '.join(missing)}" if missing else "")
-               + ("" if full else f" (with {c.get('sessions', 0):,} sessions, not 1M)"))
-    else:
-        target("RSS ≤ 256 MiB per node at 1M sessions", None, "not measured")
+    T = targets(d)
     L += ["", "## Targets", "", "| target | result | numbers |", "|---|---|---|"]
-    L += [f"| {a} | {b} | {x} |" for a, b, x in T]
-    met = sum(1 for _, b, _ in T if b == "met")
+    L += [f"| {t['name']} | {verdict(t['ok'])} | {t['numbers']} |" for t in T]
+    met = sum(1 for t in T if t["ok"] is True)
     L += ["", f"{met} of {len(T)} targets met."]
     if d.get("problems"):
         L += ["", "## Problems during the run", ""] + [f"- {p}" for p in d["problems"]]
+    L.append("")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    open(out, "w").write("\n".join(L))
+    print(out)
+
+elif cmd == "summary":
+    # summary OUT RAW...: every target across several full runs, the median of each, and the
+    # throughput of every cell per run (the baselines move from run to run as much as we do)
+    out, raws = args[0], args[1:]
+    docs = [json.load(open(r)) for r in raws]
+    n = len(docs)
+    def val(v, unit, limit=None):
+        if v is None:
+            return "–"
+        if v == math.inf:
+            return "failed"
+        if unit == "×" and limit is not None and f"{v:.2f}" == f"{limit:.2f}" and v != limit:
+            return f"{v:.3f}×"  # 0.996× is not 1.00×
+        return {"×": f"{v:.2f}×", "ms": f"{v:,.0f} ms", "s": f"{v:.2f} s", "MiB": f"{v:.1f} MiB"}[unit]
+    rel = lambda r: os.path.relpath(r, os.path.dirname(os.path.abspath(out)))
+    L = ["# sessionraft benchmark: the targets over several runs", "",
+         f"Written by `scripts/bench.sh summary` from {n} full run(s) of `scripts/bench.sh`. One run's "
+         "ratios compare systems measured minutes apart on the same machine; on these shared 2 cores a "
+         "single run moves by 10–20% from the next, baselines included, so a target is judged here on the "
+         "median of its per-run values (each value a ratio within one run, or a time or size).", "",
+         "| run | raw numbers | started | sessionraft git | cores |", "|---:|---|---|---|---:|"]
+    for i, (r, d) in enumerate(zip(raws, docs), 1):
+        L.append(f"| {i} | `{rel(r)}` | {d.get('started', '?')} | {d.get('versions', {}).get('sessionraft_git', '?')} | "
+                 f"{d.get('machine', {}).get('nproc', '?')} |")
+    gits = {d.get("versions", {}).get("sessionraft_git") for d in docs}
+    if len(gits) > 1:
+        L += ["", "**The runs are of different sessionraft revisions** (above): their spread is not noise alone."]
+    rows = [targets(d) for d in docs]
+    L += ["", "## Targets", "",
+          "| target | " + " | ".join(f"run {i}" for i in range(1, n + 1)) + " | median | met in | on the median |",
+          "|---|" + "---:|" * n + "---:|---:|---|"]
+    met_median = 0
+    for k, t0 in enumerate(rows[0]):
+        ts = [r[k] for r in rows]
+        vals = [t["value"] for t in ts if t["ok"] is not None and t["value"] is not None]
+        m = statistics.median(vals) if vals else None
+        ok = None if m is None else (m >= t0["limit"] if t0["higher_is_better"] else m <= t0["limit"])
+        met_median += ok is True
+        L.append(f"| {t0['name']} | " + " | ".join(val(t["value"], t["unit"], t["limit"]) + ("" if t["ok"] is not False else " ✗") for t in ts)
+                 + f" | **{val(m, t0['unit'], t0['limit'])}** | {sum(t['ok'] is True for t in ts)} of {n} | {verdict(ok)} |")
+    L += ["", f"{met_median} of {len(rows[0])} targets met on the median (✗: missed in that run)."]
+    L += ["", "## Throughput per cell (ops/s)", "",
+          "| workload | connections | system | " + " | ".join(f"run {i}" for i in range(1, n + 1)) + " | median |",
+          "|---|---:|---|" + "---:|" * n + "---:|"]
+    s0 = docs[0].get("settings", {})
+    for w in s0.get("workloads", ["write", "read", "mixed"]):
+        for c in s0.get("connections", [32, 256]):
+            for system in ("sessionraft", "redis", "etcd"):
+                xs = [tput_of(d, system, w, c) for d in docs]
+                have = [x for x in xs if x is not None]
+                if not have:
+                    continue
+                L.append(f"| {w} | {c} | {system} | " + " | ".join(n0(x) for x in xs)
+                         + f" | {n0(statistics.median(have))} |")
     L.append("")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     open(out, "w").write("\n".join(L))
@@ -546,6 +637,19 @@ report)
         out="$3"
     fi
     py report "$raw" "$out"
+    exit 0
+    ;;
+summary)
+    shift
+    out="$ROOT/bench/SUMMARY.md" raws=()
+    while (($#)); do
+        case "$1" in
+        --out) [[ -n "${2:-}" ]] || die "--out needs a value"; out="$2"; shift 2 ;;
+        *) [[ -f "$1" ]] || die "summary: no raw file $1"; raws+=("$1"); shift ;;
+        esac
+    done
+    ((${#raws[@]} >= 1)) || die "usage: summary RAW.json... [--out FILE]"
+    py summary "$out" "${raws[@]}"
     exit 0
     ;;
 esac
