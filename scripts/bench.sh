@@ -35,6 +35,8 @@
 # The matrix, with the same load generator (`sessionraft bench`, closed loop, one cookie / key per
 # virtual user, VU i on target i mod n): workloads write, read, mixed (90% reads) x 32 and 256
 # connections, for each system (etcd: write = put of --value-bytes 200, read = linearizable range).
+# Each sessionraft cell also reports where the time went on the nodes (the mean of each step of a
+# write and a read over the cell's window, from their `sessionraft_stage_seconds`).
 # Then, on sessionraft:
 #   failover     under a light write load (`sessionraft load`, 40 increments/s), SIGKILL the leader
 #                --trials times (default 10): the time from the kill to the first successful
@@ -478,6 +480,18 @@ elif cmd == "report":
                         per = f", {writes / entries:.1f} session writes per entry" if writes else ""
                         notes.append(f"{names[system]}: {n0(entries)} Raft log entries/s{per} (each entry: an fsync "
                                      "on every node and an AppendEntries to each follower)")
+                    st = x.get("stages") or {}
+                    if system == "sessionraft" and st:
+                        def sm(k):
+                            return f"{st[k]['mean_ms']:.2f} ms" if k in st else "–"
+                        notes.append(
+                            f"{names[system]}: where the time went, means on the nodes over the window "
+                            f"(`sessionraft_stage_seconds`): a write queued in its node's batcher {sm('batch_queue')}; "
+                            f"a batch's commit on the leader {sm('commit')} (of it, an AppendEntries carrying entries: "
+                            f"round trip {sm('append_rpc')}, the follower's append and fsync {sm('append_follower')}); "
+                            f"a follower's batch forwarded to the leader {sm('forward')} (the leader's queue and commit "
+                            f"included); a load's read barrier {sm('read_barrier')} (a follower's read-index call "
+                            f"{sm('read_index_rpc')})")
                     if x.get("errors") and x.get("first_error"):
                         notes.append(f"{names[system]}: first error: `{str(x['first_error'])[:200]}`")
             sr = tput("sessionraft", w, c)

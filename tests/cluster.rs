@@ -422,6 +422,39 @@ async fn internal_rpc_is_guarded_writes_are_batched_touches_coalesced() {
         entries < 50,
         "touches were not coalesced: {entries} entries for 100 reads"
     );
+
+    // The steps of those writes and reads were timed on the node where each runs
+    // (`sessionraft_stage_seconds`, what `sessionraft bench` reports per cell).
+    let count = |id: u64, stage: &'static str| {
+        let c = &c;
+        async move { common::metric(c, id, "stage_seconds_count", &format!("stage=\"{stage}\"")).await }
+    };
+    for stage in ["commit", "append_rpc", "batch_queue"] {
+        assert!(count(leader, stage).await > 0.0, "leader: {stage}");
+    }
+    for stage in ["forward", "append_follower", "read_index_rpc"] {
+        assert_eq!(count(leader, stage).await, 0.0, "leader: {stage}");
+    }
+    for follower in (1..=3).filter(|id| *id != leader) {
+        for stage in [
+            "forward",
+            "append_follower",
+            "read_index_rpc",
+            "read_barrier",
+        ] {
+            assert!(
+                count(follower, stage).await > 0.0,
+                "node {follower}: {stage}"
+            );
+        }
+        for stage in ["commit", "append_rpc"] {
+            assert_eq!(
+                count(follower, stage).await,
+                0.0,
+                "node {follower}: {stage}"
+            );
+        }
+    }
 }
 
 /// The library example (a user's own app on the store) really serves sessions.

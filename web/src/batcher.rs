@@ -25,6 +25,8 @@ use crate::metrics::Metrics;
 struct Pending {
     cmd: Command,
     bytes: usize,
+    /// When it was queued (`batch_queue` stage).
+    queued: std::time::Instant,
     reply: oneshot::Sender<Result<Proposed, ClusterError>>,
 }
 
@@ -76,6 +78,7 @@ impl WriteBatcher {
             let mut q = self.lock();
             q.pending.push(Pending {
                 bytes: cmd.approx_bytes(),
+                queued: std::time::Instant::now(),
                 cmd,
                 reply: tx,
             });
@@ -108,6 +111,9 @@ impl WriteBatcher {
             bytes += p.bytes;
         }
         let batch: Vec<Pending> = q.pending.drain(..take).collect();
+        for p in &batch {
+            crate::metrics::since(&self.cluster.stages.batch_queue, p.queued);
+        }
         q.in_flight += 1;
         self.metrics.write_batch_size.observe(batch.len() as f64);
         {

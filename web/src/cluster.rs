@@ -73,6 +73,8 @@ pub struct Cluster {
     /// Read indexes this node answered as leader: under its lease, and with a heartbeat round.
     pub read_index_by_lease: AtomicU64,
     pub read_index_by_round: AtomicU64,
+    /// The steps of a write and a read, timed (`/metrics`: `sessionraft_stage_seconds`).
+    pub stages: Arc<crate::metrics::Stages>,
     /// This handle, for the worker threads' barrier tasks (which must not keep it alive).
     me: std::sync::Weak<Cluster>,
 }
@@ -88,8 +90,9 @@ impl Cluster {
         peers: PeerClient,
         rt: tokio::runtime::Handle,
         deadlines: Deadlines,
-        lease: Arc<LeaseClock>,
+        records: crate::network::Records,
     ) -> Arc<Self> {
+        let crate::network::Records { lease, stages } = records;
         let (barrier_tx, barrier_rx) = mpsc::unbounded_channel();
         let cluster = Arc::new_cyclic(|me| Self {
             me: me.clone(),
@@ -105,6 +108,7 @@ impl Cluster {
             lease,
             read_index_by_lease: AtomicU64::new(0),
             read_index_by_round: AtomicU64::new(0),
+            stages,
         });
         rt.spawn(read_barrier_loop(Arc::downgrade(&cluster), barrier_rx));
         cluster
@@ -161,13 +165,15 @@ impl Cluster {
             }
             let target = match self.leader() {
                 Some((leader, _)) if leader == self.id => {
+                    let started = Instant::now();
                     match tokio::time::timeout(remaining, self.raft.client_write(cmd.clone())).await
                     {
                         Ok(Ok(resp)) => {
+                            crate::metrics::since(&self.stages.commit, started);
                             return Ok(Proposed {
                                 response: resp.data,
                                 after_ambiguous_attempt: ambiguous,
-                            })
+                            });
                         }
                         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                             last_reason = "leadership moved".into();
@@ -195,16 +201,18 @@ impl Cluster {
                 continue;
             };
             let timeout = remaining.min(self.deadlines.request);
+            let started = Instant::now();
             match self
                 .peers
                 .call::<Command, WriteReply>(&addr, paths::WRITE, &cmd, Some(timeout))
                 .await
             {
                 Ok(Ok(resp)) => {
+                    crate::metrics::since(&self.stages.forward, started);
                     return Ok(Proposed {
                         response: resp,
                         after_ambiguous_attempt: ambiguous,
-                    })
+                    });
                 }
                 Ok(Err(PeerRefusal::NotLeader { .. })) => {
                     last_reason = format!("{addr} is no longer the leader");
@@ -230,6 +238,15 @@ impl Cluster {
     /// # Errors
     /// [`ClusterError::Unavailable`] when no leader with a quorum answered before the deadline.
     pub async fn read_barrier(&self) -> Result<(), ClusterError> {
+        let started = Instant::now();
+        let done = self.read_barrier_untimed().await;
+        if done.is_ok() {
+            crate::metrics::since(&self.stages.read_barrier, started);
+        }
+        done
+    }
+
+    async fn read_barrier_untimed(&self) -> Result<(), ClusterError> {
         // The leader under its lease needs neither a round nor the barrier task: it checks the
         // lease itself, from the caller's thread (no peer I/O).
         if self.lease.enabled() && self.is_leader() {
@@ -440,11 +457,15 @@ impl Cluster {
                     }
                 }
                 Some((_, Some(addr))) => {
+                    let started = Instant::now();
                     match peers
                         .call::<(), ReadIndexReply>(&addr, paths::READ_INDEX, &(), Some(remaining))
                         .await
                     {
-                        Ok(Ok(i)) => Some(i),
+                        Ok(Ok(i)) => {
+                            crate::metrics::since(&self.stages.read_index_rpc, started);
+                            Some(i)
+                        }
                         Ok(Err(r)) => {
                             last_reason = format!("{addr}: {r:?}");
                             None

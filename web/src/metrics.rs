@@ -41,6 +41,77 @@ pub struct OpCountersSnapshot {
     pub batched_writes: u64,
 }
 
+/// How long the steps of a session write and read take on this node
+/// (`sessionraft_stage_seconds{stage}`): where a request's latency goes, step by step. Created
+/// before the Raft network and the cluster handle (which record into it) and registered with
+/// the node's [`Metrics`]. Each stage is recorded on the node where it runs:
+///
+/// | stage | where | from → to |
+/// |---|---|---|
+/// | `batch_queue` | every node | a write queued in the batcher → its batch leaves (a batch was in flight) |
+/// | `commit` | leader | a batch's `client_write` → committed on a quorum and applied here |
+/// | `forward` | follower | a batch sent to the leader's `/raft/write` → its answer (the leader's queue and commit) |
+/// | `append_rpc` | leader | an AppendEntries carrying entries sent to a follower → its answer |
+/// | `append_follower` | follower | an AppendEntries carrying entries handed to Raft → answered (log append and fsync) |
+/// | `read_index_rpc` | follower | a read-index call to the leader → its answer |
+/// | `read_barrier` | every node | a session load's read barrier, whole (its round, then the wait to apply) |
+pub struct Stages {
+    vec: HistogramVec,
+    pub batch_queue: Histogram,
+    pub commit: Histogram,
+    pub forward: Histogram,
+    pub append_rpc: Histogram,
+    pub append_follower: Histogram,
+    pub read_index_rpc: Histogram,
+    pub read_barrier: Histogram,
+}
+
+impl Stages {
+    /// Every stage's histogram, its label resolved once (an observation is then a few atomic
+    /// adds, no lookup).
+    pub fn new() -> Self {
+        let vec = must(HistogramVec::new(
+            HistogramOpts::new(
+                "stage_seconds",
+                "Time in each step of a session write or read (see the stage label)",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01,
+                0.02, 0.05, 0.1, 0.5, 2.5,
+            ]),
+            &["stage"],
+        ));
+        let stage = |name: &str| vec.with_label_values(&[name]);
+        Self {
+            batch_queue: stage("batch_queue"),
+            commit: stage("commit"),
+            forward: stage("forward"),
+            append_rpc: stage("append_rpc"),
+            append_follower: stage("append_follower"),
+            read_index_rpc: stage("read_index_rpc"),
+            read_barrier: stage("read_barrier"),
+            vec,
+        }
+    }
+}
+
+impl Default for Stages {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stages")
+    }
+}
+
+/// Record the time since `started` in `h`.
+pub fn since(h: &Histogram, started: std::time::Instant) {
+    h.observe(started.elapsed().as_secs_f64());
+}
+
 /// The metrics of one node.
 pub struct Metrics {
     registry: Registry,
@@ -76,8 +147,8 @@ fn must<T>(r: prometheus::Result<T>) -> T {
 }
 
 impl Metrics {
-    /// Create and register every metric.
-    pub fn new(node_id: u64) -> Self {
+    /// Create and register every metric, and `stages` (recorded by the cluster and network).
+    pub fn new(node_id: u64, stages: &Stages) -> Self {
         let registry = must(Registry::new_custom(
             Some("sessionraft".into()),
             Some(
@@ -162,6 +233,7 @@ impl Metrics {
             Box::new(m.sessions.clone()),
             Box::new(m.replication_lag.clone()),
             Box::new(m.read_index.clone()),
+            Box::new(stages.vec.clone()),
         ] {
             must(r.register(c));
         }

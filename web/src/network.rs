@@ -22,6 +22,7 @@ use sessionraft_raft::{NodeId, TypeConfig};
 
 use crate::auth::{PeerAuth, RequestSigner};
 use crate::lease::LeaseClock;
+use crate::metrics::Stages;
 use crate::rpc::{self, WireError};
 
 /// Internal RPC paths.
@@ -241,18 +242,31 @@ impl PeerClient {
     }
 }
 
+/// What the network records into, shared with the cluster handle that reads it: the
+/// followers' acceptances of AppendEntries (lease reads) and the stage timings.
+#[derive(Clone, Debug)]
+pub struct Records {
+    pub lease: Arc<LeaseClock>,
+    pub stages: Arc<Stages>,
+}
+
 /// The openraft network factory.
 #[derive(Clone, Debug)]
 pub struct Network {
     client: PeerClient,
     lease: Arc<LeaseClock>,
+    stages: Arc<Stages>,
 }
 
 impl Network {
-    /// A network sending through `client` and recording the followers' acceptances of
-    /// AppendEntries in `lease`.
-    pub fn new(client: PeerClient, lease: Arc<LeaseClock>) -> Self {
-        Self { client, lease }
+    /// A network sending through `client`, recording the followers' acceptances of
+    /// AppendEntries and the round trips of those carrying entries in `records`.
+    pub fn new(client: PeerClient, records: Records) -> Self {
+        Self {
+            client,
+            lease: records.lease,
+            stages: records.stages,
+        }
     }
 }
 
@@ -260,6 +274,7 @@ impl Network {
 pub struct PeerConnection {
     client: PeerClient,
     lease: Arc<LeaseClock>,
+    stages: Arc<Stages>,
     target: NodeId,
     addr: String,
 }
@@ -271,6 +286,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerConnection {
             client: self.client.clone(),
             lease: self.lease.clone(),
+            stages: self.stages.clone(),
             target,
             addr: node.addr.clone(),
         }
@@ -322,6 +338,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         if let Ok(r) = &reply {
             if !matches!(r, AppendEntriesResponse::HigherVote(_)) {
                 self.lease.accepted(&rpc.vote, self.target, sent);
+            }
+            if ttl.is_none() {
+                crate::metrics::since(&self.stages.append_rpc, sent);
             }
         }
         reply

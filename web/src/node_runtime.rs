@@ -242,11 +242,15 @@ impl NodeRuntime {
             )
         })));
         let config = Arc::new(opts.raft.clone());
+        let records = crate::network::Records {
+            lease,
+            stages: Arc::new(crate::metrics::Stages::new()),
+        };
         let raft = rt
             .block_on(Raft::new(
                 opts.id,
                 config,
-                Network::new(peers.clone(), lease.clone()),
+                Network::new(peers.clone(), records.clone()),
                 log,
                 sm.clone(),
             ))
@@ -258,9 +262,9 @@ impl NodeRuntime {
             peers,
             rt.handle().clone(),
             opts.deadlines,
-            lease,
+            records.clone(),
         );
-        let metrics = Arc::new(Metrics::new(opts.id));
+        let metrics = Arc::new(Metrics::new(opts.id, &records.stages));
         rt.spawn(crate::failover::watch(
             Arc::downgrade(&cluster),
             crate::failover::Timings {

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use openraft::raft::AppendEntriesRequest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sessionraft_raft::Command;
+use sessionraft_raft::{Command, TypeConfig};
 
 use crate::auth::{PeerAuth, MAC_HEADER};
 use crate::batcher::WriteBatcher;
@@ -125,10 +126,16 @@ fn reply<T: Serialize>(value: &T) -> HttpResponse {
 }
 
 async fn append(state: web::Data<RpcState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    match authenticated(&state, &req, paths::APPEND, &body) {
+    match authenticated::<AppendEntriesRequest<TypeConfig>>(&state, &req, paths::APPEND, &body) {
         Ok(rpc) => {
             state.cluster.leader_contact.note();
-            reply(&state.cluster.raft.append_entries(rpc).await)
+            let timed = !rpc.entries.is_empty();
+            let started = std::time::Instant::now();
+            let resp = state.cluster.raft.append_entries(rpc).await;
+            if timed {
+                crate::metrics::since(&state.cluster.stages.append_follower, started);
+            }
+            reply(&resp)
         }
         Err(r) => r.into(),
     }

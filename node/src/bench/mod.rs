@@ -26,11 +26,14 @@
 //! (`context_switches_per_s`), both from `/proc/stat`; and, when the targets are sessionraft
 //! nodes (they answer `/cluster/status` with their last log index), how many Raft log entries
 //! the cluster appended (`raft_entries_per_s`) — with the write throughput, how many session
-//! writes shared each entry (and its fsyncs and AppendEntries).
+//! writes shared each entry (and its fsyncs and AppendEntries) — and where the requests' time
+//! went on the nodes (`stages`: the mean of each step of a write or read, from the targets'
+//! `sessionraft_stage_seconds` on `/metrics`).
 
 pub mod backup_gen;
 mod histogram;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -119,6 +122,12 @@ pub struct BenchReport {
     /// are not sessionraft nodes.
     #[serde(default)]
     pub raft_entries_per_s: Option<f64>,
+    /// Where the requests' time went on the nodes: for each step of a write or read
+    /// (`sessionraft_stage_seconds` on the targets' `/metrics`, summed over the targets), how
+    /// many were timed in the measured window and their mean. Empty when the targets are not
+    /// sessionraft nodes.
+    #[serde(default)]
+    pub stages: BTreeMap<String, StageMean>,
     /// The first error seen in the measured window, if any.
     pub first_error: Option<String>,
 }
@@ -149,6 +158,16 @@ impl BenchReport {
             .raft_entries_per_s
             .map(|e| format!("; {e:.0} Raft log entries/s"))
             .unwrap_or_default();
+        let stages: Vec<String> = self
+            .stages
+            .iter()
+            .map(|(s, m)| format!("{s} {:.2}", m.mean_ms))
+            .collect();
+        let stages = if stages.is_empty() {
+            String::new()
+        } else {
+            format!("; node stages, mean ms: {}", stages.join(", "))
+        };
         let err = self
             .first_error
             .as_deref()
@@ -156,7 +175,8 @@ impl BenchReport {
             .unwrap_or_default();
         format!(
             "bench {kind} {workload}: {} connections on {} target(s), {:.1} s: {} ok = {:.1}/s, \
-             {} errors{err}; latency p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms{cpu}{machine}{raft}",
+             {} errors{err}; latency p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms{cpu}{machine}{raft}\
+             {stages}",
             self.connections,
             self.targets.len(),
             self.duration_s,
@@ -168,6 +188,92 @@ impl BenchReport {
             self.max_ms
         )
     }
+}
+
+/// One step's timings over the measured window, from the nodes' `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageMean {
+    /// How many were timed (over all targets).
+    pub count: u64,
+    /// Their mean, in ms.
+    pub mean_ms: f64,
+}
+
+/// Every stage's `(sum of seconds, count)` in a Prometheus text exposition, added up over
+/// the exposition's series (one node's `/metrics`, or several appended).
+fn parse_stage_totals(text: &str, into: &mut BTreeMap<String, (f64, u64)>) {
+    for line in text.lines() {
+        let (is_sum, rest) = if let Some(r) = line.strip_prefix("sessionraft_stage_seconds_sum{") {
+            (true, r)
+        } else if let Some(r) = line.strip_prefix("sessionraft_stage_seconds_count{") {
+            (false, r)
+        } else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let Some(stage) = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("stage=\"")?.strip_suffix('"'))
+        else {
+            continue;
+        };
+        let Ok(v) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let e = into.entry(stage.to_string()).or_default();
+        if is_sum {
+            e.0 += v;
+        } else {
+            e.1 += v as u64;
+        }
+    }
+}
+
+/// The stages timed between two scrapes (`before`, `after`: totals by stage).
+fn stage_means(
+    before: &BTreeMap<String, (f64, u64)>,
+    after: &BTreeMap<String, (f64, u64)>,
+) -> BTreeMap<String, StageMean> {
+    after
+        .iter()
+        .filter_map(|(stage, &(sum1, n1))| {
+            let (sum0, n0) = before.get(stage).copied().unwrap_or_default();
+            let count = n1.checked_sub(n0).filter(|&c| c > 0)?;
+            let mean_ms = (sum1 - sum0).max(0.0) / count as f64 * 1000.0;
+            Some((
+                stage.clone(),
+                StageMean {
+                    count,
+                    mean_ms: round3(mean_ms),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The stage totals of every target that answers `/metrics` (summed); `None` without a
+/// client or when no target answers (not sessionraft).
+async fn stage_totals(
+    client: Option<&reqwest::Client>,
+    targets: &[String],
+) -> Option<BTreeMap<String, (f64, u64)>> {
+    let client = client?;
+    let mut totals = BTreeMap::new();
+    let mut answered = false;
+    for t in targets {
+        let text = async {
+            let resp = client.get(format!("{t}/metrics")).send().await.ok()?;
+            resp.error_for_status().ok()?.text().await.ok()
+        }
+        .await;
+        if let Some(text) = text {
+            answered = true;
+            parse_stage_totals(&text, &mut totals);
+        }
+    }
+    answered.then_some(totals)
 }
 
 /// Pause after a transport error (connection refused…), so a dead target is not spun on.
@@ -223,10 +329,12 @@ async fn drive(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     let cpu0 = process_cpu_seconds();
     let machine0 = machine_stat();
     let log0 = raft_last_log_index(status_client.as_ref(), &opts.targets).await;
+    let stages0 = stage_totals(status_client.as_ref(), &opts.targets).await;
     tokio::time::sleep_until(end.into()).await;
     let cpu1 = process_cpu_seconds();
     let machine1 = machine_stat();
     let log1 = raft_last_log_index(status_client.as_ref(), &opts.targets).await;
+    let stages1 = stage_totals(status_client.as_ref(), &opts.targets).await;
     let mut hist = Histogram::default();
     let (mut ok, mut errors, mut first_error) = (0u64, 0u64, None);
     for t in tasks {
@@ -268,6 +376,10 @@ async fn drive(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         raft_entries_per_s: log0
             .zip(log1)
             .map(|(a, b)| (b.saturating_sub(a) as f64 / secs * 10.0).round() / 10.0),
+        stages: stages0
+            .zip(stages1)
+            .map(|(a, b)| stage_means(&a, &b))
+            .unwrap_or_default(),
         first_error,
     })
 }
@@ -657,6 +769,59 @@ mod tests {
     }
 
     #[test]
+    fn stage_means_come_from_the_window_over_all_targets() {
+        // Two nodes' expositions (other metrics and the histogram's buckets in between).
+        let node = |commit_sum: f64, commit_n: u64, queue_sum: f64, queue_n: u64, id: u32| {
+            format!(
+                "# HELP sessionraft_stage_seconds Time in each step\n\
+                 sessionraft_stage_seconds_bucket{{stage=\"commit\",node=\"{id}\",le=\"0.001\"}} 3\n\
+                 sessionraft_stage_seconds_sum{{stage=\"commit\",node=\"{id}\"}} {commit_sum}\n\
+                 sessionraft_stage_seconds_count{{stage=\"commit\",node=\"{id}\"}} {commit_n}\n\
+                 sessionraft_stage_seconds_sum{{node=\"{id}\",stage=\"batch_queue\"}} {queue_sum}\n\
+                 sessionraft_stage_seconds_count{{node=\"{id}\",stage=\"batch_queue\"}} {queue_n}\n\
+                 sessionraft_session_ops_total{{op=\"load\",outcome=\"ok\",node=\"{id}\"}} 7\n"
+            )
+        };
+        let mut before = BTreeMap::new();
+        parse_stage_totals(&node(1.0, 500, 0.5, 100, 1), &mut before);
+        parse_stage_totals(&node(0.0, 0, 0.25, 50, 2), &mut before);
+        assert_eq!(before["commit"], (1.0, 500));
+        assert_eq!(before["batch_queue"], (0.75, 150));
+        let mut after = BTreeMap::new();
+        // Node 1 committed 1,000 more batches in 2 s (2 ms each); the queues of both nodes
+        // timed 200 more writes in 0.6 s; a stage nobody timed in the window is left out.
+        parse_stage_totals(&node(3.0, 1500, 0.9, 200, 1), &mut after);
+        parse_stage_totals(&node(0.0, 0, 0.45, 150, 2), &mut after);
+        parse_stage_totals(
+            "sessionraft_stage_seconds_count{stage=\"forward\"} 0\n",
+            &mut after,
+        );
+        let m = stage_means(&before, &after);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(
+            m["commit"],
+            StageMean {
+                count: 1000,
+                mean_ms: 2.0
+            }
+        );
+        assert_eq!(
+            m["batch_queue"],
+            StageMean {
+                count: 200,
+                mean_ms: 3.0
+            }
+        );
+        // Garbage lines are skipped, not misread.
+        let mut t = BTreeMap::new();
+        parse_stage_totals(
+            "sessionraft_stage_seconds_sum{stage=\"x\"} nan-ish\nsessionraft_stage_seconds_sum{node=\"1\"} 5\n",
+            &mut t,
+        );
+        assert!(t.is_empty(), "{t:?}");
+    }
+
+    #[test]
     fn cpu_time_is_readable() {
         assert!(process_cpu_seconds().is_some_and(|s| s >= 0.0));
     }
@@ -681,6 +846,7 @@ mod tests {
             machine_cpu_busy_percent: Some(80.0),
             context_switches_per_s: Some(45_000.0),
             raft_entries_per_s: Some(540.0),
+            stages: BTreeMap::new(),
             first_error: None,
         };
         let line = r.human();
