@@ -598,8 +598,13 @@ elif cmd == "summary":
         L.append(f"| {i} | `{rel(r)}` | {d.get('started', '?')} | {d.get('versions', {}).get('sessionraft_git', '?')} | "
                  f"{d.get('machine', {}).get('nproc', '?')} |")
     gits = {d.get("versions", {}).get("sessionraft_git") for d in docs}
-    if len(gits) > 1:
-        L += ["", "**The runs are of different sessionraft revisions** (above): their spread is not noise alone."]
+    bins = {(d.get("versions", {}).get("sessionraft_version"), d.get("versions", {}).get("sessionraft_binary_mtime"))
+            for d in docs}
+    if len(bins) > 1:
+        L += ["", "**The runs used different sessionraft binaries**: their spread is not noise alone."]
+    elif len(gits) > 1:
+        L += ["", f"The same sessionraft binary (built {next(iter(bins))[1]}) in every run; the repository's "
+              "state differs between runs (git column)."]
     rows = [targets(d) for d in docs]
     L += ["", "## Targets", "",
           "| target | " + " | ".join(f"run {i}" for i in range(1, n + 1)) + " | median | met in | on the median |",
