@@ -254,27 +254,21 @@ pub struct Records {
 #[derive(Clone, Debug)]
 pub struct Network {
     client: PeerClient,
-    lease: Arc<LeaseClock>,
-    stages: Arc<Stages>,
+    records: Records,
 }
 
 impl Network {
     /// A network sending through `client`, recording the followers' acceptances of
     /// AppendEntries and the round trips of those carrying entries in `records`.
     pub fn new(client: PeerClient, records: Records) -> Self {
-        Self {
-            client,
-            lease: records.lease,
-            stages: records.stages,
-        }
+        Self { client, records }
     }
 }
 
 /// A "connection" to one peer: its address and a clone of the pooled client.
 pub struct PeerConnection {
     client: PeerClient,
-    lease: Arc<LeaseClock>,
-    stages: Arc<Stages>,
+    records: Records,
     target: NodeId,
     addr: String,
 }
@@ -285,8 +279,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         PeerConnection {
             client: self.client.clone(),
-            lease: self.lease.clone(),
-            stages: self.stages.clone(),
+            records: self.records.clone(),
             target,
             addr: node.addr.clone(),
         }
@@ -337,10 +330,10 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let reply = self.send(paths::APPEND, &rpc, ttl).await;
         if let Ok(r) = &reply {
             if !matches!(r, AppendEntriesResponse::HigherVote(_)) {
-                self.lease.accepted(&rpc.vote, self.target, sent);
+                self.records.lease.accepted(&rpc.vote, self.target, sent);
             }
             if ttl.is_none() {
-                crate::metrics::since(&self.stages.append_rpc, sent);
+                crate::metrics::since(&self.records.stages.append_rpc, sent);
             }
         }
         reply
