@@ -651,3 +651,75 @@ async fn lease_reads_need_a_fresh_quorum() {
     );
     assert!(common::metric(&c, leader, "read_index_total", "how=\"round\"").await >= 20.0);
 }
+
+/// A node that stops (SIGTERM) refuses a new connection or answers the request on it; it never
+/// accepts one and closes it unanswered — a request a load balancer has sent on such a
+/// connection can be neither answered nor retried elsewhere. Clients open a fresh connection
+/// for every request while the node shuts down, three times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_refuses_or_answers_every_connection() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let mut c = TestCluster::start(3, Tuning::default());
+    c.wait_ready(READY).await;
+    for id in [1u64, 2, 3] {
+        let url = c.url(id, "/healthz");
+        let stop = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(Mutex::new(Vec::<String>::new()));
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let (url, stop, dropped) = (url.clone(), stop.clone(), dropped.clone());
+                tokio::spawn(async move {
+                    // No idle connection is kept: every request dials the node anew.
+                    let client = reqwest::Client::builder()
+                        .pool_max_idle_per_host(0)
+                        .timeout(Duration::from_secs(10))
+                        .build()
+                        .expect("client");
+                    let (mut answered, mut refused) = (0u32, 0u32);
+                    while !stop.load(Ordering::Relaxed) {
+                        match client.get(&url).send().await {
+                            Ok(r) => match r.bytes().await {
+                                Ok(_) => answered += 1,
+                                Err(e) => dropped.lock().expect("lock").push(format!("{e:?}")),
+                            },
+                            Err(e) if e.is_connect() => {
+                                refused += 1;
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            }
+                            Err(e) => dropped.lock().expect("lock").push(format!("{e:?}")),
+                        }
+                    }
+                    (answered, refused)
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let status = c.terminate(id, Duration::from_secs(15)).await;
+        assert!(status.success(), "node {id} exited with {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.store(true, Ordering::Relaxed);
+        let (mut answered, mut refused) = (0, 0);
+        for t in tasks {
+            let (a, r) = t.await.expect("client task");
+            answered += a;
+            refused += r;
+        }
+        let dropped = dropped.lock().expect("lock").clone();
+        eprintln!(
+            "node {id} stopped: {answered} requests answered, {refused} connections refused, {} dropped",
+            dropped.len()
+        );
+        assert!(
+            answered > 0 && refused > 0,
+            "node {id}: {answered} answered, {refused} refused"
+        );
+        assert!(
+            dropped.is_empty(),
+            "node {id} accepted connections and closed them unanswered while stopping: {dropped:?}"
+        );
+        c.start_node(id);
+        c.wait_ready(READY).await;
+    }
+}

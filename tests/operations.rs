@@ -232,10 +232,14 @@ impl Visitor {
                     (status, v["counter"].as_i64(), v["served_by"].as_u64())
                 }
                 Err(e) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs_f64())
+                        .unwrap_or(0.0);
                     return Err(format!(
-                        "increment failed without an answer after {:?}: {e:?}",
+                        "increment failed without an answer after {:?} (unix time {now:.3}): {e:?}",
                         t.elapsed()
-                    ))
+                    ));
                 }
             };
             match (status, c) {
@@ -506,11 +510,28 @@ async fn operator_scripts_run_a_load_balanced_cluster_through_failures_changes_a
     let mut total_503 = 0;
     for h in load {
         let (u, ok) = h.await.expect("load task").unwrap_or_else(|e| {
+            // The run dir (HAProxy's and every node's log) outlives the test's temp dir, to
+            // be read against the failure's time.
+            let kept = std::env::temp_dir().join(format!(
+                "sessionraft-operations-failure-{}",
+                std::process::id()
+            ));
+            let copied = Command::new("cp")
+                .arg("-r")
+                .arg(&ops.run_dir)
+                .arg(&kept)
+                .status()
+                .is_ok_and(|s| s.success());
             let log =
                 std::fs::read_to_string(ops.run_dir.join("logs/haproxy.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             panic!(
-                "during the rolling restart: {e}\nHAProxy log (newest first):\n{}",
+                "during the rolling restart: {e}\nlogs kept in {}\nHAProxy log (newest first):\n{}",
+                if copied {
+                    kept.display().to_string()
+                } else {
+                    "(nothing: the copy failed)".into()
+                },
                 tail.join("\n")
             )
         });

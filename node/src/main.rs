@@ -517,8 +517,18 @@ fn load(path: Option<PathBuf>) -> anyhow::Result<config::Config> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SESSIONRAFT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .finish()
+        // Once `serve` has closed its listening sockets on purpose, actix's accept thread
+        // reports the closed socket as an accept error ("Invalid argument"): not an error.
+        .with(tracing_subscriber::filter::filter_fn(|meta| {
+            !(meta.target() == "actix_server::accept"
+                && *meta.level() == tracing::Level::ERROR
+                && serve::listeners_closed())
+        }))
         .init();
 }

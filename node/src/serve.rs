@@ -229,26 +229,35 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
                         .configure(configure_api),
                 )
         })
-        // Stop accepting at once on SIGTERM/SIGINT; let in-flight requests finish.
-        .shutdown_timeout(5);
+        // In-flight requests get 5 s to finish once the server stops; it stops on SIGTERM or
+        // SIGINT through `stop_on_signal`, not actix's own handler (see `Listeners`).
+        .shutdown_timeout(5)
+        .disable_signals();
         server = server.workers(http_workers);
+        let mut ours = Vec::new();
         for a in &addrs {
+            let (listener, handle) = listen_on(*a).with_context(|| format!("binding {a}"))?;
+            ours.push(handle);
             server = match &tls {
-                Some(tls) => server.bind_rustls_0_23(a, tls.clone()),
-                None => server.bind(a),
+                Some(tls) => server.listen_rustls_0_23(listener, tls.clone()),
+                None => server.listen(listener),
             }
-            .with_context(|| format!("binding {a}"))?;
+            .with_context(|| format!("serving on {a}"))?;
         }
+        let listeners = std::sync::Arc::new(Listeners(ours));
         tracing::info!(node = me.id, http = %me.http_addr, tls = tls.is_some(), "serving");
         let server = server.run();
+        let on_signal = actix_web::rt::spawn(stop_on_signal(server.handle(), listeners.clone()));
         // A Raft core that stopped on a fatal error (a storage write failed, e.g. a full disk)
         // never recovers in this process: stop serving and exit non-zero, so the node does not
         // sit there unready and a supervisor (or the operator) restarts it on its intact log.
         let fatal = actix_web::rt::spawn(watch_raft_core(
             node.cluster.raft.metrics(),
             server.handle(),
+            listeners,
         ));
         server.await.context("HTTP server")?;
+        on_signal.abort();
         fatal.abort();
         match fatal.await {
             Ok(Some(e)) => Err(anyhow::anyhow!("raft core stopped: {e}")),
@@ -270,6 +279,7 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
 async fn watch_raft_core(
     metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, openraft::BasicNode>>,
     server: actix_web::dev::ServerHandle,
+    listeners: std::sync::Arc<Listeners>,
 ) -> Option<String> {
     let mut tick = tokio::time::interval(CORE_WATCH_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -284,7 +294,7 @@ async fn watch_raft_core(
             .map(ToString::to_string);
         if let Some(e) = stopped {
             tracing::error!(error = %e, "raft core stopped; exiting so the node can be restarted");
-            server.stop(true).await;
+            listeners.stop_serving(&server).await;
             return Some(e);
         }
         if metrics.has_changed().is_err() {
@@ -292,6 +302,94 @@ async fn watch_raft_core(
             return None;
         }
     }
+}
+
+/// Our own handles on the listening sockets the HTTP server accepts on (duplicated file
+/// descriptors of the same sockets).
+///
+/// actix-server's own stop races its accept thread against its workers: it tells both at once,
+/// an idle worker is gone at once, and a connection the accept thread takes in between has no
+/// worker to go to — it is closed unanswered ("No workers" in the log). A load balancer that
+/// sent a request on it can neither get an answer nor retry it elsewhere: a client behind it
+/// saw its request fail during a rolling restart (`tests/cluster.rs`,
+/// `a_stopping_node_refuses_or_answers_every_connection`, reproduces it). So a node stops
+/// listening first — `shutdown(2)` of each listening socket, after which a new connection is
+/// refused (the load balancer retries it on another node) — lets a connection accepted just
+/// before reach its worker, and only then stops the server, which finishes what is in flight.
+struct Listeners(Vec<std::net::TcpListener>);
+
+/// Set once this process closed its listening sockets to stop ([`Listeners::stop_serving`]).
+static LISTENERS_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process closed its listening sockets to stop: the log then drops the accept
+/// thread's report of them (`main.rs`).
+pub fn listeners_closed() -> bool {
+    LISTENERS_CLOSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Time for a connection the accept thread took just before the listeners closed to reach its
+/// worker, before the workers are told to stop.
+const HANDOVER: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl Listeners {
+    /// Refuse new connections, then stop the server gracefully (in-flight requests finish).
+    async fn stop_serving(&self, server: &actix_web::dev::ServerHandle) {
+        use std::os::fd::AsRawFd;
+        LISTENERS_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+        for l in &self.0 {
+            // SAFETY: shutdown(2) on a descriptor this struct owns; it only changes the
+            // socket's state (a listening socket stops listening), it frees nothing.
+            let rc = unsafe { libc::shutdown(l.as_raw_fd(), libc::SHUT_RD) };
+            if rc != 0 {
+                tracing::warn!(error = %std::io::Error::last_os_error(), "could not close a listening socket");
+            }
+        }
+        tokio::time::sleep(HANDOVER).await;
+        server.stop(true).await;
+    }
+}
+
+/// A listening socket on `addr` as actix makes one (address reuse, backlog 1024, non-blocking)
+/// and a duplicate of it that stays ours (see [`Listeners`]).
+fn listen_on(
+    addr: std::net::SocketAddr,
+) -> std::io::Result<(std::net::TcpListener, std::net::TcpListener)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    let listener = std::net::TcpListener::from(socket);
+    let ours = listener.try_clone()?;
+    Ok((listener, ours))
+}
+
+/// On SIGTERM or SIGINT: stop listening, then stop the server gracefully ([`Listeners`]).
+async fn stop_on_signal(
+    server: actix_web::dev::ServerHandle,
+    listeners: std::sync::Arc<Listeners>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot handle SIGTERM/SIGINT; stop the node with SIGKILL");
+            return;
+        }
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = name,
+        "stopping: new connections are refused, requests in flight finish"
+    );
+    listeners.stop_serving(&server).await;
 }
 
 /// How often [`watch_raft_core`] looks at the core's state.
