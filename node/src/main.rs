@@ -523,12 +523,34 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .finish()
-        // Once `serve` has closed its listening sockets on purpose, actix's accept thread
-        // reports the closed socket as an accept error ("Invalid argument"): not an error.
-        .with(tracing_subscriber::filter::filter_fn(|meta| {
-            !(meta.target() == "actix_server::accept"
-                && *meta.level() == tracing::Level::ERROR
-                && serve::listeners_closed())
-        }))
+        .with(HideClosedListenerError)
         .init();
+}
+
+/// Once `serve` has closed its listening sockets on purpose, actix's accept thread reports the
+/// closed socket as an accept error ("Error accepting connection: Invalid argument"): that one
+/// line is dropped. Every other line of the accept thread stays, "No workers" included.
+struct HideClosedListenerError;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for HideClosedListenerError {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        if !(serve::listeners_closed() && event.metadata().target() == "actix_server::accept") {
+            return true;
+        }
+        struct Accepting(bool);
+        impl tracing::field::Visit for Accepting {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}").starts_with("Error accepting connection");
+                }
+            }
+        }
+        let mut accepting = Accepting(false);
+        event.record(&mut accepting);
+        !accepting.0
+    }
 }

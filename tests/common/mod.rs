@@ -206,23 +206,6 @@ impl TestCluster {
         self.children[id as usize - 1] = Some(child);
     }
 
-    /// SIGTERM one node (by its pid) and wait for it to exit (at most `timeout`).
-    pub async fn terminate(&mut self, id: u64, timeout: Duration) -> std::process::ExitStatus {
-        let mut child = self.children[id as usize - 1].take().expect("node running");
-        signal(child.id(), "TERM");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {id} did not exit after SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
     /// SIGKILL one node (by its pid) and reap it.
     pub fn kill(&mut self, id: u64) {
         if let Some(mut c) = self.children[id as usize - 1].take() {
