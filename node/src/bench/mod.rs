@@ -24,11 +24,12 @@
 //! What explains a number is measured over the same window: how busy the whole machine was
 //! (`machine_cpu_busy_percent`, of all cores) and how many context switches it made
 //! (`context_switches_per_s`), both from `/proc/stat`; and, when the targets are sessionraft
-//! nodes (they answer `/cluster/status` with their last log index), how many Raft log entries
-//! the cluster appended (`raft_entries_per_s`) — with the write throughput, how many session
-//! writes shared each entry (and its fsyncs and AppendEntries) — and where the requests' time
-//! went on the nodes (`stages`: the mean of each step of a write or read, from the targets'
-//! `sessionraft_stage_seconds` on `/metrics`).
+//! nodes (one scrape of every target's `/metrics` at each end of the window), how many Raft
+//! log entries the cluster appended (`raft_entries_per_s`, from the highest
+//! `sessionraft_raft_last_log_index`) — with the write throughput, how many session writes
+//! shared each entry (and its fsyncs and AppendEntries) — and where the requests' time went on
+//! the nodes (`stages`: the mean of each step of a write or read, from their
+//! `sessionraft_stage_seconds`).
 
 pub mod backup_gen;
 mod histogram;
@@ -45,7 +46,6 @@ use rand::{Rng, SeedableRng};
 use reqwest::header::{HeaderValue, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
-use sessionraft_web::handlers::NodeStatus;
 
 pub use histogram::Histogram;
 
@@ -118,7 +118,7 @@ pub struct BenchReport {
     #[serde(default)]
     pub context_switches_per_s: Option<f64>,
     /// Raft log entries appended per second during the measured window (the growth of the
-    /// highest last log index in the targets' `/cluster/status`); `None` when the targets
+    /// highest `sessionraft_raft_last_log_index` on the targets' `/metrics`); `None` when the targets
     /// are not sessionraft nodes.
     #[serde(default)]
     pub raft_entries_per_s: Option<f64>,
@@ -199,10 +199,23 @@ pub struct StageMean {
     pub mean_ms: f64,
 }
 
-/// Every stage's `(sum of seconds, count)` in a Prometheus text exposition, added up over
-/// the exposition's series (one node's `/metrics`, or several appended).
-fn parse_stage_totals(text: &str, into: &mut BTreeMap<String, (f64, u64)>) {
+/// What the targets' `/metrics` say at one end of the measured window.
+#[derive(Debug, Default)]
+struct Scrape {
+    /// The highest `sessionraft_raft_last_log_index` (the leader's log is the longest).
+    last_log_index: Option<u64>,
+    /// Every stage's `(sum of seconds, count)`, added up over the targets.
+    stages: BTreeMap<String, (f64, u64)>,
+}
+
+/// Add one exposition (one node's `/metrics`, or several appended) to `into`.
+fn parse_metrics(text: &str, into: &mut Scrape) {
     for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("sessionraft_raft_last_log_index") {
+            let value = rest.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok());
+            into.last_log_index = into.last_log_index.max(value);
+            continue;
+        }
         let (is_sum, rest) = if let Some(r) = line.strip_prefix("sessionraft_stage_seconds_sum{") {
             (true, r)
         } else if let Some(r) = line.strip_prefix("sessionraft_stage_seconds_count{") {
@@ -222,7 +235,7 @@ fn parse_stage_totals(text: &str, into: &mut BTreeMap<String, (f64, u64)>) {
         let Ok(v) = value.trim().parse::<f64>() else {
             continue;
         };
-        let e = into.entry(stage.to_string()).or_default();
+        let e = into.stages.entry(stage.to_string()).or_default();
         if is_sum {
             e.0 += v;
         } else {
@@ -253,14 +266,11 @@ fn stage_means(
         .collect()
 }
 
-/// The stage totals of every target that answers `/metrics` (summed); `None` without a
-/// client or when no target answers (not sessionraft).
-async fn stage_totals(
-    client: Option<&reqwest::Client>,
-    targets: &[String],
-) -> Option<BTreeMap<String, (f64, u64)>> {
+/// One scrape of every target's `/metrics`, added up; `None` without a client or when no
+/// target answers (not sessionraft).
+async fn scrape(client: Option<&reqwest::Client>, targets: &[String]) -> Option<Scrape> {
     let client = client?;
-    let mut totals = BTreeMap::new();
+    let mut totals = Scrape::default();
     let mut answered = false;
     for t in targets {
         let text = async {
@@ -270,7 +280,7 @@ async fn stage_totals(
         .await;
         if let Some(text) = text {
             answered = true;
-            parse_stage_totals(&text, &mut totals);
+            parse_metrics(&text, &mut totals);
         }
     }
     answered.then_some(totals)
@@ -328,13 +338,11 @@ async fn drive(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     tokio::time::sleep_until(measure_start.into()).await;
     let cpu0 = process_cpu_seconds();
     let machine0 = machine_stat();
-    let log0 = raft_last_log_index(status_client.as_ref(), &opts.targets).await;
-    let stages0 = stage_totals(status_client.as_ref(), &opts.targets).await;
+    let scrape0 = scrape(status_client.as_ref(), &opts.targets).await;
     tokio::time::sleep_until(end.into()).await;
     let cpu1 = process_cpu_seconds();
     let machine1 = machine_stat();
-    let log1 = raft_last_log_index(status_client.as_ref(), &opts.targets).await;
-    let stages1 = stage_totals(status_client.as_ref(), &opts.targets).await;
+    let scrape1 = scrape(status_client.as_ref(), &opts.targets).await;
     let mut hist = Histogram::default();
     let (mut ok, mut errors, mut first_error) = (0u64, 0u64, None);
     for t in tasks {
@@ -373,12 +381,14 @@ async fn drive(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         context_switches_per_s: machine0
             .zip(machine1)
             .map(|(a, b)| (b.ctxt.saturating_sub(a.ctxt) as f64 / secs).round()),
-        raft_entries_per_s: log0
-            .zip(log1)
+        raft_entries_per_s: scrape0
+            .as_ref()
+            .and_then(|s| s.last_log_index)
+            .zip(scrape1.as_ref().and_then(|s| s.last_log_index))
             .map(|(a, b)| (b.saturating_sub(a) as f64 / secs * 10.0).round() / 10.0),
-        stages: stages0
-            .zip(stages1)
-            .map(|(a, b)| stage_means(&a, &b))
+        stages: scrape0
+            .zip(scrape1)
+            .map(|(a, b)| stage_means(&a.stages, &b.stages))
             .unwrap_or_default(),
         first_error,
     })
@@ -452,31 +462,6 @@ fn parse_proc_stat(text: &str) -> Option<MachineStat> {
 
 fn machine_stat() -> Option<MachineStat> {
     parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
-}
-
-/// The highest last log index among the targets' `/cluster/status` (the node's own
-/// [`NodeStatus`], as `sessionraft status` reads it; the leader's log is the longest). `None`
-/// without a client or when no target answers one (not sessionraft).
-async fn raft_last_log_index(client: Option<&reqwest::Client>, targets: &[String]) -> Option<u64> {
-    let client = client?;
-    let mut best = None;
-    for t in targets {
-        let status = async {
-            let resp = client
-                .get(format!("{t}/cluster/status"))
-                .send()
-                .await
-                .ok()?;
-            resp.error_for_status()
-                .ok()?
-                .json::<NodeStatus>()
-                .await
-                .ok()
-        }
-        .await;
-        best = best.max(status.and_then(|s| s.last_log_index));
-    }
-    best
 }
 
 /// One virtual user's requests, built once.
@@ -779,24 +764,29 @@ mod tests {
                  sessionraft_stage_seconds_count{{stage=\"commit\",node=\"{id}\"}} {commit_n}\n\
                  sessionraft_stage_seconds_sum{{node=\"{id}\",stage=\"batch_queue\"}} {queue_sum}\n\
                  sessionraft_stage_seconds_count{{node=\"{id}\",stage=\"batch_queue\"}} {queue_n}\n\
-                 sessionraft_session_ops_total{{op=\"load\",outcome=\"ok\",node=\"{id}\"}} 7\n"
+                 sessionraft_session_ops_total{{op=\"load\",outcome=\"ok\",node=\"{id}\"}} 7\n\
+                 sessionraft_raft_last_log_index{{node=\"{id}\"}} {}\n",
+                1000 * u64::from(id) + commit_n
             )
         };
-        let mut before = BTreeMap::new();
-        parse_stage_totals(&node(1.0, 500, 0.5, 100, 1), &mut before);
-        parse_stage_totals(&node(0.0, 0, 0.25, 50, 2), &mut before);
-        assert_eq!(before["commit"], (1.0, 500));
-        assert_eq!(before["batch_queue"], (0.75, 150));
-        let mut after = BTreeMap::new();
+        let mut before = Scrape::default();
+        parse_metrics(&node(1.0, 500, 0.5, 100, 1), &mut before);
+        parse_metrics(&node(0.0, 0, 0.25, 50, 2), &mut before);
+        assert_eq!(before.stages["commit"], (1.0, 500));
+        assert_eq!(before.stages["batch_queue"], (0.75, 150));
+        // The highest last log index of the targets (node 1: 1,500; node 2: 2,000).
+        assert_eq!(before.last_log_index, Some(2000));
+        let mut after = Scrape::default();
         // Node 1 committed 1,000 more batches in 2 s (2 ms each); the queues of both nodes
         // timed 200 more writes in 0.6 s; a stage nobody timed in the window is left out.
-        parse_stage_totals(&node(3.0, 1500, 0.9, 200, 1), &mut after);
-        parse_stage_totals(&node(0.0, 0, 0.45, 150, 2), &mut after);
-        parse_stage_totals(
+        parse_metrics(&node(3.0, 1500, 0.9, 200, 1), &mut after);
+        parse_metrics(&node(0.0, 0, 0.45, 150, 2), &mut after);
+        parse_metrics(
             "sessionraft_stage_seconds_count{stage=\"forward\"} 0\n",
             &mut after,
         );
-        let m = stage_means(&before, &after);
+        assert_eq!(after.last_log_index, Some(2500));
+        let m = stage_means(&before.stages, &after.stages);
         assert_eq!(m.len(), 2, "{m:?}");
         assert_eq!(
             m["commit"],
@@ -813,12 +803,12 @@ mod tests {
             }
         );
         // Garbage lines are skipped, not misread.
-        let mut t = BTreeMap::new();
-        parse_stage_totals(
+        let mut t = Scrape::default();
+        parse_metrics(
             "sessionraft_stage_seconds_sum{stage=\"x\"} nan-ish\nsessionraft_stage_seconds_sum{node=\"1\"} 5\n",
             &mut t,
         );
-        assert!(t.is_empty(), "{t:?}");
+        assert!(t.stages.is_empty() && t.last_log_index.is_none(), "{t:?}");
     }
 
     #[test]
