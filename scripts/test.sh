@@ -19,6 +19,8 @@ for dir in "$target_dir" "${TMPDIR:-/tmp}"; do
     fi
 done
 
+echo "== python: the operator programs' own tests (scripts/pylib)"
+python3 -m unittest discover -s scripts/pylib -t scripts/pylib -p 'test_*.py'
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
