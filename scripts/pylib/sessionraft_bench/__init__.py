@@ -1,0 +1,37 @@
+"""sessionraft_bench: scripts/bench.sh as a program (Python 3.11, standard library only).
+
+scripts/bench.sh keeps the command line (see its header comment, which is also the --help text)
+and runs `python3 -m sessionraft_bench "$@"` with PYTHONPATH=scripts/pylib. The package still
+runs the other tools as programs: scripts/cluster.sh (start/stop/add nodes), `sessionraft bench`
+(each matrix cell), `sessionraft load`, `bench-backup`, `restore`, redis-server, redis_app, etcd,
+etcdctl and curl (every HTTP check, as before, so the timings include the same client).
+
+Module map:
+  cli.py       the command line: usage text (from bench.sh's header), `report` and `summary`,
+               the options of a run (Options, parse_run_args: bash's checks and messages, exit 2),
+               main() dispatching to them or to run.py
+  report.py    pure functions on raw documents: targets() and verdicts, report_markdown() (the
+               RESULTS.md of one raw file), summary_markdown() (the targets over several runs,
+               medians), compare_markdown() (the A/B table), assemble_doc() (the raw JSON of a run
+               from its pieces), the number formats and the nearest-rank p50
+  cells.py     the matrix: the cells' order (plan_matrix, plan_compare), the `sessionraft bench`
+               command of a cell, and a cell's record from its exit status, stdout and stderr
+  systems.py   the systems under test: free ports, the generated cluster config, a sessionraft
+               cluster through scripts/cluster.sh (status, leader, wait until whole, memory),
+               Redis + redis_app, a 3-member etcd
+  failover.py  the failover trials (SIGKILL the leader, time to the first 200 and to a new
+               leader seen by a watcher thread) under `sessionraft load`
+  catchup.py   restore N sessions, add a 4th node, time its catch-up; memory of every node
+  meta.py      meta.json: machine, versions, settings and the [raft] settings; the probes
+               (disk, dsync rate, git revision, ...)
+  procs.py     processes: /proc/PID/cmdline checks (is_ours, is_node), start in a process group
+               or session, stop by pid (TERM, then KILL) only while the pid still runs the program
+  common.py    messages (say, warn), Usage (exit 2) and Interrupted (130/143), the signal
+               handling (deferred() for scripts/cluster.sh calls, as bash's traps waited)
+  run.py       one run: lock (target/bench/.lock, not during a chaos run), install-deps and
+               binaries, run dir target/bench/run-*/ with hard-linked binaries, the parts in
+               order (smoke, --compare pairs, or matrix/failover/catch-up), raw file and report,
+               and the cleanup that stops everything started, whatever the exit
+Tests: scripts/pylib/tests/test_bench_*.py; the expected outputs in tests/fixtures/bench/ were
+made by the original bash script (fixtures/bench/make.sh).
+"""
