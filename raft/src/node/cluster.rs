@@ -1,0 +1,615 @@
+//! [`Cluster`]: this node's handle on the Raft group — proposing commands (forwarded to the
+//! leader when this node is not it) and linearizable read barriers.
+//!
+//! Everything that talks to peers runs on the Raft runtime (`Cluster::rt`), where the pooled
+//! HTTP client and its connections live — except the read-index calls of read barriers asked
+//! on an actix worker, which the worker makes itself through a pool of its own
+//! (`worker_barrier` below).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::{Command, NodeId, Raft, Response, StateMachineStore};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ServerState;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::node::lease::LeaseClock;
+use crate::transport::network::{paths, PeerClient};
+use crate::transport::wire::{PeerRefusal, ReadIndexReply, WriteReply};
+
+/// Why a replicated operation did not complete.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClusterError {
+    /// No leader with a quorum could be reached before the deadline. When `ambiguous`, a write
+    /// may still have been applied.
+    #[error("no quorum within the deadline ({reason})")]
+    Unavailable { reason: String, ambiguous: bool },
+    /// The node is shutting down or its storage failed.
+    #[error("node failure: {0}")]
+    Fatal(String),
+}
+
+/// Timing of replicated operations.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadlines {
+    /// How long a request may wait for a quorum before it fails with 503.
+    pub request: Duration,
+    /// Bound of one internal RPC.
+    pub rpc: Duration,
+}
+
+/// A committed command's response.
+#[derive(Debug, Clone)]
+pub struct Proposed {
+    /// What the state machine answered.
+    pub response: Response,
+    /// Whether an earlier attempt of this same command may have been applied already (it was
+    /// retried after a timeout): a `KeyExists` or `VersionMismatch` may then be our own doing.
+    pub after_ambiguous_attempt: bool,
+}
+
+type BarrierWaiter = oneshot::Sender<Result<(), ClusterError>>;
+
+/// This node's handle on the cluster. Shared (`Arc`) by every worker.
+pub struct Cluster {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub sm: StateMachineStore,
+    pub peers: PeerClient,
+    /// The runtime Raft and all peer I/O run on.
+    pub rt: tokio::runtime::Handle,
+    pub deadlines: Deadlines,
+    barrier_tx: mpsc::UnboundedSender<BarrierWaiter>,
+    /// Held by the membership change being executed on this node (as leader): a second one
+    /// arriving meanwhile is refused rather than queued.
+    pub(crate) membership_change: tokio::sync::Mutex<()>,
+    /// When this node last heard from a leader (AppendEntries), for the early-election watcher.
+    pub leader_contact: crate::node::leader_contact::LeaderContact,
+    /// The followers' acceptances of this node's AppendEntries, for lease reads (shared with
+    /// the openraft network, which records them).
+    pub lease: Arc<LeaseClock>,
+    /// Read indexes this node answered as leader: under its lease, and with a heartbeat round.
+    pub read_index_by_lease: AtomicU64,
+    pub read_index_by_round: AtomicU64,
+    /// The steps of a write and a read, timed (`/metrics`: `sessionraft_stage_seconds`).
+    pub instruments: Arc<crate::node::instruments::Instruments>,
+    /// This handle, for the worker threads' barrier tasks (which must not keep it alive).
+    me: std::sync::Weak<Cluster>,
+}
+
+const BACKOFF: Duration = Duration::from_millis(50);
+
+impl Cluster {
+    /// Build the handle and start the read-barrier task on `rt`.
+    pub fn start(
+        id: NodeId,
+        raft: Raft,
+        sm: StateMachineStore,
+        peers: PeerClient,
+        rt: tokio::runtime::Handle,
+        deadlines: Deadlines,
+        records: crate::transport::network::Records,
+    ) -> Arc<Self> {
+        let crate::transport::network::Records { lease, instruments } = records;
+        let (barrier_tx, barrier_rx) = mpsc::unbounded_channel();
+        let cluster = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            id,
+            raft,
+            sm,
+            peers,
+            rt: rt.clone(),
+            deadlines,
+            barrier_tx,
+            membership_change: tokio::sync::Mutex::new(()),
+            leader_contact: crate::node::leader_contact::LeaderContact::default(),
+            lease,
+            read_index_by_lease: AtomicU64::new(0),
+            read_index_by_round: AtomicU64::new(0),
+            instruments,
+        });
+        rt.spawn(read_barrier_loop(Arc::downgrade(&cluster), barrier_rx));
+        cluster
+    }
+
+    /// The leader this node currently knows, with its address.
+    pub fn leader(&self) -> Option<(NodeId, Option<String>)> {
+        // Read in place: this runs on every write attempt and barrier round, and a clone of the
+        // metrics copies the membership and the replication map.
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        let leader = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone());
+        Some((leader, addr))
+    }
+
+    /// Whether this node believes it is the leader.
+    pub fn is_leader(&self) -> bool {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// Replicate `cmd` and return the state machine's response: on the leader with
+    /// `client_write`, elsewhere forwarded to the leader. Retries through elections until the
+    /// deadline. Returns once the command is committed on a quorum and applied on the leader.
+    ///
+    /// # Errors
+    /// [`ClusterError::Unavailable`] when no leader with a quorum answered before the deadline.
+    pub async fn propose(self: &Arc<Self>, cmd: Command) -> Result<Proposed, ClusterError> {
+        let this = self.clone();
+        self.rt
+            .spawn(async move { this.propose_here(cmd).await })
+            .await
+            .map_err(|e| ClusterError::Fatal(format!("propose task failed: {e}")))?
+    }
+
+    /// [`Cluster::propose`] on the current task, which must run on the Raft runtime.
+    pub(crate) async fn propose_here(&self, cmd: Command) -> Result<Proposed, ClusterError> {
+        let deadline = Instant::now() + self.deadlines.request;
+        let mut ambiguous = false;
+        let mut last_reason = String::from("no leader known");
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(ClusterError::Unavailable {
+                    reason: last_reason,
+                    ambiguous,
+                });
+            }
+            let target = match self.leader() {
+                Some((leader, _)) if leader == self.id => {
+                    let started = Instant::now();
+                    match tokio::time::timeout(remaining, self.raft.client_write(cmd.clone())).await
+                    {
+                        Ok(Ok(resp)) => {
+                            crate::node::instruments::since(
+                                &self.instruments.stages.commit,
+                                started,
+                            );
+                            return Ok(Proposed {
+                                response: resp.data,
+                                after_ambiguous_attempt: ambiguous,
+                            });
+                        }
+                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                            last_reason = "leadership moved".into();
+                            f.leader_node.map(|n| n.addr)
+                        }
+                        Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                            e,
+                        )))) => return Err(ClusterError::Fatal(e.to_string())),
+                        Ok(Err(RaftError::Fatal(e))) => {
+                            return Err(ClusterError::Fatal(e.to_string()))
+                        }
+                        Err(_) => {
+                            return Err(ClusterError::Unavailable {
+                                reason: "the leader could not commit in time".into(),
+                                ambiguous: true,
+                            })
+                        }
+                    }
+                }
+                Some((_, addr)) => addr,
+                None => None,
+            };
+            let Some(addr) = target else {
+                tokio::time::sleep(BACKOFF.min(remaining)).await;
+                continue;
+            };
+            let timeout = remaining.min(self.deadlines.request);
+            let started = Instant::now();
+            match self
+                .peers
+                .call::<Command, WriteReply>(&addr, paths::WRITE, &cmd, Some(timeout))
+                .await
+            {
+                Ok(Ok(resp)) => {
+                    crate::node::instruments::since(&self.instruments.stages.forward, started);
+                    return Ok(Proposed {
+                        response: resp,
+                        after_ambiguous_attempt: ambiguous,
+                    });
+                }
+                Ok(Err(PeerRefusal::NotLeader { .. })) => {
+                    last_reason = format!("{addr} is no longer the leader");
+                }
+                Ok(Err(PeerRefusal::Failed(reason))) => {
+                    ambiguous = true;
+                    last_reason = reason;
+                }
+                Err(e) => {
+                    ambiguous |= e.is_ambiguous();
+                    last_reason = e.to_string();
+                }
+            }
+            tokio::time::sleep(BACKOFF.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+        }
+    }
+
+    /// Wait until a local read is linearizable: this node has applied everything the leader had
+    /// committed when the barrier started (confirmed by the leader with a quorum). Concurrent
+    /// callers share one barrier round; a caller only joins a round that starts after it asked.
+    ///
+    /// # Errors
+    /// [`ClusterError::Unavailable`] when no leader with a quorum answered before the deadline.
+    pub async fn read_barrier(&self) -> Result<(), ClusterError> {
+        let started = Instant::now();
+        let done = self.read_barrier_untimed().await;
+        if done.is_ok() {
+            crate::node::instruments::since(&self.instruments.stages.read_barrier, started);
+        }
+        done
+    }
+
+    async fn read_barrier_untimed(&self) -> Result<(), ClusterError> {
+        // The leader under its lease needs neither a round nor the barrier task: it checks the
+        // lease itself, from the caller's thread (no peer I/O).
+        if self.lease.enabled() && self.is_leader() {
+            if let Some(index) = self.lease_read_index().await {
+                self.read_index_by_lease.fetch_add(1, Ordering::Relaxed);
+                return self.wait_applied(index, self.deadlines.request).await;
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        if let Err(tx) = worker_barrier::enqueue(self, tx) {
+            // Not on an actix thread (or no pool of its own): the barrier task on the Raft
+            // runtime.
+            self.barrier_tx
+                .send(tx)
+                .map_err(|_| ClusterError::Fatal("read barrier stopped".into()))?;
+        }
+        rx.await
+            .map_err(|_| ClusterError::Fatal("read barrier stopped".into()))?
+    }
+
+    /// How far this node's applied index is behind the leader's read index, asked of the leader
+    /// (one RPC, bounded by `timeout`). `None` when no leader answered. For the readiness of a
+    /// node that is not a voter (a learner catching up knows nothing of the leader's log).
+    pub async fn lag_behind_leader(self: &Arc<Self>, timeout: Duration) -> Option<u64> {
+        let this = self.clone();
+        self.rt
+            .spawn(async move {
+                let (_, addr) = this.leader()?;
+                let index = this
+                    .peers
+                    .call::<(), ReadIndexReply>(&addr?, paths::READ_INDEX, &(), Some(timeout))
+                    .await
+                    .ok()?
+                    .ok()?;
+                let applied = this
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .last_applied
+                    .map_or(0, |l| l.index);
+                Some(index.saturating_sub(applied))
+            })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The leader side of a read index: confirm leadership — under the lease when it holds
+    /// ([`Cluster::lease_read_index`]), else with a heartbeat round to a quorum — and return the
+    /// index a reader must have applied.
+    ///
+    /// # Errors
+    /// [`PeerRefusal::NotLeader`] when this node is not the leader.
+    pub async fn leader_read_index(&self) -> ReadIndexReply {
+        if let Some(index) = self.lease_read_index().await {
+            self.read_index_by_lease.fetch_add(1, Ordering::Relaxed);
+            return Ok(index);
+        }
+        self.read_index_by_round.fetch_add(1, Ordering::Relaxed);
+        match self.raft.get_read_log_id().await {
+            Ok((read, applied)) => {
+                let read = read.map_or(0, |l| l.index);
+                let applied = applied.map_or(0, |l| l.index);
+                Ok(read.max(applied))
+            }
+            Err(RaftError::APIError(e)) => {
+                let (leader_id, leader_addr) = match self.leader() {
+                    Some((id, addr)) if id != self.id => (Some(id), addr),
+                    _ => (None, None),
+                };
+                tracing::debug!(error = %e, "read index refused");
+                Err(PeerRefusal::NotLeader {
+                    leader_id,
+                    leader_addr,
+                })
+            }
+            Err(RaftError::Fatal(e)) => Err(PeerRefusal::Failed(e.to_string())),
+        }
+    }
+
+    /// Wait until this node has applied `index` (at once when it has).
+    async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ClusterError> {
+        let applied = self
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index);
+        if applied >= index {
+            return Ok(());
+        }
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map(|_| ())
+            .map_err(|e| ClusterError::Unavailable {
+                reason: format!("catching up to the read index: {e}"),
+                ambiguous: false,
+            })
+    }
+
+    /// The read index without a heartbeat round: first outside the Raft core
+    /// ([`Cluster::lease_read_index_outside_core`]), else this node's commit index, when —
+    /// checked inside the Raft core, in this order — it is the leader of a committed vote, has committed
+    /// an entry of its own term (so nothing an earlier leader committed is missing), and then
+    /// still holds the lease (no other leader can exist yet: lease.rs). `None` otherwise; the
+    /// caller falls back to the heartbeat round.
+    async fn lease_read_index(&self) -> Option<u64> {
+        if !self.lease.enabled() {
+            return None;
+        }
+        if let Some(index) = self.lease_read_index_outside_core() {
+            return Some(index);
+        }
+        let (lease, me) = (self.lease.clone(), self.id);
+        self.raft
+            .with_raft_state(move |st| {
+                let vote = st.vote_ref();
+                if st.server_state != ServerState::Leader
+                    || !vote.is_committed()
+                    || vote.leader_id().voted_for() != Some(me)
+                {
+                    return None;
+                }
+                let committed = st.committed.as_ref()?;
+                if committed.leader_id.term != vote.leader_id().get_term() {
+                    return None;
+                }
+                let configs = st
+                    .membership_state
+                    .effective()
+                    .membership()
+                    .get_joint_config();
+                lease
+                    .holds(vote, me, configs, Instant::now())
+                    .then_some(committed.index)
+            })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// [`Cluster::lease_read_index`] without a message to the Raft core (which is busy with
+    /// appends: the message cost reads ~30% of their throughput), from views that may be
+    /// stale — openraft's metrics and our state machine — made safe by what can change them:
+    /// - another leader needs a majority's votes: the voters of the lease quorum other than
+    ///   this node refuse until their leases end, so it needs this node's vote, and a vote
+    ///   request in flight or granted (in this term or later) closes this path
+    ///   ([`LeaseClock::outside_core_allowed`]: whatever the view says, a grant that finished
+    ///   before the counters are read is visible in them, and one after cannot yet have made
+    ///   a leader);
+    /// - voters only change through this node's admin operations, which close this path while
+    ///   they run; the metrics' membership must also be the applied one;
+    /// - the index is the state machine's applied index, taken after the checks: every write
+    ///   acknowledged so far was applied here first (the leader answers after applying), and
+    ///   an applied entry of this term means every earlier leader's entries are applied too.
+    ///
+    /// `None` (the caller asks the core) whenever one of these does not hold.
+    fn lease_read_index_outside_core(&self) -> Option<u64> {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        let term = m.vote.leader_id().get_term();
+        if !self.lease.outside_core_allowed(term)
+            || m.state != ServerState::Leader
+            || !m.vote.is_committed()
+            || m.vote.leader_id().voted_for() != Some(self.id)
+        {
+            return None;
+        }
+        let (applied, membership) = self.sm.applied_log_ids().ok()?;
+        let applied = applied?;
+        if applied.leader_id.term != term
+            || membership.as_ref() != m.membership_config.log_id().as_ref()
+        {
+            return None;
+        }
+        let configs = m.membership_config.membership().get_joint_config();
+        self.lease
+            .holds(&m.vote, self.id, configs, Instant::now())
+            .then_some(applied.index)
+    }
+
+    /// One barrier round through `peers`, retried through elections until the deadline.
+    async fn barrier_round(&self, peers: &PeerClient) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + self.deadlines.request;
+        let mut last_reason = String::from("no leader known");
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(ClusterError::Unavailable {
+                    reason: last_reason,
+                    ambiguous: false,
+                });
+            }
+            let index = match self.leader() {
+                Some((leader, _)) if leader == self.id => {
+                    match tokio::time::timeout(remaining, self.leader_read_index()).await {
+                        Ok(Ok(i)) => Some(i),
+                        Ok(Err(r)) => {
+                            last_reason = format!("{r:?}");
+                            None
+                        }
+                        Err(_) => {
+                            last_reason = "the leader could not confirm a quorum in time".into();
+                            None
+                        }
+                    }
+                }
+                Some((_, Some(addr))) => {
+                    let started = Instant::now();
+                    match peers
+                        .call::<(), ReadIndexReply>(&addr, paths::READ_INDEX, &(), Some(remaining))
+                        .await
+                    {
+                        Ok(Ok(i)) => {
+                            crate::node::instruments::since(
+                                &self.instruments.stages.read_index_rpc,
+                                started,
+                            );
+                            Some(i)
+                        }
+                        Ok(Err(r)) => {
+                            last_reason = format!("{addr}: {r:?}");
+                            None
+                        }
+                        Err(e) => {
+                            last_reason = e.to_string();
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            if let Some(index) = index {
+                return self
+                    .wait_applied(index, deadline.saturating_duration_since(Instant::now()))
+                    .await;
+            }
+            tokio::time::sleep(BACKOFF.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+        }
+    }
+}
+
+/// Serve read barriers: take every waiter queued so far, run one round for all of them. Waiters
+/// arriving during a round stay queued for the next round, which starts after they arrived —
+/// that is what makes sharing a round linearizable.
+async fn read_barrier_loop(
+    cluster: std::sync::Weak<Cluster>,
+    mut rx: mpsc::UnboundedReceiver<BarrierWaiter>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut waiters = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        let Some(c) = cluster.upgrade() else {
+            return;
+        };
+        let result = c.barrier_round(&c.peers).await;
+        drop(c);
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+/// Read barriers of the actix worker threads, run on the worker itself. A follower's round is
+/// a read-index RPC to the leader; from the barrier task on the Raft runtime it costs two
+/// cross-thread wakeups per round (the worker hands the waiter over, the task hands the result
+/// back), as many as the RPC itself on this machine. Each worker thread instead keeps its own
+/// queue, a local task that runs its rounds, and its own connection pool to the peers
+/// ([`PeerClient::with_own_pool`]), so a round never leaves the thread. Rounds are shared by
+/// the waiters of one worker exactly as the barrier task shares them: a waiter only joins a
+/// round that starts after it was queued.
+mod worker_barrier {
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::rc::Rc;
+    use std::sync::Weak;
+
+    use super::{BarrierWaiter, Cluster, PeerClient};
+
+    /// One worker thread's barrier for one cluster handle. Without `peers` (the pool could
+    /// not be built: logged once) this thread uses the barrier task.
+    struct Local {
+        cluster: Weak<Cluster>,
+        peers: Option<PeerClient>,
+        queue: RefCell<Vec<BarrierWaiter>>,
+        running: Cell<bool>,
+    }
+
+    thread_local! {
+        /// Keyed by the handle's address; an entry whose handle is gone is replaced.
+        static LOCAL: RefCell<HashMap<usize, Rc<Local>>> = RefCell::new(HashMap::new());
+    }
+
+    /// Queue `waiter` on this thread's barrier and start its task if none runs. The waiter
+    /// comes back when this is not an actix thread or no pool could be built: the caller then
+    /// uses the barrier task.
+    pub(super) fn enqueue(cluster: &Cluster, waiter: BarrierWaiter) -> Result<(), BarrierWaiter> {
+        if actix_rt::Arbiter::try_current().is_none() {
+            return Err(waiter);
+        }
+        let local = local_for(cluster);
+        if local.peers.is_none() {
+            return Err(waiter);
+        }
+        local.queue.borrow_mut().push(waiter);
+        if !local.running.replace(true) {
+            actix_rt::spawn(run(local));
+        }
+        Ok(())
+    }
+
+    fn local_for(cluster: &Cluster) -> Rc<Local> {
+        let key = std::ptr::from_ref(cluster) as usize;
+        LOCAL.with(|map| {
+            let mut map = map.borrow_mut();
+            if let Some(l) = map.get(&key) {
+                if l.cluster.strong_count() > 0 {
+                    return l.clone();
+                }
+            }
+            let peers = cluster
+                .peers
+                .with_own_pool()
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "cannot build a worker's peer pool; its read barriers use the Raft runtime");
+                })
+                .ok();
+            let l = Rc::new(Local {
+                cluster: cluster.me.clone(),
+                peers,
+                queue: RefCell::new(Vec::new()),
+                running: Cell::new(false),
+            });
+            map.retain(|_, l| l.cluster.strong_count() > 0);
+            map.insert(key, l.clone());
+            l
+        })
+    }
+
+    /// Run rounds until the queue is empty: each round serves the waiters queued before it.
+    async fn run(local: Rc<Local>) {
+        loop {
+            let waiters = std::mem::take(&mut *local.queue.borrow_mut());
+            let (Some(cluster), Some(peers)) = (
+                local.cluster.upgrade().filter(|_| !waiters.is_empty()),
+                local.peers.as_ref(),
+            ) else {
+                local.running.set(false);
+                return;
+            };
+            let result = cluster.barrier_round(peers).await;
+            drop(cluster);
+            for w in waiters {
+                let _ = w.send(result.clone());
+            }
+        }
+    }
+}

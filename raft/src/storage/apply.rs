@@ -1,0 +1,383 @@
+//! Applying commands: a transaction over one `apply` call that reads its own writes.
+//!
+//! All effects of the entries of one `apply` call (session data, the user and expiry indexes)
+//! accumulate in one RocksDB `WriteBatch`; an overlay lets later commands see earlier ones. The
+//! caller adds last-applied and membership to the same batch and writes it atomically.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+
+use crate::storage::codec;
+use crate::storage::command::{Command, Response, Session, MAX_KEY_BYTES, MAX_USER_BYTES};
+use crate::storage::db::{self, CF_EXPIRY_INDEX, CF_SESSIONS, CF_USER_INDEX};
+use crate::storage::error::{rocks, Result};
+
+pub(crate) struct Txn<'a> {
+    db: &'a DB,
+    generation: u64,
+    sessions: HashMap<String, Option<Session>>,
+    users: BTreeMap<Vec<u8>, bool>,
+    expiry: BTreeMap<Vec<u8>, bool>,
+    pub(crate) batch: WriteBatch,
+}
+
+fn check_key(key: &str) -> Option<Response> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Some(Response::Rejected(format!(
+            "session key must be 1..={MAX_KEY_BYTES} bytes, got {}",
+            key.len()
+        )));
+    }
+    None
+}
+
+fn check_user(user: &Option<String>) -> Option<Response> {
+    match user {
+        Some(u) if u.is_empty() || u.len() > MAX_USER_BYTES => Some(Response::Rejected(format!(
+            "user must be 1..={MAX_USER_BYTES} bytes, got {}",
+            u.len()
+        ))),
+        _ => None,
+    }
+}
+
+impl<'a> Txn<'a> {
+    pub(crate) fn new(db: &'a DB, generation: u64) -> Self {
+        Self {
+            db,
+            generation,
+            sessions: HashMap::new(),
+            users: BTreeMap::new(),
+            expiry: BTreeMap::new(),
+            batch: WriteBatch::default(),
+        }
+    }
+
+    /// The stored session (live or expired), seeing this transaction's writes.
+    fn get(&self, key: &str) -> Result<Option<Session>> {
+        if let Some(v) = self.sessions.get(key) {
+            return Ok(v.clone());
+        }
+        read_session(self.db, self.generation, key)
+    }
+
+    fn drop_indexes(&mut self, key: &str, old: &Session) -> Result<()> {
+        let g = self.generation;
+        if let Some(u) = &old.user {
+            let k = db::user_index_key(g, u, key);
+            self.batch.delete_cf(db::cf(self.db, CF_USER_INDEX)?, &k);
+            self.users.insert(k, false);
+        }
+        let k = db::expiry_key(g, old.expires_at_ms, key);
+        self.batch.delete_cf(db::cf(self.db, CF_EXPIRY_INDEX)?, &k);
+        self.expiry.insert(k, false);
+        Ok(())
+    }
+
+    fn put(&mut self, key: &str, old: Option<&Session>, new: Session) -> Result<()> {
+        if let Some(old) = old {
+            self.drop_indexes(key, old)?;
+        }
+        let g = self.generation;
+        if let Some(u) = &new.user {
+            let k = db::user_index_key(g, u, key);
+            self.batch.put_cf(db::cf(self.db, CF_USER_INDEX)?, &k, []);
+            self.users.insert(k, true);
+        }
+        let k = db::expiry_key(g, new.expires_at_ms, key);
+        self.batch.put_cf(db::cf(self.db, CF_EXPIRY_INDEX)?, &k, []);
+        self.expiry.insert(k, true);
+        self.batch.put_cf(
+            db::cf(self.db, CF_SESSIONS)?,
+            db::session_key(g, key),
+            codec::encode("session", &new)?,
+        );
+        self.sessions.insert(key.to_string(), Some(new));
+        Ok(())
+    }
+
+    /// The sessions the user index lists under `user` (seen through this batch's overlay). A
+    /// stale index entry (no session, or another user's — cannot happen unless the index was
+    /// damaged) is repaired in the same batch.
+    fn sessions_of(&mut self, user: &str) -> Result<Vec<(String, Session)>> {
+        let prefix = db::user_prefix(self.generation, user);
+        let end = db::prefix_end(&prefix);
+        let users = std::mem::take(&mut self.users);
+        let found = self.scan(CF_USER_INDEX, &users, &prefix, &end, usize::MAX);
+        self.users = users;
+        let mut out = Vec::new();
+        for k in found? {
+            let key = db::parse_user_index_key(&k, prefix.len())?;
+            match self.get(&key)? {
+                Some(s) if s.user.as_deref() == Some(user) => out.push((key, s)),
+                _ => {
+                    self.batch.delete_cf(db::cf(self.db, CF_USER_INDEX)?, &k);
+                    self.users.insert(k, false);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove(&mut self, key: &str, old: &Session) -> Result<()> {
+        self.drop_indexes(key, old)?;
+        self.batch.delete_cf(
+            db::cf(self.db, CF_SESSIONS)?,
+            db::session_key(self.generation, key),
+        );
+        self.sessions.insert(key.to_string(), None);
+        Ok(())
+    }
+
+    /// Keys of `cf` in `[from, to)` merged with `overlay`, in order, at most `limit`.
+    fn scan(
+        &self,
+        cf: &'static str,
+        overlay: &BTreeMap<Vec<u8>, bool>,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>> {
+        let in_overlay: Vec<(&Vec<u8>, &bool)> =
+            overlay.range(from.to_vec()..to.to_vec()).collect();
+        let removed = in_overlay.iter().filter(|(_, present)| !**present).count();
+        let want = limit.saturating_add(removed);
+        let mut keys = BTreeSet::new();
+        let handle = db::cf(self.db, cf)?;
+        for item in self
+            .db
+            .iterator_cf(handle, IteratorMode::From(from, Direction::Forward))
+        {
+            let (k, _) = item.map_err(rocks("scan index"))?;
+            if &*k >= to || keys.len() >= want {
+                break;
+            }
+            keys.insert(k.to_vec());
+        }
+        for (k, present) in in_overlay {
+            if *present {
+                keys.insert(k.clone());
+            } else {
+                keys.remove(k);
+            }
+        }
+        Ok(keys.into_iter().take(limit).collect())
+    }
+
+    /// Apply one command; never fails on bad input (that is a `Rejected` response), only on a
+    /// storage error.
+    pub(crate) fn apply(&mut self, cmd: &Command) -> Result<Response> {
+        match cmd {
+            Command::Create {
+                key,
+                state,
+                user,
+                now_ms,
+                expires_at_ms,
+            } => {
+                if let Some(r) = check_key(key).or_else(|| check_user(user)) {
+                    return Ok(r);
+                }
+                let old = self.get(key)?;
+                if old.as_ref().is_some_and(|s| s.is_live(*now_ms)) {
+                    return Ok(Response::KeyExists);
+                }
+                // An expired session under the key is replaced; versions keep growing per key.
+                let version = old.as_ref().map_or(1, |s| s.version + 1);
+                let new = Session {
+                    state: state.clone(),
+                    version,
+                    created_at_ms: *now_ms,
+                    expires_at_ms: *expires_at_ms,
+                    user: user.clone(),
+                };
+                self.put(key, old.as_ref(), new)?;
+                Ok(Response::Written { version })
+            }
+            Command::Update {
+                key,
+                state,
+                user,
+                expected_version,
+                now_ms,
+                expires_at_ms,
+            } => {
+                if let Some(r) = check_key(key).or_else(|| check_user(user)) {
+                    return Ok(r);
+                }
+                let Some(old) = self.get(key)?.filter(|s| s.is_live(*now_ms)) else {
+                    return Ok(Response::NotFound);
+                };
+                if let Some(expected) = expected_version {
+                    if *expected != old.version {
+                        return Ok(Response::VersionMismatch {
+                            current: old.version,
+                        });
+                    }
+                }
+                let version = old.version + 1;
+                let new = Session {
+                    state: state.clone(),
+                    version,
+                    created_at_ms: old.created_at_ms,
+                    expires_at_ms: *expires_at_ms,
+                    user: user.clone(),
+                };
+                self.put(key, Some(&old), new)?;
+                Ok(Response::Written { version })
+            }
+            Command::Touch { entries, now_ms } => {
+                let mut touched = 0;
+                for (key, expires_at_ms) in entries {
+                    let Some(old) = self.get(key)?.filter(|s| s.is_live(*now_ms)) else {
+                        continue;
+                    };
+                    if *expires_at_ms <= old.expires_at_ms {
+                        continue;
+                    }
+                    // A touch moves the expiry only; the version (the basis of lost-update
+                    // checks) counts state changes.
+                    let new = Session {
+                        expires_at_ms: *expires_at_ms,
+                        ..old.clone()
+                    };
+                    self.put(key, Some(&old), new)?;
+                    touched += 1;
+                }
+                Ok(Response::Count(touched))
+            }
+            Command::Delete { key } => match self.get(key)? {
+                Some(old) => {
+                    self.remove(key, &old)?;
+                    Ok(Response::Count(1))
+                }
+                None => Ok(Response::Count(0)),
+            },
+            Command::Rename { from, to, now_ms } => {
+                if let Some(r) = check_key(from).or_else(|| check_key(to)) {
+                    return Ok(r);
+                }
+                if from == to {
+                    return Ok(Response::Rejected("rename to the same key".into()));
+                }
+                let Some(old) = self.get(from)?.filter(|s| s.is_live(*now_ms)) else {
+                    return Ok(Response::NotFound);
+                };
+                let target = self.get(to)?;
+                if target.as_ref().is_some_and(|s| s.is_live(*now_ms)) {
+                    return Ok(Response::KeyExists);
+                }
+                if let Some(t) = &target {
+                    self.remove(to, t)?;
+                }
+                self.remove(from, &old)?;
+                let version = old.version.max(target.map_or(0, |t| t.version)) + 1;
+                let new = Session { version, ..old };
+                self.put(to, None, new)?;
+                Ok(Response::Written { version })
+            }
+            Command::DeleteUser { user } => {
+                if let Some(r) = check_user(&Some(user.clone())) {
+                    return Ok(r);
+                }
+                let sessions = self.sessions_of(user)?;
+                for (key, s) in &sessions {
+                    self.remove(key, s)?;
+                }
+                Ok(Response::Count(sessions.len() as u64))
+            }
+            Command::CapUser {
+                user,
+                max,
+                keep,
+                now_ms,
+            } => {
+                if let Some(r) = check_user(&Some(user.clone())) {
+                    return Ok(r);
+                }
+                let mut live: Vec<(String, Session)> = self
+                    .sessions_of(user)?
+                    .into_iter()
+                    .filter(|(_, s)| s.is_live(*now_ms))
+                    .collect();
+                let excess = live.len().saturating_sub(*max as usize);
+                live.retain(|(key, _)| key != keep);
+                live.sort_by(|a, b| (a.1.created_at_ms, &a.0).cmp(&(b.1.created_at_ms, &b.0)));
+                let excess = excess.min(live.len());
+                for (key, s) in live.into_iter().take(excess) {
+                    self.remove(&key, &s)?;
+                }
+                Ok(Response::Count(excess as u64))
+            }
+            Command::PurgeExpired { now_ms, limit } => {
+                let from = db::gen_prefix(self.generation).to_vec();
+                // Entries with expires_at <= now, i.e. < now + 1.
+                let to = db::expiry_key(self.generation, now_ms.saturating_add(1), "");
+                let expiry = std::mem::take(&mut self.expiry);
+                let found = self.scan(CF_EXPIRY_INDEX, &expiry, &from, &to, *limit as usize);
+                self.expiry = expiry;
+                let mut purged = 0;
+                for k in found? {
+                    let (expires_at_ms, key) = db::parse_expiry_key(&k)?;
+                    match self.get(&key)? {
+                        Some(s) if s.expires_at_ms == expires_at_ms && !s.is_live(*now_ms) => {
+                            self.remove(&key, &s)?;
+                            purged += 1;
+                        }
+                        _ => {
+                            self.batch.delete_cf(db::cf(self.db, CF_EXPIRY_INDEX)?, &k);
+                            self.expiry.insert(k, false);
+                        }
+                    }
+                }
+                Ok(Response::Count(purged))
+            }
+            Command::Import { sessions, now_ms } => {
+                // Validate everything first: a rejected import changes nothing.
+                for (key, session) in sessions {
+                    if let Some(r) = check_key(key).or_else(|| check_user(&session.user)) {
+                        return Ok(r);
+                    }
+                }
+                let mut written = 0;
+                for (key, session) in sessions {
+                    if !session.is_live(*now_ms) {
+                        continue;
+                    }
+                    let old = self.get(key)?;
+                    self.put(key, old.as_ref(), session.clone())?;
+                    written += 1;
+                }
+                Ok(Response::Count(written))
+            }
+            Command::Batch(cmds) => {
+                let mut out = Vec::with_capacity(cmds.len());
+                for c in cmds {
+                    out.push(self.apply(c)?);
+                }
+                Ok(Response::Batch(out))
+            }
+        }
+    }
+}
+
+/// Read one stored session (live or expired) of `generation` straight from the DB.
+pub(crate) fn read_session(db: &DB, generation: u64, key: &str) -> Result<Option<Session>> {
+    let cf = db::cf(db, CF_SESSIONS)?;
+    match db
+        .get_pinned_cf(cf, db::session_key(generation, key))
+        .map_err(rocks("read session"))?
+    {
+        None => Ok(None),
+        Some(bytes) => Ok(Some(codec::decode("session", &bytes)?)),
+    }
+}
+
+impl Txn<'_> {
+    /// Write one session from a snapshot with its index entries (no checks: the snapshot is the
+    /// leader's state).
+    pub(crate) fn load(&mut self, key: &str, session: Session) -> Result<()> {
+        self.put(key, None, session)
+    }
+}

@@ -1,0 +1,824 @@
+//! The session state machine on RocksDB: [`StateMachineStore`] implements openraft's
+//! `RaftStateMachine`, and offers the local reads the web layer serves after a read barrier.
+//!
+//! - `apply` writes the effects of all its entries, last-applied and membership in one atomic
+//!   RocksDB write batch (unsynced: the log is the durable record; after a crash openraft
+//!   re-applies from the log, and last-applied always matches the data it covers).
+//! - Snapshots are built from a RocksDB snapshot taken inside `get_snapshot_builder`, i.e. between
+//!   two applies, so they never hold state newer than their last log id. The WAL is synced before
+//!   a snapshot is reported, because openraft purges the log up to it.
+//! - Installing a snapshot loads it under a fresh generation and switches generation,
+//!   last-applied and membership in one synced batch (see `db.rs`).
+
+use std::fs;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
+use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+use crate::storage::apply::{self, Txn};
+use crate::storage::backup::{BackupHeader, BackupTrailer, BackupWriter};
+use crate::storage::codec;
+use crate::storage::command::{Response, Session};
+use crate::storage::db::{
+    self, CF_EXPIRY_INDEX, CF_SESSIONS, CF_SM_META, CF_USER_INDEX, GENERATION_CFS,
+};
+use crate::storage::error::{self, rocks, Error, Result};
+use crate::storage::snapshot_file::{SnapshotReader, SnapshotWriter};
+use crate::storage::types::{
+    Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+
+const KEY_GENERATION: &[u8] = b"generation";
+const KEY_APPLIED: &[u8] = b"applied";
+const KEY_MEMBERSHIP: &[u8] = b"membership";
+const KEY_SNAPSHOT: &[u8] = b"snapshot";
+
+/// Sessions written to RocksDB per batch while installing a snapshot.
+const INSTALL_BATCH: usize = 4096;
+
+/// The current snapshot: its metadata and its file under the snapshot directory.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct SnapshotInfo {
+    meta: SnapshotMeta,
+    file_name: String,
+}
+
+#[derive(Clone, Debug)]
+struct Applied {
+    generation: u64,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+struct Inner {
+    db: Arc<DB>,
+    snapshot_dir: PathBuf,
+    applied: RwLock<Applied>,
+    /// Serializes switching the current snapshot with opening it.
+    snapshot_lock: Mutex<()>,
+}
+
+/// Applies of at least this many (estimated) bytes run on a blocking thread, not on the Raft
+/// runtime; smaller ones (every ordinary write batch) stay inline, where they cost no thread hop.
+const OFFLOAD_APPLY_BYTES: usize = 256 * 1024;
+
+/// The state machine: a cheap clone over shared handles. The web layer keeps a clone for reads.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    inner: Arc<Inner>,
+}
+
+/// Builds a snapshot from the point-in-time view taken in `get_snapshot_builder`.
+pub struct SnapshotBuilder {
+    result: Option<oneshot::Receiver<Result<SnapshotInfo>>>,
+    inner: Arc<Inner>,
+}
+
+fn get_meta<T: serde::de::DeserializeOwned>(
+    db: &DB,
+    snap: Option<&rocksdb::Snapshot<'_>>,
+    key: &[u8],
+    what: &'static str,
+) -> Result<Option<T>> {
+    let cf = db::cf(db, CF_SM_META)?;
+    let v = match snap {
+        Some(s) => {
+            let mut ro = rocksdb::ReadOptions::default();
+            ro.set_snapshot(s);
+            db.get_cf_opt(cf, key, &ro)
+        }
+        None => db.get_cf(cf, key),
+    }
+    .map_err(rocks("read state machine meta"))?;
+    v.map(|b| codec::decode(what, &b))
+        .transpose()
+        .map_err(Into::into)
+}
+
+fn lock_poisoned() -> Error {
+    Error::Corrupt {
+        what: "state machine lock",
+        reason: "poisoned by a panic".into(),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::SnapshotIo {
+            path: dir.display().to_string(),
+            source: e,
+        })
+}
+
+fn snap_io(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::SnapshotIo {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn snapshot_file_name(meta: &SnapshotMeta) -> String {
+    let id: String = meta
+        .snapshot_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("snapshot-{id}.bin")
+}
+
+fn snapshot_id(last: &Option<LogId>) -> String {
+    match last {
+        Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
+        None => "empty".to_string(),
+    }
+}
+
+impl StateMachineStore {
+    pub(crate) fn open(db: Arc<DB>, data_dir: &Path) -> Result<Self> {
+        let snapshot_dir = data_dir.join("snapshots");
+        fs::create_dir_all(&snapshot_dir).map_err(snap_io(&snapshot_dir))?;
+        let generation: u64 = get_meta(&db, None, KEY_GENERATION, "generation")?.unwrap_or(0);
+        let last_applied: Option<LogId> =
+            get_meta::<Option<LogId>>(&db, None, KEY_APPLIED, "last applied log id")?.flatten();
+        let membership: StoredMembership =
+            get_meta(&db, None, KEY_MEMBERSHIP, "membership")?.unwrap_or_default();
+
+        // Data of any other generation is what a crashed install or an unfinished cleanup left.
+        for name in GENERATION_CFS {
+            let cf = db::cf(&db, name)?;
+            let mut batch = WriteBatch::default();
+            batch.delete_range_cf(cf, db::gen_prefix(0), db::gen_prefix(generation));
+            batch.delete_range_cf(cf, &db::gen_prefix(generation + 1)[..], &[0xffu8; 9][..]);
+            db.write_opt(batch, &db::unsynced())
+                .map_err(rocks("drop stale generations"))?;
+        }
+
+        let store = Self {
+            inner: Arc::new(Inner {
+                db,
+                snapshot_dir,
+                applied: RwLock::new(Applied {
+                    generation,
+                    last_applied,
+                    membership,
+                }),
+                snapshot_lock: Mutex::new(()),
+            }),
+        };
+        let keep = store.current_snapshot_info()?.map(|i| i.file_name);
+        store.remove_snapshot_files_except(keep.as_deref());
+        Ok(store)
+    }
+
+    fn applied(&self) -> Result<Applied> {
+        self.inner
+            .applied
+            .read()
+            .map(|a| a.clone())
+            .map_err(|_| lock_poisoned())
+    }
+
+    fn generation(&self) -> Result<u64> {
+        self.inner
+            .applied
+            .read()
+            .map(|a| a.generation)
+            .map_err(|_| lock_poisoned())
+    }
+
+    /// Last applied log id and the log id of the applied membership, without copying the
+    /// membership (read on every lease read).
+    ///
+    /// # Errors
+    /// Only if a panic poisoned the state machine's lock.
+    pub fn applied_log_ids(&self) -> Result<(Option<LogId>, Option<LogId>)> {
+        self.inner
+            .applied
+            .read()
+            .map(|a| (a.last_applied, *a.membership.log_id()))
+            .map_err(|_| lock_poisoned())
+    }
+
+    /// Last applied log id and the applied membership.
+    ///
+    /// # Errors
+    /// Only if a panic poisoned the state machine's lock.
+    pub fn applied_state(&self) -> Result<(Option<LogId>, StoredMembership)> {
+        let a = self.applied()?;
+        Ok((a.last_applied, a.membership))
+    }
+
+    /// The live session under `key` at `now_ms`, read locally. Linearizable only after a read
+    /// barrier (the caller's job); an expired session is absent even before it is purged.
+    ///
+    /// # Errors
+    /// On a RocksDB error or a corrupt stored session.
+    pub fn get_session(&self, key: &str, now_ms: u64) -> Result<Option<Session>> {
+        let generation = self.generation()?;
+        Ok(apply::read_session(&self.inner.db, generation, key)?.filter(|s| s.is_live(now_ms)))
+    }
+
+    /// Whether the expiry index holds an entry due at `now_ms` (`expires_at_ms <= now_ms`): what
+    /// a `PurgeExpired` proposed now would find. One seek to the index's first entry of the
+    /// current generation; the purger asks this before proposing, so an idle cluster's log
+    /// stands still.
+    ///
+    /// # Errors
+    /// On a RocksDB error or a corrupt index key.
+    pub fn has_expired(&self, now_ms: u64) -> Result<bool> {
+        let generation = self.generation()?;
+        let db = &self.inner.db;
+        let prefix = db::gen_prefix(generation);
+        let cf = db::cf(db, CF_EXPIRY_INDEX)?;
+        let Some(item) = db
+            .iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward))
+            .next()
+        else {
+            return Ok(false);
+        };
+        let (k, _) = item.map_err(rocks("scan expiry index"))?;
+        if !k.starts_with(&prefix) {
+            return Ok(false);
+        }
+        let (expires_at_ms, _) = db::parse_expiry_key(&k)?;
+        Ok(expires_at_ms <= now_ms)
+    }
+
+    /// Every live session of `user` at `now_ms`, with its key.
+    ///
+    /// # Errors
+    /// On a RocksDB error or a corrupt index or session.
+    pub fn sessions_of_user(&self, user: &str, now_ms: u64) -> Result<Vec<(String, Session)>> {
+        let generation = self.generation()?;
+        let db = &self.inner.db;
+        let prefix = db::user_prefix(generation, user);
+        let cf = db::cf(db, CF_USER_INDEX)?;
+        let mut out = Vec::new();
+        for item in db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, _) = item.map_err(rocks("scan user index"))?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let key = db::parse_user_index_key(&k, prefix.len())?;
+            if let Some(s) = apply::read_session(db, generation, &key)? {
+                if s.is_live(now_ms) && s.user.as_deref() == Some(user) {
+                    out.push((key, s));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Run `f` over one consistent RocksDB view: the log id it reflects and every stored
+    /// session (live or expired) in key order, as (key, encoded session).
+    fn with_consistent_view<T>(
+        &self,
+        f: impl FnOnce(
+            Option<LogId>,
+            &mut dyn Iterator<Item = Result<(Vec<u8>, Box<[u8]>)>>,
+        ) -> Result<T>,
+    ) -> Result<T> {
+        let db = &self.inner.db;
+        let snap = db.snapshot();
+        let generation: u64 = get_meta(db, Some(&snap), KEY_GENERATION, "generation")?.unwrap_or(0);
+        let last: Option<LogId> =
+            get_meta::<Option<LogId>>(db, Some(&snap), KEY_APPLIED, "last applied log id")?
+                .flatten();
+        let prefix = db::gen_prefix(generation);
+        let cf = db::cf(db, CF_SESSIONS)?;
+        let mut sessions = snap
+            .iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward))
+            .map(|item| item.map_err(rocks("scan sessions")))
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .map(|item| item.map(|(k, v)| (k[prefix.len()..].to_vec(), v)));
+        f(last, &mut sessions)
+    }
+
+    /// A digest of the whole state machine (every stored session, in key order) and the log id it
+    /// reflects, taken from one consistent RocksDB view. Two replicas at the same applied index
+    /// must report the same digest.
+    ///
+    /// # Errors
+    /// On a RocksDB error.
+    pub fn digest(&self) -> Result<(Option<LogId>, u64, String)> {
+        self.with_consistent_view(|last, sessions| {
+            let mut hasher = Sha256::new();
+            let mut count = 0u64;
+            for item in sessions {
+                let (key, value) = item?;
+                hasher.update(((key.len() + 8) as u64).to_be_bytes());
+                hasher.update(&key);
+                hasher.update((value.len() as u64).to_be_bytes());
+                hasher.update(&value);
+                count += 1;
+            }
+            Ok((last, count, hex::encode(hasher.finalize())))
+        })
+    }
+
+    /// Write every session live at `now_ms` to a backup (see [`crate::storage::backup`]), from one
+    /// consistent RocksDB view. Returns the writer, the header and the trailer written.
+    ///
+    /// # Errors
+    /// On a RocksDB or write error, or a corrupt stored session.
+    pub fn backup<W: Write>(
+        &self,
+        out: W,
+        node_id: u64,
+        now_ms: u64,
+    ) -> Result<(W, BackupHeader, BackupTrailer)> {
+        self.with_consistent_view(|last, sessions| {
+            let header = BackupHeader {
+                created_at_ms: now_ms,
+                node_id,
+                applied_index: last.map(|l| l.index),
+            };
+            let mut writer = BackupWriter::new(out, &header)?;
+            for item in sessions {
+                let (key, value) = item?;
+                let key = String::from_utf8(key).map_err(|_| Error::Corrupt {
+                    what: "session key",
+                    reason: "not UTF-8".into(),
+                })?;
+                let session: Session = codec::decode("session", &value)?;
+                if session.is_live(now_ms) {
+                    writer.add(&key, &session)?;
+                }
+            }
+            let (out, trailer) = writer.finish()?;
+            Ok((out, header, trailer))
+        })
+    }
+
+    /// Whether no session at all is stored (live or expired).
+    ///
+    /// # Errors
+    /// On a RocksDB error.
+    pub fn is_empty(&self) -> Result<bool> {
+        let generation = self.generation()?;
+        let db = &self.inner.db;
+        let prefix = db::gen_prefix(generation);
+        let cf = db::cf(db, CF_SESSIONS)?;
+        match db
+            .iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward))
+            .next()
+        {
+            Some(item) => Ok(!item.map_err(rocks("scan sessions"))?.0.starts_with(&prefix)),
+            None => Ok(true),
+        }
+    }
+
+    /// Estimated number of stored sessions (RocksDB's estimate; cheap).
+    pub fn estimated_sessions(&self) -> u64 {
+        db::cf(&self.inner.db, CF_SESSIONS)
+            .ok()
+            .and_then(|cf| {
+                self.inner
+                    .db
+                    .property_int_value_cf(cf, "rocksdb.estimate-num-keys")
+                    .ok()
+                    .flatten()
+            })
+            .unwrap_or(0)
+    }
+
+    fn current_snapshot_info(&self) -> Result<Option<SnapshotInfo>> {
+        get_meta(&self.inner.db, None, KEY_SNAPSHOT, "snapshot info")
+    }
+
+    fn remove_snapshot_files_except(&self, keep: Option<&str>) {
+        let Ok(dir) = fs::read_dir(&self.inner.snapshot_dir) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name();
+            if Some(name.to_string_lossy().as_ref()) != keep {
+                // Best effort: a leftover file is removed on the next open.
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// Add "`info` is the current snapshot" to `batch` (the caller decides when, and drops the
+    /// older files after the batch is written).
+    fn set_current_snapshot(&self, info: &SnapshotInfo, batch: &mut WriteBatch) -> Result<()> {
+        batch.put_cf(
+            db::cf(&self.inner.db, CF_SM_META)?,
+            KEY_SNAPSHOT,
+            codec::encode("snapshot info", info)?,
+        );
+        Ok(())
+    }
+
+    fn apply_entries(&self, entries: Vec<Entry>) -> Result<Vec<Response>> {
+        let db = &self.inner.db;
+        let mut applied = self.inner.applied.write().map_err(|_| lock_poisoned())?;
+        let mut txn = Txn::new(db, applied.generation);
+        let mut last_applied = applied.last_applied;
+        let mut membership = applied.membership.clone();
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => out.push(Response::Empty),
+                EntryPayload::Normal(cmd) => out.push(txn.apply(&cmd)?),
+                EntryPayload::Membership(m) => {
+                    membership = StoredMembership::new(Some(entry.log_id), m);
+                    out.push(Response::Empty);
+                }
+            }
+        }
+        let meta = db::cf(db, CF_SM_META)?;
+        let mut batch = std::mem::take(&mut txn.batch);
+        batch.put_cf(
+            meta,
+            KEY_APPLIED,
+            codec::encode("last applied log id", &last_applied)?,
+        );
+        batch.put_cf(
+            meta,
+            KEY_MEMBERSHIP,
+            codec::encode("membership", &membership)?,
+        );
+        db.write_opt(batch, &db::unsynced())
+            .map_err(rocks("apply entries"))?;
+        applied.last_applied = last_applied;
+        applied.membership = membership;
+        Ok(out)
+    }
+
+    /// Start a snapshot build: takes the RocksDB snapshot now (between two applies) and writes
+    /// the file on a background thread.
+    fn start_build(&self) -> oneshot::Receiver<Result<SnapshotInfo>> {
+        let (taken_tx, taken_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done_rx) = oneshot::channel();
+        let this = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("snapshot-builder".into())
+            .spawn(move || {
+                let res = this.build_snapshot_file(&taken_tx);
+                let _ = done_tx.send(res);
+            });
+        if spawned.is_ok() {
+            // Wait until the thread holds its RocksDB snapshot (or failed before that).
+            let _ = taken_rx.recv();
+        }
+        done_rx
+    }
+
+    fn build_snapshot_file(&self, taken: &std::sync::mpsc::Sender<()>) -> Result<SnapshotInfo> {
+        let db = &self.inner.db;
+        let snap = db.snapshot();
+        let _ = taken.send(());
+        let generation: u64 = get_meta(db, Some(&snap), KEY_GENERATION, "generation")?.unwrap_or(0);
+        let last_log_id: Option<LogId> =
+            get_meta::<Option<LogId>>(db, Some(&snap), KEY_APPLIED, "last applied log id")?
+                .flatten();
+        let last_membership: StoredMembership =
+            get_meta(db, Some(&snap), KEY_MEMBERSHIP, "membership")?.unwrap_or_default();
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id: snapshot_id(&last_log_id),
+        };
+        let file_name = snapshot_file_name(&meta);
+        let tmp = self
+            .inner
+            .snapshot_dir
+            .join(format!("build-{}.tmp", rand::random::<u64>()));
+        let result = (|| {
+            let file = fs::File::create(&tmp).map_err(snap_io(&tmp))?;
+            let mut w = SnapshotWriter::new(file).map_err(snap_io(&tmp))?;
+            let prefix = db::gen_prefix(generation);
+            let cf = db::cf(db, CF_SESSIONS)?;
+            for item in snap.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+                let (k, v) = item.map_err(rocks("scan sessions for snapshot"))?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                let key = std::str::from_utf8(&k[8..]).map_err(|e| Error::Corrupt {
+                    what: "session key",
+                    reason: e.to_string(),
+                })?;
+                let session: Session = codec::decode("session", &v)?;
+                w.write_record(key, &session)?;
+            }
+            let (file, _count) = w.finish().map_err(snap_io(&tmp))?;
+            file.sync_all().map_err(snap_io(&tmp))?;
+            Ok(())
+        })();
+        drop(snap);
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let path = self.inner.snapshot_dir.join(&file_name);
+        fs::rename(&tmp, &path).map_err(snap_io(&path))?;
+        sync_dir(&self.inner.snapshot_dir)?;
+        // openraft purges the log up to this snapshot once we report it: the applied state it
+        // covers must be durable first.
+        db.flush_wal(true)
+            .map_err(rocks("sync WAL before snapshot"))?;
+
+        let info = SnapshotInfo { meta, file_name };
+        let _guard = self
+            .inner
+            .snapshot_lock
+            .lock()
+            .map_err(|_| lock_poisoned())?;
+        let current = self.current_snapshot_info()?;
+        let newer_exists = current
+            .as_ref()
+            .is_some_and(|c| c.meta.last_log_id > info.meta.last_log_id);
+        if newer_exists {
+            // An install finished meanwhile; keep its snapshot, report ours from its file.
+            tracing::info!(id = %info.meta.snapshot_id, "snapshot superseded by a newer one");
+        } else {
+            let mut batch = WriteBatch::default();
+            self.set_current_snapshot(&info, &mut batch)?;
+            db.write_opt(batch, &db::synced())
+                .map_err(rocks("record snapshot"))?;
+            self.remove_snapshot_files_except(Some(&info.file_name));
+        }
+        tracing::info!(id = %info.meta.snapshot_id, "snapshot built");
+        Ok(info)
+    }
+
+    fn open_snapshot(&self, info: &SnapshotInfo) -> Result<fs::File> {
+        let path = self.inner.snapshot_dir.join(&info.file_name);
+        fs::File::open(&path).map_err(snap_io(&path))
+    }
+
+    /// Install a verified snapshot stream: load under a new generation, then switch atomically.
+    fn install_from(&self, meta: &SnapshotMeta, mut source: fs::File) -> Result<()> {
+        let db = &self.inner.db;
+        source
+            .seek(SeekFrom::Start(0))
+            .map_err(snap_io(Path::new("<received snapshot>")))?;
+        let file_name = snapshot_file_name(meta);
+        let tmp = self
+            .inner
+            .snapshot_dir
+            .join(format!("install-{}.tmp", rand::random::<u64>()));
+        let res = self.load_generation(meta, &mut source, &tmp);
+        let new_generation = match res {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        let path = self.inner.snapshot_dir.join(&file_name);
+        fs::rename(&tmp, &path).map_err(snap_io(&path))?;
+        sync_dir(&self.inner.snapshot_dir)?;
+
+        let info = SnapshotInfo {
+            meta: meta.clone(),
+            file_name: file_name.clone(),
+        };
+        let _guard = self
+            .inner
+            .snapshot_lock
+            .lock()
+            .map_err(|_| lock_poisoned())?;
+        let mut applied = self.inner.applied.write().map_err(|_| lock_poisoned())?;
+        let old_generation = applied.generation;
+        let sm_meta = db::cf(db, CF_SM_META)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            sm_meta,
+            KEY_GENERATION,
+            codec::encode("generation", &new_generation)?,
+        );
+        batch.put_cf(
+            sm_meta,
+            KEY_APPLIED,
+            codec::encode("last applied log id", &meta.last_log_id)?,
+        );
+        batch.put_cf(
+            sm_meta,
+            KEY_MEMBERSHIP,
+            codec::encode("membership", &meta.last_membership)?,
+        );
+        self.set_current_snapshot(&info, &mut batch)?;
+        // The switch: synced, and it also makes every unsynced write of the load durable (the
+        // WAL is sequential).
+        db.write_opt(batch, &db::synced())
+            .map_err(rocks("switch to installed snapshot"))?;
+        applied.generation = new_generation;
+        applied.last_applied = meta.last_log_id;
+        applied.membership = meta.last_membership.clone();
+        drop(applied);
+
+        let mut cleanup = WriteBatch::default();
+        for name in GENERATION_CFS {
+            cleanup.delete_range_cf(
+                db::cf(db, name)?,
+                db::gen_prefix(old_generation),
+                db::gen_prefix(old_generation + 1),
+            );
+        }
+        db.write_opt(cleanup, &db::unsynced())
+            .map_err(rocks("drop old generation"))?;
+        self.remove_snapshot_files_except(Some(&file_name));
+        tracing::info!(id = %meta.snapshot_id, "snapshot installed");
+        Ok(())
+    }
+
+    /// Copy the received snapshot to `local`, verify it, and load it under a new generation.
+    fn load_generation(
+        &self,
+        meta: &SnapshotMeta,
+        source: &mut fs::File,
+        local: &Path,
+    ) -> Result<u64> {
+        let db = &self.inner.db;
+        {
+            let mut out = fs::File::create(local).map_err(snap_io(local))?;
+            io::copy(source, &mut out).map_err(snap_io(local))?;
+            out.flush().map_err(snap_io(local))?;
+            out.sync_all().map_err(snap_io(local))?;
+        }
+        let generation = self.generation()? + 1;
+        let clear = |db: &DB| -> Result<()> {
+            let mut batch = WriteBatch::default();
+            for name in GENERATION_CFS {
+                batch.delete_range_cf(
+                    db::cf(db, name)?,
+                    db::gen_prefix(generation),
+                    db::gen_prefix(generation + 1),
+                );
+            }
+            db.write_opt(batch, &db::unsynced())
+                .map_err(rocks("clear generation"))
+        };
+        clear(db)?;
+        let loaded = (|| {
+            let file = fs::File::open(local).map_err(snap_io(local))?;
+            let mut reader = SnapshotReader::new(file)?;
+            let mut txn = Txn::new(db, generation);
+            let mut in_batch = 0;
+            let mut total = 0u64;
+            while let Some((key, session)) = reader.next_record()? {
+                txn.load(&key, session)?;
+                in_batch += 1;
+                total += 1;
+                if in_batch == INSTALL_BATCH {
+                    db.write_opt(std::mem::take(&mut txn.batch), &db::unsynced())
+                        .map_err(rocks("load snapshot"))?;
+                    txn = Txn::new(db, generation);
+                    in_batch = 0;
+                }
+            }
+            db.write_opt(std::mem::take(&mut txn.batch), &db::unsynced())
+                .map_err(rocks("load snapshot"))?;
+            tracing::info!(id = %meta.snapshot_id, sessions = total, "snapshot loaded");
+            Ok(())
+        })();
+        if let Err(e) = loaded {
+            clear(db)?;
+            return Err(e);
+        }
+        Ok(generation)
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let to_err = |e: Error| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Write);
+        let rx = self
+            .result
+            .take()
+            .ok_or_else(|| to_err(Error::BuilderGone))?;
+        let info = rx
+            .await
+            .map_err(|_| to_err(Error::BuilderGone))?
+            .map_err(to_err)?;
+        let store = StateMachineStore {
+            inner: self.inner.clone(),
+        };
+        let file = store.open_snapshot(&info).map_err(to_err)?;
+        Ok(Snapshot {
+            meta: info.meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        StateMachineStore::applied_state(self).map_err(error::read_sm)
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let bytes: usize = entries
+            .iter()
+            .map(|e| match &e.payload {
+                EntryPayload::Normal(cmd) => cmd.approx_bytes(),
+                _ => 0,
+            })
+            .sum();
+        if bytes < OFFLOAD_APPLY_BYTES {
+            return self.apply_entries(entries).map_err(error::write_sm);
+        }
+        // A large apply (a restore's `Import`s, a catching-up node's run of entries) takes tens
+        // of milliseconds of RocksDB work. On the Raft runtime — one thread per node on a small
+        // host — it would stall the Raft core behind it, and openraft 0.9 gives every
+        // AppendEntries only the heartbeat interval: appends timed out and were sent again
+        // (measured: bench/PROFILE.md, catch-up). So it runs on a blocking thread.
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.apply_entries(entries))
+            .await
+            .map_err(|e| error::write_sm(Error::TaskFailed("apply", e.to_string())))?
+            .map_err(error::write_sm)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            result: Some(self.start_build()),
+            inner: self.inner.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let to_err = |e: Error| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Write);
+        let path = self
+            .inner
+            .snapshot_dir
+            .join(format!("recv-{}.tmp", rand::random::<u64>()));
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| to_err(snap_io(&path)(e)))?;
+        // Anonymous from here on: the open handle is all we need, and nothing is left behind.
+        let _ = fs::remove_file(&path);
+        Ok(Box::new(tokio::fs::File::from_std(file)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        let to_err = |e: Error| {
+            e.into_storage(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+            )
+        };
+        let mut file = *snapshot;
+        file.flush()
+            .await
+            .map_err(|e| to_err(snap_io(Path::new("<received snapshot>"))(e)))?;
+        file.seek(SeekFrom::Start(0))
+            .await
+            .map_err(|e| to_err(snap_io(Path::new("<received snapshot>"))(e)))?;
+        let std_file = file.into_std().await;
+        let this = self.clone();
+        let meta_owned = meta.clone();
+        tokio::task::spawn_blocking(move || this.install_from(&meta_owned, std_file))
+            .await
+            .map_err(|e| {
+                to_err(Error::Corrupt {
+                    what: "snapshot install task",
+                    reason: e.to_string(),
+                })
+            })?
+            .map_err(to_err)
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let to_err = |e: Error| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Read);
+        let _guard = self
+            .inner
+            .snapshot_lock
+            .lock()
+            .map_err(|_| to_err(lock_poisoned()))?;
+        let Some(info) = self.current_snapshot_info().map_err(to_err)? else {
+            return Ok(None);
+        };
+        let file = self.open_snapshot(&info).map_err(to_err)?;
+        Ok(Some(Snapshot {
+            meta: info.meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        }))
+    }
+}

@@ -1,0 +1,91 @@
+//! The wire format of internal RPC: bincode 2 bodies with a size limit, and the messages that are
+//! ours (forwarded writes, read index) rather than openraft's.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Largest internal request or response body accepted (append entries and snapshot chunks).
+pub const MAX_RPC_BYTES: usize = 64 << 20;
+
+fn config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_RPC_BYTES>,
+> {
+    bincode::config::standard().with_limit::<MAX_RPC_BYTES>()
+}
+
+/// A body could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WireError(pub String);
+
+/// Encode an RPC body.
+///
+/// # Errors
+/// When serde refuses the value.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
+    bincode::serde::encode_to_vec(value, config()).map_err(|e| WireError(e.to_string()))
+}
+
+/// Decode an RPC body; garbage, truncation, absurd lengths and trailing bytes are errors.
+///
+/// # Errors
+/// [`WireError`] describing what is wrong with the bytes.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    let (v, used) = bincode::serde::decode_from_slice::<T, _>(bytes, config())
+        .map_err(|e| WireError(format!("undecodable body: {e}")))?;
+    if used != bytes.len() {
+        return Err(WireError(format!(
+            "{} trailing bytes after the body",
+            bytes.len() - used
+        )));
+    }
+    Ok(v)
+}
+
+/// Why a forwarded write or a read-index request could not be served by the node asked.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum PeerRefusal {
+    /// The node is not the leader; it names the leader when it knows one.
+    NotLeader {
+        leader_id: Option<u64>,
+        leader_addr: Option<String>,
+    },
+    /// The node is shutting down or hit a storage error.
+    Failed(String),
+}
+
+/// Reply to a forwarded write (`POST /raft/write`).
+pub type WriteReply = Result<crate::Response, PeerRefusal>;
+
+/// Reply to a read-index request (`POST /raft/read-index`): the log index a linearizable read
+/// must wait for (applied index at least this), as confirmed by the leader with a quorum.
+pub type ReadIndexReply = Result<u64, PeerRefusal>;
+
+/// A membership change, executed on the leader (forwarded there by any node).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum AdminOp {
+    /// Add a node as a learner and wait until it has caught up.
+    AddLearner { id: u64, addr: String },
+    /// Make a learner a voter (joint consensus).
+    Promote { id: u64 },
+    /// Remove a voter or a learner from the cluster.
+    Remove { id: u64 },
+    /// Trigger a snapshot on the leader.
+    Snapshot,
+}
+
+/// Reply to an admin op: a human-readable outcome, or why it was refused.
+pub type AdminReply = Result<String, AdminRefusal>;
+
+/// Why an admin op was refused.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminRefusal {
+    /// The operation is unsafe or invalid in the current membership (400).
+    #[error("{0}")]
+    Refused(String),
+    /// No leader could be reached (503).
+    #[error("{0}")]
+    Unavailable(String),
+}
