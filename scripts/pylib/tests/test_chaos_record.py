@@ -1,0 +1,75 @@
+"""sessionraft_chaos.record: faults.jsonl / faults.tsv and the printed table."""
+
+import io
+import json
+import tempfile
+import unittest
+from pathlib import Path
+from unittest import mock
+
+from sessionraft_chaos import record
+from sessionraft_chaos.record import Recorder, fault_table, fmt_s, read_tsv
+
+
+class RecordTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.out = Path(self.tmp.name)
+        self.stream = io.StringIO()
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_fmt_s(self):
+        self.assertEqual([fmt_s(0), fmt_s(1234), fmt_s(5), fmt_s(-50), fmt_s(-61005)],
+                         ["0.000", "1.234", "0.005", "-0.050", "-61.005"])
+
+    def test_files_start_empty(self):
+        (self.out / "faults.jsonl").write_text("old\n")
+        Recorder(self.out)
+        self.assertEqual((self.out / "faults.jsonl").read_text(), "")
+        self.assertEqual((self.out / "faults.tsv").read_text(), "")
+
+    def test_windows_are_written_when_they_close(self):
+        times = iter([1000, 1500, 2600, 3000])
+        with mock.patch.object(record, "now_ms", lambda: next(times)):
+            rec = Recorder(self.out, self.stream)  # t0 1000
+            rec.begin("pause", 2, "SIGSTOP pid 9 (leader node) for 3s")
+            self.assertEqual((self.out / "faults.jsonl").read_text(), "")
+            rec.add_detail("more")
+            rec.end("SIGCONT")
+            rec.end("twice: nothing")
+            rec.record("disk-full-restart", 3, 2000, 3000, "a\tb")
+        lines = (self.out / "faults.jsonl").read_text().splitlines()
+        self.assertEqual(lines[0], '{"name": "pause", "node": 2, "start_ms": 1500, "end_ms": 2600}')
+        self.assertEqual(json.loads(lines[1]), {"name": "disk-full-restart", "node": 3,
+                                                "start_ms": 2000, "end_ms": 3000})
+        self.assertEqual(len(lines), 2)
+        self.assertEqual((self.out / "faults.tsv").read_text(),
+                         "pause\t2\t1500\t2600\tSIGSTOP pid 9 (leader node) for 3s; more; SIGCONT\n"
+                         "disk-full-restart\t3\t2000\t3000\ta b\n")
+
+    def test_end_without_detail_and_say(self):
+        times = iter([0, 100, 200, 12345])
+        with mock.patch.object(record, "now_ms", lambda: next(times)):
+            rec = Recorder(self.out, self.stream)
+            rec.begin("rolling-restart", 1)
+            rec.end("back in service")
+            rec.say("hello")
+        self.assertTrue((self.out / "faults.tsv").read_text().endswith("\tback in service\n"))
+        self.assertEqual(self.stream.getvalue(), "[  12.345s] hello\n")
+
+    def test_table(self):
+        (self.out / "faults.tsv").write_text("kill-leader\t2\t11000\t14500\tSIGKILL pid 5\n"
+                                             "pause\t1\t20000\t23250\t\n")
+        lines = fault_table(read_tsv(self.out / "faults.tsv"), 10000)
+        self.assertEqual(lines, [
+            "  #   fault                  node     start       end   length  detail",
+            "  1   kill-leader            2        1.000     4.500   3.500s  SIGKILL pid 5",
+            "  2   pause                  1       10.000    13.250   3.250s  ",
+        ])
+        self.assertEqual(fault_table([], 0)[1:], ["  (none)"])
+
+
+if __name__ == "__main__":
+    unittest.main()
