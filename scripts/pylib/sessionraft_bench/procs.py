@@ -88,19 +88,20 @@ def _signal(pid, sig, group):
 def stop(p, name, group=False, grace_s=10.0):
     """SIGTERM the child P (its whole process group when GROUP: it runs in a session of its own),
     SIGKILL after GRACE_S; only while it still runs NAME. Reaps it."""
-    if p is None:
+    if p is None or p.poll() is not None:
         return
+    if not is_ours(p.pid, name):
+        return  # gone, or the pid runs another program: not ours to signal (nor to wait for)
+    _signal(p.pid, signal.SIGTERM, group)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if p.poll() is not None or not is_ours(p.pid, name):
+            break
+        time.sleep(0.1)
     if p.poll() is None and is_ours(p.pid, name):
-        _signal(p.pid, signal.SIGTERM, group)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            if p.poll() is not None or not is_ours(p.pid, name):
-                break
-            time.sleep(0.1)
-        if p.poll() is None and is_ours(p.pid, name):
-            if not group:
-                warn(f"{name} (pid {p.pid}) did not stop in {grace_s:.0f} s: SIGKILL")
-            _signal(p.pid, signal.SIGKILL, group)
+        if not group:
+            warn(f"{name} (pid {p.pid}) did not stop in {grace_s:.0f} s: SIGKILL")
+        _signal(p.pid, signal.SIGKILL, group)
     try:
         p.wait(timeout=10)
     except subprocess.TimeoutExpired:
