@@ -354,7 +354,9 @@ def wipe_and_rejoin(run: Run, f: Fault) -> None:
 
 
 def wipe(data: Path) -> None:
-    """Deletes everything in data (not data itself)."""
+    """Deletes everything in data (not data itself; a missing data dir holds nothing)."""
+    if not data.is_dir():
+        return
     for child in data.iterdir():
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)

@@ -88,6 +88,7 @@ class FaultHelpersTest(unittest.TestCase):
             (data / "f").write_text("1")
             faults.wipe(data)
             self.assertEqual(list(data.iterdir()), [])
+            faults.wipe(Path(d) / "missing")  # a node that never wrote: nothing to delete
 
     def test_every_fault_has_a_nemesis(self):
         from sessionraft_chaos.schedule import FAULTS
