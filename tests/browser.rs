@@ -228,6 +228,16 @@ async fn frontend_in_a_real_browser() {
     })
     .await;
     save_screenshot(&c, "dashboard.png").await;
+    // the leader's card says "leader" once in its head (its role pill), not in two badges
+    let marks = js(
+        &c,
+        "const head = document.querySelector('.node-card[data-role=\"leader\"] .node-card-head'); \
+         return Array.from(head.querySelectorAll('*')) \
+           .filter(e => e.children.length === 0 && !e.hidden && /leader/i.test(e.textContent)) \
+           .map(e => e.textContent);",
+    )
+    .await;
+    assert_eq!(marks, json!(["★ leader"]), "leader marks in the card head");
     assert!(
         console_errors(&c).await.is_empty(),
         "console errors on the dashboard"

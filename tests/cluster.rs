@@ -289,7 +289,7 @@ fn bad_config_exits_non_zero_naming_the_field() {
 /// nothing; concurrent writes share log entries; TTL touches are coalesced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_rpc_is_guarded_writes_are_batched_touches_coalesced() {
-    use sessionraft_web::auth::{PeerAuth, SignedHeaders};
+    use sessionraft_raft::transport::auth::{PeerAuth, SignedHeaders};
 
     fn signed(r: reqwest::RequestBuilder, h: &SignedHeaders) -> reqwest::RequestBuilder {
         h.pairs()
@@ -457,34 +457,6 @@ async fn internal_rpc_is_guarded_writes_are_batched_touches_coalesced() {
     }
 }
 
-/// The library example (a user's own app on the store) really serves sessions.
-#[test]
-fn embedded_store_example_serves_sessions() {
-    let exe = common::binary()
-        .parent()
-        .expect("dir")
-        .join("examples/embedded_store");
-    assert!(
-        exe.exists(),
-        "build the example first: cargo build --release --workspace --all-targets"
-    );
-    let dir = tempfile::TempDir::new().expect("temp dir");
-    let addr = format!("127.0.0.1:{}", common::free_port());
-    let out = std::process::Command::new(exe)
-        .arg(&addr)
-        .arg(dir.path().join("data"))
-        .arg("--selftest")
-        .output()
-        .expect("run example");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("visits: 2"), "{stdout}");
-}
-
 /// Admin API: 401 without the token; snapshot; unsafe membership steps refused; remove voters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_guards_and_membership_changes() {
@@ -650,4 +622,36 @@ async fn lease_reads_need_a_fresh_quorum() {
         0.0
     );
     assert!(common::metric(&c, leader, "read_index_total", "how=\"round\"").await >= 20.0);
+}
+
+/// An idle cluster's log stands still: no purge entry is proposed while nothing is due (the
+/// purger asks the leader's expiry index first), and nothing else writes on a timer. Sessions
+/// exist (with expiries far ahead), so the purger has an index to look at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_cluster_writes_no_log_entries() {
+    let c = TestCluster::start(3, Tuning::default());
+    c.wait_ready(READY).await;
+    for node in 1..=3 {
+        let u = user();
+        let (status, _, _) = increment(&u, &c.url(node, "/api/counter")).await;
+        assert_eq!(status, 200, "increment through node {node}");
+    }
+    // let the touches of those requests flush and every node apply them
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let last = |s: Option<serde_json::Value>| s.and_then(|s| s["last_log_index"].as_u64());
+    let mut before = Vec::new();
+    for node in 1..=3 {
+        before.push(last(c.status(node).await).expect("last log index"));
+    }
+    assert!(before.iter().all(|i| *i == before[0]), "{before:?}");
+    // 60 s: twelve purge ticks of 5 s each
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    for node in 1..=3u64 {
+        let now = last(c.status(node).await).expect("last log index");
+        assert_eq!(
+            now,
+            before[node as usize - 1],
+            "node {node}: the log grew while the cluster was idle"
+        );
+    }
 }

@@ -21,10 +21,10 @@ use common::{increment, user, ClusterOptions, TestCluster, Tuning, ADMIN_TOKEN, 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 use serde_json::Value;
+use sessionraft_raft::transport::auth::{PeerAuth, RequestSigner, SignedHeaders};
+use sessionraft_raft::transport::network::paths;
+use sessionraft_raft::transport::wire::{self, AdminOp, AdminReply, WriteReply};
 use sessionraft_raft::{Command, Response, TypeConfig};
-use sessionraft_web::auth::{PeerAuth, RequestSigner, SignedHeaders};
-use sessionraft_web::network::paths;
-use sessionraft_web::rpc::{self, AdminOp, AdminReply, WriteReply};
 
 const READY: Duration = Duration::from_secs(30);
 const ALL_PATHS: [&str; 6] = [
@@ -152,12 +152,12 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
     let victim = "replay-victim";
 
     // (a) a forwarded write, captured on the wire: applied once...
-    let body = rpc::encode(&create("replay-key-1", victim)).expect("encode");
+    let body = wire::encode(&create("replay-key-1", victim)).expect("encode");
     let captured = signer.sign(&to_leader, paths::WRITE, &body);
     let before = last_log_index(&c, leader).await;
     let (status, text, bytes) = post(&c, leader, paths::WRITE, Some(&captured), &body).await;
     assert_eq!(status, 200, "the genuine request: {text}");
-    let reply: WriteReply = rpc::decode(&bytes).expect("a write reply");
+    let reply: WriteReply = wire::decode(&bytes).expect("a write reply");
     assert_eq!(
         reply,
         Ok(Response::Batch(vec![Response::Written { version: 1 }]))
@@ -187,7 +187,7 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
 
     // A captured `DeleteUser` replayed after the user signed in again would delete the new
     // session: refused, the new session stays.
-    let delete = rpc::encode(&Command::DeleteUser {
+    let delete = wire::encode(&Command::DeleteUser {
         user: victim.to_string(),
     })
     .expect("encode");
@@ -196,11 +196,11 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
         post(&c, leader, paths::WRITE, Some(&captured_delete), &delete).await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(
-        rpc::decode::<WriteReply>(&bytes).expect("reply"),
+        wire::decode::<WriteReply>(&bytes).expect("reply"),
         Ok(Response::Count(1))
     );
     assert_eq!(sessions_of(&c, leader, victim).await, 0);
-    let again = rpc::encode(&create("replay-key-2", victim)).expect("encode");
+    let again = wire::encode(&create("replay-key-2", victim)).expect("encode");
     let h = signer.sign(&to_leader, paths::WRITE, &again);
     let (status, text, _) = post(&c, leader, paths::WRITE, Some(&h), &again).await;
     assert_eq!(status, 200, "{text}");
@@ -221,12 +221,12 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
     );
 
     // An admin op (a harmless one: a snapshot) runs once; its replay is refused.
-    let op = rpc::encode(&AdminOp::Snapshot).expect("encode");
+    let op = wire::encode(&AdminOp::Snapshot).expect("encode");
     let captured_op = signer.sign(&to_leader, paths::ADMIN, &op);
     let (status, text, bytes) = post(&c, leader, paths::ADMIN, Some(&captured_op), &op).await;
     assert_eq!(status, 200, "{text}");
     assert!(
-        rpc::decode::<AdminReply>(&bytes)
+        wire::decode::<AdminReply>(&bytes)
             .expect("admin reply")
             .is_ok(),
         "the snapshot ran"
@@ -237,7 +237,7 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
 
     // (b) stamped 10 minutes ago (a request held back) or 10 minutes ahead: refused, and
     // refused again (a refusal is not remembered as seen), nothing applied
-    let late = rpc::encode(&create("replay-key-3", victim)).expect("encode");
+    let late = wire::encode(&create("replay-key-3", victim)).expect("encode");
     for ts in [now_ms() - 600_000, now_ms() + 600_000] {
         let h = signer.sign_at(&to_leader, paths::WRITE, &late, ts);
         refused_leaving_the_log(
@@ -277,7 +277,7 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
 fn valid_body(path: &str) -> Vec<u8> {
     let log_id = LogId::new(CommittedLeaderId::new(1, 1), 1);
     match path {
-        paths::APPEND => rpc::encode(&AppendEntriesRequest::<TypeConfig> {
+        paths::APPEND => wire::encode(&AppendEntriesRequest::<TypeConfig> {
             vote: Vote::new_committed(1, 1),
             prev_log_id: Some(log_id),
             entries: vec![Entry {
@@ -286,8 +286,8 @@ fn valid_body(path: &str) -> Vec<u8> {
             }],
             leader_commit: Some(log_id),
         }),
-        paths::VOTE => rpc::encode(&VoteRequest::<u64>::new(Vote::new(1, 1), Some(log_id))),
-        paths::SNAPSHOT => rpc::encode(&InstallSnapshotRequest::<TypeConfig> {
+        paths::VOTE => wire::encode(&VoteRequest::<u64>::new(Vote::new(1, 1), Some(log_id))),
+        paths::SNAPSHOT => wire::encode(&InstallSnapshotRequest::<TypeConfig> {
             vote: Vote::new_committed(1, 1),
             meta: openraft::SnapshotMeta::<u64, BasicNode> {
                 last_log_id: Some(log_id),
@@ -298,12 +298,12 @@ fn valid_body(path: &str) -> Vec<u8> {
             data: vec![7; 32],
             done: true,
         }),
-        paths::WRITE => rpc::encode(&create("k", "u")),
-        paths::ADMIN => rpc::encode(&AdminOp::AddLearner {
+        paths::WRITE => wire::encode(&create("k", "u")),
+        paths::ADMIN => wire::encode(&AdminOp::AddLearner {
             id: 99,
             addr: "127.0.0.1:9".into(),
         }),
-        _ => rpc::encode(&()),
+        _ => wire::encode(&()),
     }
     .expect("encode")
 }
@@ -322,7 +322,10 @@ async fn sweep(c: &TestCluster, signer: &RequestSigner, id: u64) {
         // the format before replay protection: a MAC over path and body only
         let r = common::http()
             .post(c.url(id, path))
-            .header(sessionraft_web::auth::MAC_HEADER, "00".repeat(32))
+            .header(
+                sessionraft_raft::transport::auth::MAC_HEADER,
+                "00".repeat(32),
+            )
             .body(garbage.clone())
             .send()
             .await
@@ -367,7 +370,7 @@ async fn sweep(c: &TestCluster, signer: &RequestSigner, id: u64) {
         }
         if path == paths::WRITE {
             // a batch claiming 2^64 - 1 commands
-            let mut absurd = rpc::encode(&Command::Batch(Vec::new())).expect("encode");
+            let mut absurd = wire::encode(&Command::Batch(Vec::new())).expect("encode");
             absurd.pop();
             absurd.extend([0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
             bodies.push(absurd);

@@ -2,7 +2,7 @@
 //!
 //! The library behind the `sessionraft` binary (`main.rs` only parses arguments):
 //! - [`config`]: `cluster.toml` parsed once into a validated [`config::Config`].
-//! - [`serve`]: run one node (HTTP server over `sessionraft-web`'s `NodeRuntime`).
+//! - [`serve`]: run one node (HTTP server over `sessionraft-web`'s `Node`).
 //! - [`status`]: the cluster status table.
 //! - [`ops`]: membership changes, backup and restore through the admin API.
 //! - [`tls`]: `[tls]`: the rustls configuration of a node's listeners, the CLI's HTTPS clients.
@@ -13,7 +13,7 @@
 
 pub mod bench;
 pub mod chaos;
-pub mod config;
+pub use sessionraft_web::config;
 pub mod ops;
 pub mod serve;
 pub mod status;

@@ -1,16 +1,13 @@
 //! `sessionraft serve`: build the node from the validated config, serve HTTP, shut down in order
 //! (HTTP, then Raft, then storage) on SIGTERM/SIGINT.
 
-use std::collections::BTreeMap;
-
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use sessionraft_raft::StorageOptions;
 use sessionraft_web::handlers::configure_api;
-use sessionraft_web::request_scope::store_errors;
-use sessionraft_web::{Deadlines, NodeOptions, NodeRuntime, StoreSettings};
+use sessionraft_web::node::{cores, UNSAFE_SKIP_READ_BARRIER_ENV};
+use sessionraft_web::{Node, NodeOptions};
 
-use crate::config::{Config, NodeConfig, TlsConfig};
+use crate::config::{Config, NodeConfig};
 
 /// Where a node outside the configuration (one being added to a running cluster) listens and
 /// keeps its data: `serve --node N --http H --raft R --data-dir D`.
@@ -75,57 +72,6 @@ pub fn resolve_node(
     }
 }
 
-/// Node options for node `me` from the validated configuration.
-pub fn node_options(cfg: &Config, me: &NodeConfig) -> anyhow::Result<NodeOptions> {
-    Ok(NodeOptions {
-        id: me.id,
-        data_dir: me.data_dir.clone(),
-        advertise_addr: me.raft_addr.to_string(),
-        initial_members: cfg
-            .nodes
-            .iter()
-            .map(|n| (n.id, n.raft_addr.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        secret: cfg.cluster.secret.expose().to_vec(),
-        admin_token: cfg.cluster.admin_token.expose().to_vec(),
-        lb_url: cfg.lb_addr.map(|a| format!("http://{a}/")),
-        raft: cfg.openraft_config()?,
-        lease_reads: cfg.raft.lease_reads,
-        deadlines: Deadlines {
-            request: cfg.raft.request_deadline,
-            rpc: cfg.raft.rpc_timeout,
-        },
-        store: StoreSettings {
-            absolute_ttl: cfg.session.absolute_ttl,
-            max_state_bytes: cfg.session.max_state_bytes,
-            unsafe_skip_read_barrier: unsafe_skip_read_barrier(),
-            max_sessions_per_user: cfg.session.max_sessions_per_user,
-        },
-        idle_ttl: cfg.session.idle_ttl,
-        cookie_name: cfg.session.cookie_name.clone(),
-        // Served over HTTPS only: the cookie is always `Secure` then.
-        cookie_secure: cfg.session.cookie_secure || cfg.tls.is_some(),
-        storage: StorageOptions::default(),
-        raft_threads: cfg.threads_per_node(me, cores()).1,
-        cookie_secrets: cfg
-            .session
-            .cookie_secrets
-            .iter()
-            .map(|s| s.expose().to_vec())
-            .collect(),
-        tls_ca: cfg.tls.as_ref().map(TlsConfig::read_ca).transpose()?,
-    })
-}
-
-/// The environment variable of the planted bug (test only): `1` makes reads skip the barrier.
-pub const UNSAFE_SKIP_READ_BARRIER_ENV: &str = "SESSIONRAFT_UNSAFE_SKIP_READ_BARRIER";
-
-/// Whether the planted stale-read bug is switched on (`SESSIONRAFT_UNSAFE_SKIP_READ_BARRIER=1`).
-/// It exists only so chaos tests can prove that `sessionraft check` detects stale reads.
-pub fn unsafe_skip_read_barrier() -> bool {
-    std::env::var(UNSAFE_SKIP_READ_BARRIER_ENV).is_ok_and(|v| v.trim() == "1")
-}
-
 /// Bound glibc's heap growth before any thread starts: without it every thread that touches the
 /// heap may get its own 64 MiB arena, and the adaptive mmap threshold climbs to 32 MiB after the
 /// first large free, so the multi-MiB buffers of AppendEntries and snapshots are carved from
@@ -165,11 +111,6 @@ fn spawn_malloc_trimmer() {
 /// How often [`spawn_malloc_trimmer`] trims.
 const MALLOC_TRIM_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The cores this process may use.
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-}
-
 pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::Result<()> {
     bound_malloc();
     let me = resolve_node(&cfg, node_id, joining)?;
@@ -180,7 +121,7 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
         raft_threads,
         "threads ([runtime] in the configuration; automatic: cores / nodes on this host)"
     );
-    let opts = node_options(&cfg, &me)?;
+    let opts = NodeOptions::from_config(&cfg, &me)?;
     // [tls]: the certificate, key and CA are checked before storage is opened.
     let tls = crate::tls::server_config(&cfg, &me)?;
     if opts.store.unsafe_skip_read_barrier {
@@ -190,14 +131,14 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
              read barrier and may be STALE. Never run this in production. !!!"
         );
     }
-    if !opts.initial_members.contains_key(&me.id) {
+    if !opts.consensus.initial_members.contains_key(&me.id) {
         tracing::info!(
             node = me.id,
             "not in the initial membership: waiting to be added (sessionraft cluster add-node)"
         );
     }
     spawn_malloc_trimmer();
-    let node = NodeRuntime::start(opts).with_context(|| {
+    let node = Node::start_with(opts).with_context(|| {
         format!(
             "starting node {} (data dir {})",
             me.id,
@@ -210,24 +151,12 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
         addrs.push(me.raft_addr);
     }
     let served = actix_web::rt::System::new().block_on(async {
-        let services = node.start_actors();
-        let state = node.app_state();
-        let internal = node.internal_routes(&services);
-        let frontend = node.frontend_routes();
-        let cookie = node.session_cookie();
-        let store = services.store.clone();
+        let app = node.clone();
         let mut server = HttpServer::new(move || {
             App::new()
-                .app_data(state.clone())
-                .configure(internal.clone())
-                .configure(frontend.clone())
-                .service(
-                    web::scope("")
-                        .wrap(cookie.middleware(store.clone()))
-                        .wrap(cookie.key_ring())
-                        .wrap(middleware::from_fn(store_errors))
-                        .configure(configure_api),
-                )
+                .configure(app.routes())
+                .configure(app.frontend_routes())
+                .service(web::scope("").wrap(app.sessions()).configure(configure_api))
         })
         // In-flight requests get 5 s to finish once the server stops; it stops on SIGTERM or
         // SIGINT through `stop_on_signal`, not actix's own handler (see `Listeners`).
@@ -252,7 +181,7 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
         // never recovers in this process: stop serving and exit non-zero, so the node does not
         // sit there unready and a supervisor (or the operator) restarts it on its intact log.
         let fatal = actix_web::rt::spawn(watch_raft_core(
-            node.cluster.raft.metrics(),
+            node.cluster().raft.metrics(),
             server.handle(),
             listeners,
         ));

@@ -48,7 +48,7 @@ pub fn client_builder(cfg: &Config) -> anyhow::Result<reqwest::ClientBuilder> {
         return Ok(builder);
     };
     let ca = tls.read_ca()?;
-    sessionraft_web::network::trust_only(builder, &ca)
+    sessionraft_raft::transport::network::trust_only(builder, &ca)
         .with_context(|| format!("tls.ca: {} is not usable", tls.ca.display()))
 }
 

@@ -1,52 +1,56 @@
 //! # sessionraft-raft
 //!
-//! The replicated session state machine of sessionraft: openraft 0.9 (storage v2) on RocksDB.
+//! The consensus node of sessionraft: openraft 0.9 (storage v2) on RocksDB, and the runtime
+//! that drives it. Nothing here speaks HTTP to clients; `sessionraft-web` mounts the inbound
+//! transport and serves sessions over it.
 //!
 //! Map of the modules:
-//! - [`types`]: the openraft type configuration (`TypeConfig`, `Raft`, aliases).
-//! - [`command`]: the replicated [`Command`]s, their [`Response`]s and the stored [`Session`].
-//! - [`codec`]: the versioned encoding of every persisted value.
-//! - `db`: the RocksDB instance, its column families and key layouts.
-//! - [`log_store`]: the Raft log and vote ([`LogStore`], `RaftLogStorage`).
-//! - [`state_machine`]: sessions, indexes, snapshots ([`StateMachineStore`], `RaftStateMachine`).
-//! - `apply`: the deterministic application of commands.
-//! - [`snapshot_file`]: the snapshot file format.
-//! - [`backup`]: the backup file format (all live sessions, checksummed).
+//! - [`storage`]: the replicated state on disk.
+//!   - [`storage::types`]: the openraft type configuration (`TypeConfig`, `Raft`, aliases).
+//!   - [`storage::command`]: the replicated [`Command`]s, their [`Response`]s, the [`Session`].
+//!   - [`storage::codec`]: the versioned encoding of every persisted value.
+//!   - `storage::db`: the RocksDB instance, its column families and key layouts.
+//!   - [`storage::log_store`]: the Raft log and vote ([`LogStore`], `RaftLogStorage`).
+//!   - [`storage::state_machine`]: sessions, indexes, snapshots ([`StateMachineStore`]).
+//!   - `storage::apply`: the deterministic application of commands.
+//!   - [`storage::snapshot_file`]: the snapshot file format.
+//!   - [`storage::backup`]: the backup file format (all live sessions, checksummed).
+//!   - [`storage::error`]: [`Error`], what storage reports.
+//! - [`node`]: the runtime that drives openraft on one node.
+//!   - [`node::runtime`]: [`node::runtime::ConsensusNode`] — start storage, Raft and the tasks
+//!     below; shut down in order.
+//!   - [`node::cluster`]: [`node::cluster::Cluster`] — proposing (forwarded to the leader)
+//!     and linearizable read barriers (read index, leader lease).
+//!   - [`node::lease`]: the leader lease clock. [`node::leader_contact`]: when a leader was
+//!     last heard from.
+//!   - [`node::batcher`]: the write batcher (group commit). [`node::touch`]: TTL touch
+//!     coalescing. [`node::purger`]: the expiry purge (leader only, only when a session is due).
+//!   - [`node::failover`]: early elections when the leader's process is gone.
+//!   - [`node::membership`]: membership changes and admin operations on the leader.
+//!   - [`node::instruments`]: the runtime's Prometheus collectors (registered by `web`).
+//! - [`transport`]: the peer transport.
+//!   - [`transport::wire`]: the RPC wire format and our own messages.
+//!   - [`transport::auth`]: request MACs, replay windows.
+//!   - [`transport::network`]: outgoing calls ([`transport::network::PeerClient`]) and the
+//!     openraft network.
+//!   - [`transport::inbound`]: what each incoming `/raft/*` request means and answers.
+//! - [`clock`]: wall-clock time for proposers, key hashes for logs.
 //!
 //! [`open`] gives the pair of stores, sharing one RocksDB, to hand to `openraft::Raft::new`.
+//!
+//! Dependencies between modules point one way: `transport` and `node` use `storage`;
+//! `node` uses `transport`'s outgoing side, `transport::inbound` uses `node`. No file imports
+//! another that imports it back (`ARCHITECTURE.md` says how to check).
 
-mod apply;
-pub mod backup;
-pub mod codec;
-pub mod command;
-mod db;
-pub mod error;
-pub mod log_store;
-pub mod snapshot_file;
-pub mod state_machine;
-pub mod types;
+pub mod clock;
+pub mod node;
+pub mod storage;
+pub mod transport;
 
-use std::path::Path;
-
-pub use command::{Command, Response, Session, SessionState};
-pub use db::StorageOptions;
-pub use error::{Error, Result};
-pub use log_store::LogStore;
-pub use state_machine::StateMachineStore;
-pub use types::{NodeId, Raft, TypeConfig};
-
-/// Open (or create) the storage of one node under `data_dir`: RocksDB in `data_dir/db`,
-/// snapshot files in `data_dir/snapshots`.
-///
-/// # Errors
-/// When the directory cannot be created, RocksDB cannot be opened (for example another process
-/// holds its lock) or stored metadata is corrupt (the error names what).
-pub fn open(data_dir: &Path, opts: &StorageOptions) -> Result<(LogStore, StateMachineStore)> {
-    std::fs::create_dir_all(data_dir).map_err(|e| Error::SnapshotIo {
-        path: data_dir.display().to_string(),
-        source: e,
-    })?;
-    let db = db::open_db(&data_dir.join("db"), opts)?;
-    let sm = StateMachineStore::open(db.clone(), data_dir)?;
-    Ok((LogStore::new(db), sm))
-}
+pub use storage::command::{Command, Response, Session, SessionState};
+pub use storage::error::{Error, Result};
+pub use storage::log_store::LogStore;
+pub use storage::state_machine::StateMachineStore;
+pub use storage::types::{NodeId, Raft, TypeConfig};
+pub use storage::{backup, codec, command, error, log_store, snapshot_file, state_machine, types};
+pub use storage::{open, StorageOptions};

@@ -26,10 +26,10 @@ use proptest::option;
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sessionraft_raft::{Command, TypeConfig};
 use sessionraft_raft::transport::wire::{
     self, AdminOp, AdminRefusal, AdminReply, PeerRefusal, ReadIndexReply, WriteReply, MAX_RPC_BYTES,
 };
+use sessionraft_raft::{Command, TypeConfig};
 use strategies::{
     append_request, append_response, command, config, int, mutate, mutation, node_id, response,
     snapshot_request, snapshot_response, text, vote_request, vote_response,

@@ -27,7 +27,7 @@
   const TOKEN_KEY = 'sessionraft.adminToken';
   const KNOWN_ROLES = ['leader', 'follower', 'candidate', 'learner', 'unreachable', 'shutdown'];
 
-  /** node id -> {el, title, leaderMark, role, fields, link} */
+  /** node id -> {el, title, role, fields, link} */
   const cards = new Map();
   const history = { writes: [], reads: [] };
 
@@ -196,10 +196,9 @@
     const head = make('header', 'node-card-head');
     const title = make('h3', 'node-card-title', 'Node ' + id);
     title.id = 'node-' + id + '-title';
-    const leaderMark = make('span', 'leader-mark', '★ leader');
-    leaderMark.hidden = true;
+    // The role pill is the one place a card says its role; the leader's reads "★ leader".
     const role = make('span', 'role');
-    head.append(title, leaderMark, role);
+    head.append(title, role);
 
     const dl = make('dl', 'node-stats');
     const fields = {
@@ -217,7 +216,7 @@
     foot.appendChild(link);
 
     card.append(head, dl, foot);
-    return { el: card, leaderMark: leaderMark, role: role, fields: fields, link: link, foot: foot };
+    return { el: card, role: role, fields: fields, link: link, foot: foot };
   }
 
   function renderLag(dd, lag) {
@@ -257,9 +256,8 @@
 
     setAttr(card.el, 'data-role', role);
     card.el.classList.toggle('is-leader', isLeader);
-    card.leaderMark.hidden = !isLeader;
-    setText(card.role, role);
-    setAttr(card.role, 'class', 'role role-' + roleClass);
+    setText(card.role, isLeader ? '★ leader' : role);
+    setAttr(card.role, 'class', 'role role-' + (isLeader ? 'leader' : roleClass));
 
     const f = card.fields;
     setText(f.term, fmtInt(node.term));

@@ -18,8 +18,8 @@ use serde::Deserialize;
 use sessionraft_raft::{backup, Command, Response, Session};
 use tokio::io::AsyncReadExt;
 
-use crate::admin::{error, AdminState, Authorized};
-use crate::clock::now_ms;
+use crate::admin_access::{error, AdminState, Authorized};
+use sessionraft_raft::clock::now_ms;
 
 /// Largest backup accepted by a restore.
 const MAX_RESTORE_BYTES: u64 = 16 << 30;

@@ -22,8 +22,8 @@ use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Tr
 use actix_web::http::header::{HeaderValue, COOKIE};
 use futures_util::future::LocalBoxFuture;
 
-use crate::clock::key_hash;
 use crate::metrics::Metrics;
+use sessionraft_raft::clock::key_hash;
 
 /// A session cookie value longer than this is refused (browsers keep at most 4,096 bytes per
 /// cookie; ours is ~100).

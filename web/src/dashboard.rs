@@ -1,4 +1,4 @@
-//! The live cluster view behind `/cluster`: the `ClusterWatcher` actor polls this node's Raft
+//! The live cluster view behind `/cluster`: the `ClusterWatcher` task (on the Raft runtime) polls this node's Raft
 //! metrics and every member's `/cluster/status` twice a second, derives roles, lag, health and
 //! cluster-wide rates, and pushes the view to every `/cluster/events` subscriber (Server-Sent
 //! Events). A member that does not answer is shown `unreachable` at the next poll.
@@ -7,16 +7,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::clock::now_ms;
-use crate::cluster::Cluster;
 use crate::handlers::{node_status, NodeStatus};
-use crate::metrics::{Metrics, OpCountersSnapshot};
+use crate::metrics::Metrics;
+use sessionraft_raft::clock::now_ms;
+use sessionraft_raft::node::cluster::Cluster;
+use sessionraft_raft::node::instruments::OpCountersSnapshot;
 
 /// How often the view is refreshed.
 const POLL_EVERY: Duration = Duration::from_millis(500);
@@ -77,12 +77,11 @@ impl DashboardFeed {
     }
 }
 
-/// The watcher actor.
+/// The watcher: builds the view every [`POLL_EVERY`] and publishes it to the feed.
 pub struct ClusterWatcher {
     cluster: Arc<Cluster>,
     metrics: Arc<Metrics>,
     feed: DashboardFeed,
-    polling: bool,
     last_counters: HashMap<u64, (Instant, OpCountersSnapshot)>,
 }
 
@@ -93,54 +92,49 @@ impl ClusterWatcher {
             cluster,
             metrics,
             feed,
-            polling: false,
             last_counters: HashMap::new(),
         }
     }
 
-    fn poll(&mut self, ctx: &mut Context<Self>) {
-        if self.polling {
-            return;
-        }
-        self.polling = true;
-        let cluster = self.cluster.clone();
-        let local = node_status(&self.cluster, &self.metrics);
-        let fut = async move {
-            let peers: Vec<(u64, String)> = local
-                .members
-                .iter()
-                .filter(|m| m.id != cluster.id)
-                .map(|m| (m.id, m.addr.clone()))
-                .collect();
-            let c = cluster.clone();
-            let polled = cluster
-                .rt
-                .spawn(async move {
-                    let calls = peers.into_iter().map(|(id, addr)| {
-                        let c = c.clone();
-                        async move {
-                            let s = c
-                                .peers
-                                .get_json::<NodeStatus>(&addr, "/cluster/status")
-                                .await
-                                .ok();
-                            (id, addr, s)
-                        }
-                    });
-                    futures_util::future::join_all(calls).await
-                })
-                .await
-                .unwrap_or_default();
-            (local, polled)
-        };
-        ctx.spawn(fut.into_actor(self).map(|(local, polled), act, _| {
-            act.polling = false;
-            let view = act.view(local, polled);
-            match serde_json::to_string(&view) {
-                Ok(json) => act.feed.publish(json.into()),
-                Err(e) => tracing::warn!(error = %e, "cannot encode the cluster view"),
+    /// Poll and publish until the cluster handle is the last one left (the node stopped).
+    /// A poll waits for the previous one: a slow peer delays the view, never piles polls up.
+    pub async fn run(mut self) {
+        let mut tick = tokio::time::interval(POLL_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if Arc::strong_count(&self.cluster) == 1 {
+                return;
             }
-        }));
+            self.poll().await;
+        }
+    }
+
+    async fn poll(&mut self) {
+        let local = node_status(&self.cluster, &self.metrics);
+        let peers: Vec<(u64, String)> = local
+            .members
+            .iter()
+            .filter(|m| m.id != self.cluster.id)
+            .map(|m| (m.id, m.addr.clone()))
+            .collect();
+        let calls = peers.into_iter().map(|(id, addr)| {
+            let c = self.cluster.clone();
+            async move {
+                let s = c
+                    .peers
+                    .get_json::<NodeStatus>(&addr, "/cluster/status")
+                    .await
+                    .ok();
+                (id, addr, s)
+            }
+        });
+        let polled = futures_util::future::join_all(calls).await;
+        let view = self.view(local, polled);
+        match serde_json::to_string(&view) {
+            Ok(json) => self.feed.publish(json.into()),
+            Err(e) => tracing::warn!(error = %e, "cannot encode the cluster view"),
+        }
     }
 
     fn view(
@@ -231,15 +225,6 @@ impl ClusterWatcher {
                 0.0
             },
         }
-    }
-}
-
-impl Actor for ClusterWatcher {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.poll(ctx);
-        ctx.run_interval(POLL_EVERY, |act, ctx| act.poll(ctx));
     }
 }
 

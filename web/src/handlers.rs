@@ -9,9 +9,9 @@ use actix_web::{web, HttpResponse};
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::Cluster;
 use crate::metrics::Metrics;
 use crate::session_store::USER_KEY;
+use sessionraft_raft::node::cluster::Cluster;
 
 /// A follower counts as ready when it is at most this many entries behind its own log.
 const READY_MAX_APPLY_LAG: u64 = 1_000;
@@ -62,13 +62,13 @@ async fn my_sessions(
     let list = state
         .cluster
         .sm
-        .sessions_of_user(&user, crate::clock::now_ms())
+        .sessions_of_user(&user, sessionraft_raft::clock::now_ms())
         .map_err(actix_web::error::ErrorInternalServerError)?;
     let sessions: Vec<serde_json::Value> = list
         .iter()
         .map(|(key, s)| {
             serde_json::json!({
-                "sid_hash": crate::clock::key_hash(key),
+                "sid_hash": sessionraft_raft::clock::key_hash(key),
                 "created_at_ms": s.created_at_ms,
                 "expires_at_ms": s.expires_at_ms,
             })
@@ -218,7 +218,7 @@ pub struct NodeStatus {
     pub sessions_estimated: u64,
     /// This node's operation counters (monotonic since start).
     #[serde(default)]
-    pub ops: crate::metrics::OpCountersSnapshot,
+    pub ops: sessionraft_raft::node::instruments::OpCountersSnapshot,
 }
 
 /// One member of the cluster as this node sees it.
@@ -269,7 +269,7 @@ pub fn node_status(cluster: &Cluster, metrics: &Metrics) -> NodeStatus {
         snapshot_index: m.snapshot.map(|l| l.index),
         members,
         sessions_estimated: cluster.sm.estimated_sessions(),
-        ops: metrics.counters.snapshot(),
+        ops: metrics.instruments.counters.snapshot(),
     }
 }
 

@@ -1,41 +1,68 @@
 //! # sessionraft-web
 //!
-//! The HTTP layer of a sessionraft node. Map of the modules:
-//! - [`node_runtime`]: one node embedded in a process (storage, Raft, actors, routes, shutdown).
+//! The HTTP side of a sessionraft node, and the API to embed one in your actix-web app:
+//!
+//! ```no_run
+//! use actix_session::Session;
+//! use actix_web::{web, App, HttpServer};
+//! use sessionraft_web::{Config, Node};
+//!
+//! async fn visits(session: Session) -> actix_web::Result<String> {
+//!     let n = session.get::<u64>("visits")?.unwrap_or(0) + 1;
+//!     session.insert("visits", n)?;
+//!     Ok(format!("visits: {n}\n"))
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     let node = Node::start(Config::from_file("cluster.toml")?, 1)?;
+//!     let app = node.clone();
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .configure(app.routes())
+//!             .wrap(app.sessions())
+//!             .route("/", web::get().to(visits))
+//!     })
+//!     .bind(node.http_addr())?
+//!     .run()
+//!     .await?;
+//!     node.shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Map of the modules:
+//! - [`node`]: [`Node`] — start a node from `cluster.toml`, its routes, its one session
+//!   middleware ([`node::Sessions`]), shutdown. The `sessionraft` binary uses the same calls.
+//! - [`config`]: `cluster.toml` parsed once into a validated [`Config`] (shared with the binary).
 //! - [`session_store`]: [`RaftSessionStore`], actix-session's `SessionStore` on Raft.
-//! - [`request_scope`]: maps store failures to 503 / 409 / 413 instead of actix-session's 500.
-//! - [`cluster`]: proposing commands (forwarding to the leader) and linearizable read barriers.
-//! - [`batcher`]: the write batcher actor (group commit). [`touch`]: TTL touch coalescer actor.
-//!   [`purger`]: expiry purge actor (leader only).
-//! - [`network`], [`raft_rpc`], [`rpc`], [`auth`]: internal RPC out and in, its wire format, MACs.
-//! - [`frontend`]: the embedded demo app and dashboard pages. [`dashboard`]: the `ClusterWatcher`
-//!   actor and the `/cluster/events` SSE feed. [`admin`], [`admin_ops`]: the token-guarded admin
-//!   API and membership changes (run on the leader); `admin_backup`: backup and restore.
-//! - [`handlers`]: the public HTTP surface. [`metrics`]: Prometheus. [`clock`]: time and key hashes.
+//! - [`request_scope`]: the per-request scope and the [`request_scope::StoreErrors`]
+//!   middleware that maps store failures to 503 / 409 / 413 / 400 instead of a 500.
+//! - [`cookie_ring`]: the cookie key ring (a cookie under an older key is re-issued).
+//! - [`raft_routes`]: the actix routes of the peer transport (`/raft/*`); what a request
+//!   means is decided in `sessionraft_raft::transport::inbound`.
+//! - [`handlers`]: the public HTTP surface (demo API, health, readiness, status, metrics).
+//! - [`admin_access`]: the admin token check; [`admin`]: the admin API (membership, users);
+//!   `admin_backup`: backup and restore.
+//! - [`frontend`]: the embedded demo app and dashboard pages. [`dashboard`]: the
+//!   `ClusterWatcher` task and the `/cluster/events` SSE feed.
+//! - [`metrics`]: the Prometheus registry and `/metrics` (the runtime's collectors come from
+//!   `sessionraft_raft::node::instruments`).
 
 pub mod admin;
+pub mod admin_access;
 mod admin_backup;
-pub mod admin_ops;
-pub mod auth;
-pub mod batcher;
-pub mod clock;
-pub mod cluster;
+pub mod config;
 pub mod cookie_ring;
 pub mod dashboard;
-pub mod failover;
 pub mod frontend;
 pub mod handlers;
-pub mod lease;
 pub mod metrics;
-pub mod network;
-pub mod node_runtime;
-pub mod purger;
-pub mod raft_rpc;
+pub mod node;
+pub mod raft_routes;
 pub mod request_scope;
-pub mod rpc;
 pub mod session_store;
-pub mod touch;
 
-pub use cluster::{Cluster, ClusterError, Deadlines};
-pub use node_runtime::{NodeError, NodeOptions, NodeRuntime, Services};
+pub use config::Config;
+pub use node::{Node, NodeError, NodeOptions, Sessions};
 pub use session_store::{RaftSessionStore, StoreSettings};

@@ -3,131 +3,21 @@
 
 use std::sync::atomic::Ordering;
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
-};
+use std::sync::Arc;
 
-use crate::cluster::Cluster;
-
-/// Monotonic operation counters of one node.
-#[derive(Default, Debug)]
-pub struct OpCounters {
-    pub writes: std::sync::atomic::AtomicU64,
-    pub reads: std::sync::atomic::AtomicU64,
-    pub batches: std::sync::atomic::AtomicU64,
-    pub batched_writes: std::sync::atomic::AtomicU64,
-}
-
-impl OpCounters {
-    /// A snapshot of the counters.
-    pub fn snapshot(&self) -> OpCountersSnapshot {
-        use std::sync::atomic::Ordering::Relaxed;
-        OpCountersSnapshot {
-            writes: self.writes.load(Relaxed),
-            reads: self.reads.load(Relaxed),
-            batches: self.batches.load(Relaxed),
-            batched_writes: self.batched_writes.load(Relaxed),
-        }
-    }
-}
-
-/// The counters as reported in `/cluster/status`.
-#[derive(Default, Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-pub struct OpCountersSnapshot {
-    pub writes: u64,
-    pub reads: u64,
-    pub batches: u64,
-    pub batched_writes: u64,
-}
-
-/// How long the steps of a session write and read take on this node
-/// (`sessionraft_stage_seconds{stage}`): where a request's latency goes, step by step. Created
-/// before the Raft network and the cluster handle (which record into it) and registered with
-/// the node's [`Metrics`]. Each stage is recorded on the node where it runs:
-///
-/// | stage | where | from → to |
-/// |---|---|---|
-/// | `batch_queue` | every node | a write queued in the batcher → its batch leaves (a batch was in flight) |
-/// | `commit` | leader | a batch's `client_write` → committed on a quorum and applied here |
-/// | `forward` | follower | a batch sent to the leader's `/raft/write` → its answer (the leader's queue and commit) |
-/// | `append_rpc` | leader | an AppendEntries carrying entries sent to a follower → its answer |
-/// | `append_follower` | follower | an AppendEntries carrying entries handed to Raft → answered (log append and fsync) |
-/// | `read_index_rpc` | follower | a read-index call to the leader → its answer |
-/// | `read_barrier` | every node | a session load's read barrier, whole (its round, then the wait to apply) |
-pub struct Stages {
-    vec: HistogramVec,
-    pub batch_queue: Histogram,
-    pub commit: Histogram,
-    pub forward: Histogram,
-    pub append_rpc: Histogram,
-    pub append_follower: Histogram,
-    pub read_index_rpc: Histogram,
-    pub read_barrier: Histogram,
-}
-
-impl Stages {
-    /// Every stage's histogram, its label resolved once (an observation is then a few atomic
-    /// adds, no lookup).
-    pub fn new() -> Self {
-        let vec = must(HistogramVec::new(
-            HistogramOpts::new(
-                "stage_seconds",
-                "Time in each step of a session write or read (see the stage label)",
-            )
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01,
-                0.02, 0.05, 0.1, 0.5, 2.5,
-            ]),
-            &["stage"],
-        ));
-        let stage = |name: &str| vec.with_label_values(&[name]);
-        Self {
-            batch_queue: stage("batch_queue"),
-            commit: stage("commit"),
-            forward: stage("forward"),
-            append_rpc: stage("append_rpc"),
-            append_follower: stage("append_follower"),
-            read_index_rpc: stage("read_index_rpc"),
-            read_barrier: stage("read_barrier"),
-            vec,
-        }
-    }
-}
-
-impl Default for Stages {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Debug for Stages {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Stages")
-    }
-}
-
-/// Record the time since `started` in `h`.
-pub fn since(h: &Histogram, started: std::time::Instant) {
-    h.observe(started.elapsed().as_secs_f64());
-}
+use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use sessionraft_raft::node::cluster::Cluster;
+use sessionraft_raft::node::instruments::Instruments;
 
 /// The metrics of one node.
 pub struct Metrics {
     registry: Registry,
-    /// Session store operations by `op` (load, save, update, update_ttl, delete) and `outcome`.
-    pub session_ops: IntCounterVec,
-    /// Session store operation latency by `op`.
-    pub session_op_seconds: HistogramVec,
-    /// Commands per replicated batch entry.
-    pub write_batch_size: Histogram,
+    /// What the consensus runtime and the store record (registered here).
+    pub instruments: Arc<Instruments>,
     /// Requests carrying an id the store never issued (or that expired).
     pub unknown_session_ids: IntCounterVec,
     /// Session cookies under an older key of the ring, re-issued under the newest.
     pub cookies_reissued: prometheus::IntCounter,
-    /// Session writes (save, update, delete) and reads (load) served by this node, and write
-    /// batches proposed by this node with the writes they carried (for the dashboard's rates).
-    pub counters: OpCounters,
     term: IntGauge,
     leader: IntGauge,
     is_leader: IntGauge,
@@ -147,8 +37,8 @@ fn must<T>(r: prometheus::Result<T>) -> T {
 }
 
 impl Metrics {
-    /// Create and register every metric, and `stages` (recorded by the cluster and network).
-    pub fn new(node_id: u64, stages: &Stages) -> Self {
+    /// Create and register every metric, and the runtime's `instruments`.
+    pub fn new(node_id: u64, instruments: Arc<Instruments>) -> Self {
         let registry = must(Registry::new_custom(
             Some("sessionraft".into()),
             Some(
@@ -156,27 +46,6 @@ impl Metrics {
                     .into_iter()
                     .collect(),
             ),
-        ));
-        let session_ops = must(IntCounterVec::new(
-            Opts::new("session_ops_total", "Session store operations"),
-            &["op", "outcome"],
-        ));
-        let session_op_seconds = must(HistogramVec::new(
-            HistogramOpts::new("session_op_seconds", "Session store operation latency").buckets(
-                vec![
-                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                ],
-            ),
-            &["op"],
-        ));
-        let write_batch_size = must(Histogram::with_opts(
-            HistogramOpts::new(
-                "write_batch_size",
-                "Session writes per replicated log entry",
-            )
-            .buckets(vec![
-                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
-            ]),
         ));
         let unknown_session_ids = must(IntCounterVec::new(
             Opts::new(
@@ -187,7 +56,6 @@ impl Metrics {
         ));
         let gauge = |name: &str, help: &str| must(IntGauge::new(name, help));
         let m = Self {
-            counters: OpCounters::default(),
             term: gauge("raft_term", "Current Raft term"),
             leader: gauge("raft_leader", "Id of the known leader, 0 when none"),
             is_leader: gauge("raft_is_leader", "1 on the leader"),
@@ -209,9 +77,7 @@ impl Metrics {
                 &["how"],
             )),
             registry,
-            session_ops,
-            session_op_seconds,
-            write_batch_size,
+            instruments,
             unknown_session_ids,
             cookies_reissued: must(prometheus::IntCounter::new(
                 "session_cookies_reissued_total",
@@ -219,10 +85,7 @@ impl Metrics {
             )),
         };
         let r = &m.registry;
-        for c in [
-            Box::new(m.session_ops.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(m.session_op_seconds.clone()),
-            Box::new(m.write_batch_size.clone()),
+        let own: [Box<dyn prometheus::core::Collector>; 10] = [
             Box::new(m.unknown_session_ids.clone()),
             Box::new(m.cookies_reissued.clone()),
             Box::new(m.term.clone()),
@@ -233,8 +96,8 @@ impl Metrics {
             Box::new(m.sessions.clone()),
             Box::new(m.replication_lag.clone()),
             Box::new(m.read_index.clone()),
-            Box::new(stages.vec.clone()),
-        ] {
+        ];
+        for c in own.into_iter().chain(m.instruments.collectors()) {
             must(r.register(c));
         }
         m
@@ -242,20 +105,7 @@ impl Metrics {
 
     /// Record one store operation.
     pub fn observe(&self, op: &str, outcome: &str, started: std::time::Instant) {
-        use std::sync::atomic::Ordering::Relaxed;
-        match op {
-            "load" => {
-                self.counters.reads.fetch_add(1, Relaxed);
-            }
-            "save" | "update" | "delete" => {
-                self.counters.writes.fetch_add(1, Relaxed);
-            }
-            _ => {}
-        }
-        self.session_ops.with_label_values(&[op, outcome]).inc();
-        self.session_op_seconds
-            .with_label_values(&[op])
-            .observe(started.elapsed().as_secs_f64());
+        self.instruments.observe(op, outcome, started);
     }
 
     /// Render the Prometheus text format, refreshing the Raft figures first.

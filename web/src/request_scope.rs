@@ -1,4 +1,4 @@
-//! Per-request memory shared between `RaftSessionStore` and the [`store_errors`] middleware.
+//! Per-request memory shared between `RaftSessionStore` and the [`StoreErrors`] middleware.
 //!
 //! actix-session turns every store error into an opaque 500 (its `e500`), keeping the cause in
 //! an `InternalError` we cannot look inside. So the store also records *why* it failed in a
@@ -11,11 +11,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use std::future::Future;
+
 use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::{header, StatusCode};
-use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
+use futures_util::future::LocalBoxFuture;
 
 /// Why the store failed a request, as the client should see it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,9 +64,14 @@ struct Scope {
     loaded: RefCell<HashMap<String, Loaded>>,
     /// A delete the store held back: actix-session's `renew()` is `delete(old)` then
     /// `save(state)`, which the store turns into one atomic `Rename`; a delete no save follows
-    /// (`purge()`) is carried out by [`store_errors`] when the request is done.
-    deferred_delete: RefCell<Option<(String, crate::session_store::RaftSessionStore)>>,
+    /// (`purge()`) is carried out by [`StoreErrors`] when the request is done.
+    deferred_delete: RefCell<Option<(String, DeferredDelete)>>,
 }
+
+/// How to carry out a held-back delete once the request is done: the store hands in a closure
+/// over itself, so this module never names the store's type.
+pub type DeferredDelete =
+    Box<dyn FnOnce() -> futures_util::future::LocalBoxFuture<'static, Result<(), StoreFailure>>>;
 
 tokio::task_local! {
     static SCOPE: Rc<Scope>;
@@ -87,10 +94,10 @@ pub fn remember(key: &str, loaded: Loaded) {
 
 /// Hold back the delete of `key` until the request is done (or a `save` in this same request
 /// turns it into a rename). False outside the middleware: the caller deletes at once.
-pub fn defer_delete(key: &str, store: &crate::session_store::RaftSessionStore) -> bool {
+pub fn defer_delete(key: &str, delete: DeferredDelete) -> bool {
     SCOPE
         .try_with(|s| {
-            *s.deferred_delete.borrow_mut() = Some((key.to_string(), store.clone()));
+            *s.deferred_delete.borrow_mut() = Some((key.to_string(), delete));
         })
         .is_ok()
 }
@@ -111,21 +118,64 @@ pub fn loaded(key: &str) -> Option<Loaded> {
         .flatten()
 }
 
-/// Middleware (for `actix_web::middleware::from_fn`) that must wrap actix-session's
-/// `SessionMiddleware`: opens the scope and maps recorded store failures to their statuses.
-///
-/// # Errors
-/// The inner service's error, or the recorded [`StoreFailure`] instead of an opaque 500.
-pub async fn store_errors(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+/// Middleware that must wrap actix-session's `SessionMiddleware` (outside it): opens the scope
+/// and maps recorded store failures to their statuses instead of an opaque 500. Part of
+/// `Node::sessions`.
+pub struct StoreErrors;
+
+impl<S, B> Transform<S, ServiceRequest> for StoreErrors
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    S::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = StoreErrorsService<S>;
+    type InitError = ();
+    type Future = std::future::Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        std::future::ready(Ok(StoreErrorsService {
+            service: Rc::new(service),
+        }))
+    }
+}
+
+/// The service of [`StoreErrors`].
+pub struct StoreErrorsService<S> {
+    service: Rc<S>,
+}
+
+impl<S, B> Service<ServiceRequest> for StoreErrorsService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    S::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<ServiceResponse<B>, actix_web::Error>>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let inner = self.service.call(req);
+        Box::pin(in_scope(inner))
+    }
+}
+
+/// Run the inner service's future inside a fresh scope; then carry out a held-back delete and
+/// turn a recorded failure into its status.
+async fn in_scope<B>(
+    inner: impl Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
     let scope = Rc::new(Scope::default());
-    let res = SCOPE.scope(scope.clone(), next.call(req)).await;
+    let res = SCOPE.scope(scope.clone(), inner).await;
     let deferred = scope.deferred_delete.borrow_mut().take();
-    if let Some((key, store)) = deferred {
+    if let Some((_, delete)) = deferred {
         // A purge: the session goes now, before the client hears that it is gone.
-        if let Err(f) = store.delete_now(&key).await {
+        if let Err(f) = delete().await {
             return Err(f.into());
         }
     }

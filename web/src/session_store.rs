@@ -12,7 +12,7 @@
 //! - With `max_sessions_per_user`, every write that leaves a session signed in carries a
 //!   `CapUser` in the same log entry: the user's oldest other sessions are evicted atomically.
 //! - Writes go through the write batcher (group commit). No quorum within the deadline is a
-//!   `StoreFailure::Unavailable` (503 via the `store_errors` middleware), never an empty session.
+//!   `StoreFailure::Unavailable` (503 via the `StoreErrors` middleware), never an empty session.
 //!
 //! The state key `user` (a JSON string) is the session's principal, kept in the per-user index.
 
@@ -27,12 +27,12 @@ use rand::RngCore;
 use sessionraft_raft::command::MAX_USER_BYTES;
 use sessionraft_raft::{Command, Response};
 
-use crate::batcher::WriteBatcher;
-use crate::clock::{key_hash, now_ms};
-use crate::cluster::{Cluster, ClusterError, Proposed};
 use crate::metrics::Metrics;
 use crate::request_scope::{self, Loaded, StoreFailure};
-use crate::touch::PendingTouches;
+use sessionraft_raft::clock::{key_hash, now_ms};
+use sessionraft_raft::node::batcher::WriteBatcher;
+use sessionraft_raft::node::cluster::{Cluster, ClusterError, Proposed};
+use sessionraft_raft::node::touch::PendingTouches;
 
 /// The state key holding the session's principal.
 pub const USER_KEY: &str = "user";
@@ -475,7 +475,12 @@ impl SessionStore for RaftSessionStore {
         let key: &str = session_key.as_ref();
         // A session this request loaded: held back, so that a `save` right after it (a renewal)
         // becomes one atomic rename; otherwise the middleware deletes it when the request ends.
-        if request_scope::loaded(key).is_some() && request_scope::defer_delete(key, self) {
+        if request_scope::loaded(key).is_some()
+            && request_scope::defer_delete(key, {
+                let (store, key) = (self.clone(), key.to_string());
+                Box::new(move || Box::pin(async move { store.delete_now(&key).await }))
+            })
+        {
             return Ok(());
         }
         self.delete_now(key).await.map_err(|f| {

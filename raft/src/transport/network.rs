@@ -168,7 +168,7 @@ impl PeerClient {
         req: &Req,
         timeout: Option<Duration>,
     ) -> Result<Resp, CallError> {
-        let body = rpc::encode(req).map_err(|e| CallError::Unreachable {
+        let body = wire::encode(req).map_err(|e| CallError::Unreachable {
             addr: addr.to_string(),
             reason: format!("cannot encode request: {e}"),
         })?;
@@ -208,7 +208,7 @@ impl PeerClient {
                 body: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
             });
         }
-        rpc::decode(&bytes).map_err(|source| CallError::Wire {
+        wire::decode(&bytes).map_err(|source| CallError::Wire {
             addr: addr.to_string(),
             source,
         })

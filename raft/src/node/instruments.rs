@@ -1,0 +1,198 @@
+//! What the consensus runtime measures, as Prometheus collectors that are *not* registered
+//! here: the HTTP layer (`sessionraft-web`'s `Metrics`) registers them in its registry and
+//! renders `/metrics`. Recording is a few atomic adds (label handles resolved once).
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts};
+
+/// Monotonic operation counters of one node.
+#[derive(Default, Debug)]
+pub struct OpCounters {
+    pub writes: std::sync::atomic::AtomicU64,
+    pub reads: std::sync::atomic::AtomicU64,
+    pub batches: std::sync::atomic::AtomicU64,
+    pub batched_writes: std::sync::atomic::AtomicU64,
+}
+
+impl OpCounters {
+    /// A snapshot of the counters.
+    pub fn snapshot(&self) -> OpCountersSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        OpCountersSnapshot {
+            writes: self.writes.load(Relaxed),
+            reads: self.reads.load(Relaxed),
+            batches: self.batches.load(Relaxed),
+            batched_writes: self.batched_writes.load(Relaxed),
+        }
+    }
+}
+
+/// The counters as reported in `/cluster/status`.
+#[derive(Default, Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct OpCountersSnapshot {
+    pub writes: u64,
+    pub reads: u64,
+    pub batches: u64,
+    pub batched_writes: u64,
+}
+
+/// How long the steps of a session write and read take on this node
+/// (`sessionraft_stage_seconds{stage}`): where a request's latency goes, step by step. Created
+/// before the Raft network and the cluster handle (which record into it) and registered with
+/// the node's [`Metrics`]. Each stage is recorded on the node where it runs:
+///
+/// | stage | where | from → to |
+/// |---|---|---|
+/// | `batch_queue` | every node | a write queued in the batcher → its batch leaves (a batch was in flight) |
+/// | `commit` | leader | a batch's `client_write` → committed on a quorum and applied here |
+/// | `forward` | follower | a batch sent to the leader's `/raft/write` → its answer (the leader's queue and commit) |
+/// | `append_rpc` | leader | an AppendEntries carrying entries sent to a follower → its answer |
+/// | `append_follower` | follower | an AppendEntries carrying entries handed to Raft → answered (log append and fsync) |
+/// | `read_index_rpc` | follower | a read-index call to the leader → its answer |
+/// | `read_barrier` | every node | a session load's read barrier, whole (its round, then the wait to apply) |
+pub struct Stages {
+    vec: HistogramVec,
+    pub batch_queue: Histogram,
+    pub commit: Histogram,
+    pub forward: Histogram,
+    pub append_rpc: Histogram,
+    pub append_follower: Histogram,
+    pub read_index_rpc: Histogram,
+    pub read_barrier: Histogram,
+}
+
+impl Stages {
+    /// Every stage's histogram, its label resolved once (an observation is then a few atomic
+    /// adds, no lookup).
+    pub fn new() -> Self {
+        let vec = must(HistogramVec::new(
+            HistogramOpts::new(
+                "stage_seconds",
+                "Time in each step of a session write or read (see the stage label)",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01,
+                0.02, 0.05, 0.1, 0.5, 2.5,
+            ]),
+            &["stage"],
+        ));
+        let stage = |name: &str| vec.with_label_values(&[name]);
+        Self {
+            batch_queue: stage("batch_queue"),
+            commit: stage("commit"),
+            forward: stage("forward"),
+            append_rpc: stage("append_rpc"),
+            append_follower: stage("append_follower"),
+            read_index_rpc: stage("read_index_rpc"),
+            read_barrier: stage("read_barrier"),
+            vec,
+        }
+    }
+}
+
+impl Default for Stages {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stages")
+    }
+}
+
+/// Record the time since `started` in `h`.
+pub fn since(h: &Histogram, started: std::time::Instant) {
+    h.observe(started.elapsed().as_secs_f64());
+}
+
+/// Every collector of the runtime, shared (`Arc`) by the cluster handle, the network, the
+/// batcher, the touch coalescer and the session store.
+#[derive(Debug)]
+pub struct Instruments {
+    /// The steps of a write and a read, timed.
+    pub stages: Stages,
+    /// Session store operations by `op` (load, save, update, update_ttl, delete, touch_flush)
+    /// and `outcome`.
+    pub session_ops: IntCounterVec,
+    /// Session store operation latency by `op`.
+    pub session_op_seconds: HistogramVec,
+    /// Commands per replicated batch entry.
+    pub write_batch_size: Histogram,
+    /// Session writes and reads served by this node, and write batches it proposed with the
+    /// writes they carried (for the dashboard's rates).
+    pub counters: OpCounters,
+}
+
+impl Instruments {
+    /// Every collector, created (not registered).
+    pub fn new() -> Self {
+        Self {
+            stages: Stages::new(),
+            session_ops: must(IntCounterVec::new(
+                Opts::new("session_ops_total", "Session store operations"),
+                &["op", "outcome"],
+            )),
+            session_op_seconds: must(HistogramVec::new(
+                HistogramOpts::new("session_op_seconds", "Session store operation latency")
+                    .buckets(vec![
+                        0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0,
+                    ]),
+                &["op"],
+            )),
+            write_batch_size: must(Histogram::with_opts(
+                HistogramOpts::new(
+                    "write_batch_size",
+                    "Session writes per replicated log entry",
+                )
+                .buckets(vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                ]),
+            )),
+            counters: OpCounters::default(),
+        }
+    }
+
+    /// The collectors to register (once) in a registry.
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.session_ops.clone()),
+            Box::new(self.session_op_seconds.clone()),
+            Box::new(self.write_batch_size.clone()),
+            Box::new(self.stages.vec.clone()),
+        ]
+    }
+
+    /// Record one store operation.
+    pub fn observe(&self, op: &str, outcome: &str, started: std::time::Instant) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match op {
+            "load" => {
+                self.counters.reads.fetch_add(1, Relaxed);
+            }
+            "save" | "update" | "delete" => {
+                self.counters.writes.fetch_add(1, Relaxed);
+            }
+            _ => {}
+        }
+        self.session_ops.with_label_values(&[op, outcome]).inc();
+        self.session_op_seconds
+            .with_label_values(&[op])
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+impl Default for Instruments {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        // Only reachable with a malformed metric definition in this file.
+        Err(e) => panic!("invalid metric definition: {e}"),
+    }
+}

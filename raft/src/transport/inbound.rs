@@ -1,0 +1,209 @@
+//! Incoming internal RPC, independent of the HTTP framework: what each `/raft/*` request means
+//! and what it answers. openraft's append-entries, vote and snapshot, plus our forwarded
+//! writes, read index and admin operations.
+//!
+//! Every request is authenticated before its body is decoded (the MAC first, then the
+//! destination, the timestamp and the sender's replay window: see [`auth`](super::auth)): a
+//! missing or wrong MAC is [`Answer::Unauthorized`], an undecodable body
+//! [`Answer::BadRequest`]; neither touches Raft. The HTTP layer maps an [`Answer`] to a
+//! status and a body and nothing else.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use openraft::raft::AppendEntriesRequest;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::clock::now_ms;
+use crate::node::batcher::WriteBatcher;
+use crate::node::cluster::Cluster;
+use crate::node::instruments::since;
+use crate::transport::auth::{PeerAuth, PresentedHeaders};
+use crate::transport::network::paths;
+use crate::transport::wire::{self, AdminOp, AdminRefusal, AdminReply, PeerRefusal, WriteReply};
+use crate::{Command, NodeId, TypeConfig};
+
+/// What an internal request gets back.
+#[derive(Debug)]
+pub enum Answer {
+    /// The encoded reply (200).
+    Reply(Vec<u8>),
+    /// Refused before decoding: the MAC, destination, timestamp or sequence check failed (401;
+    /// a fixed message, no header value).
+    Unauthorized(&'static str),
+    /// Authenticated, but the body does not decode (400).
+    BadRequest(String),
+    /// The reply could not be encoded (500).
+    Internal(String),
+    /// No such internal path (404).
+    UnknownPath,
+}
+
+/// The receiving side of the peer transport: this node's cluster handle, the MAC checker and
+/// the write batcher (on the leader, forwarded writes join its batches). Cheap to clone.
+#[derive(Clone)]
+pub struct Inbound {
+    cluster: Arc<Cluster>,
+    auth: PeerAuth,
+    batcher: Arc<WriteBatcher>,
+}
+
+impl Inbound {
+    /// The inbound side over `cluster`, checking MACs with `auth`.
+    pub fn new(cluster: Arc<Cluster>, auth: PeerAuth, batcher: Arc<WriteBatcher>) -> Self {
+        Self {
+            cluster,
+            auth,
+            batcher,
+        }
+    }
+
+    /// Answer one internal request to `path` (one of [`paths`]) with the presented
+    /// authentication headers and `body`; `peer` is only for the log.
+    pub async fn handle(
+        &self,
+        path: &str,
+        presented: PresentedHeaders<'_>,
+        peer: Option<SocketAddr>,
+        body: &[u8],
+    ) -> Answer {
+        match path {
+            paths::APPEND => match self.open(path, presented, peer, body) {
+                Ok(rpc) => self.append(rpc).await,
+                Err(a) => a,
+            },
+            paths::VOTE => match self.open(path, presented, peer, body) {
+                Ok(rpc) => self.vote(rpc).await,
+                Err(a) => a,
+            },
+            paths::SNAPSHOT => match self.open(path, presented, peer, body) {
+                Ok(rpc) => reply(&self.cluster.raft.install_snapshot(rpc).await),
+                Err(a) => a,
+            },
+            paths::WRITE => match self.open(path, presented, peer, body) {
+                Ok(cmd) => reply(&self.write(cmd).await),
+                Err(a) => a,
+            },
+            paths::READ_INDEX => match self.open::<()>(path, presented, peer, body) {
+                Ok(()) => reply(&self.cluster.leader_read_index().await),
+                Err(a) => a,
+            },
+            paths::ADMIN => match self.open(path, presented, peer, body) {
+                Ok(op) => reply(&self.admin(op).await),
+                Err(a) => a,
+            },
+            _ => Answer::UnknownPath,
+        }
+    }
+
+    /// Authenticate, then decode the body.
+    fn open<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        presented: PresentedHeaders<'_>,
+        peer: Option<SocketAddr>,
+        body: &[u8],
+    ) -> Result<T, Answer> {
+        // Our own messages (forwarded writes, read index, admin ops) must be addressed to this
+        // node once it knows its address from its membership: a copy captured on its way to
+        // another node is refused here. A replay of openraft's messages is harmless (Raft's
+        // term and log checks), so those are not tied to an address.
+        let own_addr = match path {
+            paths::WRITE | paths::READ_INDEX | paths::ADMIN => {
+                let metrics = self.cluster.raft.metrics();
+                let m = metrics.borrow();
+                m.membership_config
+                    .membership()
+                    .get_node(&self.cluster.id)
+                    .map(|n| n.addr.clone())
+            }
+            _ => None,
+        };
+        let checked = self
+            .auth
+            .check(path, body, presented, own_addr.as_deref(), now_ms());
+        if let Err(failure) = checked {
+            // No header value is logged: the reason, the path and the peer say enough.
+            tracing::warn!(
+                path,
+                peer = ?peer,
+                reason = %failure,
+                refused_total = self.auth.refused_count(),
+                "internal request refused"
+            );
+            return Err(Answer::Unauthorized(failure.message()));
+        }
+        wire::decode(body).map_err(|e| {
+            tracing::warn!(path, error = %e, "undecodable internal request");
+            Answer::BadRequest(e.to_string())
+        })
+    }
+
+    async fn append(&self, rpc: AppendEntriesRequest<TypeConfig>) -> Answer {
+        self.cluster.leader_contact.note();
+        let timed = !rpc.entries.is_empty();
+        let started = std::time::Instant::now();
+        let resp = self.cluster.raft.append_entries(rpc).await;
+        if timed {
+            since(&self.cluster.instruments.stages.append_follower, started);
+        }
+        reply(&resp)
+    }
+
+    async fn vote(&self, rpc: openraft::raft::VoteRequest<NodeId>) -> Answer {
+        // Counted before the core sees it: a lease check outside the core must not trust a
+        // view in which this node leads while it may be granting its vote (lease.rs).
+        let guard = self
+            .cluster
+            .lease
+            .vote_request(rpc.vote.leader_id().get_term());
+        let resp = self.cluster.raft.vote(rpc).await;
+        if resp.as_ref().is_ok_and(|r| !r.vote_granted) {
+            guard.refused();
+        }
+        reply(&resp)
+    }
+
+    /// A follower's forwarded batch. On the leader it joins the local batcher's next log entry,
+    /// together with this node's own writes and those forwarded by the other followers (group
+    /// commit across the cluster). A retry inside the batcher after an ambiguous attempt is
+    /// reported as a failure, so the follower keeps treating the outcome as ambiguous.
+    async fn write(&self, cmd: Command) -> WriteReply {
+        let c = &self.cluster;
+        if !c.is_leader() {
+            let (leader_id, leader_addr) = match c.leader() {
+                Some((id, addr)) if id != c.id => (Some(id), addr),
+                _ => (None, None),
+            };
+            return Err(PeerRefusal::NotLeader {
+                leader_id,
+                leader_addr,
+            });
+        }
+        match self.batcher.write(cmd).await {
+            Ok(p) if !p.after_ambiguous_attempt => Ok(p.response),
+            Ok(_) => Err(PeerRefusal::Failed(
+                "outcome ambiguous: leadership moved while committing".into(),
+            )),
+            Err(e) => Err(PeerRefusal::Failed(e.to_string())),
+        }
+    }
+
+    async fn admin(&self, op: AdminOp) -> AdminReply {
+        if self.cluster.is_leader() {
+            self.cluster.admin_on_leader(op).await
+        } else {
+            Err(AdminRefusal::Unavailable(
+                "not the leader; retry through the current leader".into(),
+            ))
+        }
+    }
+}
+
+fn reply<T: Serialize>(value: &T) -> Answer {
+    match wire::encode(value) {
+        Ok(bytes) => Answer::Reply(bytes),
+        Err(e) => Answer::Internal(e.to_string()),
+    }
+}
