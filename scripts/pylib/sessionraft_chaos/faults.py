@@ -51,7 +51,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def snapshot_installed(log_tail: str) -> str:
     """The last 'snapshot installed id=...' in the log lines (colours stripped), or ''."""
-    found = re.findall(r"snapshot installed id=[^ ]*", ANSI.sub("", log_tail))
+    found = re.findall(r"snapshot installed id=\S*", ANSI.sub("", log_tail))
     return found[-1] if found else ""
 
 

@@ -76,7 +76,9 @@ class Recorder:
         with self.jsonl.open("a") as f:
             f.write(line + "\n")
         with self.tsv.open("a") as f:
-            f.write(f"{name}\t{node}\t{start_ms}\t{end_ms}\t{detail.replace(chr(9), ' ')}\n")
+            # one line per fault: a tab or a line break inside the detail would split the row
+            flat = " ".join(detail.split())
+            f.write(f"{name}\t{node}\t{start_ms}\t{end_ms}\t{flat}\n")
 
 
 def read_tsv(path: Path) -> list[list[str]]:

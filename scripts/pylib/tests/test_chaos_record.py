@@ -49,6 +49,16 @@ class RecordTest(unittest.TestCase):
                          "pause\t2\t1500\t2600\tSIGSTOP pid 9 (leader node) for 3s; more; SIGCONT\n"
                          "disk-full-restart\t3\t2000\t3000\ta b\n")
 
+    def test_a_line_break_in_a_detail_stays_in_its_row(self):
+        # seen in a real mixed run: a log line ending after "installed id=2-2-203" made the
+        # detail span two lines, and the end-of-run table failed on the half row
+        rec = Recorder(self.out, self.stream)
+        rec.record("wipe-and-rejoin", 1, 10, 20, "through a snapshot (installed id=2-2-203\n), applied 203")
+        rows = read_tsv(self.out / "faults.tsv")
+        self.assertEqual(rows, [["wipe-and-rejoin", "1", "10", "20",
+                                 "through a snapshot (installed id=2-2-203 ), applied 203"]])
+        self.assertEqual(len(fault_table(rows, 0)), 2)
+
     def test_end_without_detail_and_say(self):
         times = iter([0, 100, 200, 12345])
         with mock.patch.object(record, "now_ms", lambda: next(times)):

@@ -73,6 +73,9 @@ class FaultHelpersTest(unittest.TestCase):
                "INFO \x1b[32msnapshot installed id=4-80-2\x1b[0m done\n")
         self.assertEqual(faults.snapshot_installed(log), "snapshot installed id=4-80-2")
         self.assertEqual(faults.snapshot_installed("nothing\n"), "")
+        # the id ends at the end of its line (grep -o's reading, as in the bash script)
+        self.assertEqual(faults.snapshot_installed("snapshot installed id=2-2-203\n), x"),
+                         "snapshot installed id=2-2-203")
 
     def test_count_no_space(self):
         with tempfile.TemporaryDirectory() as d:
