@@ -31,3 +31,7 @@ echo "== cargo build (release: binary, examples, tests — one build for every s
 cargo build --release --workspace --all-targets
 echo "== cargo test"
 cargo test --release --workspace --all-targets
+echo "== doctests (the embedding example in sessionraft-web's crate docs runs a one-node cluster)"
+cargo test --release --workspace --doc
+echo "== cargo doc (no warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --release --workspace --no-deps

@@ -6,7 +6,7 @@
 //! - [`status`]: the cluster status table.
 //! - [`ops`]: membership changes, backup and restore through the admin API.
 //! - [`tls`]: `[tls]`: the rustls configuration of a node's listeners, the CLI's HTTPS clients.
-//! - [`bench`]: `sessionraft bench` (closed-loop HTTP load generator for sessionraft, apps with
+//! - [`bench`](mod@bench): `sessionraft bench` (closed-loop HTTP load generator for sessionraft, apps with
 //!   the same API, etcd) and `sessionraft bench-backup` (synthetic backup files).
 //! - [`chaos`]: `sessionraft load` (recorded load) and `sessionraft check` (history checker,
 //!   convergence, report) for chaos testing.

@@ -77,7 +77,7 @@ impl DashboardFeed {
     }
 }
 
-/// The watcher: builds the view every [`POLL_EVERY`] and publishes it to the feed.
+/// The watcher: builds the view every 500 ms (`POLL_EVERY`) and publishes it to the feed.
 pub struct ClusterWatcher {
     cluster: Arc<Cluster>,
     metrics: Arc<Metrics>,

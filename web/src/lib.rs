@@ -2,7 +2,7 @@
 //!
 //! The HTTP side of a sessionraft node, and the API to embed one in your actix-web app:
 //!
-//! ```no_run
+//! ```
 //! use actix_session::Session;
 //! use actix_web::{web, App, HttpServer};
 //! use sessionraft_web::{Config, Node};
@@ -15,18 +15,41 @@
 //!
 //! #[actix_web::main]
 //! async fn main() -> anyhow::Result<()> {
+//! #   // (hidden) a one-node cluster.toml in a temp dir, and a client that checks the app
+//! #   let dir = tempfile::tempdir()?;
+//! #   let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+//! #   std::fs::write(dir.path().join("cluster.toml"), format!(
+//! #       "[cluster]\nname = \"doc\"\nsecret = \"doctest-secret-0123456789abcdef-0123\"\n\
+//! #        admin_token = \"doctest-admin-token-0123\"\n\n\
+//! #        [[node]]\nid = 1\nhttp_addr = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n"))?;
+//! #   std::env::set_current_dir(dir.path())?;
 //!     let node = Node::start(Config::from_file("cluster.toml")?, 1)?;
 //!     let app = node.clone();
-//!     HttpServer::new(move || {
+//!     let server = HttpServer::new(move || {
 //!         App::new()
 //!             .configure(app.routes())
 //!             .wrap(app.sessions())
 //!             .route("/", web::get().to(visits))
 //!     })
 //!     .bind(node.http_addr())?
-//!     .run()
-//!     .await?;
+//!     .run();
+//! #   let (handle, url) = (server.handle(), format!("http://127.0.0.1:{port}/"));
+//! #   let checked = actix_web::rt::spawn(async move {
+//! #       let user = reqwest::Client::builder().cookie_store(true).build()?;
+//! #       for _ in 0..200 {
+//! #           let ready = user.get(format!("{url}readyz")).send().await;
+//! #           if ready.is_ok_and(|r| r.status() == 200) { break; }
+//! #           actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+//! #       }
+//! #       let first = user.get(&url).send().await?.text().await?;
+//! #       let second = user.get(&url).send().await?.text().await?;
+//! #       handle.stop(true).await;
+//! #       anyhow::Ok((first, second))
+//! #   });
+//!     server.await?;
 //!     node.shutdown();
+//! #   let (first, second) = checked.await??;
+//! #   assert_eq!((first.as_str(), second.as_str()), ("visits: 1\n", "visits: 2\n"));
 //!     Ok(())
 //! }
 //! ```

@@ -3,7 +3,7 @@
 //!
 //! Keys look like real session ids (43 characters of base64url, as `RaftSessionStore` makes
 //! them) but are generated in ascending byte order, as a backup requires, without holding them
-//! in memory: the first [`PREFIX`] characters encode the session's number in the base64url
+//! in memory: the first `PREFIX` characters encode the session's number in the base64url
 //! alphabet sorted by byte value, the rest are random. Every session lives 24 hours from now and
 //! holds `{"counter": "<n>", "pad": "\"xxx…\""}` (values are JSON, as actix-session stores them),
 //! so a demo app reading it sees a counter.

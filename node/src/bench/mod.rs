@@ -15,7 +15,7 @@
 //!
 //! Only 2xx answers count as throughput; anything else (status or transport error) is an error.
 //! A request counts when it started after the warmup and completed before the end. Latencies
-//! (of the successful requests) go into a log-linear histogram ([`histogram`]).
+//! (of the successful requests) go into a log-linear histogram (`histogram`).
 //!
 //! The tool is meant to share the machine with the servers it measures: a 2-worker tokio
 //! runtime by default, URLs and request bodies built once per user and reused, and its own CPU

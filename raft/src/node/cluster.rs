@@ -298,7 +298,7 @@ impl Cluster {
     }
 
     /// The leader side of a read index: confirm leadership — under the lease when it holds
-    /// ([`Cluster::lease_read_index`]), else with a heartbeat round to a quorum — and return the
+    /// (`Cluster::lease_read_index`), else with a heartbeat round to a quorum — and return the
     /// index a reader must have applied.
     ///
     /// # Errors

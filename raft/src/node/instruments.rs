@@ -38,7 +38,7 @@ pub struct OpCountersSnapshot {
 /// How long the steps of a session write and read take on this node
 /// (`sessionraft_stage_seconds{stage}`): where a request's latency goes, step by step. Created
 /// before the Raft network and the cluster handle (which record into it) and registered with
-/// the node's [`Metrics`]. Each stage is recorded on the node where it runs:
+/// the node's `Metrics` (in `sessionraft-web`). Each stage is recorded on the node where it runs:
 ///
 /// | stage | where | from → to |
 /// |---|---|---|
