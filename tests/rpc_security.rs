@@ -158,11 +158,18 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
     let (status, text, bytes) = post(&c, leader, paths::WRITE, Some(&captured), &body).await;
     assert_eq!(status, 200, "the genuine request: {text}");
     let reply: WriteReply = wire::decode(&bytes).expect("a write reply");
+    let committed = reply.expect("committed");
     assert_eq!(
-        reply,
-        Ok(Response::Batch(vec![Response::Written { version: 1 }]))
+        committed.response,
+        Response::Batch(vec![Response::Written { version: 1 }])
     );
-    assert!(last_log_index(&c, leader).await > before, "it was logged");
+    let after = last_log_index(&c, leader).await;
+    assert!(after > before, "it was logged");
+    assert!(
+        committed.index > before && committed.index <= after,
+        "the reply names the entry that carried it: {} in ({before}, {after}]",
+        committed.index
+    );
     assert_eq!(sessions_of(&c, leader, victim).await, 1, "it was applied");
     // ...and refused when replayed byte for byte, to the same node or to another one
     refused_leaving_the_log(
@@ -196,7 +203,9 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
         post(&c, leader, paths::WRITE, Some(&captured_delete), &delete).await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(
-        wire::decode::<WriteReply>(&bytes).expect("reply"),
+        wire::decode::<WriteReply>(&bytes)
+            .expect("reply")
+            .map(|c| c.response),
         Ok(Response::Count(1))
     );
     assert_eq!(sessions_of(&c, leader, victim).await, 0);

@@ -27,7 +27,8 @@ use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sessionraft_raft::transport::wire::{
-    self, AdminOp, AdminRefusal, AdminReply, PeerRefusal, ReadIndexReply, WriteReply, MAX_RPC_BYTES,
+    self, AdminOp, AdminRefusal, AdminReply, Committed, PeerRefusal, ReadIndexReply, WriteReply,
+    MAX_RPC_BYTES,
 };
 use sessionraft_raft::{Command, TypeConfig};
 use strategies::{
@@ -93,7 +94,10 @@ fn refusal() -> impl Strategy<Value = PeerRefusal> {
 }
 
 fn write_reply() -> impl Strategy<Value = WriteReply> {
-    prop_oneof![response().prop_map(Ok), refusal().prop_map(Err)]
+    prop_oneof![
+        (response(), int()).prop_map(|(response, index)| Ok(Committed { response, index })),
+        refusal().prop_map(Err)
+    ]
 }
 
 fn read_index_reply() -> impl Strategy<Value = ReadIndexReply> {

@@ -3,7 +3,8 @@
  *
  * Live data: Server-Sent Events from /cluster/events, one JSON snapshot per message:
  *   {ts_ms, observer, leader, term, nodes: [{id, addr, url, role, term, last_log_index,
- *    applied_index, lag, healthy}], sessions, writes_per_sec, reads_per_sec, avg_batch_size}
+ *    applied_index, lag, healthy, reads}], sessions, writes_per_sec, reads_per_sec,
+ *    local_reads_per_sec, avg_batch_size}
  *
  * Admin actions: same-origin fetches with "Authorization: Bearer <token>".
  *
@@ -157,6 +158,7 @@
     setText(el.sessions, fmtInt(snap.sessions));
     setText(el.writes, fmtDec(snap.writes_per_sec));
     setText(el.reads, fmtDec(snap.reads_per_sec));
+    setText(el.localReads, fmtDec(snap.local_reads_per_sec));
     setText(el.batch, fmtDec(snap.avg_batch_size));
     setText(el.term, fmtInt(snap.term));
 
@@ -207,6 +209,7 @@
       last: statRow(dl, 'Last log index'),
       applied: statRow(dl, 'Applied index'),
       health: statRow(dl, 'Health'),
+      reads: statRow(dl, 'Reads'),
       addr: statRow(dl, 'Address'),
     };
     fields.addr.classList.add('mono');
@@ -265,6 +268,7 @@
     setText(f.applied, fmtInt(node.applied_index));
     renderLag(f.lag, node.lag);
     renderHealth(f.health, node.healthy);
+    setText(f.reads, typeof node.reads === 'string' && node.reads ? node.reads : '—');
     setText(f.addr, typeof node.addr === 'string' && node.addr ? node.addr : '—');
 
     const base = safeBaseUrl(node.url);
@@ -639,6 +643,7 @@
       sessions: byId('stat-sessions'),
       writes: byId('stat-writes'),
       reads: byId('stat-reads'),
+      localReads: byId('stat-local-reads'),
       batch: byId('stat-batch'),
       term: byId('stat-term'),
       leaderId: byId('leader-id'),

@@ -535,7 +535,19 @@ pub struct RaftTimings {
     /// Whether the leader answers read indexes under its lease (no heartbeat round while a
     /// quorum accepted its AppendEntries within 90% of `election_timeout_min`).
     pub lease_reads: bool,
+    /// How session loads are served: `session` (token reads from the node's own replica while
+    /// it is fresh) or `linearizable` (a read index for every load).
+    pub read_consistency: ReadConsistency,
+    /// The staleness bound of `session` reads: a change acknowledged at t is visible on every
+    /// node serving reads by t + this.
+    pub max_staleness: Duration,
 }
+
+/// `raft.read_consistency`: see `sessionraft_raft::node::freshness::ReadConsistency`.
+pub use sessionraft_raft::node::freshness::ReadConsistency;
+
+/// Largest accepted `raft.max_staleness_ms`.
+pub const MAX_STALENESS_MS: u64 = 1000;
 
 /// `[[node]]`: one cluster member.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -822,6 +834,10 @@ pub struct RawRaftConfig {
     pub rpc_timeout_ms: u64,
     /// `lease_reads` (default true).
     pub lease_reads: bool,
+    /// `read_consistency` (default "session").
+    pub read_consistency: String,
+    /// `max_staleness_ms` (default 500).
+    pub max_staleness_ms: u64,
 }
 
 impl Default for RawRaftConfig {
@@ -836,6 +852,8 @@ impl Default for RawRaftConfig {
             request_deadline_ms: 3000,
             rpc_timeout_ms: 1000,
             lease_reads: true,
+            read_consistency: "session".into(),
+            max_staleness_ms: 500,
         }
     }
 }
@@ -1149,6 +1167,8 @@ fn validate_raft(raw: RawRaftConfig) -> Result<RaftTimings, ConfigError> {
         request_deadline_ms: deadline_ms,
         rpc_timeout_ms,
         lease_reads,
+        read_consistency,
+        max_staleness_ms,
     } = raw;
     if heartbeat_ms == 0 {
         return Err(ConfigError::invalid(
@@ -1203,6 +1223,27 @@ fn validate_raft(raw: RawRaftConfig) -> Result<RaftTimings, ConfigError> {
             "must be at least 1",
         ));
     }
+    let read_consistency = match read_consistency.as_str() {
+        "session" => ReadConsistency::Session,
+        "linearizable" => ReadConsistency::Linearizable,
+        other => {
+            return Err(ConfigError::invalid(
+                "raft.read_consistency",
+                format!("{other:?} must be \"session\" or \"linearizable\""),
+            ))
+        }
+    };
+    if max_staleness_ms < heartbeat_ms.saturating_mul(2) || max_staleness_ms > MAX_STALENESS_MS {
+        return Err(ConfigError::invalid(
+            "raft.max_staleness_ms",
+            format!(
+                "{max_staleness_ms} must be between twice raft.heartbeat_ms ({}) and \
+                 {MAX_STALENESS_MS}: a follower stays fresh for it less half a heartbeat, and \
+                 needs a heartbeat within that",
+                heartbeat_ms.saturating_mul(2)
+            ),
+        ));
+    }
     Ok(RaftTimings {
         heartbeat: Duration::from_millis(heartbeat_ms),
         election_timeout_min: Duration::from_millis(min_ms),
@@ -1213,6 +1254,8 @@ fn validate_raft(raw: RawRaftConfig) -> Result<RaftTimings, ConfigError> {
         request_deadline: Duration::from_millis(deadline_ms),
         rpc_timeout: Duration::from_millis(rpc_timeout_ms),
         lease_reads,
+        read_consistency,
+        max_staleness: Duration::from_millis(max_staleness_ms),
     })
 }
 

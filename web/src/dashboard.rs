@@ -34,6 +34,10 @@ pub struct NodeView {
     /// Entries behind the leader's last log index.
     pub lag: Option<u64>,
     pub healthy: bool,
+    /// How it serves session loads: `session · local` (a fresh follower, token reads from
+    /// its own replica), `session · read index` (not fresh: it asks the leader),
+    /// `session · lease` (the leader), or `linearizable`; empty when unreachable.
+    pub reads: String,
 }
 
 /// The cluster as seen from one node.
@@ -47,6 +51,8 @@ pub struct ClusterView {
     pub sessions: u64,
     pub writes_per_sec: f64,
     pub reads_per_sec: f64,
+    /// Of `reads_per_sec`, the token reads served from a follower's own replica.
+    pub local_reads_per_sec: f64,
     pub avg_batch_size: f64,
 }
 
@@ -82,7 +88,7 @@ pub struct ClusterWatcher {
     cluster: Arc<Cluster>,
     metrics: Arc<Metrics>,
     feed: DashboardFeed,
-    last_counters: HashMap<u64, (Instant, OpCountersSnapshot)>,
+    last_counters: HashMap<u64, (Instant, OpCountersSnapshot, u64)>,
 }
 
 impl ClusterWatcher {
@@ -161,26 +167,29 @@ impl ClusterWatcher {
             .and_then(|(_, _, s)| s.as_ref())
             .and_then(|s| s.last_log_index);
 
-        let (mut writes, mut reads, mut batches, mut batched) = (0.0, 0.0, 0u64, 0u64);
+        let (mut writes, mut reads, mut local, mut batches, mut batched) =
+            (0.0, 0.0, 0.0, 0u64, 0u64);
         let nodes = statuses
             .into_iter()
             .map(|(id, addr, s)| match s {
                 Some(s) => {
-                    if let Some((then, prev)) = self.last_counters.get(&id) {
+                    if let Some((then, prev, prev_local)) = self.last_counters.get(&id) {
                         let dt = now.duration_since(*then).as_secs_f64().max(0.001);
                         let c = s.ops;
                         // a restarted node starts its counters from zero: skip that interval
                         if c.writes >= prev.writes
                             && c.reads >= prev.reads
                             && c.batches >= prev.batches
+                            && s.reads.local >= *prev_local
                         {
                             writes += (c.writes - prev.writes) as f64 / dt;
                             reads += (c.reads - prev.reads) as f64 / dt;
+                            local += (s.reads.local - prev_local) as f64 / dt;
                             batches += c.batches - prev.batches;
                             batched += c.batched_writes - prev.batched_writes;
                         }
                     }
-                    self.last_counters.insert(id, (now, s.ops));
+                    self.last_counters.insert(id, (now, s.ops, s.reads.local));
                     let lag = leader_last.map(|l| l.saturating_sub(s.last_log_index.unwrap_or(0)));
                     NodeView {
                         id,
@@ -192,6 +201,15 @@ impl ClusterWatcher {
                         applied_index: s.applied_index,
                         lag,
                         healthy: s.leader.is_some() && s.role != "shutdown",
+                        reads: if s.reads.consistency == "linearizable" {
+                            "linearizable".into()
+                        } else if s.role == "leader" {
+                            "session · lease".into()
+                        } else if s.reads.fresh {
+                            "session · local".into()
+                        } else {
+                            "session · read index".into()
+                        },
                     }
                 }
                 None => {
@@ -206,6 +224,7 @@ impl ClusterWatcher {
                         applied_index: None,
                         lag: None,
                         healthy: false,
+                        reads: String::new(),
                     }
                 }
             })
@@ -219,6 +238,7 @@ impl ClusterWatcher {
             sessions,
             writes_per_sec: (writes * 10.0).round() / 10.0,
             reads_per_sec: (reads * 10.0).round() / 10.0,
+            local_reads_per_sec: (local * 10.0).round() / 10.0,
             avg_batch_size: if batches > 0 {
                 ((batched as f64 / batches as f64) * 10.0).round() / 10.0
             } else {

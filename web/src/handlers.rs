@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
 use crate::session_store::USER_KEY;
+use std::sync::atomic::Ordering::Relaxed;
+
 use sessionraft_raft::node::cluster::Cluster;
+use sessionraft_raft::node::freshness::ReadConsistency;
 
 /// A follower counts as ready when it is at most this many entries behind its own log.
 const READY_MAX_APPLY_LAG: u64 = 1_000;
@@ -219,6 +222,28 @@ pub struct NodeStatus {
     /// This node's operation counters (monotonic since start).
     #[serde(default)]
     pub ops: sessionraft_raft::node::instruments::OpCountersSnapshot,
+    /// How this node's session loads are served, and how many were served each way.
+    #[serde(default)]
+    pub reads: ReadsStatus,
+}
+
+/// `/cluster/status` `reads`: the mode in force and the loads by path since start.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct ReadsStatus {
+    /// `session` or `linearizable`.
+    pub consistency: String,
+    /// The staleness bound of `session` reads, in ms.
+    pub max_staleness_ms: u64,
+    /// Whether this node is fresh now (a follower that may serve token reads locally).
+    pub fresh: bool,
+    /// Token reads served from this node's own replica.
+    pub local: u64,
+    /// Read indexes answered as leader under the lease.
+    pub lease: u64,
+    /// Read indexes answered as leader with a heartbeat round.
+    pub round: u64,
+    /// AppendEntries accepted too late to make this node fresh (it was paused, the link stalled).
+    pub late_appends: u64,
 }
 
 /// One member of the cluster as this node sees it.
@@ -270,6 +295,23 @@ pub fn node_status(cluster: &Cluster, metrics: &Metrics) -> NodeStatus {
         members,
         sessions_estimated: cluster.sm.estimated_sessions(),
         ops: metrics.instruments.counters.snapshot(),
+        reads: ReadsStatus {
+            consistency: match cluster.reads.consistency {
+                ReadConsistency::Session => "session",
+                ReadConsistency::Linearizable => "linearizable",
+            }
+            .into(),
+            max_staleness_ms: u64::try_from(cluster.reads.max_staleness.as_millis())
+                .unwrap_or(u64::MAX),
+            fresh: m.state != ServerState::Leader
+                && cluster
+                    .freshness
+                    .is_fresh(m.current_term, m.last_applied.map_or(0, |l| l.index)),
+            local: cluster.read_local.load(Relaxed),
+            lease: cluster.read_index_by_lease.load(Relaxed),
+            round: cluster.read_index_by_round.load(Relaxed),
+            late_appends: cluster.freshness.late_appends(),
+        },
     }
 }
 

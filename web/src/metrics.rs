@@ -72,7 +72,7 @@ impl Metrics {
             read_index: must(IntCounterVec::new(
                 Opts::new(
                     "read_index_total",
-                    "Read indexes answered as leader: under the lease, or with a heartbeat round",
+                    "Session loads made safe to read: read indexes answered as leader under the lease or with a heartbeat round, and token reads served from this follower's own replica (local)",
                 ),
                 &["how"],
             )),
@@ -137,6 +137,7 @@ impl Metrics {
         for (how, total) in [
             ("lease", &cluster.read_index_by_lease),
             ("round", &cluster.read_index_by_round),
+            ("local", &cluster.read_local),
         ] {
             let c = self.read_index.with_label_values(&[how]);
             c.inc_by(total.load(Ordering::Relaxed).saturating_sub(c.get()));

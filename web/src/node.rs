@@ -29,6 +29,7 @@ use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::web;
 use sessionraft_raft::node::cluster::{Cluster, Deadlines};
+use sessionraft_raft::node::freshness::SessionReads;
 use sessionraft_raft::node::runtime::{ConsensusNode, ConsensusOptions, StartError};
 use sessionraft_raft::StorageOptions;
 use sha2::{Digest, Sha512};
@@ -53,6 +54,16 @@ pub const UNSAFE_SKIP_READ_BARRIER_ENV: &str = "SESSIONRAFT_UNSAFE_SKIP_READ_BAR
 /// Whether the planted stale-read bug is switched on (`SESSIONRAFT_UNSAFE_SKIP_READ_BARRIER=1`).
 pub fn unsafe_skip_read_barrier() -> bool {
     std::env::var(UNSAFE_SKIP_READ_BARRIER_ENV).is_ok_and(|v| v.trim() == "1")
+}
+
+/// The environment variable of the planted freshness bug (test only): `1` makes token reads
+/// skip the freshness check, so a paused or cut-off follower serves what it has. It exists
+/// only so the checker's revocation workload can be shown to catch it.
+pub const UNSAFE_SKIP_FRESHNESS_ENV: &str = "SESSIONRAFT_UNSAFE_SKIP_FRESHNESS";
+
+/// Whether the planted freshness bug is switched on (`SESSIONRAFT_UNSAFE_SKIP_FRESHNESS=1`).
+pub fn unsafe_skip_freshness() -> bool {
+    std::env::var(UNSAFE_SKIP_FRESHNESS_ENV).is_ok_and(|v| v.trim() == "1")
 }
 
 /// Everything a node needs to run, already validated: the consensus side and the HTTP side.
@@ -106,6 +117,12 @@ impl NodeOptions {
                 .as_ref()
                 .map(crate::config::TlsConfig::read_ca)
                 .transpose()?,
+            reads: SessionReads {
+                consistency: cfg.raft.read_consistency,
+                max_staleness: cfg.raft.max_staleness,
+                heartbeat: cfg.raft.heartbeat,
+                unsafe_skip_freshness: unsafe_skip_freshness(),
+            },
         };
         Ok(Self {
             consensus,

@@ -69,6 +69,47 @@ pub struct RaftSessionStore {
 
 type State = HashMap<String, String>;
 
+/// The session token: what `RaftSessionStore` hands to actix-session as the session key, and
+/// so what the encrypted cookie carries — the session id and, after `.`, the index of the log
+/// entry that carried the session's latest write (`<sid>.<index>`). A key without an index (a
+/// cookie from before tokens, or from an older node) is a bare id: it is read the
+/// linearizable way. The id alphabet (base64url) has no `.`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionToken {
+    /// The session id (the state machine's key).
+    pub sid: String,
+    /// The index of the entry that carried the session's latest write, if the key has one.
+    pub index: Option<u64>,
+}
+
+impl SessionToken {
+    /// Parse a session key: `<sid>.<index>`, or a bare `<sid>`. A suffix that is not a number
+    /// is left in the id (that id names no session: a fresh one starts).
+    pub fn parse(key: &str) -> Self {
+        match key.rsplit_once('.') {
+            Some((sid, index)) => match index.parse::<u64>() {
+                Ok(index) => Self {
+                    sid: sid.to_string(),
+                    index: Some(index),
+                },
+                Err(_) => Self {
+                    sid: key.to_string(),
+                    index: None,
+                },
+            },
+            None => Self {
+                sid: key.to_string(),
+                index: None,
+            },
+        }
+    }
+
+    /// The key for session `sid` written by the entry at `index`.
+    pub fn key(sid: &str, index: u64) -> String {
+        format!("{sid}.{index}")
+    }
+}
+
 fn new_key() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -182,6 +223,7 @@ impl RaftSessionStore {
                 }
                 Ok(Proposed {
                     response: rs.swap_remove(0),
+                    log_index: p.log_index,
                     after_ambiguous_attempt: p.after_ambiguous_attempt,
                 })
             }
@@ -227,7 +269,7 @@ impl RaftSessionStore {
         state: BTreeMap<String, String>,
         user: Option<String>,
         ttl: &CookieDuration,
-    ) -> Result<String, anyhow::Error> {
+    ) -> Result<(String, u64), anyhow::Error> {
         let now = now_ms();
         let created = request_scope::loaded(&old).map_or(now, |l| l.created_at_ms);
         let new = new_key();
@@ -253,12 +295,12 @@ impl RaftSessionStore {
         match p.response {
             Response::Batch(rs) if matches!(rs.first(), Some(Response::Written { .. })) => {
                 tracing::info!(from = %key_hash(&old), to = %key_hash(&new), "session id renewed");
-                Ok(new)
+                Ok((new, p.log_index))
             }
             Response::Batch(_) if p.after_ambiguous_attempt => {
                 // Our first attempt may have renamed it: then the new key holds our state.
                 match self.inner.cluster.sm.get_session(&new, now_ms()) {
-                    Ok(Some(s)) if s.state == state => Ok(new),
+                    Ok(Some(s)) if s.state == state => Ok((new, p.log_index)),
                     _ => self.create(state, user, ttl).await,
                 }
             }
@@ -276,7 +318,7 @@ impl RaftSessionStore {
         state: BTreeMap<String, String>,
         user: Option<String>,
         ttl: &CookieDuration,
-    ) -> Result<String, anyhow::Error> {
+    ) -> Result<(String, u64), anyhow::Error> {
         for _ in 0..4 {
             let key = new_key();
             let now = now_ms();
@@ -291,7 +333,7 @@ impl RaftSessionStore {
                 Ok(p) => match p.response {
                     Response::Written { .. } => {
                         tracing::debug!(sid = %key_hash(&key), "session created");
-                        return Ok(key);
+                        return Ok((key, p.log_index));
                     }
                     // A collision (or our own earlier attempt): take another key.
                     Response::KeyExists => continue,
@@ -307,19 +349,27 @@ impl RaftSessionStore {
     }
 }
 
-fn key_or_err<E>(key: String, wrap: impl Fn(anyhow::Error) -> E) -> Result<SessionKey, E> {
-    SessionKey::try_from(key).map_err(|e| wrap(anyhow::anyhow!("invalid session key: {e}")))
+/// The session key (token) for `sid` written at `index`.
+fn key_or_err<E>(
+    (sid, index): (String, u64),
+    wrap: impl Fn(anyhow::Error) -> E,
+) -> Result<SessionKey, E> {
+    SessionKey::try_from(SessionToken::key(&sid, index))
+        .map_err(|e| wrap(anyhow::anyhow!("invalid session key: {e}")))
 }
 
 impl SessionStore for RaftSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<State>, LoadError> {
         let started = Instant::now();
         let m = &self.inner.metrics;
-        let key: &str = session_key.as_ref();
+        let token = SessionToken::parse(session_key.as_ref());
+        let key: &str = &token.sid;
         // The planted bug (test only, see `StoreSettings::unsafe_skip_read_barrier`): without
         // the barrier a follower answers from whatever it has applied so far.
         if !self.inner.settings.unsafe_skip_read_barrier {
-            if let Err(e) = self.inner.cluster.read_barrier().await {
+            // A token read from this node's replica when it is fresh and has applied the
+            // token's index; otherwise a read barrier (503 without a quorum).
+            if let Err(e) = self.inner.cluster.session_read(token.index).await {
                 m.observe("load", "unavailable", started);
                 return Err(LoadError::Other(unavailable(&e)));
             }
@@ -388,7 +438,7 @@ impl SessionStore for RaftSessionStore {
             .check_state(&session_state)
             .map_err(UpdateError::Other)?;
         let user = user_of(&session_state);
-        let key: String = session_key.as_ref().to_string();
+        let key: String = SessionToken::parse(session_key.as_ref()).sid;
         let loaded = request_scope::loaded(&key);
         let now = now_ms();
         let created = loaded.map_or(now, |l| l.created_at_ms);
@@ -410,7 +460,7 @@ impl SessionStore for RaftSessionStore {
         match p.response {
             Response::Written { .. } => {
                 m.observe("update", "ok", started);
-                key_or_err(key, UpdateError::Other)
+                key_or_err((key, p.log_index), UpdateError::Other)
             }
             Response::NotFound => {
                 // Expired or deleted meanwhile: save under a new key (as the Redis store does).
@@ -426,7 +476,7 @@ impl SessionStore for RaftSessionStore {
                 match self.inner.cluster.sm.get_session(&key, now_ms()) {
                     Ok(Some(s)) if s.state == state => {
                         m.observe("update", "ok", started);
-                        key_or_err(key, UpdateError::Other)
+                        key_or_err((key, p.log_index), UpdateError::Other)
                     }
                     _ => {
                         m.observe("update", "unavailable", started);
@@ -459,7 +509,7 @@ impl SessionStore for RaftSessionStore {
         session_key: &SessionKey,
         ttl: &CookieDuration,
     ) -> Result<(), anyhow::Error> {
-        let key: &str = session_key.as_ref();
+        let key: &str = &SessionToken::parse(session_key.as_ref()).sid;
         let now = now_ms();
         let created = request_scope::loaded(key).map_or(now, |l| l.created_at_ms);
         self.inner
@@ -472,7 +522,7 @@ impl SessionStore for RaftSessionStore {
     }
 
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
-        let key: &str = session_key.as_ref();
+        let key: &str = &SessionToken::parse(session_key.as_ref()).sid;
         // A session this request loaded: held back, so that a `save` right after it (a renewal)
         // becomes one atomic rename; otherwise the middleware deletes it when the request ends.
         if request_scope::loaded(key).is_some()

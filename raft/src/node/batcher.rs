@@ -149,11 +149,13 @@ impl WriteBatcher {
         match self.cluster.propose_here(Command::Batch(cmds)).await {
             Ok(Proposed {
                 response: Response::Batch(responses),
+                log_index,
                 after_ambiguous_attempt,
             }) if responses.len() == n => {
                 for (reply, response) in replies.into_iter().zip(responses) {
                     let _ = reply.send(Ok(Proposed {
                         response,
+                        log_index,
                         after_ambiguous_attempt,
                     }));
                 }

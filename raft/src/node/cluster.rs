@@ -15,6 +15,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::node::freshness::{Freshness, ReadConsistency, SessionReads};
 use crate::node::lease::LeaseClock;
 use crate::transport::network::{paths, PeerClient};
 use crate::transport::wire::{PeerRefusal, ReadIndexReply, WriteReply};
@@ -45,12 +46,24 @@ pub struct Deadlines {
 pub struct Proposed {
     /// What the state machine answered.
     pub response: Response,
+    /// The index of the log entry that carried the command: once a node has applied it, the
+    /// node's state includes this write (the session token's index).
+    pub log_index: u64,
     /// Whether an earlier attempt of this same command may have been applied already (it was
     /// retried after a timeout): a `KeyExists` or `VersionMismatch` may then be our own doing.
     pub after_ambiguous_attempt: bool,
 }
 
 type BarrierWaiter = oneshot::Sender<Result<(), ClusterError>>;
+
+/// How a session load was made safe to read locally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPath {
+    /// From this follower's own replica: fresh, and the token's index applied (no RPC).
+    Local,
+    /// After a read barrier (a read index from the leader, or its lease).
+    Barrier,
+}
 
 /// This node's handle on the cluster. Shared (`Arc`) by every worker.
 pub struct Cluster {
@@ -73,6 +86,13 @@ pub struct Cluster {
     /// Read indexes this node answered as leader: under its lease, and with a heartbeat round.
     pub read_index_by_lease: AtomicU64,
     pub read_index_by_round: AtomicU64,
+    /// Session loads served from this follower's own replica (a session token, fresh).
+    pub read_local: AtomicU64,
+    /// Whether this follower's replica is fresh enough for token reads (recorded by the
+    /// inbound transport on every accepted AppendEntries).
+    pub freshness: Freshness,
+    /// The read mode and the staleness bound.
+    pub reads: SessionReads,
     /// The steps of a write and a read, timed (`/metrics`: `sessionraft_stage_seconds`).
     pub instruments: Arc<crate::node::instruments::Instruments>,
     /// This handle, for the worker threads' barrier tasks (which must not keep it alive).
@@ -83,6 +103,7 @@ const BACKOFF: Duration = Duration::from_millis(50);
 
 impl Cluster {
     /// Build the handle and start the read-barrier task on `rt`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         id: NodeId,
         raft: Raft,
@@ -91,6 +112,7 @@ impl Cluster {
         rt: tokio::runtime::Handle,
         deadlines: Deadlines,
         records: crate::transport::network::Records,
+        reads: SessionReads,
     ) -> Arc<Self> {
         let crate::transport::network::Records { lease, instruments } = records;
         let (barrier_tx, barrier_rx) = mpsc::unbounded_channel();
@@ -108,6 +130,9 @@ impl Cluster {
             lease,
             read_index_by_lease: AtomicU64::new(0),
             read_index_by_round: AtomicU64::new(0),
+            read_local: AtomicU64::new(0),
+            freshness: reads.freshness(),
+            reads,
             instruments,
         });
         rt.spawn(read_barrier_loop(Arc::downgrade(&cluster), barrier_rx));
@@ -175,6 +200,7 @@ impl Cluster {
                             );
                             return Ok(Proposed {
                                 response: resp.data,
+                                log_index: resp.log_id.index,
                                 after_ambiguous_attempt: ambiguous,
                             });
                         }
@@ -213,7 +239,8 @@ impl Cluster {
                 Ok(Ok(resp)) => {
                     crate::node::instruments::since(&self.instruments.stages.forward, started);
                     return Ok(Proposed {
-                        response: resp,
+                        response: resp.response,
+                        log_index: resp.index,
                         after_ambiguous_attempt: ambiguous,
                     });
                 }
@@ -247,6 +274,58 @@ impl Cluster {
             crate::node::instruments::since(&self.instruments.stages.read_barrier, started);
         }
         done
+    }
+
+    /// Make a session load safe to read locally. With a session token (`token`: the index of
+    /// the entry that carried the session's latest write, from its cookie) in `session` mode,
+    /// a follower that is fresh ([`Freshness`]) and has applied the token's index — waiting up
+    /// to two heartbeats for it — reads its own replica without any RPC. Otherwise (no token,
+    /// `linearizable` mode, the leader, a node not fresh, a token index not reached in time)
+    /// this is [`Cluster::read_barrier`]: linearizable, or 503 without a quorum.
+    ///
+    /// # Errors
+    /// [`ClusterError::Unavailable`] when the fallback barrier finds no quorum in time.
+    pub async fn session_read(&self, token: Option<u64>) -> Result<ReadPath, ClusterError> {
+        if let (Some(index), ReadConsistency::Session) = (token, self.reads.consistency) {
+            if !self.is_leader() && self.local_read_allowed(index).await {
+                self.read_local.fetch_add(1, Ordering::Relaxed);
+                return Ok(ReadPath::Local);
+            }
+        }
+        self.read_barrier().await.map(|()| ReadPath::Barrier)
+    }
+
+    /// This node's current term and applied index.
+    fn term_and_applied(&self) -> (u64, u64) {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        (m.current_term, m.last_applied.map_or(0, |l| l.index))
+    }
+
+    /// Whether this node is fresh now and has applied `token` (waiting for it at most two
+    /// heartbeats: a token's entry is normally applied within one).
+    async fn local_read_allowed(&self, token: u64) -> bool {
+        let (term, applied) = self.term_and_applied();
+        if !self.is_fresh(term, applied) {
+            return false;
+        }
+        if applied >= token {
+            return true;
+        }
+        let waited = self
+            .raft
+            .wait(Some(self.reads.heartbeat * 2))
+            .applied_index_at_least(Some(token), "session token")
+            .await;
+        if waited.is_err() {
+            return false;
+        }
+        let (term, applied) = self.term_and_applied();
+        applied >= token && self.is_fresh(term, applied)
+    }
+
+    fn is_fresh(&self, term: u64, applied: u64) -> bool {
+        self.reads.unsafe_skip_freshness || self.freshness.is_fresh(term, applied)
     }
 
     async fn read_barrier_untimed(&self) -> Result<(), ClusterError> {

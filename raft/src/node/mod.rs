@@ -1,12 +1,13 @@
 //! The runtime that drives openraft on one node: start and stop ([`runtime`]), propose and
 //! read ([`cluster`]), group commit ([`batcher`]), touches ([`touch`]), the purge
 //! ([`purger`]), early elections ([`failover`]), the lease ([`lease`]), leader contact
-//! ([`leader_contact`]), membership changes ([`membership`]) and what it measures
+//! ([`leader_contact`]), the freshness of token reads ([`freshness`]), membership changes ([`membership`]) and what it measures
 //! ([`instruments`]).
 
 pub mod batcher;
 pub mod cluster;
 pub mod failover;
+pub mod freshness;
 pub mod instruments;
 pub mod leader_contact;
 pub mod lease;

@@ -16,6 +16,7 @@ use openraft::BasicNode;
 
 use crate::node::batcher::WriteBatcher;
 use crate::node::cluster::{Cluster, Deadlines};
+use crate::node::freshness::SessionReads;
 use crate::node::instruments::Instruments;
 use crate::node::lease::LeaseClock;
 use crate::node::touch::PendingTouches;
@@ -47,6 +48,8 @@ pub struct ConsensusOptions {
     /// The PEM of the CA that signs every node's certificate: peers are called over `https://`
     /// and trusted only with a certificate of that CA. `None`: plain HTTP.
     pub tls_ca: Option<Vec<u8>>,
+    /// How session loads are served (`[raft] read_consistency`, `max_staleness_ms`).
+    pub reads: SessionReads,
 }
 
 /// Why the consensus side of a node could not start.
@@ -141,6 +144,7 @@ impl ConsensusNode {
             rt.handle().clone(),
             opts.deadlines,
             records,
+            opts.reads,
         );
         rt.spawn(crate::node::failover::watch(
             Arc::downgrade(&cluster),

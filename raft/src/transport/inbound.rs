@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use openraft::raft::AppendEntriesRequest;
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -21,7 +21,9 @@ use crate::node::cluster::Cluster;
 use crate::node::instruments::since;
 use crate::transport::auth::{PeerAuth, PresentedHeaders};
 use crate::transport::network::paths;
-use crate::transport::wire::{self, AdminOp, AdminRefusal, AdminReply, PeerRefusal, WriteReply};
+use crate::transport::wire::{
+    self, AdminOp, AdminRefusal, AdminReply, Committed, PeerRefusal, WriteReply,
+};
 use crate::{Command, NodeId, TypeConfig};
 
 /// What an internal request gets back.
@@ -70,7 +72,11 @@ impl Inbound {
     ) -> Answer {
         match path {
             paths::APPEND => match self.open(path, presented, peer, body) {
-                Ok(rpc) => self.append(rpc).await,
+                // the MAC covered the stamp: it is the leader's clock when it signed
+                Ok(rpc) => {
+                    let stamped = presented.ts.and_then(|t| t.parse::<u64>().ok());
+                    self.append(rpc, stamped).await
+                }
                 Err(a) => a,
             },
             paths::VOTE => match self.open(path, presented, peer, body) {
@@ -140,13 +146,21 @@ impl Inbound {
         })
     }
 
-    async fn append(&self, rpc: AppendEntriesRequest<TypeConfig>) -> Answer {
+    async fn append(&self, rpc: AppendEntriesRequest<TypeConfig>, stamped: Option<u64>) -> Answer {
         self.cluster.leader_contact.note();
+        let received_ms = now_ms();
         let timed = !rpc.entries.is_empty();
+        let term = rpc.vote.leader_id().get_term();
+        let leader_commit = rpc.leader_commit.map_or(0, |l| l.index);
         let started = std::time::Instant::now();
         let resp = self.cluster.raft.append_entries(rpc).await;
         if timed {
             since(&self.cluster.instruments.stages.append_follower, started);
+        }
+        if let (Ok(AppendEntriesResponse::Success), Some(ts)) = (&resp, stamped) {
+            self.cluster
+                .freshness
+                .accepted(term, leader_commit, ts, received_ms);
         }
         reply(&resp)
     }
@@ -182,7 +196,10 @@ impl Inbound {
             });
         }
         match self.batcher.write(cmd).await {
-            Ok(p) if !p.after_ambiguous_attempt => Ok(p.response),
+            Ok(p) if !p.after_ambiguous_attempt => Ok(Committed {
+                response: p.response,
+                index: p.log_index,
+            }),
             Ok(_) => Err(PeerRefusal::Failed(
                 "outcome ambiguous: leadership moved while committing".into(),
             )),

@@ -56,8 +56,16 @@ pub enum PeerRefusal {
     Failed(String),
 }
 
+/// A forwarded write, committed and applied on the leader: what the state machine answered,
+/// and the index of the log entry that carried it (the follower puts it in the session token).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub response: crate::Response,
+    pub index: u64,
+}
+
 /// Reply to a forwarded write (`POST /raft/write`).
-pub type WriteReply = Result<crate::Response, PeerRefusal>;
+pub type WriteReply = Result<Committed, PeerRefusal>;
 
 /// Reply to a read-index request (`POST /raft/read-index`): the log index a linearizable read
 /// must wait for (applied index at least this), as confirmed by the leader with a quorum.
