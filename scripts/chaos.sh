@@ -57,7 +57,9 @@
 # between the end of the load and its final reads, default 10), CHAOS_RECOVER_TIMEOUT (default 60),
 # CHAOS_CLOCK_SKEW (a FAKETIME value, e.g. "+20s", "-2m", "+0 x1.5"), CHAOS_DISK_MB (tmpfs size for
 # disk-full, default 64), CHAOS_WARMUP (seconds of load before the first fault, default 3),
-# CHAOS_FAKETIME_LIB (default /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1).
+# CHAOS_FAKETIME_LIB (default /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1),
+# CHAOS_READ_CONSISTENCY (session or linearizable: the cluster's [raft] read_consistency; default
+# the node's default, session).
 #
 # Needs root for iptables (partition-*, mixed) and mount (disk-full, mixed), libfaketime for
 # clock-skew (scripts/install-deps.sh --all). One chaos run at a time (they share the node IPs).

@@ -40,6 +40,7 @@ class Options:
     faketime_lib: Path = field(default_factory=lambda: Path(DEFAULT_FAKETIME_LIB))
     clock_skew: str = ""
     keep_bin: bool = False
+    read_consistency: str = ""  # CHAOS_READ_CONSISTENCY: session | linearizable | "" (default)
     bin: Path | None = None  # SESSIONRAFT_BIN, else CARGO_TARGET_DIR or ROOT/target, /release
 
 
@@ -89,6 +90,9 @@ def parse(argv: list[str], env: dict | None = None, root: Path = ROOT,
     o.faketime_lib = Path(env.get("CHAOS_FAKETIME_LIB") or DEFAULT_FAKETIME_LIB)
     o.clock_skew = env.get("CHAOS_CLOCK_SKEW", "")
     o.keep_bin = env.get("CHAOS_KEEP_BIN", "0") == "1"
+    o.read_consistency = env.get("CHAOS_READ_CONSISTENCY", "")
+    if o.read_consistency not in ("", "session", "linearizable"):
+        raise UsageError("CHAOS_READ_CONSISTENCY must be session or linearizable")
     target = env.get("CARGO_TARGET_DIR") or str(root / "target")
     o.bin = Path(env.get("SESSIONRAFT_BIN") or f"{target}/release/sessionraft")
     return o

@@ -220,7 +220,7 @@ class Run:
         self.disk_node = self.schedule.disk_node
         self.data_dirs = data_dirs(self.out, self.disk_node)
         self.config.write_text(config_text(o.scenario, o.seed, secret, self.admin_token,
-                                           self.layout, self.data_dirs))
+                                           self.layout, self.data_dirs, o.read_consistency))
         check = [str(self.bin), "check-config", "--config", str(self.config)]
         if subprocess.run(check, capture_output=True).returncode != 0:
             subprocess.run(check, stdout=sys.stderr, stderr=sys.stderr)

@@ -54,6 +54,13 @@ class ConfigTest(unittest.TestCase):
         dirs = data_dirs(Path("/o"), 2)
         self.assertEqual(config_text("disk-full", 7, "SECRET", "TOKEN", LAYOUT, dirs), EXPECTED)
 
+    def test_read_consistency_goes_under_raft(self):
+        dirs = data_dirs(Path("/o"), 2)
+        text = config_text("disk-full", 7, "SECRET", "TOKEN", LAYOUT, dirs, "linearizable")
+        self.assertEqual(text.replace('read_consistency = "linearizable"\n', ""), EXPECTED)
+        raft = text.split("[raft]")[1].split("[load_balancer]")[0]
+        self.assertIn('\nread_consistency = "linearizable"\n', raft)
+
     def test_data_dirs_without_tmpfs(self):
         self.assertEqual(data_dirs(Path("/o"), None),
                          {n: Path(f"/o/data/node{n}") for n in (1, 2, 3)})
