@@ -4,6 +4,8 @@
 //! - [`config`]: `cluster.toml` parsed once into a validated [`config::Config`].
 //! - [`serve`]: run one node (HTTP server over `sessionraft-web`'s `Node`).
 //! - [`status`]: the cluster status table.
+//! - [`staleness`]: `sessionraft staleness` — how long an acknowledged change stays invisible to
+//!   token reads on the followers (the real figure behind `max_staleness_ms`).
 //! - [`ops`]: membership changes, backup and restore through the admin API.
 //! - [`tls`]: `[tls]`: the rustls configuration of a node's listeners, the CLI's HTTPS clients.
 //! - [`bench`](mod@bench): `sessionraft bench` (closed-loop HTTP load generator for sessionraft, apps with
@@ -16,5 +18,6 @@ pub mod chaos;
 pub use sessionraft_web::config;
 pub mod ops;
 pub mod serve;
+pub mod staleness;
 pub mod status;
 pub mod tls;

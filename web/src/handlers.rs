@@ -54,7 +54,8 @@ fn not_signed_in() -> HttpResponse {
 }
 
 /// The signed-in user's live sessions (ids hashed: a session id is a bearer secret). Read after
-/// this request's own read barrier (the session middleware's load), so it is linearizable.
+/// this request's own load: linearizable in `linearizable` mode; in `session` mode at most
+/// `max_staleness_ms` behind changes made through other nodes.
 async fn my_sessions(
     state: web::Data<AppState>,
     session: Session,

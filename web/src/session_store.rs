@@ -1,7 +1,12 @@
 //! [`RaftSessionStore`]: actix-session's `SessionStore` on the Raft-replicated state machine.
 //!
-//! - `load` waits for a read barrier (linearizable on any node), then reads locally (unless the
-//!   test-only planted bug `StoreSettings::unsafe_skip_read_barrier` is on).
+//! - Session keys are tokens, `<sid>.<index>` ([`SessionToken`]): every write returns a new one
+//!   carrying the index of the entry that carried it, so the cookie follows the session's
+//!   latest write; a bare `<sid>` (an older cookie) still names its session.
+//! - `load` makes the read safe with `Cluster::session_read` — from a fresh follower's own
+//!   replica once it applied the token's index (`session` mode), else after a read barrier
+//!   (linearizable) — then reads locally (unless the test-only planted bug
+//!   `StoreSettings::unsafe_skip_read_barrier` is on).
 //! - `save` creates a session under a fresh 256-bit key from the OS CSPRNG (`Create` is
 //!   put-if-absent; a collision retries with another key).
 //! - `update` is version-checked against what this request loaded (lost-update protection); a
@@ -537,5 +542,24 @@ impl SessionStore for RaftSessionStore {
             request_scope::fail(f.clone());
             anyhow::anyhow!("{f}")
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SessionToken;
+
+    #[test]
+    fn tokens_parse_and_print() {
+        let t = SessionToken::parse("abc-_XYZ.42");
+        assert_eq!((t.sid.as_str(), t.index), ("abc-_XYZ", Some(42)));
+        assert_eq!(SessionToken::key(&t.sid, 42), "abc-_XYZ.42");
+        // an older cookie: a bare id
+        assert_eq!(SessionToken::parse("abc").index, None);
+        assert_eq!(SessionToken::parse("abc").sid, "abc");
+        // a suffix that is no index stays in the id (which names no session)
+        let odd = SessionToken::parse("abc.x1");
+        assert_eq!((odd.sid.as_str(), odd.index), ("abc.x1", None));
+        assert_eq!(SessionToken::parse("a.b.7").sid, "a.b");
     }
 }
