@@ -39,7 +39,10 @@ fn mixed_run(mode: &str) {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .expect("target dir");
-    let out = target.join(format!("chaos/ci-mixed-{mode}-{seed}-{}", std::process::id()));
+    let out = target.join(format!(
+        "chaos/ci-mixed-{mode}-{seed}-{}",
+        std::process::id()
+    ));
     let status = Command::new(root.join("scripts/chaos.sh"))
         .args(["mixed", "--duration", "75", "--rate", "40", "--users", "10"])
         .args(["--seed", &seed])

@@ -7,7 +7,9 @@
 //! acknowledged, every follower is read with the old cookie, back to back, until it shows the
 //! new value. A sample's staleness on a follower is the time from the acknowledgement to the
 //! *end* of the first read that showed it (an upper bound: the read happened before its end).
-//! A read answered 503 or not at all is counted, not timed. Run it alone, under load (another
+//! A read answered 503 or not at all is counted, not timed; a read that *started* more than
+//! the cluster's bound after the acknowledgement and still answered the old value breaks the
+//! guarantee and is counted as `stale_after_bound` (the command then fails). Run it alone, under load (another
 //! process), or while a follower is paused: the figures say what a user would have seen.
 
 use std::time::{Duration, Instant};
@@ -29,6 +31,11 @@ pub struct StalenessReport {
     pub unavailable_reads: u64,
     /// Observations that never showed the value within `--timeout`.
     pub never_seen: u64,
+    /// The cluster's bound (`reads.max_staleness_ms` of `/cluster/status`).
+    pub max_staleness_ms: u64,
+    /// Reads that *started* more than the bound after the acknowledgement and still answered
+    /// the old value: each one breaks the guarantee (0 expected).
+    pub stale_after_bound: u64,
 }
 
 /// Options of a run.
@@ -79,6 +86,18 @@ async fn increment(
     Ok((counter, cookie))
 }
 
+async fn bound_of(http: &reqwest::Client, target: &str) -> anyhow::Result<u64> {
+    let s: serde_json::Value = http
+        .get(format!("{target}/cluster/status"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    s["reads"]["max_staleness_ms"]
+        .as_u64()
+        .context("/cluster/status has no reads.max_staleness_ms")
+}
+
 async fn leader_of(http: &reqwest::Client, targets: &[String]) -> anyhow::Result<usize> {
     for t in targets {
         let Ok(r) = http.get(format!("{t}/cluster/status")).send().await else {
@@ -109,6 +128,7 @@ async fn leader_of(http: &reqwest::Client, targets: &[String]) -> anyhow::Result
 
 /// Read `target` with `cookie` until it shows at least `value`: the time from `acked` to the
 /// end of that read, or `None` after `timeout`. Counts non-200 answers in `unavailable`.
+#[allow(clippy::too_many_arguments)]
 async fn first_seen(
     http: &reqwest::Client,
     target: &str,
@@ -116,9 +136,11 @@ async fn first_seen(
     value: i64,
     acked: Instant,
     timeout: Duration,
-    unavailable: &mut u64,
+    bound: Duration,
+    counts: &mut (u64, u64),
 ) -> Option<Duration> {
     while acked.elapsed() < timeout {
+        let started = acked.elapsed();
         let r = http
             .get(format!("{target}/api/counter"))
             .header("cookie", cookie)
@@ -131,8 +153,11 @@ async fn first_seen(
                 if v["counter"].as_i64().is_some_and(|c| c >= value) {
                     return Some(end);
                 }
+                if started > bound {
+                    counts.1 += 1;
+                }
             }
-            _ => *unavailable += 1,
+            _ => counts.0 += 1,
         }
     }
     None
@@ -153,10 +178,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub async fn run(opts: StalenessOptions) -> anyhow::Result<StalenessReport> {
     let http = client()?;
     let mut ms = Vec::new();
-    let (mut unavailable, mut never) = (0u64, 0u64);
+    let (mut unavailable, mut never, mut stale) = (0u64, 0u64, 0u64);
+    let mut max_staleness_ms = 0;
     for _ in 0..opts.samples {
         let leader = leader_of(&http, &opts.targets).await?;
         let lt = &opts.targets[leader];
+        max_staleness_ms = bound_of(&http, lt).await?;
+        let bound = Duration::from_millis(max_staleness_ms);
         let (_, cookie) = increment(&http, lt, None).await?;
         let cookie = cookie.context("the first write set no session cookie")?;
         let (value, _) = increment(&http, lt, Some(&cookie)).await?;
@@ -170,15 +198,16 @@ pub async fn run(opts: StalenessOptions) -> anyhow::Result<StalenessReport> {
                 let (http, cookie) = (http.clone(), cookie.clone());
                 let timeout = opts.timeout;
                 async move {
-                    let mut unavailable = 0;
+                    let mut counts = (0, 0);
                     let seen =
-                        first_seen(&http, t, &cookie, value, acked, timeout, &mut unavailable)
+                        first_seen(&http, t, &cookie, value, acked, timeout, bound, &mut counts)
                             .await;
-                    (seen, unavailable)
+                    (seen, counts)
                 }
             });
-        for (seen, u) in futures_util::future::join_all(reads).await {
+        for (seen, (u, st)) in futures_util::future::join_all(reads).await {
             unavailable += u;
+            stale += st;
             match seen {
                 Some(d) => ms.push(d.as_secs_f64() * 1000.0),
                 None => never += 1,
@@ -195,6 +224,8 @@ pub async fn run(opts: StalenessOptions) -> anyhow::Result<StalenessReport> {
         max_ms: ms.last().copied().unwrap_or(0.0),
         unavailable_reads: unavailable,
         never_seen: never,
+        max_staleness_ms,
+        stale_after_bound: stale,
     })
 }
 
