@@ -300,15 +300,7 @@ async fn internal_rpc_is_guarded_writes_are_batched_touches_coalesced() {
     // Linearizable reads: the followers' loads below go through read barriers, whose stages
     // (`read_index_rpc`, `read_barrier`) this test checks on each role; token reads served
     // from a follower's replica are checked in tests/session_reads.rs.
-    let c = TestCluster::start_prepared(3, Tuning::default(), |_, config| {
-        let text = std::fs::read_to_string(config).expect("config");
-        let text = text.replacen(
-            "[raft]\n",
-            "[raft]\nread_consistency = \"linearizable\"\n",
-            1,
-        );
-        std::fs::write(config, text).expect("write config");
-    });
+    let c = TestCluster::start_with_reads(3, Tuning::default(), "linearizable");
     c.wait_ready(READY).await;
     let leader = c.leader(READY).await;
     let before = c.status(leader).await.expect("status");

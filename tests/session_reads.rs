@@ -317,15 +317,7 @@ async fn cookies_without_an_index_or_from_the_future_still_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linearizable_mode_serves_no_read_locally() {
-    let c = TestCluster::start_prepared(3, Tuning::default(), |_, config| {
-        let text = std::fs::read_to_string(config).expect("config");
-        let text = text.replacen(
-            "[raft]\n",
-            "[raft]\nread_consistency = \"linearizable\"\n",
-            1,
-        );
-        std::fs::write(config, text).expect("write config");
-    });
+    let c = TestCluster::start_with_reads(3, Tuning::default(), "linearizable");
     c.wait_ready(READY).await;
     let (leader, fs) = followers(&c).await;
     assert_eq!(

@@ -369,6 +369,21 @@ impl TestCluster {
     }
 }
 
+impl TestCluster {
+    /// [`TestCluster::start`] with `[raft] read_consistency = mode` ("session" is the default).
+    pub fn start_with_reads(n: usize, tuning: Tuning, mode: &str) -> Self {
+        Self::start_prepared(n, tuning, |_, config| {
+            let text = std::fs::read_to_string(config).expect("config");
+            let text = text.replacen(
+                "[raft]\n",
+                &format!("[raft]\nread_consistency = \"{mode}\"\n"),
+                1,
+            );
+            std::fs::write(config, text).expect("write config");
+        })
+    }
+}
+
 /// Send `sig` (e.g. "STOP", "CONT") to the process `pid` (one this harness started).
 pub fn signal(pid: u32, sig: &str) {
     let status = Command::new("kill")
