@@ -326,7 +326,13 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .last_log_index
         .unwrap_or(0)
         .saturating_sub(s.applied_index.unwrap_or(0));
-    let mut ready = s.leader.is_some() && lag <= READY_MAX_APPLY_LAG && s.role != "shutdown";
+    // Ready means "can serve now": a leader in contact with a quorum (CheckQuorum), a
+    // follower in contact with its leader, within an election timeout.
+    let serving = state.cluster.can_serve();
+    let mut ready = s.leader.is_some()
+        && lag <= READY_MAX_APPLY_LAG
+        && s.role != "shutdown"
+        && serving.is_ok();
     // A learner (a node being added) has an empty or short log: its local lag says nothing.
     // It is ready once its applied index is near the leader's read index.
     let voter = s.members.iter().any(|m| m.id == s.id && m.voter);
@@ -340,6 +346,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
     let body = serde_json::json!({
         "ready": ready, "leader": s.leader, "apply_lag": lag, "voter": voter, "lag_behind_leader": leader_lag,
+        "not_serving": serving.err(),
     });
     if ready {
         HttpResponse::Ok().json(body)

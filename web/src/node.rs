@@ -109,6 +109,7 @@ impl NodeOptions {
             deadlines: Deadlines {
                 request: cfg.raft.request_deadline,
                 rpc: cfg.raft.rpc_timeout,
+                contact: cfg.raft.election_timeout_max,
             },
             storage: StorageOptions::default(),
             raft_threads: cfg.threads_per_node(me, cores()).1,

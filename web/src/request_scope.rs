@@ -19,11 +19,20 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
+/// On a 503: `not-applied` (the request certainly changed nothing: resend it, here or on another
+/// node) or `unknown` (a write may have been applied).
+pub const OUTCOME_HEADER: &str = "x-sessionraft-outcome";
+
 /// Why the store failed a request, as the client should see it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreFailure {
     #[error("the session cluster has no quorum right now; retry shortly")]
-    Unavailable { retry_after_secs: u32 },
+    Unavailable {
+        retry_after_secs: u32,
+        /// The request certainly was not applied (nothing was proposed, or the leader refused
+        /// it): a client or a load balancer may resend it. `false`: its outcome is unknown.
+        not_applied: bool,
+    },
     #[error("the session was changed by a concurrent request; retry")]
     Conflict,
     #[error("session state of {size} bytes exceeds the limit of {max} bytes")]
@@ -44,8 +53,16 @@ impl ResponseError for StoreFailure {
 
     fn error_response(&self) -> HttpResponse {
         let mut r = HttpResponse::build(self.status_code());
-        if let StoreFailure::Unavailable { retry_after_secs } = self {
+        if let StoreFailure::Unavailable {
+            retry_after_secs,
+            not_applied,
+        } = self
+        {
             r.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            r.insert_header((
+                OUTCOME_HEADER,
+                if *not_applied { "not-applied" } else { "unknown" },
+            ));
         }
         r.json(serde_json::json!({ "error": self.to_string() }))
     }

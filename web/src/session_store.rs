@@ -135,6 +135,13 @@ fn user_of(state: &State) -> Option<String> {
 fn unavailable(e: &ClusterError) -> anyhow::Error {
     request_scope::fail(StoreFailure::Unavailable {
         retry_after_secs: 1,
+        not_applied: matches!(
+            e,
+            ClusterError::Unavailable {
+                ambiguous: false,
+                ..
+            }
+        ),
     });
     anyhow::anyhow!("session store unavailable: {e}")
 }
@@ -259,6 +266,13 @@ impl RaftSessionStore {
                 tracing::warn!(sid = %key_hash(key), error = %e, "delete failed");
                 Err(StoreFailure::Unavailable {
                     retry_after_secs: 1,
+                    not_applied: matches!(
+                        e,
+                        ClusterError::Unavailable {
+                            ambiguous: false,
+                            ..
+                        }
+                    ),
                 })
             }
         }

@@ -39,6 +39,11 @@ pub struct Deadlines {
     pub request: Duration,
     /// Bound of one internal RPC.
     pub rpc: Duration,
+    /// How long a leader may go without an acknowledgement from a quorum before it refuses
+    /// requests at once and reports itself unready (CheckQuorum): an election timeout
+    /// (`election_timeout_max`); and how long a follower may go without hearing from its leader
+    /// before it reports itself unready.
+    pub contact: Duration,
 }
 
 /// A committed command's response.
@@ -161,6 +166,60 @@ impl Cluster {
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
+    /// Whether this node can serve requests now: a leader that heard from a quorum within
+    /// `deadlines.contact` (CheckQuorum), or a voter or learner that heard from its leader
+    /// within it. `Err` says why not.
+    ///
+    /// # Errors
+    /// The reason this node cannot serve now, for `/readyz` and the 503 it answers.
+    pub fn can_serve(&self) -> Result<(), &'static str> {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        match m.state {
+            ServerState::Leader if m.current_leader == Some(self.id) => {
+                let configs = m.membership_config.membership().get_joint_config();
+                // Just elected: no acknowledgement yet, but a quorum's votes a moment ago.
+                if !self.lease.has_acks_for(&m.vote)
+                    || self.lease.quorum_within(
+                        &m.vote,
+                        self.id,
+                        configs,
+                        Instant::now(),
+                        self.deadlines.contact,
+                    )
+                {
+                    Ok(())
+                } else {
+                    Err("leader cut off from a quorum")
+                }
+            }
+            ServerState::Follower | ServerState::Learner if m.current_leader.is_some() => {
+                if self.leader_contact.since() < self.deadlines.contact {
+                    Ok(())
+                } else {
+                    Err("no contact with the leader")
+                }
+            }
+            ServerState::Candidate => Err("election in progress"),
+            _ => Err("no leader known"),
+        }
+    }
+
+    /// A leader cut off from a quorum cannot commit: it refuses at once (nothing was proposed,
+    /// so the request certainly was not applied) instead of holding the request for the whole
+    /// deadline. `None` when this node is not such a leader.
+    fn check_quorum(&self) -> Option<ClusterError> {
+        if !self.is_leader() {
+            return None;
+        }
+        self.can_serve()
+            .err()
+            .map(|reason| ClusterError::Unavailable {
+                reason: reason.into(),
+                ambiguous: false,
+            })
+    }
+
     /// Replicate `cmd` and return the state machine's response: on the leader with
     /// `client_write`, elsewhere forwarded to the leader. Retries through elections until the
     /// deadline. Returns once the command is committed on a quorum and applied on the leader.
@@ -190,6 +249,14 @@ impl Cluster {
             }
             let target = match self.leader() {
                 Some((leader, _)) if leader == self.id => {
+                    if let Some(refused) = self.check_quorum() {
+                        return Err(match refused {
+                            ClusterError::Unavailable { reason, .. } => {
+                                ClusterError::Unavailable { reason, ambiguous }
+                            }
+                            other => other,
+                        });
+                    }
                     let started = Instant::now();
                     match tokio::time::timeout(remaining, self.raft.client_write(cmd.clone())).await
                     {
@@ -329,6 +396,9 @@ impl Cluster {
     }
 
     async fn read_barrier_untimed(&self) -> Result<(), ClusterError> {
+        if let Some(refused) = self.check_quorum() {
+            return Err(refused);
+        }
         // The leader under its lease needs neither a round nor the barrier task: it checks the
         // lease itself, from the caller's thread (no peer I/O).
         if self.lease.enabled() && self.is_leader() {
@@ -383,6 +453,9 @@ impl Cluster {
     /// # Errors
     /// [`PeerRefusal::NotLeader`] when this node is not the leader.
     pub async fn leader_read_index(&self) -> ReadIndexReply {
+        if let Some(refused) = self.check_quorum() {
+            return Err(PeerRefusal::Failed(refused.to_string()));
+        }
         if let Some(index) = self.lease_read_index().await {
             self.read_index_by_lease.fetch_add(1, Ordering::Relaxed);
             return Ok(index);

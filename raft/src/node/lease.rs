@@ -141,8 +141,10 @@ impl LeaseClock {
 
     /// Follower `target` accepted (did not answer with a higher vote) an AppendEntries that the
     /// leader of `vote` sent at `sent`.
+    /// Recorded whether or not lease reads are on: the leader's quorum contact
+    /// ([`LeaseClock::quorum_within`], CheckQuorum) uses the same acceptances.
     pub fn accepted(&self, vote: &Vote<NodeId>, target: NodeId, sent: Instant) {
-        if self.duration.is_none() || !vote.is_committed() {
+        if !vote.is_committed() {
             return;
         }
         let mut acks = self.acks.lock().unwrap_or_else(|e| e.into_inner());
@@ -171,9 +173,29 @@ impl LeaseClock {
         configs: &[BTreeSet<NodeId>],
         now: Instant,
     ) -> bool {
-        let Some(duration) = self.duration else {
-            return false;
-        };
+        self.duration
+            .is_some_and(|d| self.quorum_within(vote, me, configs, now, d))
+    }
+
+    /// Whether any follower acknowledged an AppendEntries of `vote` yet (a leader elected a
+    /// moment ago has none: its votes were its contact with a quorum).
+    pub fn has_acks_for(&self, vote: &Vote<NodeId>) -> bool {
+        let acks = self.acks.lock().unwrap_or_else(|e| e.into_inner());
+        acks.vote.as_ref() == Some(vote) && !acks.sent.is_empty()
+    }
+
+    /// Whether, at `now`, in every voter configuration of `configs` a majority, counting `me`,
+    /// accepted an AppendEntries of `vote` sent less than `within` ago: the leader's contact
+    /// with a quorum (CheckQuorum: without it, it cannot commit and refuses requests at once).
+    pub fn quorum_within(
+        &self,
+        vote: &Vote<NodeId>,
+        me: NodeId,
+        configs: &[BTreeSet<NodeId>],
+        now: Instant,
+        within: Duration,
+    ) -> bool {
+        let duration = within;
         if configs.is_empty() {
             return false;
         }
@@ -303,6 +325,10 @@ mod tests {
         off.accepted(&vote, 2, now);
         assert!(!off.holds(&vote, 1, &voters(&[1, 2, 3]), now));
         assert!(!off.holds(&vote, 1, &voters(&[1]), now));
+        // quorum contact is tracked with lease reads off too
+        let later = now + Duration::from_millis(100);
+        assert!(off.quorum_within(&vote, 1, &voters(&[1, 2, 3]), later, LEASE));
+        assert!(!off.quorum_within(&vote, 1, &voters(&[1, 2, 3]), now + LEASE, LEASE));
     }
 
     #[test]

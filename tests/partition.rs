@@ -1,0 +1,173 @@
+//! A leader cut off from the other nodes by a real network partition (iptables DROP rules
+//! between the nodes' loopback addresses, in a chain of this test's own, removed at the end):
+//! it turns unready (`/readyz` 503) within an election timeout or so (CheckQuorum: it has not
+//! heard from a quorum), answers a request sent to it directly with a 503 that says the request
+//! was not applied, well before the request deadline, and the other two nodes elect a leader
+//! and serve.
+//!
+//! Needs root (iptables), as CI runs.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{ClusterOptions, TestCluster, Tuning};
+
+const READY: Duration = Duration::from_secs(30);
+
+/// An iptables chain hooked into INPUT; unhooked, flushed and deleted when dropped.
+struct Chain(String);
+
+fn iptables(args: &[&str]) -> bool {
+    Command::new("iptables")
+        .args(["-w", "5"])
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Chain {
+    fn new() -> Self {
+        let name = format!("srtest-{}", std::process::id());
+        assert!(iptables(&["-N", &name]), "iptables -N {name} (needs root)");
+        assert!(iptables(&["-I", "INPUT", "-j", &name]), "hook {name}");
+        Self(name)
+    }
+
+    /// Drop TCP between `a` and `b`, both directions.
+    fn cut(&self, a: &str, b: &str) {
+        for (s, d) in [(a, b), (b, a)] {
+            assert!(iptables(&[
+                "-A", &self.0, "-p", "tcp", "-s", s, "-d", d, "-j", "DROP"
+            ]));
+        }
+    }
+
+    fn heal(&self) {
+        assert!(iptables(&["-F", &self.0]));
+    }
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        iptables(&["-D", "INPUT", "-j", &self.0]);
+        iptables(&["-F", &self.0]);
+        iptables(&["-X", &self.0]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_turns_unready_and_refuses_fast_while_the_others_serve() {
+    let hosts: Vec<String> = (21..=23).map(|i| format!("127.0.0.{i}")).collect();
+    let c = TestCluster::start_with(
+        3,
+        ClusterOptions {
+            tuning: Tuning::default(),
+            hosts: Some(hosts.clone()),
+            env: Vec::new(),
+        },
+    );
+    c.wait_ready(READY).await;
+    let leader = c.leader(READY).await;
+    let others: Vec<u64> = (1..=3).filter(|n| *n != leader).collect();
+    let http = common::http();
+    let ready = |id: u64| {
+        let url = c.url(id, "/readyz");
+        let http = http.clone();
+        async move { http.get(url).send().await.is_ok_and(|r| r.status() == 200) }
+    };
+    assert!(ready(leader).await, "the leader is ready before the cut");
+
+    let chain = Chain::new();
+    let l = &hosts[leader as usize - 1];
+    for o in &others {
+        chain.cut(l, &hosts[*o as usize - 1]);
+    }
+    let cut_at = Instant::now();
+
+    // its /readyz turns 503 (the goal is within 1 s; allowed: 2 s)
+    while ready(leader).await {
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(2),
+            "the isolated leader still ready after {:?}",
+            cut_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("isolated leader unready after {:?}", cut_at.elapsed());
+
+    // a request sent to it directly: 503 at once, saying it was not applied
+    let sent = Instant::now();
+    let r = http
+        .post(c.url(leader, "/api/counter"))
+        .send()
+        .await
+        .expect("an answer");
+    let took = sent.elapsed();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.headers()
+            .get("x-sessionraft-outcome")
+            .and_then(|v| v.to_str().ok()),
+        Some("not-applied")
+    );
+    assert!(r.headers().contains_key("retry-after"));
+    // the request deadline is 3 s: "well before" it
+    assert!(
+        took < Duration::from_millis(1500),
+        "refused after {took:?}"
+    );
+
+    // the other two elect a leader and serve (the session cookie kept by hand: the nodes are
+    // on different IPs, and a cookie jar scopes cookies by host)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (cookie, served_by) = loop {
+        let r = http
+            .post(c.url(others[0], "/api/counter"))
+            .send()
+            .await
+            .expect("an answer");
+        if r.status() == 200 {
+            let cookie = r
+                .headers()
+                .get("set-cookie")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| l.split(';').next())
+                .map(str::to_string)
+                .expect("a session cookie");
+            let body: serde_json::Value = r.json().await.expect("json");
+            assert_eq!(body["counter"], 1);
+            break (cookie, body["served_by"].as_u64());
+        }
+        assert!(Instant::now() < deadline, "the majority side never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_ne!(served_by, Some(leader));
+    let new_leader = c.status(others[0]).await.expect("status")["leader"].as_u64();
+    assert!(
+        new_leader.is_some_and(|n| n != leader),
+        "a new leader: {new_leader:?}"
+    );
+
+    // healed: the old leader rejoins as a follower and serves the session, never an old copy
+    chain.heal();
+    drop(chain);
+    let deadline = Instant::now() + READY;
+    loop {
+        let r = http
+            .get(c.url(leader, "/api/counter"))
+            .header("cookie", &cookie)
+            .send()
+            .await;
+        if let Ok(r) = r {
+            if r.status() == 200 {
+                let body: serde_json::Value = r.json().await.expect("json");
+                assert_eq!(body["counter"], 1, "the old leader, healed");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the old leader never served again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
