@@ -5,6 +5,10 @@
 //!   (`SESSIONRAFT_UNSAFE_SKIP_READ_BARRIER=1`) under load while a follower is repeatedly
 //!   SIGSTOPped fails the check; the same scenario without the bug passes, and so does one
 //!   where the leader is paused past an election (lease reads must not outlive it);
+//! - revocations: a probe with a revoked cookie served after the staleness bound is a
+//!   `served_after_revoke` (synthetic); for real, the revocation workload against a 3-node
+//!   cluster with the planted freshness bug (`SESSIONRAFT_UNSAFE_SKIP_FRESHNESS=1`) and a
+//!   follower SIGSTOPped across revokes fails the check, and passes without the bug;
 //! - peer connections leave from the node's own address (127.0.0.11 → 127.0.0.12), so chaos
 //!   scripts can cut links with address-matching firewall rules.
 
@@ -15,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{binary, increment, read, signal, user, ClusterOptions, Paused, TestCluster, Tuning};
-use sessionraft_node::chaos::check::{check_history, Violation, ViolationKind};
+use sessionraft_node::chaos::check::{check_history, check_revocations, Violation, ViolationKind};
 use sessionraft_node::chaos::history::{OpKind, OpRecord, Outcome};
 use sessionraft_node::chaos::report::{render_svg, summarize};
 use sessionraft_node::chaos::verdict::Verdict;
@@ -50,6 +54,7 @@ fn op(
         served_by: Some(1),
         error: None,
         skipped_ticks: 0,
+        principal: None,
     }
 }
 
@@ -291,6 +296,77 @@ fn sessions_are_checked_separately_and_reports_render() {
     assert!(svg.contains("FAIL — 1 violation (1 stale_read)"));
 }
 
+/// A probe of `session`'s revoked cookie through node `node`, answered as `principal`.
+fn probe(
+    session: &str,
+    node: u64,
+    principal: Option<&str>,
+    invoke_ms: f64,
+    complete_ms: f64,
+) -> OpRecord {
+    let mut p = ok(session, OpKind::Probe, 0, invoke_ms, complete_ms);
+    p.served_by = Some(node);
+    p.target = format!("http://127.0.0.1:{node}");
+    p.principal = principal.map(str::to_string);
+    p
+}
+
+#[test]
+fn probe_serving_a_revoked_session_after_the_bound_is_reported() {
+    let s = "u0#0";
+    let mut login = ok(s, Login, 0, 0.0, 10.0);
+    login.principal = None;
+    let mut revoke = op(s, OpKind::Revoke, None, 100.0, 110.0, Outcome::Ok);
+    revoke.principal = Some("u0".into());
+    // An unknown revoke of another session proves nothing, whatever its probes saw.
+    let mut unknown = op("u1#0", OpKind::Revoke, None, 100.0, 110.0, Outcome::Unknown);
+    unknown.principal = Some("u1".into());
+    let history = vec![
+        login,
+        revoke,
+        // Within the bound (acknowledged at 110, bound 500): may still be served.
+        probe(s, 2, Some("u0"), 120.0, 130.0),
+        probe(s, 3, Some("u0"), 609.0, 700.0),
+        // After the bound and not served: fine.
+        probe(s, 1, None, 611.0, 620.0),
+        probe(s, 2, None, 900.0, 910.0),
+        // After the bound and served: the violation, naming node 3.
+        probe(s, 3, Some("u0"), 650.0, 1500.0),
+        // A failed probe says nothing.
+        op(s, OpKind::Probe, None, 700.0, 705.0, Outcome::Fail),
+        unknown,
+        probe("u1#0", 3, Some("u1"), 2000.0, 2010.0),
+    ];
+    let (v, stats) = check_revocations(&history, 500.0);
+    assert_eq!(
+        shape(&v),
+        vec![(
+            ViolationKind::ServedAfterRevoke,
+            vec![(OpKind::Revoke, None), (OpKind::Probe, Some(0))]
+        )]
+    );
+    assert_eq!(v[0].ops[1].served_by, Some(3));
+    assert_eq!(v[0].ops[1].invoke_ms, 650.0);
+    assert!(
+        v[0].message.starts_with("node 3 served the session of u0"),
+        "{}",
+        v[0].message
+    );
+    assert_eq!(
+        (stats.revokes, stats.probes, stats.probes_after_bound),
+        (1, 5, 3)
+    );
+    assert_eq!(stats.served_after_bound, 1);
+    // A larger bound covers the late probe; the counter checks see nothing here.
+    assert!(check_revocations(&history, 600.0).0.is_empty());
+    assert!(check_history(&history).is_empty());
+    // Reports count and render the new kind.
+    let summary = summarize(&history, &v);
+    assert_eq!(summary.violations_by_kind["served_after_revoke"], 1);
+    let svg = render_svg(&history, &[], &v, &summary);
+    assert!(svg.contains("1 served_after_revoke"));
+}
+
 #[test]
 fn check_exits_2_on_unreadable_input_and_0_on_a_clean_history() {
     let dir = tempfile::TempDir::new().expect("temp dir");
@@ -323,6 +399,49 @@ fn check_exits_2_on_unreadable_input_and_0_on_a_clean_history() {
     let out = run(&clean);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("PASS"));
+}
+
+#[test]
+fn check_judges_revocations_against_the_bound_given_or_500() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let s = "u0#0";
+    let mut revoke = op(s, OpKind::Revoke, None, 100.0, 110.0, Outcome::Ok);
+    revoke.principal = Some("u0".into());
+    let lines: Vec<String> = [
+        ok(s, Login, 0, 0.0, 10.0),
+        revoke,
+        probe(s, 2, Some("u0"), 900.0, 910.0),
+    ]
+    .iter()
+    .map(|o| serde_json::to_string(o).expect("json"))
+    .collect();
+    let history = dir.path().join("revoked.jsonl");
+    std::fs::write(&history, lines.join("\n")).expect("write");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(binary())
+            .arg("check")
+            .arg("--history")
+            .arg(&history)
+            .arg("--out")
+            .arg(dir.path().join("report"))
+            .args(extra)
+            .output()
+            .expect("run sessionraft check")
+    };
+    // No --nodes: the bound is 500 ms, the probe 790 ms after the revoke fails the check.
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("[served_after_revoke] node 2"), "{stdout}");
+    let verdict: Verdict = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("report/verdict.json")).expect("verdict"),
+    )
+    .expect("verdict parses");
+    assert_eq!(verdict.revocation.bound_from, "default");
+    assert_eq!(verdict.revocation.stats.bound_ms, 500.0);
+    // A bound of 1 s covers it.
+    let out = run(&["--max-staleness-ms", "1000"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -512,6 +631,159 @@ async fn paused_leader_with_lease_reads_passes() {
         verdict.violations.iter().take(5).collect::<Vec<_>>()
     );
     assert!(verdict.ops > 1000, "too little load: {} ops", verdict.ops);
+}
+
+/// The revocation workload against three nodes while a follower is paused (SIGSTOP, SIGCONT)
+/// for `pause` `times` times, with or without the planted freshness bug; then check (the bound
+/// is read from the nodes' `/cluster/status`). Returns the exit code and the verdict.
+async fn revocation_scenario(
+    name: &str,
+    planted_bug: bool,
+    pause: Duration,
+    times: usize,
+) -> (i32, Verdict) {
+    let env = if planted_bug {
+        vec![(
+            "SESSIONRAFT_UNSAFE_SKIP_FRESHNESS".to_string(),
+            "1".to_string(),
+        )]
+    } else {
+        Vec::new()
+    };
+    let c = TestCluster::start_with(
+        3,
+        ClusterOptions {
+            tuning: Tuning::default(),
+            hosts: None,
+            env,
+        },
+    );
+    c.wait_ready(READY).await;
+    let dir = report_dir(name);
+    let history = dir.join("history.jsonl");
+    let targets: Vec<String> = (1..=3).map(|id| c.url(id, "")).collect();
+    let targets = targets.join(",");
+    let cycle = pause + Duration::from_millis(1000);
+    let duration = 3.0 + cycle.as_secs_f64() * times as f64;
+    let mut load = tokio::process::Command::new(binary())
+        .args(["load", "--targets", &targets])
+        .args(["--users", "30", "--rate", "300", "--duration"])
+        .arg(format!("{duration:.1}"))
+        .args(["--settle", "2", "--seed", "18"])
+        // A user signs in on one revoke tick and revokes on a later one.
+        .args(["--mix", "inc=35,read=35,login=5,logout=5,revoke=20"])
+        .arg("--out")
+        .arg(&history)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn sessionraft load");
+
+    let mut faults = String::new();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..times {
+        let leader = c.leader(Duration::from_secs(10)).await;
+        let victim = (1..=3).find(|id| *id != leader).expect("a follower");
+        let pid = c.pid(victim).expect("victim pid");
+        let start = now_ms();
+        signal(pid, "STOP");
+        let paused = Paused(pid);
+        tokio::time::sleep(pause).await;
+        drop(paused);
+        faults.push_str(&format!(
+            "{{\"name\":\"SIGSTOP\",\"start_ms\":{start},\"end_ms\":{},\"node\":{victim}}}\n",
+            now_ms()
+        ));
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    let faults_file = dir.join("faults.jsonl");
+    std::fs::write(&faults_file, faults).expect("write faults");
+
+    let status = tokio::time::timeout(Duration::from_secs(90), load.wait())
+        .await
+        .expect("load finishes")
+        .expect("load exit status");
+    assert!(status.success(), "sessionraft load failed: {status}");
+
+    let out = tokio::process::Command::new(binary())
+        .arg("check")
+        .arg("--history")
+        .arg(&history)
+        .args(["--nodes", &targets])
+        .arg("--faults")
+        .arg(&faults_file)
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .await
+        .expect("run sessionraft check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "== {name}\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdict: Verdict = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("verdict.json")).expect("verdict.json"),
+    )
+    .expect("verdict.json parses");
+    // The bound is the cluster's, and the workload really revoked and probed after it.
+    assert_eq!(verdict.revocation.bound_from, "cluster");
+    assert_eq!(verdict.revocation.stats.bound_ms, 500.0);
+    assert_eq!(verdict.revocation.consistency.as_deref(), Some("session"));
+    assert!(
+        verdict.revocation.stats.revokes >= 20,
+        "too few revokes: {:?}",
+        verdict.revocation
+    );
+    assert!(
+        verdict.revocation.stats.probes_after_bound >= 100,
+        "too few probes after the bound: {:?}",
+        verdict.revocation
+    );
+    (out.status.code().unwrap_or(-1), verdict)
+}
+
+/// Followers skipping the freshness check (the planted bug) serve a session revoked while they
+/// were paused to the probes queued on them when they resume, past the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_freshness_bug_serves_revoked_sessions_and_fails_the_check() {
+    let (code, verdict) =
+        revocation_scenario("planted_freshness", true, Duration::from_millis(1500), 6).await;
+    let served = verdict
+        .violations_by_kind
+        .get("served_after_revoke")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(code, 1, "check must fail: {:?}", verdict.violations_by_kind);
+    assert!(
+        served >= 1,
+        "expected served_after_revoke, got {:?}",
+        verdict.violations_by_kind
+    );
+    let v = verdict
+        .violations
+        .iter()
+        .find(|v| v.kind == ViolationKind::ServedAfterRevoke)
+        .expect("a served_after_revoke");
+    assert_eq!(
+        v.ops.iter().map(|o| o.op).collect::<Vec<_>>(),
+        vec![OpKind::Revoke, OpKind::Probe]
+    );
+    assert!(v.ops[1].invoke_ms > v.ops[0].complete_ms + 500.0);
+    // The stale answers are the paused node's doing, not a divergence of the logs.
+    let convergence = verdict.convergence.expect("convergence checked");
+    assert!(convergence.converged, "{convergence:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safe_cluster_honours_revocations_in_the_same_scenario() {
+    let (code, verdict) =
+        revocation_scenario("safe_revocation", false, Duration::from_millis(1500), 6).await;
+    assert_eq!(
+        code,
+        0,
+        "violations without the planted bug: {:#?}",
+        verdict.violations.iter().take(5).collect::<Vec<_>>()
+    );
 }
 
 /// Established TCP connections as (local IP, remote IP, remote port), from /proc/net/tcp.

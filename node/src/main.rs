@@ -133,9 +133,14 @@ enum Cmd {
         /// Base URLs of the final reads (default: --targets).
         #[arg(long, value_delimiter = ',')]
         final_targets: Vec<String>,
-        /// Operation weights.
+        /// Operation weights; `revoke=N` adds the revocation workload (sign in, log out
+        /// everywhere, try the old cookie on every target).
         #[arg(long, default_value = "inc=60,read=30,login=5,logout=5")]
         mix: chaos_load::Mix,
+        /// Milliseconds a revoked cookie is tried on every target after the revoke (default:
+        /// twice the cluster's reads.max_staleness_ms).
+        #[arg(long)]
+        probe_window_ms: Option<u64>,
     },
     /// Check a load history: per-session linearizability of the counter, no lost or stale
     /// writes, convergence of the nodes. Writes verdict.json, summary.json and report.svg; exits
@@ -153,6 +158,10 @@ enum Cmd {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
+        /// The bound a revoked session may still be served within, in ms (default: the
+        /// reads.max_staleness_ms of the first of --nodes that answers, else 500).
+        #[arg(long)]
+        max_staleness_ms: Option<u64>,
     },
     /// Closed-loop HTTP benchmark: C virtual users, one keep-alive connection and one request
     /// in flight each, against sessionraft nodes (or an app with the same /api/counter, e.g.
@@ -289,6 +298,7 @@ fn main() -> ExitCode {
             settle,
             final_targets,
             mix,
+            probe_window_ms,
         } => run_load(
             targets,
             final_targets,
@@ -298,6 +308,7 @@ fn main() -> ExitCode {
             settle,
             seed,
             mix,
+            probe_window_ms,
             out,
         ),
         Cmd::Check {
@@ -305,7 +316,8 @@ fn main() -> ExitCode {
             nodes,
             faults,
             out,
-        } => return run_check(history, nodes, faults, out),
+            max_staleness_ms,
+        } => return run_check(history, nodes, faults, out, max_staleness_ms),
         Cmd::Serve {
             config,
             node,
@@ -447,6 +459,7 @@ fn run_load(
     settle: f64,
     seed: u64,
     mix: chaos_load::Mix,
+    probe_window_ms: Option<u64>,
     out: PathBuf,
 ) -> anyhow::Result<()> {
     let targets = chaos_load::parse_targets(&targets.join(","));
@@ -463,11 +476,17 @@ fn run_load(
         settle: seconds("settle", settle)?,
         seed,
         mix,
+        probe_window: probe_window_ms.map(std::time::Duration::from_millis),
         out: out.clone(),
     };
     let s = chaos_load::run(opts)?;
+    let revokes = if mix.revoke > 0 {
+        format!(", {} revokes acknowledged, {} probes", s.revokes, s.probes)
+    } else {
+        String::new()
+    };
     println!(
-        "load: {} ops incl. {} final reads (ok {}, fail {}, unknown {}), {:.1} ok ops/s offered {rate}/s, {} skipped ticks; history in {}",
+        "load: {} ops incl. {} final reads (ok {}, fail {}, unknown {}), {:.1} ok ops/s offered {rate}/s, {} skipped ticks{revokes}; history in {}",
         s.ops,
         s.final_reads,
         s.ok,
@@ -486,12 +505,14 @@ fn run_check(
     nodes: Vec<String>,
     faults: Option<PathBuf>,
     out: PathBuf,
+    max_staleness_ms: Option<u64>,
 ) -> ExitCode {
     let opts = verdict::CheckOptions {
         history,
         nodes: chaos_load::parse_targets(&nodes.join(",")),
         faults,
         out,
+        max_staleness_ms,
     };
     match verdict::run(&opts) {
         Ok(report) => {

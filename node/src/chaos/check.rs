@@ -29,6 +29,12 @@
 //! with B and what followed it (one lost write is not reported again by every later
 //! operation); stale reads (and final reads) change nothing and later operations are still
 //! compared with everything before. An operation whose value is from the future is never used as a witness.
+//!
+//! Revocations ([`check_revocations`]): a revoke acknowledged at t must be visible on every node
+//! serving reads by t + the staleness bound; a probe with the revoked cookie invoked later
+//! that was still served as the revoked user is a **served after revoke**. In `session` mode the
+//! counter checks above are the holder's guarantee (read-your-writes, monotonic reads): they
+//! hold in both modes.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -56,6 +62,9 @@ pub enum ViolationKind {
     Divergence,
     /// The nodes did not reach the same applied index (or did not answer) in time.
     NotConverged,
+    /// A node served a revoked session to a request that started more than the staleness
+    /// bound after the revocation was acknowledged.
+    ServedAfterRevoke,
 }
 
 impl ViolationKind {
@@ -69,6 +78,7 @@ impl ViolationKind {
             ViolationKind::VanishedSession => "vanished_session",
             ViolationKind::Divergence => "divergence",
             ViolationKind::NotConverged => "not_converged",
+            ViolationKind::ServedAfterRevoke => "served_after_revoke",
         }
     }
 }
@@ -291,6 +301,101 @@ pub fn check_session(session: &str, ops: &[&OpRecord], t0_ms: f64) -> Vec<Violat
     out
 }
 
+/// What the revocation check saw.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct RevocationStats {
+    /// The bound used: a revoked session may be served until `complete_ms + bound_ms` of its
+    /// acknowledged revoke.
+    pub bound_ms: f64,
+    /// Revokes acknowledged (`ok`).
+    pub revokes: usize,
+    /// Probes answered (`ok`) after an acknowledged revoke.
+    pub probes: usize,
+    /// Of those, the ones invoked after the bound (the ones judged).
+    pub probes_after_bound: usize,
+    /// Of those, the ones that still served the revoked session (each one a violation).
+    pub served_after_bound: usize,
+}
+
+/// The revocation check: once a revoke (`POST /api/logout-everywhere`) was acknowledged at
+/// `complete_ms` = t, no node may serve the revoked session to a request invoked after
+/// t + `bound_ms` (`[raft] max_staleness_ms` in `session` mode; `linearizable` mode is held to
+/// the same bound, although it promises 0). Each probe of the revoke's logical session that
+/// was answered with the revoked principal although invoked after t + bound is one
+/// [`ViolationKind::ServedAfterRevoke`], proven by the revoke and the probe. Revokes of unknown
+/// outcome prove nothing and are skipped; a probe invoked within the bound may be served.
+pub fn check_revocations(ops: &[OpRecord], bound_ms: f64) -> (Vec<Violation>, RevocationStats) {
+    let mut stats = RevocationStats {
+        bound_ms,
+        ..RevocationStats::default()
+    };
+    // The acknowledged revokes of each logical session, earliest acknowledgement first.
+    let mut revokes: BTreeMap<&str, Vec<&OpRecord>> = BTreeMap::new();
+    for op in ops
+        .iter()
+        .filter(|o| o.op == OpKind::Revoke && o.outcome == Outcome::Ok)
+    {
+        stats.revokes += 1;
+        revokes.entry(op.session.as_str()).or_default().push(op);
+    }
+    for list in revokes.values_mut() {
+        list.sort_by(|a, b| a.complete_ms.total_cmp(&b.complete_ms));
+    }
+    let t0 = ops
+        .iter()
+        .map(|o| o.invoke_ms)
+        .fold(f64::INFINITY, f64::min);
+    let t0 = if t0.is_finite() { t0 } else { 0.0 };
+    let mut probes: Vec<&OpRecord> = ops
+        .iter()
+        .filter(|o| o.op == OpKind::Probe && o.outcome == Outcome::Ok)
+        .collect();
+    probes.sort_by(|a, b| a.invoke_ms.total_cmp(&b.invoke_ms));
+    let mut out = Vec::new();
+    for p in probes {
+        let Some(list) = revokes.get(p.session.as_str()) else {
+            continue;
+        };
+        // The earliest revoke acknowledged before the probe started.
+        let Some(r) = list.iter().find(|r| r.complete_ms < p.invoke_ms) else {
+            continue;
+        };
+        stats.probes += 1;
+        // The earliest revoke whose bound had passed when the probe started, of the principal
+        // the probe was served as.
+        let late = list.iter().find(|r| {
+            p.invoke_ms > r.complete_ms + bound_ms
+                && r.principal.is_some()
+                && r.principal == p.principal
+        });
+        if p.invoke_ms > r.complete_ms + bound_ms {
+            stats.probes_after_bound += 1;
+        }
+        let Some(r) = late else {
+            continue;
+        };
+        stats.served_after_bound += 1;
+        let node = match p.served_by {
+            Some(n) => format!("node {n}"),
+            None => format!("the node at {}", p.target),
+        };
+        out.push(Violation {
+            kind: ViolationKind::ServedAfterRevoke,
+            session: p.session.clone(),
+            message: format!(
+                "{node} served the session of {} {:.1} ms after its revocation was \
+                 acknowledged (bound {bound_ms} ms): {} revoked it, then {}",
+                r.principal.as_deref().unwrap_or("?"),
+                p.invoke_ms - r.complete_ms,
+                r.describe(t0),
+                p.describe(t0)
+            ),
+            ops: vec![(*r).clone(), p.clone()],
+        });
+    }
+    (out, stats)
+}
+
 /// Violations counted per kind (every kind present, zeros included).
 pub fn count_by_kind(violations: &[Violation]) -> BTreeMap<String, usize> {
     let mut counts: BTreeMap<String, usize> = [
@@ -302,6 +407,7 @@ pub fn count_by_kind(violations: &[Violation]) -> BTreeMap<String, usize> {
         ViolationKind::VanishedSession,
         ViolationKind::Divergence,
         ViolationKind::NotConverged,
+        ViolationKind::ServedAfterRevoke,
     ]
     .iter()
     .map(|k| (k.as_str().to_string(), 0))

@@ -33,16 +33,24 @@ pub enum OpKind {
     Logout,
     /// `GET /api/counter` after the load stopped and the cluster settled.
     FinalRead,
+    /// `POST /api/logout-everywhere` by a signed-in user (`principal`): every session of the
+    /// principal is deleted; acknowledged at `complete_ms`.
+    Revoke,
+    /// `GET /api/whoami` with the cookie of a session revoked just before (same logical
+    /// session as the revoke); `principal` is the user the answer named (none: not served).
+    Probe,
 }
 
 impl OpKind {
     /// Every kind, in report order.
-    pub const ALL: [OpKind; 5] = [
+    pub const ALL: [OpKind; 7] = [
         OpKind::Inc,
         OpKind::Read,
         OpKind::Login,
         OpKind::Logout,
         OpKind::FinalRead,
+        OpKind::Revoke,
+        OpKind::Probe,
     ];
 
     /// The name used in the history file.
@@ -53,12 +61,17 @@ impl OpKind {
             OpKind::Login => "login",
             OpKind::Logout => "logout",
             OpKind::FinalRead => "final_read",
+            OpKind::Revoke => "revoke",
+            OpKind::Probe => "probe",
         }
     }
 
     /// Whether the operation may change the session (a failure of it may have been applied).
     pub fn is_write(self) -> bool {
-        matches!(self, OpKind::Inc | OpKind::Login | OpKind::Logout)
+        matches!(
+            self,
+            OpKind::Inc | OpKind::Login | OpKind::Logout | OpKind::Revoke
+        )
     }
 }
 
@@ -93,7 +106,7 @@ pub struct OpRecord {
     /// a login or logout whose outcome is unknown (the user then drops its cookie jar).
     pub session: String,
     pub op: OpKind,
-    /// The counter returned (`inc`, `read`, `login`, `final_read` when ok).
+    /// The counter returned (`inc`, `read`, `login`, `final_read`, `probe` when ok).
     pub value: Option<i64>,
     pub invoke_ms: f64,
     pub complete_ms: f64,
@@ -110,6 +123,10 @@ pub struct OpRecord {
     /// still busy with the previous one.
     #[serde(default)]
     pub skipped_ticks: u64,
+    /// The signed-in user: the one revoked (`revoke`), or the one the answer named (`probe`;
+    /// none when the revoked cookie named no session any more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 impl OpRecord {
@@ -118,7 +135,8 @@ impl OpRecord {
         self.complete_ms - self.invoke_ms
     }
 
-    /// A short human description: `inc=7 ok @+12.345s via http://… (node 2)`.
+    /// A short human description: `u3#0 inc=7 ok [+1.234s, +1.240s] via http://… (node 2)`
+    /// (`probe[u3]=…`: the principal, for revokes and probes).
     pub fn describe(&self, t0_ms: f64) -> String {
         let value = self
             .value
@@ -127,10 +145,16 @@ impl OpRecord {
             Some(n) => format!(" (node {n})"),
             None => String::new(),
         };
+        let who = match (&self.principal, self.op) {
+            (Some(p), _) => format!("[{p}]"),
+            (None, OpKind::Probe) => "[-]".to_string(),
+            (None, _) => String::new(),
+        };
         format!(
-            "{} {}={} {} [{:+.3}s, {:+.3}s] via {}{}",
+            "{} {}{}={} {} [{:+.3}s, {:+.3}s] via {}{}",
             self.session,
             self.op.as_str(),
+            who,
             value,
             self.outcome.as_str(),
             (self.invoke_ms - t0_ms) / 1000.0,

@@ -7,6 +7,14 @@
 //! operation goes to a target chosen at random (seeded) and is appended to the history (see
 //! [`super::history`]). After the run and a settle period, every user's current session is read
 //! through every final target (`final_read`).
+//!
+//! The revocation workload (`revoke=N` in the mix, none by default): a user that is not signed
+//! in in its current logical session signs in as its principal `u<id>` (a `login`); a signed-in
+//! one logs out everywhere through one target (`revoke`, acknowledged at its `complete_ms`),
+//! then tries the cookie it held before on every target every [`PROBE_INTERVAL`] for the probe
+//! window (`probe`: `GET /api/whoami`; probes are sent on schedule without waiting for earlier
+//! ones, so a node paused across the revoke is probed the moment it resumes), waits for the
+//! answers, and starts a new logical session with a fresh jar.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,14 +34,20 @@ use super::history::{HistoryClock, OpKind, OpRecord, Outcome};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long final reads are retried (503, connection errors, timeouts).
 pub const FINAL_READ_WINDOW: Duration = Duration::from_secs(30);
+/// How often a revoked cookie is tried on each target.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+/// The staleness bound assumed when no target reports `reads.max_staleness_ms`.
+pub const DEFAULT_MAX_STALENESS_MS: u64 = 500;
 
-/// The relative weights of the operations (`inc=60,read=30,login=5,logout=5`).
+/// The relative weights of the operations (`inc=60,read=30,login=5,logout=5`, and `revoke=N`
+/// for the revocation workload, 0 unless given).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mix {
     pub inc: u32,
     pub read: u32,
     pub login: u32,
     pub logout: u32,
+    pub revoke: u32,
 }
 
 impl Default for Mix {
@@ -43,6 +57,7 @@ impl Default for Mix {
             read: 30,
             login: 5,
             logout: 5,
+            revoke: 0,
         }
     }
 }
@@ -56,6 +71,7 @@ impl FromStr for Mix {
             read: 0,
             login: 0,
             logout: 0,
+            revoke: 0,
         };
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, weight) = part
@@ -70,9 +86,10 @@ impl FromStr for Mix {
                 "read" => mix.read = weight,
                 "login" => mix.login = weight,
                 "logout" => mix.logout = weight,
+                "revoke" => mix.revoke = weight,
                 other => {
                     return Err(format!(
-                        "`{other}`: unknown operation (inc, read, login, logout)"
+                        "`{other}`: unknown operation (inc, read, login, logout, revoke)"
                     ))
                 }
             }
@@ -86,7 +103,7 @@ impl FromStr for Mix {
 
 impl Mix {
     fn total(&self) -> u32 {
-        self.inc + self.read + self.login + self.logout
+        self.inc + self.read + self.login + self.logout + self.revoke
     }
 
     fn pick(&self, rng: &mut StdRng) -> OpKind {
@@ -96,6 +113,7 @@ impl Mix {
             (OpKind::Read, self.read),
             (OpKind::Login, self.login),
             (OpKind::Logout, self.logout),
+            (OpKind::Revoke, self.revoke),
         ] {
             if x < w {
                 return kind;
@@ -120,12 +138,19 @@ pub struct LoadOptions {
     pub settle: Duration,
     pub seed: u64,
     pub mix: Mix,
+    /// How long a revoked cookie is probed after the revoke (none: twice the
+    /// `reads.max_staleness_ms` of the first target that answers `/cluster/status`, else twice
+    /// [`DEFAULT_MAX_STALENESS_MS`]).
+    pub probe_window: Option<Duration>,
     pub out: PathBuf,
 }
 
 /// Totals of a run (also printed as the one-line summary).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LoadSummary {
+    /// Revokes acknowledged, and probes of their cookies.
+    pub revokes: u64,
+    pub probes: u64,
     pub ops: u64,
     pub ok: u64,
     pub fail: u64,
@@ -214,8 +239,11 @@ impl Sink {
             .map_err(|_| anyhow::anyhow!("totals poisoned"))?;
         t.ops += 1;
         t.skipped_ticks += op.skipped_ticks;
-        if op.op == OpKind::FinalRead {
-            t.final_reads += 1;
+        match (op.op, op.outcome) {
+            (OpKind::FinalRead, _) => t.final_reads += 1,
+            (OpKind::Revoke, Outcome::Ok) => t.revokes += 1,
+            (OpKind::Probe, _) => t.probes += 1,
+            _ => {}
         }
         match op.outcome {
             Outcome::Ok => t.ok += 1,
@@ -226,7 +254,44 @@ impl Sink {
     }
 }
 
-async fn drive(opts: LoadOptions, sink: Arc<Sink>) -> anyhow::Result<()> {
+/// The staleness bound reported by the first target that answers `/cluster/status`.
+async fn cluster_max_staleness_ms(targets: &[String]) -> Option<u64> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
+    for t in targets {
+        let Ok(resp) = client.get(format!("{t}/cluster/status")).send().await else {
+            continue;
+        };
+        let Ok(status) = resp.json::<serde_json::Value>().await else {
+            continue;
+        };
+        if let Some(ms) = status["reads"]["max_staleness_ms"].as_u64() {
+            return Some(ms);
+        }
+    }
+    None
+}
+
+/// Every base URL of the run once (targets, then final targets): where revoked cookies are tried.
+fn probe_targets(opts: &LoadOptions) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    for t in opts.targets.iter().chain(&opts.final_targets) {
+        if !all.contains(t) {
+            all.push(t.clone());
+        }
+    }
+    all
+}
+
+async fn drive(mut opts: LoadOptions, sink: Arc<Sink>) -> anyhow::Result<()> {
+    if opts.mix.revoke > 0 && opts.probe_window.is_none() {
+        let ms = cluster_max_staleness_ms(&opts.targets)
+            .await
+            .unwrap_or(DEFAULT_MAX_STALENESS_MS);
+        opts.probe_window = Some(Duration::from_millis(2 * ms));
+    }
     let opts = Arc::new(opts);
     let start = Instant::now();
     let end = start + opts.duration;
@@ -306,6 +371,13 @@ impl reqwest::cookie::CookieStore for TabJar {
     }
 
     fn cookies(&self, _url: &reqwest::Url) -> Option<HeaderValue> {
+        self.header()
+    }
+}
+
+impl TabJar {
+    /// The `Cookie` header this tab sends now (none when the jar is empty).
+    fn header(&self) -> Option<HeaderValue> {
         let jar = self.cookies.lock().ok()?;
         if jar.is_empty() {
             return None;
@@ -319,19 +391,28 @@ impl reqwest::cookie::CookieStore for TabJar {
     }
 }
 
-fn tab_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .cookie_provider(Arc::new(TabJar::default()))
+/// A tab's client and its jar (kept to copy the cookie before a revoke).
+fn tab_client() -> anyhow::Result<(reqwest::Client, Arc<TabJar>)> {
+    let jar = Arc::new(TabJar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(REQUEST_TIMEOUT)
         .build()
-        .context("building an HTTP client")
+        .context("building an HTTP client")?;
+    Ok((client, jar))
 }
 
 struct VirtualUser {
     id: u32,
     epoch: u32,
     client: reqwest::Client,
+    jar: Arc<TabJar>,
+    /// A login of this logical session was acknowledged (the revocation workload revokes only
+    /// then).
+    signed_in: bool,
+    /// Without a jar: probes carry the revoked cookie explicitly.
+    probe_client: reqwest::Client,
     rng: StdRng,
 }
 
@@ -346,10 +427,18 @@ struct Answer {
 
 impl VirtualUser {
     fn new(id: u32, seed: u64) -> anyhow::Result<Self> {
+        let (client, jar) = tab_client()?;
         Ok(Self {
             id,
             epoch: 0,
-            client: tab_client()?,
+            client,
+            jar,
+            signed_in: false,
+            probe_client: reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .connect_timeout(REQUEST_TIMEOUT)
+                .build()
+                .context("building an HTTP client")?,
             rng: StdRng::seed_from_u64(
                 seed ^ (u64::from(id) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             ),
@@ -360,17 +449,23 @@ impl VirtualUser {
         format!("u{}#{}", self.id, self.epoch)
     }
 
+    /// The user this virtual user signs in as.
+    fn principal(&self) -> String {
+        format!("u{}", self.id)
+    }
+
     /// A fresh tab: new cookie jar, next epoch.
     fn new_epoch(&mut self) -> anyhow::Result<()> {
         self.epoch += 1;
-        self.client = tab_client()?;
+        (self.client, self.jar) = tab_client()?;
+        self.signed_in = false;
         Ok(())
     }
 
     async fn run(
         &mut self,
-        opts: &LoadOptions,
-        sink: &Sink,
+        opts: &Arc<LoadOptions>,
+        sink: &Arc<Sink>,
         first: Instant,
         period: Duration,
         end: Instant,
@@ -379,15 +474,25 @@ impl VirtualUser {
         let mut skipped = 0u64;
         while next < end {
             tokio::time::sleep_until(next).await;
-            let kind = opts.mix.pick(&mut self.rng);
+            let mut kind = opts.mix.pick(&mut self.rng);
             let target = opts.targets[self.rng.gen_range(0..opts.targets.len())].clone();
-            let op = self.perform(kind, &target, sink, skipped).await;
-            skipped = 0;
-            sink.record(&op)?;
-            match (kind, op.outcome) {
-                (OpKind::Logout, Outcome::Ok | Outcome::Unknown)
-                | (OpKind::Login, Outcome::Unknown) => self.new_epoch()?,
-                _ => {}
+            if kind == OpKind::Revoke && !self.signed_in {
+                // Nothing to revoke yet: sign in first (a later revoke tick revokes).
+                kind = OpKind::Login;
+            }
+            if kind == OpKind::Revoke {
+                self.revoke(&target, opts, sink, skipped).await?;
+                skipped = 0;
+            } else {
+                let op = self.perform(kind, &target, sink, skipped).await;
+                skipped = 0;
+                sink.record(&op)?;
+                match (kind, op.outcome) {
+                    (OpKind::Login, Outcome::Ok) => self.signed_in = true,
+                    (OpKind::Logout, Outcome::Ok | Outcome::Unknown)
+                    | (OpKind::Login, Outcome::Unknown) => self.new_epoch()?,
+                    _ => {}
+                }
             }
             // Ticks that fell due during the operation: the first one waited and runs now, the
             // others are dropped.
@@ -427,7 +532,65 @@ impl VirtualUser {
             served_by: answer.served_by,
             error: answer.error,
             skipped_ticks,
+            principal: (kind == OpKind::Revoke).then(|| self.principal()),
         }
+    }
+
+    /// Log out everywhere through `target`, then (when acknowledged) try the cookie held
+    /// before on every target for the probe window, record every probe, and start a new
+    /// logical session (unless the revoke certainly did not happen).
+    async fn revoke(
+        &mut self,
+        target: &str,
+        opts: &Arc<LoadOptions>,
+        sink: &Arc<Sink>,
+        skipped_ticks: u64,
+    ) -> anyhow::Result<()> {
+        let cookie = self.jar.header();
+        let op = self
+            .perform(OpKind::Revoke, target, sink, skipped_ticks)
+            .await;
+        sink.record(&op)?;
+        match op.outcome {
+            Outcome::Fail => return Ok(()),
+            Outcome::Unknown => return self.new_epoch(),
+            Outcome::Ok => {}
+        }
+        if let Some(cookie) = cookie {
+            let targets = probe_targets(opts);
+            let window = opts
+                .probe_window
+                .unwrap_or(Duration::from_millis(2 * DEFAULT_MAX_STALENESS_MS));
+            let start = Instant::now();
+            let mut probes = Vec::new();
+            let mut tick = 0u32;
+            loop {
+                for t in &targets {
+                    let probe = Probe {
+                        user: self.id,
+                        session: self.session(),
+                        client: self.probe_client.clone(),
+                        cookie: cookie.clone(),
+                        target: t.clone(),
+                    };
+                    let sink = sink.clone();
+                    probes.push(tokio::spawn(async move {
+                        let op = probe.run(&sink.clock).await;
+                        sink.record(&op)
+                    }));
+                }
+                tick += 1;
+                let next = start + PROBE_INTERVAL * tick;
+                if next > start + window {
+                    break;
+                }
+                tokio::time::sleep_until(next).await;
+            }
+            for p in probes {
+                p.await.context("probe task")??;
+            }
+        }
+        self.new_epoch()
     }
 
     async fn request(&self, kind: OpKind, target: &str) -> Answer {
@@ -439,6 +602,8 @@ impl VirtualUser {
                 .post(format!("{target}/api/login"))
                 .json(&serde_json::json!({ "user": format!("u{}", self.id) })),
             OpKind::Logout => self.client.post(format!("{target}/api/logout")),
+            OpKind::Revoke => self.client.post(format!("{target}/api/logout-everywhere")),
+            OpKind::Probe => self.client.get(format!("{target}/api/whoami")),
         };
         // A failed read changed nothing; a failed write may have been applied unless it
         // certainly never reached the server (connection refused) or was refused (4xx).
@@ -490,7 +655,7 @@ impl VirtualUser {
             Err(e) => return fail(doubt, format!("undecodable body: {e}")),
         };
         let value = json["counter"].as_i64();
-        if value.is_none() && kind != OpKind::Logout {
+        if value.is_none() && !matches!(kind, OpKind::Logout | OpKind::Revoke) {
             return fail(doubt, "no counter in the answer".into());
         }
         Answer {
@@ -513,6 +678,77 @@ impl VirtualUser {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+}
+
+/// One try of a revoked cookie on one target.
+struct Probe {
+    user: u32,
+    session: String,
+    client: reqwest::Client,
+    cookie: HeaderValue,
+    target: String,
+}
+
+impl Probe {
+    /// `GET /api/whoami` with the revoked cookie: `ok` with the user the answer named (none:
+    /// the cookie named no live session), `fail` otherwise (a probe changes nothing).
+    async fn run(self, clock: &HistoryClock) -> OpRecord {
+        let invoke_ms = clock.now_ms();
+        let sent = self
+            .client
+            .get(format!("{}/api/whoami", self.target))
+            .header(reqwest::header::COOKIE, self.cookie.clone())
+            .send()
+            .await;
+        let mut op = OpRecord {
+            user: self.user,
+            session: self.session,
+            op: OpKind::Probe,
+            value: None,
+            invoke_ms,
+            complete_ms: invoke_ms,
+            outcome: Outcome::Fail,
+            status: 0,
+            target: self.target,
+            served_by: None,
+            error: None,
+            skipped_ticks: 0,
+            principal: None,
+        };
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                op.complete_ms = clock.now_ms();
+                op.error = Some(error_text(&e));
+                return op;
+            }
+        };
+        op.status = resp.status().as_u16();
+        let body = resp.text().await;
+        op.complete_ms = clock.now_ms();
+        let body = match body {
+            Ok(b) => b,
+            Err(e) => {
+                op.error = Some(format!("reading the body: {}", error_text(&e)));
+                return op;
+            }
+        };
+        if !(200..300).contains(&op.status) {
+            let text: String = body.chars().take(200).collect();
+            op.error = Some(format!("HTTP {}: {}", op.status, text.trim()));
+            return op;
+        }
+        match serde_json::from_str::<serde_json::Value>(&body) {
+            Ok(json) => {
+                op.outcome = Outcome::Ok;
+                op.value = json["counter"].as_i64();
+                op.served_by = json["served_by"].as_u64();
+                op.principal = json["user"].as_str().map(str::to_string);
+            }
+            Err(e) => op.error = Some(format!("undecodable body: {e}")),
+        }
+        op
     }
 }
 
@@ -546,7 +782,13 @@ mod tests {
             Ok(Mix::default())
         );
         let m: Mix = "inc=1".parse().unwrap();
-        assert_eq!((m.inc, m.read, m.login, m.logout), (1, 0, 0, 0));
+        assert_eq!(
+            (m.inc, m.read, m.login, m.logout, m.revoke),
+            (1, 0, 0, 0, 0)
+        );
+        let m: Mix = "inc=40,revoke=10".parse().unwrap();
+        assert_eq!((m.inc, m.revoke), (40, 10));
+        assert!("revoke=0".parse::<Mix>().is_err());
         assert!("inc=0".parse::<Mix>().is_err());
         assert!("write=3".parse::<Mix>().is_err());
         assert!("inc".parse::<Mix>().is_err());

@@ -1,12 +1,13 @@
-//! `sessionraft check`: read a history (and the faults injected), check it, check convergence,
-//! and write `verdict.json`, `summary.json` and `report.svg` into the output directory.
+//! `sessionraft check`: read a history (and the faults injected), check it (the counters per
+//! session, and revocations against the staleness bound), check convergence, and write
+//! `verdict.json`, `summary.json` and `report.svg` into the output directory.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::check::{check_history, count_by_kind, Violation};
+use super::check::{check_history, check_revocations, count_by_kind, RevocationStats, Violation};
 use super::convergence::{await_convergence, describe, Convergence};
 use super::history::read_history;
 use super::report::{read_faults, render_svg, summarize, Fault, Summary};
@@ -22,6 +23,24 @@ pub struct CheckOptions {
     pub nodes: Vec<String>,
     pub faults: Option<PathBuf>,
     pub out: PathBuf,
+    /// The staleness bound revocations are judged against (none: the `reads.max_staleness_ms`
+    /// of the first of `nodes` that answers `/cluster/status`, else
+    /// [`DEFAULT_MAX_STALENESS_MS`]).
+    pub max_staleness_ms: Option<u64>,
+}
+
+/// The bound used when neither the command line nor a node gives one.
+pub const DEFAULT_MAX_STALENESS_MS: u64 = 500;
+
+/// Where the revocation bound came from, and the read mode the cluster reported.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct RevocationVerdict {
+    /// `option` (`--max-staleness-ms`), `cluster` (a node's `/cluster/status`) or `default`.
+    pub bound_from: String,
+    /// `reads.consistency` of the node asked (`session` or `linearizable`), when one answered.
+    pub consistency: Option<String>,
+    #[serde(flatten)]
+    pub stats: RevocationStats,
 }
 
 /// `verdict.json`.
@@ -35,6 +54,9 @@ pub struct Verdict {
     pub violations: Vec<Violation>,
     /// Absent when no nodes were given.
     pub convergence: Option<Convergence>,
+    /// The revocation check (`served_after_revoke`): its bound and what it judged.
+    #[serde(default)]
+    pub revocation: RevocationVerdict,
 }
 
 /// Why the check could not run (exit status 2).
@@ -88,6 +110,23 @@ impl CheckReport {
                 w.duration_ms / 1000.0,
                 (w.start_ms - s.start_ms) / 1000.0,
                 w.ops_attempted
+            ));
+        }
+        let r = &v.revocation;
+        if r.stats.revokes > 0 {
+            out.push_str(&format!(
+                "revocation: {} revokes acknowledged, {} probes answered after them ({} after the \
+                 bound of {} ms from {}{}), {} served the revoked session after the bound\n",
+                r.stats.revokes,
+                r.stats.probes,
+                r.stats.probes_after_bound,
+                r.stats.bound_ms,
+                r.bound_from,
+                r.consistency
+                    .as_deref()
+                    .map(|c| format!(", {c} reads"))
+                    .unwrap_or_default(),
+                r.stats.served_after_bound
             ));
         }
         if let Some(c) = &v.convergence {
@@ -146,16 +185,39 @@ pub fn run(opts: &CheckOptions) -> Result<CheckReport, CheckError> {
         None => Vec::new(),
     };
     let mut violations = check_history(&ops);
-    let convergence = if opts.nodes.is_empty() {
+    let rt = if opts.nodes.is_empty() {
         None
     } else {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| CheckError::Input(format!("starting a runtime: {e}")))?;
-        let (c, v) = rt.block_on(await_convergence(&opts.nodes, CONVERGENCE_TIMEOUT));
-        violations.extend(v);
-        Some(c)
+        Some(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CheckError::Input(format!("starting a runtime: {e}")))?,
+        )
+    };
+    let reported = match &rt {
+        Some(rt) => rt.block_on(read_settings(&opts.nodes)),
+        None => None,
+    };
+    let (bound_ms, bound_from) = match (opts.max_staleness_ms, &reported) {
+        (Some(ms), _) => (ms, "option"),
+        (None, Some((ms, _))) => (*ms, "cluster"),
+        (None, None) => (DEFAULT_MAX_STALENESS_MS, "default"),
+    };
+    let (revoked, stats) = check_revocations(&ops, bound_ms as f64);
+    violations.extend(revoked);
+    let revocation = RevocationVerdict {
+        bound_from: bound_from.to_string(),
+        consistency: reported.and_then(|(_, c)| c),
+        stats,
+    };
+    let convergence = match &rt {
+        Some(rt) => {
+            let (c, v) = rt.block_on(await_convergence(&opts.nodes, CONVERGENCE_TIMEOUT));
+            violations.extend(v);
+            Some(c)
+        }
+        None => None,
     };
     let summary = summarize(&ops, &violations);
     let verdict = Verdict {
@@ -170,6 +232,7 @@ pub fn run(opts: &CheckOptions) -> Result<CheckReport, CheckError> {
         violations_by_kind: count_by_kind(&violations),
         violations,
         convergence,
+        revocation,
     };
     std::fs::create_dir_all(&opts.out).map_err(|source| CheckError::Output {
         path: opts.out.display().to_string(),
@@ -184,6 +247,28 @@ pub fn run(opts: &CheckOptions) -> Result<CheckReport, CheckError> {
         summary,
         faults,
     })
+}
+
+/// `reads.max_staleness_ms` and `reads.consistency` of the first node that answers
+/// `/cluster/status` with a bound.
+async fn read_settings(nodes: &[String]) -> Option<(u64, Option<String>)> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
+    for n in nodes {
+        let Ok(resp) = client.get(format!("{n}/cluster/status")).send().await else {
+            continue;
+        };
+        let Ok(status) = resp.json::<serde_json::Value>().await else {
+            continue;
+        };
+        let reads = &status["reads"];
+        if let Some(ms) = reads["max_staleness_ms"].as_u64() {
+            return Some((ms, reads["consistency"].as_str().map(str::to_string)));
+        }
+    }
+    None
 }
 
 /// Pretty JSON (a serialization failure is written as an error object rather than lost).
