@@ -37,6 +37,13 @@
 # connections, for each system (etcd: write = put of --value-bytes 200, read = linearizable range).
 # Each sessionraft cell also reports where the time went on the nodes (the mean of each step of a
 # write and a read over the cell's window, from their `sessionraft_stage_seconds`).
+# reads (issue 18), every cell with the load tool on one thread (`sessionraft bench --threads 1`:
+#                on 2 cores the tool's own CPU moves the ratios): sessionraft read at 32 and 256
+#                connections with `[raft] read_consistency = "session"` (session-token reads; then
+#                write at 32 and 256 on that cluster) and with "linearizable" (a fresh cluster per
+#                mode), and the Redis app's read at 32 and 256. Its targets: session reads >= 1.25x
+#                the Redis app's at 32 and at 256, session writes at 256 >= 2x etcd's puts (from the
+#                etcd part's cells). Alone, with etcd for the write target: --only reads,etcd
 # Then, on sessionraft:
 #   failover     under a light write load (`sessionraft load`, 40 increments/s), SIGKILL the leader
 #                --trials times (default 10): the time from the kill to the first successful
@@ -56,7 +63,8 @@
 #   --out FILE     the Markdown (default bench/RESULTS.md); the raw JSON goes next to it, as
 #                  raw-YYYYmmdd-HHMMSS.json
 #   --only PARTS   comma-separated subset of: sessionraft, redis, etcd (their matrix cells),
-#                  failover, catchup (catch-up and memory). Default: all
+#                  reads (the one-thread read cells above), failover, catchup (catch-up and
+#                  memory). Default: all
 #   --trials N     failover trials (default 10)
 #   --sessions N   sessions for the catch-up and memory (default 1000000)
 #   --keep         keep the systems' data directories (default: deleted at the end)

@@ -196,7 +196,8 @@ enum Cmd {
         /// Per-request timeout in seconds.
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
-        /// Worker threads of the load generator.
+        /// Worker threads of the load generator (1: everything on one thread, a current-thread
+        /// runtime; on a small machine the tool's own CPU moves the results).
         #[arg(long, default_value_t = 2)]
         threads: usize,
         /// Seconds each user keeps retrying to create its session or key before giving up.

@@ -18,8 +18,10 @@
 //! (of the successful requests) go into a log-linear histogram (`histogram`).
 //!
 //! The tool is meant to share the machine with the servers it measures: a 2-worker tokio
-//! runtime by default, URLs and request bodies built once per user and reused, and its own CPU
-//! time over the measured window reported (`load_cpu_percent`, of one core).
+//! runtime by default (`--threads N`: N workers; `--threads 1` runs everything on the calling
+//! thread, a current-thread runtime, so the tool is one thread in all), URLs and request bodies
+//! built once per user and reused, and its own CPU time over the measured window reported
+//! (`load_cpu_percent`, of one core).
 //!
 //! What explains a number is measured over the same window: how busy the whole machine was
 //! (`machine_cpu_busy_percent`, of all cores) and how many context switches it made
@@ -29,7 +31,9 @@
 //! `sessionraft_raft_last_log_index`) — with the write throughput, how many session writes
 //! shared each entry (and its fsyncs and AppendEntries) — and where the requests' time went on
 //! the nodes (`stages`: the mean of each step of a write or read, from their
-//! `sessionraft_stage_seconds`).
+//! `sessionraft_stage_seconds`), and how the session loads were made safe to read
+//! (`read_paths_per_s`: `sessionraft_read_index_total` by `how` — `lease` and `round` on the
+//! leader, `local` for a token read served from a follower's own replica).
 
 pub mod backup_gen;
 mod histogram;
@@ -84,7 +88,8 @@ pub struct BenchOptions {
     pub seed: u64,
     /// Per-request timeout.
     pub timeout: Duration,
-    /// Worker threads of the load tool's runtime.
+    /// Worker threads of the load tool's runtime (1: a current-thread runtime, the calling
+    /// thread only).
     pub threads: usize,
     /// How long each user keeps trying to create its session or key.
     pub setup_timeout: Duration,
@@ -128,6 +133,14 @@ pub struct BenchReport {
     /// sessionraft nodes.
     #[serde(default)]
     pub stages: BTreeMap<String, StageMean>,
+    /// How the session loads were made safe to read during the measured window, per second
+    /// (`sessionraft_read_index_total` by `how`, summed over the targets: `lease`, `round`,
+    /// `local`). Empty when the targets are not sessionraft nodes (or older ones without it).
+    #[serde(default)]
+    pub read_paths_per_s: BTreeMap<String, f64>,
+    /// The load tool's worker threads (`--threads`).
+    #[serde(default)]
+    pub threads: Option<usize>,
     /// The first error seen in the measured window, if any.
     pub first_error: Option<String>,
 }
@@ -168,6 +181,20 @@ impl BenchReport {
         } else {
             format!("; node stages, mean ms: {}", stages.join(", "))
         };
+        let paths: Vec<String> = self
+            .read_paths_per_s
+            .iter()
+            .map(|(how, r)| format!("{how} {r:.0}"))
+            .collect();
+        let paths = if paths.is_empty() {
+            String::new()
+        } else {
+            format!("; loads made safe, per s: {}", paths.join(", "))
+        };
+        let threads = self
+            .threads
+            .map(|t| format!("; {t} load thread(s)"))
+            .unwrap_or_default();
         let err = self
             .first_error
             .as_deref()
@@ -175,8 +202,8 @@ impl BenchReport {
             .unwrap_or_default();
         format!(
             "bench {kind} {workload}: {} connections on {} target(s), {:.1} s: {} ok = {:.1}/s, \
-             {} errors{err}; latency p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms{cpu}{machine}{raft}\
-             {stages}",
+             {} errors{err}; latency p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms{cpu}{threads}\
+             {machine}{raft}{stages}{paths}",
             self.connections,
             self.targets.len(),
             self.duration_s,
@@ -206,6 +233,8 @@ struct Scrape {
     last_log_index: Option<u64>,
     /// Every stage's `(sum of seconds, count)`, added up over the targets.
     stages: BTreeMap<String, (f64, u64)>,
+    /// `sessionraft_read_index_total` by `how`, added up over the targets.
+    read_paths: BTreeMap<String, u64>,
 }
 
 /// Add one exposition (one node's `/metrics`, or several appended) to `into`.
@@ -214,6 +243,24 @@ fn parse_metrics(text: &str, into: &mut Scrape) {
         if let Some(rest) = line.strip_prefix("sessionraft_raft_last_log_index") {
             let value = rest.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok());
             into.last_log_index = into.last_log_index.max(value);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("sessionraft_read_index_total{") {
+            let how = rest
+                .split_once('}')
+                .and_then(|(labels, _)| {
+                    labels
+                        .split(',')
+                        .find_map(|l| l.strip_prefix("how=\"")?.strip_suffix('"'))
+                })
+                .map(str::to_string);
+            let value = rest
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.trim().parse::<f64>().ok());
+            if let (Some(how), Some(v)) = (how, value) {
+                *into.read_paths.entry(how).or_default() += v as u64;
+            }
             continue;
         }
         let (is_sum, rest) = if let Some(r) = line.strip_prefix("sessionraft_stage_seconds_sum{") {
@@ -266,6 +313,22 @@ fn stage_means(
         .collect()
 }
 
+/// The growth of each counter between two scrapes, per second (to 0.1).
+fn per_second(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    secs: f64,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(k, &n1)| {
+            let n0 = before.get(k).copied().unwrap_or_default();
+            let rate = n1.saturating_sub(n0) as f64 / secs;
+            (k.clone(), (rate * 10.0).round() / 10.0)
+        })
+        .collect()
+}
+
 /// One scrape of every target's `/metrics`, added up; `None` without a client or when no
 /// target answers (not sessionraft).
 async fn scrape(client: Option<&reqwest::Client>, targets: &[String]) -> Option<Scrape> {
@@ -298,9 +361,17 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(opts.connections > 0, "--connections must be at least 1");
     anyhow::ensure!(!opts.duration.is_zero(), "--duration must be positive");
     anyhow::ensure!(opts.threads > 0, "--threads must be at least 1");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(opts.threads)
-        .thread_name("bench")
+    // One thread: a current-thread runtime (the users and the clock on this thread alone; a
+    // multi-thread runtime with one worker would add this thread, parked in block_on, and the
+    // wake-ups between the two).
+    let mut builder = if opts.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(opts.threads).thread_name("bench");
+        b
+    };
+    let rt = builder
         .enable_all()
         .build()
         .context("starting the load runtime")?;
@@ -386,10 +457,16 @@ async fn drive(opts: BenchOptions) -> anyhow::Result<BenchReport> {
             .and_then(|s| s.last_log_index)
             .zip(scrape1.as_ref().and_then(|s| s.last_log_index))
             .map(|(a, b)| (b.saturating_sub(a) as f64 / secs * 10.0).round() / 10.0),
+        read_paths_per_s: scrape0
+            .as_ref()
+            .zip(scrape1.as_ref())
+            .map(|(a, b)| per_second(&a.read_paths, &b.read_paths, secs))
+            .unwrap_or_default(),
         stages: scrape0
             .zip(scrape1)
             .map(|(a, b)| stage_means(&a.stages, &b.stages))
             .unwrap_or_default(),
+        threads: Some(opts.threads),
         first_error,
     })
 }
@@ -812,6 +889,59 @@ mod tests {
     }
 
     #[test]
+    fn read_paths_are_counted_per_second_over_all_targets() {
+        let node = |lease: u64, local: u64, id: u32| {
+            format!(
+                "# TYPE sessionraft_read_index_total counter\n\
+                 sessionraft_read_index_total{{how=\"lease\",node=\"{id}\"}} {lease}\n\
+                 sessionraft_read_index_total{{node=\"{id}\",how=\"local\"}} {local}\n\
+                 sessionraft_read_index_total{{how=\"round\",node=\"{id}\"}} 0\n"
+            )
+        };
+        let (mut before, mut after) = (Scrape::default(), Scrape::default());
+        parse_metrics(&node(100, 0, 1), &mut before);
+        parse_metrics(&node(0, 50, 2), &mut before);
+        parse_metrics(&node(300, 0, 1), &mut after);
+        parse_metrics(&node(0, 2050, 2), &mut after);
+        assert_eq!(before.read_paths["lease"], 100);
+        assert_eq!(after.read_paths["local"], 2050);
+        let r = per_second(&before.read_paths, &after.read_paths, 2.0);
+        assert_eq!(r["lease"], 100.0);
+        assert_eq!(r["local"], 1000.0);
+        assert_eq!(r["round"], 0.0);
+        // A label-less or unparsable line is skipped.
+        let mut t = Scrape::default();
+        parse_metrics(
+            "sessionraft_read_index_total{how=\"local\"} x\nsessionraft_read_index_total{node=\"1\"} 5\n",
+            &mut t,
+        );
+        assert!(t.read_paths.is_empty(), "{t:?}");
+    }
+
+    #[test]
+    fn one_thread_runs_on_the_calling_thread() {
+        // Nothing listens on the target: setup fails fast, but only after the runtime started.
+        let opts = |threads| BenchOptions {
+            targets: vec!["http://127.0.0.1:1".into()],
+            kind: Kind::Session,
+            workload: Workload::Read,
+            connections: 1,
+            duration: Duration::from_millis(10),
+            warmup: Duration::ZERO,
+            value_bytes: 10,
+            seed: 1,
+            timeout: Duration::from_millis(100),
+            threads,
+            setup_timeout: Duration::from_millis(50),
+        };
+        assert!(run(opts(0)).unwrap_err().to_string().contains("--threads"));
+        for threads in [1, 2] {
+            let e = run(opts(threads)).unwrap_err();
+            assert!(!e.to_string().contains("--threads"), "{e:#}");
+        }
+    }
+
+    #[test]
     fn cpu_time_is_readable() {
         assert!(process_cpu_seconds().is_some_and(|s| s >= 0.0));
     }
@@ -837,6 +967,8 @@ mod tests {
             context_switches_per_s: Some(45_000.0),
             raft_entries_per_s: Some(540.0),
             stages: BTreeMap::new(),
+            read_paths_per_s: BTreeMap::new(),
+            threads: None,
             first_error: None,
         };
         let line = r.human();
@@ -850,6 +982,29 @@ mod tests {
             ),
             "{line}"
         );
+        let with = BenchReport {
+            read_paths_per_s: BTreeMap::from([("local".into(), 900.0), ("lease".into(), 100.0)]),
+            threads: Some(1),
+            ..r.clone()
+        };
+        let line = with.human();
+        assert!(
+            line.contains("of a core; 1 load thread(s); machine"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("; loads made safe, per s: lease 100, local 900"),
+            "{line}"
+        );
+        let v = serde_json::to_value(&with).unwrap();
+        assert_eq!(v["threads"], 1);
+        assert_eq!(v["read_paths_per_s"]["local"], 900.0);
+        // Reports of older tools (no threads, no read paths) still parse.
+        let mut old = serde_json::to_value(&r).unwrap();
+        old.as_object_mut().unwrap().remove("threads");
+        old.as_object_mut().unwrap().remove("read_paths_per_s");
+        let back: BenchReport = serde_json::from_value(old).unwrap();
+        assert!(back.threads.is_none() && back.read_paths_per_s.is_empty());
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["kind"], "session");
         assert_eq!(v["raft_entries_per_s"], 540.0);

@@ -21,16 +21,40 @@ def plan_compare(workloads, connections, pairs):
             for p in range(1, pairs + 1) for side in ("A", "B")]
 
 
+READS_LOAD_THREADS = 1
+READ_CONSISTENCIES = ("session", "linearizable")
+
+
+def plan_reads(connections=(32, 256)):
+    """The cells of the `reads` part (issue 18), in the order they run, as (system,
+    read_consistency, workload, connections): sessionraft in `session` mode (reads, then
+    writes; one fresh cluster), in `linearizable` mode (reads; another fresh cluster), then the
+    Redis app's reads (read_consistency None). Every one with the one-thread load tool."""
+    out = [("sessionraft", "session", w, c) for w in ("read", "write") for c in connections]
+    out += [("sessionraft", "linearizable", "read", c) for c in connections]
+    out += [("redis", None, "read", c) for c in connections]
+    return out
+
+
 def cell_name(system, workload, connections):
     return f"{system}-{workload}-{connections}"
 
 
-def bench_command(binary, targets, workload, connections, duration, warmup, kind, value_bytes=200):
-    """The argv of `sessionraft bench` for one cell (etcd: with --value-bytes)."""
+def reads_cell_name(system, consistency, workload, connections):
+    """The name of a `reads` cell (its files in WORK/cells/)."""
+    mode = f"-{consistency}" if consistency else ""
+    return f"reads-{system}{mode}-{workload}-{connections}"
+
+
+def bench_command(binary, targets, workload, connections, duration, warmup, kind, value_bytes=200, threads=None):
+    """The argv of `sessionraft bench` for one cell (etcd: with --value-bytes; with --threads
+    when THREADS is given, else the tool's default)."""
     args = [binary, "bench", "--targets", targets, "--workload", workload, "--connections", str(connections),
             "--duration", str(duration), "--warmup", str(warmup), "--kind", kind, "--json"]
     if kind == "etcd":
         args += ["--value-bytes", str(value_bytes)]
+    if threads is not None:
+        args += ["--threads", str(threads)]
     return args
 
 

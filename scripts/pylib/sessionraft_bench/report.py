@@ -40,6 +40,22 @@ def tput_of(d, system, w, c):
     return r["result"]["throughput_per_s"] if r and r["status"] == "ok" else None
 
 
+def find_read_cell(d, system, consistency, w, c):
+    """The record of one cell of the `reads` part (issue 18; consistency None for the Redis app),
+    None when not run."""
+    for r in (d.get("session_reads") or {}).get("cells", []):
+        if (r["system"] == system and r.get("read_consistency") == consistency and r["workload"] == w
+                and r["connections"] == c):
+            return r
+    return None
+
+
+def read_tput(d, system, consistency, w, c):
+    """The throughput of a `reads` cell that succeeded, else None."""
+    r = find_read_cell(d, system, consistency, w, c)
+    return r["result"]["throughput_per_s"] if r and r["status"] == "ok" else None
+
+
 def n0(v):
     return "–" if v is None else f"{v:,.0f}"
 
@@ -145,11 +161,114 @@ def targets(d):
                measured=full)
     else:
         target("RSS ≤ 256 MiB per node at 1M sessions", None, 256, False, "not measured", measured=False)
+    if d.get("session_reads") is not None:
+        T += reads_targets(d)
+    return T
+
+
+READS_CONNECTIONS = (32, 256)
+
+
+def reads_targets(d):
+    """The targets of issue 18, from the `reads` part (one-thread load tool): session-token reads
+    ≥ 1.25× the Redis app's reads at 32 and at 256 connections, session writes at 256
+    connections ≥ 2× etcd's puts (the etcd matrix cell, its load tool at its default threads).
+    The same dicts as targets()."""
+    T = []
+
+    def errs(rec):
+        e = rec["result"]["errors"] if rec and rec["status"] == "ok" else 0
+        return f"; sessionraft had {e:,} errors" if e else ""
+
+    for c in READS_CONNECTIONS:
+        a, b = read_tput(d, "sessionraft", "session", "read", c), read_tput(d, "redis", None, "read", c)
+        q = ratio(a, b)
+        T.append({"name": f"session-token reads ≥ 1.25× Redis app, {c} connections", "ok": None if q is None else q >= 1.25,
+                  "value": q, "limit": 1.25, "higher_is_better": True, "unit": "×",
+                  "numbers": f"sessionraft (session mode) {n0(a)}/s vs Redis app {n0(b)}/s = {rx(q)}"
+                             + errs(find_read_cell(d, "sessionraft", "session", "read", c))})
+    a, b = read_tput(d, "sessionraft", "session", "write", 256), tput_of(d, "etcd", "write", 256)
+    q = ratio(a, b)
+    T.append({"name": "session writes ≥ 2× etcd put, 256 connections (one-thread load tool)",
+              "ok": None if q is None else q >= 2.0, "value": q, "limit": 2.0, "higher_is_better": True, "unit": "×",
+              "numbers": f"sessionraft (session mode) {n0(a)}/s vs etcd {n0(b)}/s = {rx(q)}"
+                         + errs(find_read_cell(d, "sessionraft", "session", "write", 256))})
     return T
 
 
 def verdict(ok):
     return "met" if ok is True else ("**NOT met**" if ok is False else "**NOT measured**")
+
+
+def reads_section(d):
+    """The lines of the report's section "Session-token reads (one-thread load tool)" (issue 18)
+    of raw document `d`; [] when the run had no `reads` part."""
+    sr = d.get("session_reads")
+    if sr is None:
+        return []
+    s = d.get("settings", {})
+    threads = sr.get("load_threads", 1)
+    L = ["", "## Session-token reads (one-thread load tool)", "",
+         f"Every cell: `sessionraft bench --threads {threads}` (the load tool on one thread: on this machine's "
+         f"{d.get('machine', {}).get('nproc', '?')} cores its own CPU moves the ratios), {s.get('warmup_s')} s warm-up "
+         f"then {s.get('duration_s')} s measured. sessionraft: a fresh 3-node cluster per mode, the generated config "
+         "with `[raft] read_consistency = \"session\"` (the cookie carries a token; a fresh follower serves the load "
+         "from its own replica) or `\"linearizable\"` (a read index for every load), the load spread over the 3 "
+         "nodes; the session-mode cluster runs the reads, then the writes. Redis app: as in the matrix, all load to "
+         "the app. etcd's puts: the etcd matrix cell (its load tool at the default threads)"
+         + ("" if tput_of(d, "etcd", "write", 256) is not None else ", not measured in this run") + ".", "",
+         "| cell | throughput (ops/s) | p50 (ms) | p99 (ms) | max (ms) | ok | errors | load tool CPU "
+         "| machine CPU busy | context switches/s | loads made safe (per s) |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    labels = {"read": "read (GET)", "write": "write (POST)"}
+    for r in sr.get("cells", []):
+        system = ("sessionraft, " + f"{r.get('read_consistency')} mode" if r["system"] == "sessionraft"
+                  else "Redis app")
+        label = f"{system}: {labels.get(r['workload'], r['workload'])}, {r['connections']} connections"
+        if r["status"] != "ok":
+            why = (r.get("error") or "").replace("|", "\\|")[:160]
+            L.append(f"| {label} | **FAILED** ({why}) | | | | | | | | | |")
+            continue
+        x = r["result"]
+        cpu, busy, cs = x.get("load_cpu_percent"), x.get("machine_cpu_busy_percent"), x.get("context_switches_per_s")
+        paths = x.get("read_paths_per_s") or {}
+        L.append(f"| {label} | {n0(x['throughput_per_s'])} | {ms(x['p50_ms'])} | {ms(x['p99_ms'])} | "
+                 f"{ms(x.get('max_ms'))} | {x['ok']:,} | {x['errors']:,} | "
+                 f"{'–' if cpu is None else f'{cpu:.0f}%'} | {'–' if busy is None else f'{busy:.0f}%'} | "
+                 f"{'–' if cs is None else n0(cs)} | "
+                 + (" · ".join(f"{k} {n0(paths[k])}" for k in sorted(paths)) if paths else "–") + " |")
+    for r in sr.get("cells", []):
+        x = r.get("result") or {}
+        if r["status"] == "ok" and x.get("errors") and x.get("first_error"):
+            mode = f", {r.get('read_consistency')} mode" if r["system"] == "sessionraft" else " app"
+            L += ["", f"- {r['system']}{mode} {r['workload']}/{r['connections']}: first error: "
+                      f"`{str(x['first_error'])[:200]}`"]
+    L += ["", "`loads made safe`: `sessionraft_read_index_total` by how, summed over the nodes: `local` a token "
+          "read served from a follower's own replica, `lease` / `round` a read index on the leader (a follower's "
+          "read-index call included; a write's load counts too).", ""]
+
+    def q(a, b):
+        return rx(ratio(a, b))
+
+    rt = read_tput
+    L += ["| ratio (throughput) | 32 connections | 256 connections |", "|---|---:|---:|"]
+    L.append("| session reads ÷ Redis app reads | "
+             + " | ".join(q(rt(d, "sessionraft", "session", "read", c), rt(d, "redis", None, "read", c))
+                          for c in READS_CONNECTIONS) + " |")
+    L.append("| linearizable reads ÷ Redis app reads | "
+             + " | ".join(q(rt(d, "sessionraft", "linearizable", "read", c), rt(d, "redis", None, "read", c))
+                          for c in READS_CONNECTIONS) + " |")
+    L.append("| session reads ÷ linearizable reads | "
+             + " | ".join(q(rt(d, "sessionraft", "session", "read", c), rt(d, "sessionraft", "linearizable", "read", c))
+                          for c in READS_CONNECTIONS) + " |")
+    L.append("| session writes ÷ etcd puts | "
+             + " | ".join(q(rt(d, "sessionraft", "session", "write", c), tput_of(d, "etcd", "write", c))
+                          for c in READS_CONNECTIONS) + " |")
+    T = reads_targets(d)
+    L += ["", "Targets of issue 18 (also in the table of all targets below):", "",
+          "| target | result | numbers |", "|---|---|---|"]
+    L += [f"| {t['name']} | {verdict(t['ok'])} | {t['numbers']} |" for t in T]
+    return L
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,6 +388,7 @@ def report_markdown(d, raw, out):
         for c in conns:
             sr = tput("sessionraft", w, c)
             L.append(f"| {w} | {c} | {rx(ratio(sr, tput('redis', w, c)))} | {rx(ratio(sr, tput('etcd', w, c)))} |")
+    L += reads_section(d)
     f = d.get("failover")
     L += ["", "## Failover (SIGKILL of the leader)", ""]
     if not f:
@@ -407,8 +527,17 @@ def summary_markdown(docs, raws, out):
           "| target | " + " | ".join(f"run {i}" for i in range(1, n + 1)) + " | median | met in | on the median |",
           "|---|" + "---:|" * n + "---:|---:|---|"]
     met_median = 0
-    for k, t0 in enumerate(rows[0]):
-        ts = [r[k] for r in rows]
+    names = []
+    for r in rows:  # every target of any run, in the order they first appear
+        names += [t["name"] for t in r if t["name"] not in names]
+    first = {}
+    for r in rows:
+        for t in r:
+            first.setdefault(t["name"], t)
+    for name in names:
+        t0 = first[name]
+        ts = [next((t for t in r if t["name"] == name),
+                   {**t0, "ok": None, "value": None}) for r in rows]
         vals = [t["value"] for t in ts if t["ok"] is not None and t["value"] is not None]
         m = statistics.median(vals) if vals else None
         ok = None if m is None else (m >= t0["limit"] if t0["higher_is_better"] else m <= t0["limit"])
@@ -416,7 +545,7 @@ def summary_markdown(docs, raws, out):
         L.append(f"| {t0['name']} | "
                  + " | ".join(val(t["value"], t["unit"], t["limit"]) + ("" if t["ok"] is not False else " ✗") for t in ts)
                  + f" | **{val(m, t0['unit'], t0['limit'])}** | {sum(t['ok'] is True for t in ts)} of {n} | {verdict(ok)} |")
-    L += ["", f"{met_median} of {len(rows[0])} targets met on the median (✗: missed in that run)."]
+    L += ["", f"{met_median} of {len(names)} targets met on the median (✗: missed in that run)."]
     L += ["", "## Throughput per cell (ops/s)", "",
           "| workload | connections | system | " + " | ".join(f"run {i}" for i in range(1, n + 1)) + " | median |",
           "|---|---:|---|" + "---:|" * n + "---:|"]
@@ -547,7 +676,19 @@ def assemble_doc(work, finished=None):
             "catchup": load("catchup.json"),
             "memory": {"after_catchup": read_jsonl(os.path.join(work, "memory-catchup.jsonl")),
                        "after_matrix": read_jsonl(os.path.join(work, "memory-matrix.jsonl"))},
-            "problems": [p for p in problems if p]}
+            "problems": [p for p in problems if p],
+            **reads_doc(work)}
+
+
+def reads_doc(work):
+    """{"session_reads": {"load_threads", "cells"}} when the run had the `reads` part (its
+    reads.jsonl), else {} (the raw file of a run without it is unchanged)."""
+    p = os.path.join(work, "reads.jsonl")
+    if not os.path.exists(p):
+        return {}
+    recs = read_jsonl(p)
+    threads = sorted({r.get("load_threads") for r in recs if r.get("load_threads") is not None})
+    return {"session_reads": {"load_threads": threads[0] if len(threads) == 1 else None, "cells": recs}}
 
 
 def assemble(work, raw):

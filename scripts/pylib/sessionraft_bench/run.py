@@ -162,7 +162,7 @@ class Run:
         src_bin = os.environ.get("SESSIONRAFT_BIN") or os.path.join(self.target_dir, "release", "sessionraft")
         src_app = os.environ.get("BENCH_REDIS_APP") or os.path.join(self.target_dir, "release", "examples", "redis_app")
         x = lambda p: os.path.isfile(p) and os.access(p, os.X_OK)  # noqa: E731
-        need_app = o.mode == "bench" and self.want("redis")
+        need_app = o.mode == "bench" and (self.want("redis") or self.want("reads"))
         # (smoke builds nothing for redis_app: without it, it checks redis-server alone)
         if not x(src_bin) or (need_app and not x(src_app)):
             print("building (cargo build --release --workspace --all-targets; the first build compiles RocksDB, "
@@ -180,7 +180,7 @@ class Run:
         self.help = r.stdout.decode(errors="replace")
         if o.mode != "bench":
             return
-        if self.want("sessionraft") or self.want("redis") or self.want("etcd"):
+        if self.want("sessionraft") or self.want("redis") or self.want("etcd") or self.want("reads"):
             if not self.has_cmd("bench"):
                 raise Usage(f"{src_bin} has no 'bench' command (needed for the matrix; --only failover,catchup runs "
                             "without it)")
@@ -224,7 +224,8 @@ class Run:
             link_or_copy(o.compare, self.bin_b)
             if not o.out_given:
                 o.out = os.path.join(work, "compare.md")
-        if self.want("redis") and os.path.isfile(self.src_app) and os.access(self.src_app, os.X_OK):
+        if ((self.want("redis") or self.want("reads")) and os.path.isfile(self.src_app)
+                and os.access(self.src_app, os.X_OK)):
             self.redis_app = os.path.join(work, "bin", "redis_app")
             link_or_copy(self.src_app, self.redis_app)
         open(os.path.join(work, "problems.txt"), "w").close()
@@ -255,6 +256,54 @@ class Run:
     def matrix(self, system, kind, targets):
         for w, c in cells.plan_matrix(self.opts.workloads, self.opts.connections):
             self.cell(system, kind, targets, w, c)
+
+    def reads_cell(self, system, consistency, targets, w, c):
+        """One cell of the `reads` part: the one-thread load tool; its record (with the read
+        consistency and the load tool's threads) in reads.jsonl."""
+        o = self.opts
+        threads = cells.READS_LOAD_THREADS
+        name = cells.reads_cell_name(system, consistency, w, c)
+        argv = cells.bench_command(self.bin, targets, w, c, o.duration, o.warmup, "session", VALUE_BYTES, threads)
+        mode = f", {consistency} mode" if consistency else ""
+        say(f"reads: {system}{mode}: {w}, {c} connections, {threads}-thread load tool "
+            f"({o.warmup}s warm-up + {o.duration}s)")
+        base = os.path.join(self.work, "cells", name)
+        with open(base + ".cmd", "w") as f:
+            f.write(cells.quoted(argv))
+        rc = self.run_child(argv, base + ".json", base + ".err")
+        rec = cells.cell_record(system, "session", w, c, rc, base + ".json", base + ".err")
+        rec["read_consistency"], rec["load_threads"] = consistency, threads
+        with open(os.path.join(self.work, "reads.jsonl"), "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(cells.cell_line(rec), file=sys.stderr, flush=True)
+        if rec["status"] == "failed":
+            self.problem(f"reads: {system}{mode} {w}/{c} failed (see {base}.err)")
+        nap(1)
+
+    def reads(self):
+        """The `reads` part (issue 18): sessionraft in each read consistency on a fresh cluster,
+        then the Redis app, every cell with the one-thread load tool."""
+        plan = cells.plan_reads()
+        open(os.path.join(self.work, "reads.jsonl"), "w").close()
+        for consistency in cells.READ_CONSISTENCIES:
+            mine = [(w, c) for s, rc, w, c in plan if s == "sessionraft" and rc == consistency]
+            if not mine:
+                continue
+            sr = Sessionraft(self, f"reads-{consistency}", self.bin, read_consistency=consistency).setup()
+            sr.up()
+            for w, c in mine:
+                self.reads_cell("sessionraft", consistency, sr.targets(), w, c)
+            sr.down()
+        mine = [(w, c) for s, rc, w, c in plan if s == "redis"]
+        if mine:
+            if not self.redis_app:
+                self.problem(f"reads: no redis_app at {self.src_app}: the Redis app's reads not measured")
+                return
+            redis = Redis(self)
+            redis.up()
+            for w, c in mine:
+                self.reads_cell("redis", None, redis.url(), w, c)
+            redis.down()
 
     # the modes
     def smoke(self):
@@ -303,11 +352,11 @@ class Run:
 
     def bench(self):
         o = self.opts
-        parts = [p for p in ("sessionraft", "redis", "etcd", "failover", "catchup") if self.want(p)]
+        parts = [p for p in ("sessionraft", "redis", "etcd", "reads", "failover", "catchup") if self.want(p)]
         say(f"benchmark run {self.work}: parts {' '.join(parts)}; cells {o.warmup}s + {o.duration}s; "
             f"failover {o.trials} trials; catch-up {self.sessions} sessions")
         redis_ver = etcd_ver = app_mtime = ""
-        if self.want("redis"):
+        if self.want("redis") or self.want("reads"):
             redis_ver = meta.first_line(meta._out(["redis-server", "--version"]))
             if self.redis_app:
                 app_mtime = meta.mtime_text(self.redis_app)
@@ -346,6 +395,8 @@ class Run:
             etcd.up()
             self.matrix("etcd", "etcd", etcd.endpoints())
             etcd.down()
+        if self.want("reads"):
+            self.reads()
         if self.want("catchup"):
             run_catchup(self)
         raw = os.path.join(os.path.dirname(o.out), f"raw-{self.stamp}.json")
