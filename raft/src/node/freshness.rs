@@ -108,13 +108,24 @@ impl Freshness {
     }
 
     /// Record an AppendEntries of the leader of `term`, accepted (Raft answered success),
-    /// carrying `leader_commit`, stamped `sender_ts_ms` by the leader and received at
-    /// `local_wall_ms` on our clock.
-    pub fn accepted(&self, term: u64, leader_commit: u64, sender_ts_ms: u64, local_wall_ms: u64) {
+    /// carrying `leader_commit`, stamped `sender_ts_ms` by the leader, and received at
+    /// `local_wall_ms` on our wall clock and `received` on the monotonic one. The point is
+    /// dated when the request arrived, not when Raft answered: a process paused in between
+    /// must not wake up holding a point that looks new but carries an old commit index.
+    pub fn accepted(
+        &self,
+        term: u64,
+        leader_commit: u64,
+        sender_ts_ms: u64,
+        local_wall_ms: u64,
+        received: Instant,
+    ) {
         let offset = i64::try_from(local_wall_ms)
             .unwrap_or(i64::MAX)
             .saturating_sub(i64::try_from(sender_ts_ms).unwrap_or(i64::MAX));
-        let now = self.mono_ms();
+        let at = u64::try_from(received.saturating_duration_since(self.epoch).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if term != st.term {
             *st = State {
@@ -129,11 +140,18 @@ impl Freshness {
             self.late_appends.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let commit = leader_commit.max(st.latest.commit);
-        if commit > st.latest.commit {
+        let point = Point {
+            at_ms: at,
+            commit: leader_commit,
+        };
+        if point.commit > st.latest.commit {
             st.previous = st.latest;
+            st.latest = point;
+        } else if point.at_ms > st.latest.at_ms {
+            // the same commit index, heard again later (a heartbeat)
+            st.latest.at_ms = point.at_ms;
         }
-        st.latest = Point { at_ms: now, commit };
+        // an older point with no newer commit adds nothing (appends answered out of order)
     }
 
     /// Whether this node, in `current_term`, having applied `applied`, is fresh now.
@@ -171,7 +189,7 @@ mod tests {
     #[test]
     fn fresh_after_a_prompt_append_once_its_commit_is_applied() {
         let f = f();
-        f.accepted(3, 10, 1_000, 1_005);
+        f.accepted(3, 10, 1_000, 1_005, Instant::now());
         assert!(!f.is_fresh(3, 9), "commit 10 not applied yet");
         assert!(f.is_fresh(3, 10));
         assert!(!f.is_fresh(4, 10), "another term: not the leader we heard");
@@ -180,8 +198,8 @@ mod tests {
     #[test]
     fn the_previous_point_covers_a_commit_not_yet_applied() {
         let f = f();
-        f.accepted(3, 10, 1_000, 1_005);
-        f.accepted(3, 12, 1_100, 1_105);
+        f.accepted(3, 10, 1_000, 1_005, Instant::now());
+        f.accepted(3, 12, 1_100, 1_105, Instant::now());
         assert!(f.is_fresh(3, 10), "the point of commit 10 still counts");
         assert!(!f.is_fresh(3, 9));
     }
@@ -190,25 +208,36 @@ mod tests {
     fn a_late_append_is_not_a_point_whatever_the_skew() {
         // the leader's clock is 90 s ahead of ours: offsets are negative, that is fine
         let f = Freshness::new(Duration::from_millis(30), Duration::from_millis(50));
-        f.accepted(2, 5, 100_000, 10_003);
+        f.accepted(2, 5, 100_000, 10_003, Instant::now());
         assert!(f.is_fresh(2, 5));
         // we were paused past the window; on waking, an append that waited 3 s in our socket
         std::thread::sleep(Duration::from_millis(40));
-        f.accepted(2, 7, 100_100, 13_103);
+        f.accepted(2, 7, 100_100, 13_103, Instant::now());
         assert_eq!(f.late_appends(), 1);
         assert!(
             !f.is_fresh(2, 7),
             "a late append makes no point, even applied"
         );
         // the next prompt heartbeat does
-        f.accepted(2, 9, 103_200, 13_204);
+        f.accepted(2, 9, 103_200, 13_204, Instant::now());
         assert!(f.is_fresh(2, 9));
+    }
+
+    #[test]
+    fn a_point_is_dated_when_its_append_arrived() {
+        // received, then this process was paused for longer than the window before Raft
+        // answered: the point is already too old when it is recorded
+        let f = Freshness::new(Duration::from_millis(30), Duration::from_millis(50));
+        let received = Instant::now();
+        std::thread::sleep(Duration::from_millis(40));
+        f.accepted(1, 1, 0, 0, received);
+        assert!(!f.is_fresh(1, 1));
     }
 
     #[test]
     fn points_expire_after_the_window() {
         let f = Freshness::new(Duration::from_millis(30), Duration::from_millis(50));
-        f.accepted(1, 1, 0, 0);
+        f.accepted(1, 1, 0, 0, Instant::now());
         assert!(f.is_fresh(1, 1));
         std::thread::sleep(Duration::from_millis(60));
         assert!(!f.is_fresh(1, 1));

@@ -149,6 +149,7 @@ impl Inbound {
     async fn append(&self, rpc: AppendEntriesRequest<TypeConfig>, stamped: Option<u64>) -> Answer {
         self.cluster.leader_contact.note();
         let received_ms = now_ms();
+        let received = std::time::Instant::now();
         let timed = !rpc.entries.is_empty();
         let term = rpc.vote.leader_id().get_term();
         let leader_commit = rpc.leader_commit.map_or(0, |l| l.index);
@@ -160,7 +161,7 @@ impl Inbound {
         if let (Ok(AppendEntriesResponse::Success), Some(ts)) = (&resp, stamped) {
             self.cluster
                 .freshness
-                .accepted(term, leader_commit, ts, received_ms);
+                .accepted(term, leader_commit, ts, received_ms, received);
         }
         reply(&resp)
     }
