@@ -577,7 +577,10 @@ async fn lease_reads_need_a_fresh_quorum() {
             common::Paused(pid)
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // 500 ms: past the lease (360 ms after the last acknowledged heartbeat), inside the
+    // CheckQuorum window (election_timeout_max, 800 ms): the leader tries a heartbeat round,
+    // which finds no quorum.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let rounds_before = common::metric(&c, leader, "read_index_total", "how=\"round\"").await;
     let (status, _) = read(&u, &c.url(leader, "/api/counter")).await;
     assert_eq!(status, 503, "a leader without a quorum answered a read");
@@ -585,6 +588,15 @@ async fn lease_reads_need_a_fresh_quorum() {
     assert!(
         rounds > rounds_before,
         "the expired lease fell back to a round"
+    );
+    // Now past the CheckQuorum window (the read above waited out the 3 s deadline): the leader
+    // refuses at once, without even a round.
+    let (status, _) = read(&u, &c.url(leader, "/api/counter")).await;
+    assert_eq!(status, 503, "a leader cut off from the quorum answered a read");
+    assert_eq!(
+        common::metric(&c, leader, "read_index_total", "how=\"round\"").await,
+        rounds,
+        "a leader cut off from the quorum refuses before any round"
     );
     drop(paused);
     let deadline = Instant::now() + READY;
