@@ -38,6 +38,12 @@ fn decrypt(secret: &str, value: &str) -> Option<String> {
     jar.private(&key).get("id").map(|c| c.value().to_string())
 }
 
+/// The cluster's staleness bound for session reads (`reads.max_staleness_ms`).
+async fn staleness_bound(c: &TestCluster) -> Duration {
+    let s = c.status(1).await.expect("status");
+    Duration::from_millis(s["reads"]["max_staleness_ms"].as_u64().expect("bound"))
+}
+
 /// One response: status, JSON body and the `id` cookie it set (None: none set; Some(""):
 /// removed).
 struct Reply {
@@ -269,6 +275,9 @@ async fn hostile_cookies_renewal_caps_and_key_rotation() {
     let r = call("GET", &url(&c, 1, "/api/whoami"), Some(&cookie_b), None).await;
     assert_eq!(r.body["user"], "alice");
     assert_eq!(r.body["counter"], 3);
+    // the pre-login id is another cookie than the one the login re-issued: on another node its
+    // death is visible within the staleness bound (at once in `linearizable` mode)
+    tokio::time::sleep(staleness_bound(&c).await).await;
     let fixated = call("GET", &url(&c, 2, "/api/whoami"), Some(&cookie_a), None).await;
     assert_eq!(
         fixated.body["user"],
@@ -284,9 +293,12 @@ async fn hostile_cookies_renewal_caps_and_key_rotation() {
         "renewal goes through the atomic rename"
     );
 
-    // --- replay after logout
+    // --- replay after logout: refused on every node once the logout is visible everywhere,
+    // i.e. after the staleness bound of session reads (`[raft] max_staleness_ms`; in
+    // `linearizable` mode at once)
     let out = call("POST", &url(&c, 1, "/api/logout"), Some(&cookie_b), None).await;
     assert_eq!(out.status, 200);
+    tokio::time::sleep(staleness_bound(&c).await).await;
     let replay = call("GET", &url(&c, 3, "/api/whoami"), Some(&cookie_b), None).await;
     assert_eq!(replay.status, 200);
     assert_eq!(
@@ -359,6 +371,9 @@ async fn hostile_cookies_renewal_caps_and_key_rotation() {
         let u = url(c, node, "/api/whoami");
         async move { call("GET", &u, Some(&cookie), None).await.body["user"].clone() }
     };
+    // the eviction changed another session than the evicting one's: visible everywhere within
+    // the staleness bound
+    tokio::time::sleep(staleness_bound(&c).await).await;
     assert_eq!(
         who(bob[0].clone(), 2, &c).await,
         Value::Null,
@@ -406,6 +421,7 @@ async fn hostile_cookies_renewal_caps_and_key_rotation() {
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["revoked"], 2);
+    tokio::time::sleep(staleness_bound(&c).await).await;
     assert_eq!(
         who(bob[2].clone(), 3, &c).await,
         Value::Null,
