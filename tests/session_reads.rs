@@ -336,4 +336,36 @@ async fn linearizable_mode_serves_no_read_locally() {
         assert_eq!(local_reads(&c, *f).await, 0.0, "node {f}");
         assert!(metric(&c, *f, "stage_seconds_count", "read_barrier").await > 0.0);
     }
+    // a cookie replayed right after its logout is refused on every node at once
+    let http = common::http();
+    let r = http
+        .post(c.url(leader, "/api/login"))
+        .json(&serde_json::json!({ "user": "erin" }))
+        .send()
+        .await
+        .expect("login");
+    let cookie = id_cookie(&r).expect("cookie");
+    let r = http
+        .post(c.url(fs[0], "/api/logout"))
+        .header("cookie", format!("id={cookie}"))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(r.status(), 200);
+    for node in [fs[1], leader, fs[0]] {
+        let who: Value = http
+            .get(c.url(node, "/api/whoami"))
+            .header("cookie", format!("id={cookie}"))
+            .send()
+            .await
+            .expect("whoami")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            who["user"],
+            Value::Null,
+            "node {node} served a logged-out session"
+        );
+    }
 }
