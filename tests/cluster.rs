@@ -592,7 +592,10 @@ async fn lease_reads_need_a_fresh_quorum() {
     // Now past the CheckQuorum window (the read above waited out the 3 s deadline): the leader
     // refuses at once, without even a round.
     let (status, _) = read(&u, &c.url(leader, "/api/counter")).await;
-    assert_eq!(status, 503, "a leader cut off from the quorum answered a read");
+    assert_eq!(
+        status, 503,
+        "a leader cut off from the quorum answered a read"
+    );
     assert_eq!(
         common::metric(&c, leader, "read_index_total", "how=\"round\"").await,
         rounds,

@@ -114,10 +114,7 @@ async fn an_isolated_leader_turns_unready_and_refuses_fast_while_the_others_serv
     );
     assert!(r.headers().contains_key("retry-after"));
     // the request deadline is 3 s: "well before" it
-    assert!(
-        took < Duration::from_millis(1500),
-        "refused after {took:?}"
-    );
+    assert!(took < Duration::from_millis(1500), "refused after {took:?}");
 
     // the other two elect a leader and serve (the session cookie kept by hand: the nodes are
     // on different IPs, and a cookie jar scopes cookies by host)
@@ -167,7 +164,10 @@ async fn an_isolated_leader_turns_unready_and_refuses_fast_while_the_others_serv
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "the old leader never served again");
+        assert!(
+            Instant::now() < deadline,
+            "the old leader never served again"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

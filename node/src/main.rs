@@ -223,6 +223,25 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Measure how long a change acknowledged by the leader stays invisible to session-token
+    /// reads on the followers (p50/p99/max over every follower of every sample).
+    Staleness {
+        /// The cluster's nodes, comma-separated (`http://ip:port`).
+        #[arg(long, value_delimiter = ',', required = true)]
+        targets: Vec<String>,
+        /// Samples (one write each).
+        #[arg(long, default_value_t = 100)]
+        samples: usize,
+        /// Milliseconds between samples.
+        #[arg(long, default_value_t = 20)]
+        interval_ms: u64,
+        /// Seconds a follower may take to show a value before it counts as never seen.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -246,6 +265,49 @@ enum ClusterCmd {
         config: Option<PathBuf>,
         id: u64,
     },
+}
+
+fn run_staleness(
+    targets: Vec<String>,
+    samples: usize,
+    interval_ms: u64,
+    timeout: f64,
+    json: bool,
+) -> anyhow::Result<()> {
+    let opts = sessionraft_node::staleness::StalenessOptions {
+        targets: chaos_load::parse_targets(&targets.join(",")),
+        samples,
+        interval: std::time::Duration::from_millis(interval_ms),
+        timeout: seconds("timeout", timeout)?,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let r = rt.block_on(sessionraft_node::staleness::run(opts))?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "staleness of token reads on the followers: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
+             ({} observations over {} writes; {} reads unavailable, {} never seen; {} reads \
+             stale after the {} ms bound)",
+            r.p50_ms,
+            r.p99_ms,
+            r.max_ms,
+            r.observations,
+            r.samples,
+            r.unavailable_reads,
+            r.never_seen,
+            r.stale_after_bound,
+            r.max_staleness_ms
+        );
+    }
+    anyhow::ensure!(
+        r.stale_after_bound == 0,
+        "{} reads served a value older than the staleness bound",
+        r.stale_after_bound
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -289,6 +351,13 @@ fn main() -> ExitCode {
             state_bytes,
             seed,
         } => run_bench_backup(sessions, state_bytes, seed, out),
+        Cmd::Staleness {
+            targets,
+            samples,
+            interval_ms,
+            timeout,
+            json,
+        } => run_staleness(targets, samples, interval_ms, timeout, json),
         Cmd::Load {
             targets,
             users,

@@ -329,10 +329,8 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     // Ready means "can serve now": a leader in contact with a quorum (CheckQuorum), a
     // follower in contact with its leader, within an election timeout.
     let serving = state.cluster.can_serve();
-    let mut ready = s.leader.is_some()
-        && lag <= READY_MAX_APPLY_LAG
-        && s.role != "shutdown"
-        && serving.is_ok();
+    let mut ready =
+        s.leader.is_some() && lag <= READY_MAX_APPLY_LAG && s.role != "shutdown" && serving.is_ok();
     // A learner (a node being added) has an empty or short log: its local lag says nothing.
     // It is ready once its applied index is near the leader's read index.
     let voter = s.members.iter().any(|m| m.id == s.id && m.voter);

@@ -61,7 +61,11 @@ impl ResponseError for StoreFailure {
             r.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             r.insert_header((
                 OUTCOME_HEADER,
-                if *not_applied { "not-applied" } else { "unknown" },
+                if *not_applied {
+                    "not-applied"
+                } else {
+                    "unknown"
+                },
             ));
         }
         r.json(serde_json::json!({ "error": self.to_string() }))
