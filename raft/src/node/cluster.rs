@@ -106,6 +106,10 @@ pub struct Cluster {
 
 const BACKOFF: Duration = Duration::from_millis(50);
 
+/// How many heartbeat intervals a follower's read-index call may take before it is abandoned
+/// and asked again (of the leader known by then).
+const READ_INDEX_HEARTBEATS: u32 = 4;
+
 impl Cluster {
     /// Build the handle and start the read-barrier task on `rt`.
     #[allow(clippy::too_many_arguments)]
@@ -298,11 +302,26 @@ impl Cluster {
             };
             let timeout = remaining.min(self.deadlines.request);
             let started = Instant::now();
-            match self
+            let forwarded_to = self.leader().map(|(id, _)| id);
+            let call = self
                 .peers
-                .call::<Command, WriteReply>(&addr, paths::WRITE, &cmd, Some(timeout))
-                .await
-            {
+                .call::<Command, WriteReply>(&addr, paths::WRITE, &cmd, Some(timeout));
+            // A forward in flight to a leader that is no longer the leader is abandoned, and
+            // retried against the new one at once, instead of waiting out its timeout. Its
+            // outcome is unknown (the old leader may have committed it before losing office).
+            let outcome = match forwarded_to {
+                Some(_) => tokio::select! {
+                    r = call => Some(r),
+                    () = self.leader_changed_from(forwarded_to) => None,
+                },
+                None => Some(call.await),
+            };
+            let Some(outcome) = outcome else {
+                ambiguous = true;
+                last_reason = format!("{addr} lost the leadership while a write was in flight");
+                continue;
+            };
+            match outcome {
                 Ok(Ok(resp)) => {
                     crate::node::instruments::since(&self.instruments.stages.forward, started);
                     return Ok(Proposed {
@@ -325,6 +344,22 @@ impl Cluster {
             }
             tokio::time::sleep(BACKOFF.min(deadline.saturating_duration_since(Instant::now())))
                 .await;
+        }
+    }
+
+    /// Resolves once this node knows a leader other than `from` (a new leader elected, or
+    /// this one deposed); pending while `from` stays the leader this node follows.
+    async fn leader_changed_from(&self, from: Option<NodeId>) {
+        let mut rx = self.raft.metrics();
+        loop {
+            let now = rx.borrow_and_update().current_leader;
+            if now.is_some() && now != from {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                // the core stopped: nothing will change any more
+                std::future::pending::<()>().await;
+            }
         }
     }
 
@@ -613,8 +648,17 @@ impl Cluster {
                 }
                 Some((_, Some(addr))) => {
                     let started = Instant::now();
+                    // A few heartbeats, not the RPC timeout: a leader that does not answer a
+                    // read index that fast is slow, cut off or gone; the next attempt asks
+                    // whoever leads by then (a read index is safe to ask again).
+                    let rpc_timeout = remaining.min(self.reads.heartbeat * READ_INDEX_HEARTBEATS);
                     match peers
-                        .call::<(), ReadIndexReply>(&addr, paths::READ_INDEX, &(), Some(remaining))
+                        .call::<(), ReadIndexReply>(
+                            &addr,
+                            paths::READ_INDEX,
+                            &(),
+                            Some(rpc_timeout),
+                        )
                         .await
                     {
                         Ok(Ok(i)) => {
