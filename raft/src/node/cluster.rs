@@ -303,9 +303,9 @@ impl Cluster {
             let timeout = remaining.min(self.deadlines.request);
             let started = Instant::now();
             let forwarded_to = self.leader().map(|(id, _)| id);
-            let call = self
-                .peers
-                .call::<Command, WriteReply>(&addr, paths::WRITE, &cmd, Some(timeout));
+            let call =
+                self.peers
+                    .call::<Command, WriteReply>(&addr, paths::WRITE, &cmd, Some(timeout));
             // A forward in flight to a leader that is no longer the leader is abandoned, and
             // retried against the new one at once, instead of waiting out its timeout. Its
             // outcome is unknown (the old leader may have committed it before losing office).
