@@ -187,6 +187,17 @@ async fn every_answer_at_least(c: &TestCluster, u: &reqwest::Client, node: u64, 
     }
 }
 
+/// `times` increments through `url`, each acknowledged; the last counter.
+async fn increments(u: &reqwest::Client, url: &str, times: usize) -> i64 {
+    let mut n = 0;
+    for _ in 0..times {
+        let (status, counter, _) = increment(u, url).await;
+        assert_eq!(status, 200);
+        n = counter.expect("counter");
+    }
+    n
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_and_wiped_nodes_never_serve_below_the_cookie() {
     let mut c = TestCluster::start(
@@ -201,15 +212,10 @@ async fn restarted_and_wiped_nodes_never_serve_below_the_cookie() {
     c.wait_ready(READY).await;
     let (leader, fs) = followers(&c).await;
     let u = user();
-    let mut n = 0;
     // a restart with an empty process: the node comes back with its log but no freshness
     let f = fs[0];
     c.kill(f);
-    for _ in 0..30 {
-        let (status, counter, _) = increment(&u, &c.url(leader, "/api/counter")).await;
-        assert_eq!(status, 200);
-        n = counter.expect("counter");
-    }
+    let n = increments(&u, &c.url(leader, "/api/counter"), 30).await;
     c.start_node(f);
     every_answer_at_least(&c, &u, f, n).await;
 
@@ -217,11 +223,7 @@ async fn restarted_and_wiped_nodes_never_serve_below_the_cookie() {
     let g = fs[1];
     c.kill(g);
     std::fs::remove_dir_all(c.data_dir(g)).expect("wipe");
-    for _ in 0..30 {
-        let (status, counter, _) = increment(&u, &c.url(leader, "/api/counter")).await;
-        assert_eq!(status, 200);
-        n = counter.expect("counter");
-    }
+    let n = increments(&u, &c.url(leader, "/api/counter"), 30).await;
     c.start_node(g);
     every_answer_at_least(&c, &u, g, n).await;
 }

@@ -302,25 +302,10 @@ impl Cluster {
             };
             let timeout = remaining.min(self.deadlines.request);
             let started = Instant::now();
-            let forwarded_to = self.leader().map(|(id, _)| id);
-            let call =
-                self.peers
-                    .call::<Command, WriteReply>(&addr, paths::WRITE, &cmd, Some(timeout));
-            // A forward in flight to a leader that is no longer the leader is abandoned, and
-            // retried against the new one at once, instead of waiting out its timeout. Its
-            // outcome is unknown (the old leader may have committed it before losing office).
-            let outcome = match forwarded_to {
-                Some(_) => tokio::select! {
-                    r = call => Some(r),
-                    () = self.leader_changed_from(forwarded_to) => None,
-                },
-                None => Some(call.await),
-            };
-            let Some(outcome) = outcome else {
-                ambiguous = true;
-                last_reason = format!("{addr} lost the leadership while a write was in flight");
-                continue;
-            };
+            let outcome = self
+                .peers
+                .call::<Command, WriteReply>(&addr, paths::WRITE, &cmd, Some(timeout))
+                .await;
             match outcome {
                 Ok(Ok(resp)) => {
                     crate::node::instruments::since(&self.instruments.stages.forward, started);
@@ -344,22 +329,6 @@ impl Cluster {
             }
             tokio::time::sleep(BACKOFF.min(deadline.saturating_duration_since(Instant::now())))
                 .await;
-        }
-    }
-
-    /// Resolves once this node knows a leader other than `from` (a new leader elected, or
-    /// this one deposed); pending while `from` stays the leader this node follows.
-    async fn leader_changed_from(&self, from: Option<NodeId>) {
-        let mut rx = self.raft.metrics();
-        loop {
-            let now = rx.borrow_and_update().current_leader;
-            if now.is_some() && now != from {
-                return;
-            }
-            if rx.changed().await.is_err() {
-                // the core stopped: nothing will change any more
-                std::future::pending::<()>().await;
-            }
         }
     }
 
