@@ -190,6 +190,7 @@ impl Cluster {
                         configs,
                         Instant::now(),
                         self.deadlines.contact,
+                        true,
                     )
                 {
                     Ok(())

@@ -79,6 +79,8 @@ impl Drop for MembershipGuard<'_> {
 struct Acks {
     vote: Option<Vote<NodeId>>,
     sent: HashMap<NodeId, Instant>,
+    /// When each follower's latest acceptance *arrived* (CheckQuorum: is it still in contact?).
+    replied: HashMap<NodeId, Instant>,
 }
 
 impl LeaseClock {
@@ -155,8 +157,10 @@ impl LeaseClock {
             _ => {
                 acks.vote = Some(*vote);
                 acks.sent.clear();
+                acks.replied.clear();
             }
         }
+        acks.replied.insert(target, Instant::now());
         let at = acks.sent.entry(target).or_insert(sent);
         if sent > *at {
             *at = sent;
@@ -174,7 +178,7 @@ impl LeaseClock {
         now: Instant,
     ) -> bool {
         self.duration
-            .is_some_and(|d| self.quorum_within(vote, me, configs, now, d))
+            .is_some_and(|d| self.quorum_within(vote, me, configs, now, d, false))
     }
 
     /// Whether any follower acknowledged an AppendEntries of `vote` yet (a leader elected a
@@ -185,8 +189,11 @@ impl LeaseClock {
     }
 
     /// Whether, at `now`, in every voter configuration of `configs` a majority, counting `me`,
-    /// accepted an AppendEntries of `vote` sent less than `within` ago: the leader's contact
-    /// with a quorum (CheckQuorum: without it, it cannot commit and refuses requests at once).
+    /// accepted an AppendEntries of `vote` less than `within` ago — counted from when the
+    /// AppendEntries was *sent* (the lease's safety needs that), or, with `by_reply`, from when
+    /// the acceptance *arrived*: the leader's contact with a quorum (CheckQuorum). A follower
+    /// busy applying a large batch answers late but answers; only a reply that never comes
+    /// means the contact is lost.
     pub fn quorum_within(
         &self,
         vote: &Vote<NodeId>,
@@ -194,6 +201,7 @@ impl LeaseClock {
         configs: &[BTreeSet<NodeId>],
         now: Instant,
         within: Duration,
+        by_reply: bool,
     ) -> bool {
         let duration = within;
         if configs.is_empty() {
@@ -213,7 +221,13 @@ impl LeaseClock {
             let mut fresh: Vec<Instant> = voters
                 .iter()
                 .filter(|id| **id != me)
-                .filter_map(|id| acks.sent.get(id).copied())
+                .filter_map(|id| {
+                    if by_reply {
+                        acks.replied.get(id).copied()
+                    } else {
+                        acks.sent.get(id).copied()
+                    }
+                })
                 .collect();
             if fresh.len() < needed {
                 return false;
@@ -327,8 +341,17 @@ mod tests {
         assert!(!off.holds(&vote, 1, &voters(&[1]), now));
         // quorum contact is tracked with lease reads off too
         let later = now + Duration::from_millis(100);
-        assert!(off.quorum_within(&vote, 1, &voters(&[1, 2, 3]), later, LEASE));
-        assert!(!off.quorum_within(&vote, 1, &voters(&[1, 2, 3]), now + LEASE, LEASE));
+        assert!(off.quorum_within(&vote, 1, &voters(&[1, 2, 3]), later, LEASE, false));
+        assert!(!off.quorum_within(&vote, 1, &voters(&[1, 2, 3]), now + LEASE, LEASE, false));
+        // by reply: an acceptance that arrives now of an append sent long ago is contact now
+        let old = LeaseClock::new(None);
+        let sent_long_ago = Instant::now();
+        std::thread::sleep(Duration::from_millis(30));
+        old.accepted(&vote, 2, sent_long_ago);
+        let now = Instant::now();
+        let short = Duration::from_millis(20);
+        assert!(!old.quorum_within(&vote, 1, &voters(&[1, 2, 3]), now, short, false));
+        assert!(old.quorum_within(&vote, 1, &voters(&[1, 2, 3]), now, short, true));
     }
 
     #[test]
