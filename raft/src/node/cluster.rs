@@ -401,9 +401,6 @@ impl Cluster {
     }
 
     async fn read_barrier_untimed(&self) -> Result<(), ClusterError> {
-        if let Some(refused) = self.check_quorum() {
-            return Err(refused);
-        }
         // The leader under its lease needs neither a round nor the barrier task: it checks the
         // lease itself, from the caller's thread (no peer I/O).
         if self.lease.enabled() && self.is_leader() {
@@ -411,6 +408,11 @@ impl Cluster {
                 self.read_index_by_lease.fetch_add(1, Ordering::Relaxed);
                 return self.wait_applied(index, self.deadlines.request).await;
             }
+        }
+        // Asked only once the lease did not hold (a held lease implies a quorum's recent
+        // acknowledgements): a leader cut off from the quorum refuses here, at once.
+        if let Some(refused) = self.check_quorum() {
+            return Err(refused);
         }
         let (tx, rx) = oneshot::channel();
         if let Err(tx) = worker_barrier::enqueue(self, tx) {
