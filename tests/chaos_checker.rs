@@ -508,7 +508,7 @@ async fn paused_node_scenario(name: &str, planted_bug: bool, victim: Victim) -> 
     let history = dir.join("history.jsonl");
     let targets: Vec<String> = (1..=3).map(|id| c.url(id, "")).collect();
     let targets = targets.join(",");
-    let mut load = tokio::process::Command::new(binary())
+    let load = tokio::process::Command::new(binary())
         .args(["load", "--targets", &targets])
         // A paused leader holds a third of the users' requests for 2.5 s at a time: twice the
         // users keep the offered rate going meanwhile.
@@ -531,17 +531,40 @@ async fn paused_node_scenario(name: &str, planted_bug: bool, victim: Victim) -> 
         .expect("spawn sessionraft load");
 
     // Five pauses of the follower or the leader of that moment.
+    let faults = pause_nodes(&c, 5, |leader| match victim {
+        Victim::Follower => (
+            (1..=3).find(|id| *id != leader).expect("a follower"),
+            Duration::from_millis(1000),
+        ),
+        Victim::Leader => (leader, Duration::from_millis(2500)),
+    })
+    .await;
+    let (code, verdict) = finish_and_check(
+        name,
+        load,
+        &dir,
+        &history,
+        &targets,
+        &faults,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(dir.join("summary.json").exists() && dir.join("report.svg").exists());
+    (code, verdict)
+}
+
+/// Pause (SIGSTOP, then SIGCONT) `times` times the node `pick` chooses, given the leader of
+/// that moment, for as long as it says, a second apart; the faults as `faults.jsonl` lines.
+async fn pause_nodes(
+    c: &TestCluster,
+    times: usize,
+    pick: impl Fn(u64) -> (u64, Duration),
+) -> String {
     let mut faults = String::new();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    for _ in 0..5 {
+    for _ in 0..times {
         let leader = c.leader(Duration::from_secs(10)).await;
-        let (victim, pause) = match victim {
-            Victim::Follower => (
-                (1..=3).find(|id| *id != leader).expect("a follower"),
-                Duration::from_millis(1000),
-            ),
-            Victim::Leader => (leader, Duration::from_millis(2500)),
-        };
+        let (victim, pause) = pick(leader);
         let pid = c.pid(victim).expect("victim pid");
         let start = now_ms();
         signal(pid, "STOP");
@@ -554,24 +577,36 @@ async fn paused_node_scenario(name: &str, planted_bug: bool, victim: Victim) -> 
         ));
         tokio::time::sleep(Duration::from_millis(1000)).await;
     }
+    faults
+}
+
+/// Wait for the load (at most `load_timeout`), then run `sessionraft check` on its history with
+/// `faults`: its exit code and verdict.
+async fn finish_and_check(
+    name: &str,
+    mut load: tokio::process::Child,
+    dir: &Path,
+    history: &Path,
+    targets: &str,
+    faults: &str,
+    load_timeout: Duration,
+) -> (i32, Verdict) {
     let faults_file = dir.join("faults.jsonl");
     std::fs::write(&faults_file, faults).expect("write faults");
-
-    let status = tokio::time::timeout(Duration::from_secs(60), load.wait())
+    let status = tokio::time::timeout(load_timeout, load.wait())
         .await
         .expect("load finishes")
         .expect("load exit status");
     assert!(status.success(), "sessionraft load failed: {status}");
-
     let out = tokio::process::Command::new(binary())
         .arg("check")
         .arg("--history")
-        .arg(&history)
-        .args(["--nodes", &targets])
+        .arg(history)
+        .args(["--nodes", targets])
         .arg("--faults")
         .arg(&faults_file)
         .arg("--out")
-        .arg(&dir)
+        .arg(dir)
         .output()
         .await
         .expect("run sessionraft check");
@@ -584,7 +619,6 @@ async fn paused_node_scenario(name: &str, planted_bug: bool, victim: Victim) -> 
         &std::fs::read_to_string(dir.join("verdict.json")).expect("verdict.json"),
     )
     .expect("verdict.json parses");
-    assert!(dir.join("summary.json").exists() && dir.join("report.svg").exists());
     (out.status.code().unwrap_or(-1), verdict)
 }
 
@@ -665,7 +699,7 @@ async fn revocation_scenario(
     let targets = targets.join(",");
     let cycle = pause + Duration::from_millis(1000);
     let duration = 3.0 + cycle.as_secs_f64() * times as f64;
-    let mut load = tokio::process::Command::new(binary())
+    let load = tokio::process::Command::new(binary())
         .args(["load", "--targets", &targets])
         .args(["--users", "30", "--rate", "300", "--duration"])
         .arg(format!("{duration:.1}"))
@@ -678,53 +712,20 @@ async fn revocation_scenario(
         .spawn()
         .expect("spawn sessionraft load");
 
-    let mut faults = String::new();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    for _ in 0..times {
-        let leader = c.leader(Duration::from_secs(10)).await;
-        let victim = (1..=3).find(|id| *id != leader).expect("a follower");
-        let pid = c.pid(victim).expect("victim pid");
-        let start = now_ms();
-        signal(pid, "STOP");
-        let paused = Paused(pid);
-        tokio::time::sleep(pause).await;
-        drop(paused);
-        faults.push_str(&format!(
-            "{{\"name\":\"SIGSTOP\",\"start_ms\":{start},\"end_ms\":{},\"node\":{victim}}}\n",
-            now_ms()
-        ));
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-    }
-    let faults_file = dir.join("faults.jsonl");
-    std::fs::write(&faults_file, faults).expect("write faults");
-
-    let status = tokio::time::timeout(Duration::from_secs(90), load.wait())
-        .await
-        .expect("load finishes")
-        .expect("load exit status");
-    assert!(status.success(), "sessionraft load failed: {status}");
-
-    let out = tokio::process::Command::new(binary())
-        .arg("check")
-        .arg("--history")
-        .arg(&history)
-        .args(["--nodes", &targets])
-        .arg("--faults")
-        .arg(&faults_file)
-        .arg("--out")
-        .arg(&dir)
-        .output()
-        .await
-        .expect("run sessionraft check");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!(
-        "== {name}\n{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let verdict: Verdict = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("verdict.json")).expect("verdict.json"),
+    let faults = pause_nodes(&c, times, |leader| {
+        ((1..=3).find(|id| *id != leader).expect("a follower"), pause)
+    })
+    .await;
+    let (code, verdict) = finish_and_check(
+        name,
+        load,
+        &dir,
+        &history,
+        &targets,
+        &faults,
+        Duration::from_secs(90),
     )
-    .expect("verdict.json parses");
+    .await;
     // The bound is the cluster's, and the workload really revoked and probed after it.
     assert_eq!(verdict.revocation.bound_from, "cluster");
     assert_eq!(verdict.revocation.stats.bound_ms, 500.0);
@@ -739,7 +740,7 @@ async fn revocation_scenario(
         "too few probes after the bound: {:?}",
         verdict.revocation
     );
-    (out.status.code().unwrap_or(-1), verdict)
+    (code, verdict)
 }
 
 /// Followers skipping the freshness check (the planted bug) serve a session revoked while they
