@@ -22,7 +22,8 @@
 //!   - [`node::cluster`]: [`node::cluster::Cluster`] — proposing (forwarded to the leader)
 //!     and linearizable read barriers (read index, leader lease).
 //!   - [`node::lease`]: the leader lease clock. [`node::leader_contact`]: when a leader was
-//!     last heard from.
+//!     last heard from. [`node::freshness`]: whether a follower may serve session-token reads
+//!     from its own replica (`read_consistency`, `max_staleness`).
 //!   - [`node::batcher`]: the write batcher (group commit). [`node::touch`]: TTL touch
 //!     coalescing. [`node::purger`]: the expiry purge (leader only, only when a session is due).
 //!   - [`node::failover`]: early elections when the leader's process is gone.
