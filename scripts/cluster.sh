@@ -350,11 +350,15 @@ defaults
     timeout http-keep-alive 10s
     timeout queue 5s
     timeout check 1s
-    # retry only when the connection to a node failed: a request that reached a node is never
-    # sent again (POSTs are not idempotent); each retry goes to another node
+    # resend a request only when it certainly changed nothing: the connection to a node failed,
+    # or the node answered 503 (x-sessionraft-outcome: not-applied: it cannot serve now and
+    # proposed nothing). A 504 (outcome unknown: a write may have been applied) is never resent,
+    # nor is a request whose answer did not come. Each retry goes to another node; L7 retries
+    # need the request body buffered.
     retries 3
-    retry-on conn-failure
+    retry-on conn-failure 503
     option redispatch 1
+    option http-buffer-request
 
 frontend lb
     bind $LB_ADDR

@@ -7,7 +7,7 @@
 //!    out and back;
 //! 3. add a 4th node (`cluster.sh add-node` → `sessionraft cluster add-node`) and remove it;
 //!    unsafe steps refused;
-//! 4. `rolling-restart` under a light load: only 503s (retried) fail, nothing lost;
+//! 4. `rolling-restart` under a light load: only 503s/504s (retried) fail, nothing lost;
 //! 5. `sessionraft backup`, `down`, wipe, `up`, `restore`, compare checksums; the users'
 //!    cookies find their sessions again;
 //! 6. `down` leaves no process behind.
@@ -199,14 +199,14 @@ fn alive(pid: u32) -> bool {
             .unwrap_or(false)
 }
 
-/// A user of the demo app through the load balancer: increments retried on 503 (the
+/// A user of the demo app through the load balancer: increments retried on 503/504 (the
 /// documented answer while no quorum or no leader), every acknowledged value remembered.
 struct Visitor {
     client: reqwest::Client,
     /// The counter value of the last acknowledged increment.
     acked: i64,
-    /// Increments answered 503 and retried (each may or may not have been applied).
-    retried_503: u32,
+    /// Increments answered 503 or 504 and retried (a 504 may have been applied).
+    retried_5xx: u32,
     /// Nodes that served this user.
     served_by: std::collections::BTreeSet<u64>,
 }
@@ -216,12 +216,12 @@ impl Visitor {
         Self {
             client: user(),
             acked: 0,
-            retried_503: 0,
+            retried_5xx: 0,
             served_by: Default::default(),
         }
     }
 
-    /// One increment, retried on 503 until acknowledged. Any other failure is returned.
+    /// One increment, retried on 503/504 until acknowledged. Any other failure is returned.
     async fn increment(&mut self, url: &str) -> Result<(), String> {
         let t = Instant::now();
         loop {
@@ -245,7 +245,7 @@ impl Visitor {
             match (status, c) {
                 (200, Some(c)) => {
                     // Nothing acknowledged is ever lost: the counter only moves forward from the
-                    // last acknowledged value (by more than 1 only after a retried 503).
+                    // last acknowledged value (by more than 1 only after a retried 504: outcome unknown).
                     if c <= self.acked {
                         return Err(format!(
                             "counter went from acknowledged {} to {c}: a write was lost",
@@ -256,8 +256,8 @@ impl Visitor {
                     self.served_by.extend(by);
                     return Ok(());
                 }
-                (503, _) if t.elapsed() < Duration::from_secs(20) => {
-                    self.retried_503 += 1;
+                (503 | 504, _) if t.elapsed() < Duration::from_secs(20) => {
+                    self.retried_5xx += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 (status, c) => {
@@ -507,7 +507,7 @@ async fn operator_scripts_run_a_load_balanced_cluster_through_failures_changes_a
     );
     stop.store(true, Ordering::Relaxed);
     let mut total_ok = 0;
-    let mut total_503 = 0;
+    let mut total_5xx = 0;
     for h in load {
         let (u, ok) = h.await.expect("load task").unwrap_or_else(|e| {
             // The run dir (HAProxy's and every node's log) outlives the test's temp dir, to
@@ -536,11 +536,11 @@ async fn operator_scripts_run_a_load_balanced_cluster_through_failures_changes_a
             )
         });
         total_ok += ok;
-        total_503 += u.retried_503;
+        total_5xx += u.retried_5xx;
         users.push(u);
     }
     println!(
-        "rolling restart under load: {total_ok} increments acknowledged, {total_503} answered 503 and retried, no other failure"
+        "rolling restart under load: {total_ok} increments acknowledged, {total_5xx} answered 503/504 and retried, no other failure"
     );
     assert!(total_ok > 0);
     let after: Vec<Option<u32>> = ["node1", "node2", "node3"]

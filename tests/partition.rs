@@ -5,7 +5,11 @@
 //! was not applied, well before the request deadline, and the other two nodes elect a leader
 //! and serve.
 //!
-//! Needs root (iptables), as CI runs.
+//! A follower cut off for a while, or paused (SIGSTOP), does not raise the cluster's term when
+//! it returns (PreVote: its pre-votes go unanswered or refused, so it never campaigns), and the
+//! leader stays the leader.
+//!
+//! Needs root (iptables), as CI runs. Each test has a chain and loopback addresses of its own.
 
 mod common;
 
@@ -28,8 +32,8 @@ fn iptables(args: &[&str]) -> bool {
 }
 
 impl Chain {
-    fn new() -> Self {
-        let name = format!("srtest-{}", std::process::id());
+    fn new(tag: &str) -> Self {
+        let name = format!("srtest-{tag}-{}", std::process::id());
         assert!(iptables(&["-N", &name]), "iptables -N {name} (needs root)");
         assert!(iptables(&["-I", "INPUT", "-j", &name]), "hook {name}");
         Self(name)
@@ -79,7 +83,7 @@ async fn an_isolated_leader_turns_unready_and_refuses_fast_while_the_others_serv
     };
     assert!(ready(leader).await, "the leader is ready before the cut");
 
-    let chain = Chain::new();
+    let chain = Chain::new("l");
     let l = &hosts[leader as usize - 1];
     for o in &others {
         chain.cut(l, &hosts[*o as usize - 1]);
@@ -170,4 +174,95 @@ async fn an_isolated_leader_turns_unready_and_refuses_fast_while_the_others_serv
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The term every node reports, and the leader each one follows.
+async fn terms_and_leaders(c: &TestCluster) -> Vec<(u64, Option<u64>)> {
+    let mut out = Vec::new();
+    for id in 1..=3 {
+        let s = c.status(id).await.expect("status");
+        out.push((s["term"].as_u64().expect("term"), s["leader"].as_u64()));
+    }
+    out
+}
+
+/// Wait until every node reports the same term and leader, and return them.
+async fn settled(c: &TestCluster) -> (u64, u64) {
+    let deadline = Instant::now() + READY;
+    loop {
+        let v = terms_and_leaders(c).await;
+        if let (Some(first), true) = (v.first(), v.windows(2).all(|w| w[0] == w[1])) {
+            if let (t, Some(l)) = *first {
+                return (t, l);
+            }
+        }
+        assert!(Instant::now() < deadline, "the nodes never agreed: {v:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_cut_off_or_paused_does_not_raise_the_term_when_it_returns() {
+    let hosts: Vec<String> = (24..=26).map(|i| format!("127.0.0.{i}")).collect();
+    let c = TestCluster::start_with(
+        3,
+        ClusterOptions {
+            tuning: Tuning::default(),
+            hosts: Some(hosts.clone()),
+            env: Vec::new(),
+        },
+    );
+    c.wait_ready(READY).await;
+    c.leader(READY).await;
+    let (term, leader) = settled(&c).await;
+    let follower = (1..=3).find(|n| *n != leader).expect("a follower");
+    let others: Vec<u64> = (1..=3).filter(|n| *n != follower).collect();
+    let http = common::http();
+
+    // cut off for 3 s: ten election timeouts of the default settings
+    let chain = Chain::new("f");
+    let f = &hosts[follower as usize - 1];
+    for o in &others {
+        chain.cut(f, &hosts[*o as usize - 1]);
+    }
+    // the majority keeps serving meanwhile
+    let r = http
+        .post(c.url(leader, "/api/counter"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(
+        r.status(),
+        200,
+        "the leader serves while a follower is cut off"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = c.status(follower).await.expect("status");
+    assert_eq!(
+        during["term"].as_u64(),
+        Some(term),
+        "the cut-off follower did not campaign: {during}"
+    );
+    chain.heal();
+    drop(chain);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = terms_and_leaders(&c).await;
+    assert!(
+        after.iter().all(|v| *v == (term, Some(leader))),
+        "term {term} and leader {leader} unchanged after the partition healed: {after:?}"
+    );
+
+    // paused for 2 s, then resumed
+    let pid = c.pid(follower).expect("the follower's pid");
+    {
+        common::signal(pid, "STOP");
+        let _resume = common::Paused(pid);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = terms_and_leaders(&c).await;
+    assert!(
+        after.iter().all(|v| *v == (term, Some(leader))),
+        "term {term} and leader {leader} unchanged after the pause: {after:?}"
+    );
 }

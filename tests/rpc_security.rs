@@ -23,18 +23,12 @@ use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 use serde_json::Value;
 use sessionraft_raft::transport::auth::{PeerAuth, RequestSigner, SignedHeaders};
 use sessionraft_raft::transport::network::paths;
-use sessionraft_raft::transport::wire::{self, AdminOp, AdminReply, WriteReply};
+use sessionraft_raft::transport::wire::{
+    self, AdminOp, AdminReply, ForwardedWrite, PreVoteRequest, WriteReply,
+};
 use sessionraft_raft::{Command, Response, TypeConfig};
 
 const READY: Duration = Duration::from_secs(30);
-const ALL_PATHS: [&str; 6] = [
-    paths::APPEND,
-    paths::VOTE,
-    paths::SNAPSHOT,
-    paths::WRITE,
-    paths::READ_INDEX,
-    paths::ADMIN,
-];
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -104,6 +98,17 @@ async fn sessions_of(c: &TestCluster, id: u64, user: &str) -> usize {
     v["sessions"].as_array().map_or(0, Vec::len)
 }
 
+/// The body of a forwarded write of `cmd` to the leader of `term`.
+fn forwarded(term: u64, cmd: Command) -> Vec<u8> {
+    wire::encode(&ForwardedWrite { term, cmd }).expect("encode")
+}
+
+async fn term_of(c: &TestCluster, id: u64) -> u64 {
+    c.status(id).await.expect("status")["term"]
+        .as_u64()
+        .expect("a term")
+}
+
 fn create(key: &str, user: &str) -> Command {
     let now = now_ms();
     Command::Batch(vec![Command::Create {
@@ -152,7 +157,8 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
     let victim = "replay-victim";
 
     // (a) a forwarded write, captured on the wire: applied once...
-    let body = wire::encode(&create("replay-key-1", victim)).expect("encode");
+    let term = term_of(&c, leader).await;
+    let body = forwarded(term, create("replay-key-1", victim));
     let captured = signer.sign(&to_leader, paths::WRITE, &body);
     let before = last_log_index(&c, leader).await;
     let (status, text, bytes) = post(&c, leader, paths::WRITE, Some(&captured), &body).await;
@@ -192,12 +198,29 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
     .await;
     assert_eq!(sessions_of(&c, leader, victim).await, 1);
 
+    // A forwarded write addressed to the leader of another term (a copy held up in the network
+    // across a leader change) is refused as not-leader, and not applied.
+    for stale in [term - 1, term + 1] {
+        let body = forwarded(stale, create("stale-term-key", "stale-term-user"));
+        let h = signer.sign(&to_leader, paths::WRITE, &body);
+        let (status, text, bytes) = post(&c, leader, paths::WRITE, Some(&h), &body).await;
+        assert_eq!(status, 200, "{text}");
+        let reply: WriteReply = wire::decode(&bytes).expect("a write reply");
+        assert!(
+            matches!(reply, Err(wire::PeerRefusal::NotLeader { .. })),
+            "term {stale} while the leader leads in {term}: {reply:?}"
+        );
+    }
+    assert_eq!(sessions_of(&c, leader, "stale-term-user").await, 0);
+
     // A captured `DeleteUser` replayed after the user signed in again would delete the new
     // session: refused, the new session stays.
-    let delete = wire::encode(&Command::DeleteUser {
-        user: victim.to_string(),
-    })
-    .expect("encode");
+    let delete = forwarded(
+        term,
+        Command::DeleteUser {
+            user: victim.to_string(),
+        },
+    );
     let captured_delete = signer.sign(&to_leader, paths::WRITE, &delete);
     let (status, text, bytes) =
         post(&c, leader, paths::WRITE, Some(&captured_delete), &delete).await;
@@ -209,7 +232,7 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
         Ok(Response::Count(1))
     );
     assert_eq!(sessions_of(&c, leader, victim).await, 0);
-    let again = wire::encode(&create("replay-key-2", victim)).expect("encode");
+    let again = forwarded(term, create("replay-key-2", victim));
     let h = signer.sign(&to_leader, paths::WRITE, &again);
     let (status, text, _) = post(&c, leader, paths::WRITE, Some(&h), &again).await;
     assert_eq!(status, 200, "{text}");
@@ -246,7 +269,7 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
 
     // (b) stamped 10 minutes ago (a request held back) or 10 minutes ahead: refused, and
     // refused again (a refusal is not remembered as seen), nothing applied
-    let late = wire::encode(&create("replay-key-3", victim)).expect("encode");
+    let late = forwarded(term, create("replay-key-3", victim));
     for ts in [now_ms() - 600_000, now_ms() + 600_000] {
         let h = signer.sign_at(&to_leader, paths::WRITE, &late, ts);
         refused_leaving_the_log(
@@ -307,7 +330,15 @@ fn valid_body(path: &str) -> Vec<u8> {
             data: vec![7; 32],
             done: true,
         }),
-        paths::WRITE => wire::encode(&create("k", "u")),
+        paths::WRITE => wire::encode(&ForwardedWrite {
+            term: 1,
+            cmd: create("k", "u"),
+        }),
+        paths::PRE_VOTE => wire::encode(&PreVoteRequest {
+            candidate: 9,
+            term: 1,
+            last_log: Some(log_id),
+        }),
         paths::ADMIN => wire::encode(&AdminOp::AddLearner {
             id: 99,
             addr: "127.0.0.1:9".into(),
@@ -322,7 +353,7 @@ fn valid_body(path: &str) -> Vec<u8> {
 async fn sweep(c: &TestCluster, signer: &RequestSigner, id: u64) {
     let wrong = PeerAuth::new(b"not-the-cluster-secret-not-the-cluster").signer();
     let to = addr(c, id);
-    for path in ALL_PATHS {
+    for path in paths::ALL {
         let valid = valid_body(path);
         let garbage = vec![0xffu8; 64];
         // 401: not authenticated
@@ -379,7 +410,7 @@ async fn sweep(c: &TestCluster, signer: &RequestSigner, id: u64) {
         }
         if path == paths::WRITE {
             // a batch claiming 2^64 - 1 commands
-            let mut absurd = wire::encode(&Command::Batch(Vec::new())).expect("encode");
+            let mut absurd = forwarded(1, Command::Batch(Vec::new()));
             absurd.pop();
             absurd.extend([0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
             bodies.push(absurd);

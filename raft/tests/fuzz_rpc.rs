@@ -27,8 +27,8 @@ use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sessionraft_raft::transport::wire::{
-    self, AdminOp, AdminRefusal, AdminReply, Committed, PeerRefusal, ReadIndexReply, WriteReply,
-    MAX_RPC_BYTES,
+    self, AdminOp, AdminRefusal, AdminReply, Committed, ForwardedWrite, PeerRefusal, PreVoteReply,
+    PreVoteRequest, ReadIndexReply, WriteReply, MAX_RPC_BYTES,
 };
 use sessionraft_raft::{Command, TypeConfig};
 use strategies::{
@@ -55,6 +55,9 @@ fn decode_as_every_rpc_body(bytes: &[u8]) {
     decodes_or_refuses::<VoteRequest<u64>>(bytes);
     decodes_or_refuses::<InstallSnapshotRequest<TypeConfig>>(bytes);
     decodes_or_refuses::<Command>(bytes);
+    decodes_or_refuses::<ForwardedWrite>(bytes);
+    decodes_or_refuses::<PreVoteRequest>(bytes);
+    decodes_or_refuses::<PreVoteReply>(bytes);
     decodes_or_refuses::<()>(bytes);
     decodes_or_refuses::<AdminOp>(bytes);
     decodes_or_refuses::<AppendReply>(bytes);

@@ -16,14 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, inbound: web::Data<Inbound>) {
     let mut scope = web::scope("/raft")
         .app_data(inbound)
         .app_data(web::PayloadConfig::new(MAX_RPC_BYTES));
-    for path in [
-        paths::APPEND,
-        paths::VOTE,
-        paths::SNAPSHOT,
-        paths::WRITE,
-        paths::READ_INDEX,
-        paths::ADMIN,
-    ] {
+    for path in paths::ALL {
         let tail = path.trim_start_matches("/raft");
         scope = scope.route(
             tail,

@@ -3,7 +3,8 @@
 //! actix-session turns every store error into an opaque 500 (its `e500`), keeping the cause in
 //! an `InternalError` we cannot look inside. So the store also records *why* it failed in a
 //! task-local scope that the wrapping middleware opened around the request; the middleware then
-//! answers 503 + `Retry-After` (no quorum), 409 (lost-update conflict), 413 (state too large)
+//! answers 503 + `Retry-After` (no quorum, not applied), 504 + `Retry-After` (no quorum, outcome
+//! unknown), 409 (lost-update conflict), 413 (state too large)
 //! or 400, instead of the 500. The scope also remembers the version and creation time of the
 //! session loaded by this request, for version-checked updates and the absolute TTL.
 
@@ -19,8 +20,10 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
-/// On a 503: `not-applied` (the request certainly changed nothing: resend it, here or on another
-/// node) or `unknown` (a write may have been applied).
+/// On a store failure without a quorum: `not-applied` with a 503 (the request certainly changed
+/// nothing: resend it, here or on another node; HAProxy does so itself, `retry-on 503`) or
+/// `unknown` with a 504 (a write may have been applied: never resent by the load balancer, a
+/// client that retries it accepts that it may apply twice).
 pub const OUTCOME_HEADER: &str = "x-sessionraft-outcome";
 
 /// Why the store failed a request, as the client should see it.
@@ -44,7 +47,12 @@ pub enum StoreFailure {
 impl ResponseError for StoreFailure {
     fn status_code(&self) -> StatusCode {
         match self {
-            StoreFailure::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            StoreFailure::Unavailable {
+                not_applied: true, ..
+            } => StatusCode::SERVICE_UNAVAILABLE,
+            StoreFailure::Unavailable {
+                not_applied: false, ..
+            } => StatusCode::GATEWAY_TIMEOUT,
             StoreFailure::Conflict => StatusCode::CONFLICT,
             StoreFailure::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             StoreFailure::Invalid(_) => StatusCode::BAD_REQUEST,

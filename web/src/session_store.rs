@@ -317,9 +317,11 @@ impl RaftSessionStore {
                 Ok((new, p.log_index))
             }
             Response::Batch(_) if p.after_ambiguous_attempt => {
-                // Our first attempt may have renamed it: then the new key holds our state.
+                // Our first attempt may have renamed it: then the new key holds our state (read
+                // once this replica has applied the retry's entry, which came after it).
+                let applied = self.inner.cluster.applied_at_least(p.log_index).await;
                 match self.inner.cluster.sm.get_session(&new, now_ms()) {
-                    Ok(Some(s)) if s.state == state => Ok((new, p.log_index)),
+                    Ok(Some(s)) if applied.is_ok() && s.state == state => Ok((new, p.log_index)),
                     _ => self.create(state, user, ttl).await,
                 }
             }
@@ -491,9 +493,11 @@ impl SessionStore for RaftSessionStore {
                 key_or_err(new, UpdateError::Other)
             }
             Response::VersionMismatch { .. } if p.after_ambiguous_attempt => {
-                // Our first attempt may have been applied: it was if the stored state is ours.
+                // Our first attempt may have been applied: it was if the stored state is ours
+                // (read once this replica has applied the retry's entry, which came after it).
+                let applied = self.inner.cluster.applied_at_least(p.log_index).await;
                 match self.inner.cluster.sm.get_session(&key, now_ms()) {
-                    Ok(Some(s)) if s.state == state => {
+                    Ok(Some(s)) if applied.is_ok() && s.state == state => {
                         m.observe("update", "ok", started);
                         key_or_err((key, p.log_index), UpdateError::Other)
                     }

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::node::freshness::{Freshness, ReadConsistency, SessionReads};
 use crate::node::lease::LeaseClock;
 use crate::transport::network::{paths, PeerClient};
-use crate::transport::wire::{PeerRefusal, ReadIndexReply, WriteReply};
+use crate::transport::wire::{ForwardedWrite, PeerRefusal, ReadIndexReply, WriteReply};
 
 /// Why a replicated operation did not complete.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -150,6 +150,11 @@ impl Cluster {
 
     /// The leader this node currently knows, with its address.
     pub fn leader(&self) -> Option<(NodeId, Option<String>)> {
+        self.leader_in_term().map(|(id, addr, _)| (id, addr))
+    }
+
+    /// The leader this node currently knows, with its address and the term it leads in.
+    pub fn leader_in_term(&self) -> Option<(NodeId, Option<String>, u64)> {
         // Read in place: this runs on every write attempt and barrier round, and a clone of the
         // metrics copies the membership and the replication map.
         let rx = self.raft.metrics();
@@ -160,7 +165,7 @@ impl Cluster {
             .membership()
             .get_node(&leader)
             .map(|n| n.addr.clone());
-        Some((leader, addr))
+        Some((leader, addr, m.current_term))
     }
 
     /// Whether this node believes it is the leader.
@@ -210,11 +215,13 @@ impl Cluster {
         }
     }
 
-    /// A leader cut off from a quorum cannot commit: it refuses at once (nothing was proposed,
-    /// so the request certainly was not applied) instead of holding the request for the whole
-    /// deadline. `None` when this node is not such a leader.
+    /// A leader cut off from a quorum cannot commit, and a follower whose pre-vote found it cut
+    /// off from a majority (and that has not heard from a leader since) cannot reach one: both
+    /// refuse at once (nothing was proposed, so the request certainly was not applied) instead
+    /// of holding the request for the whole deadline. `None` otherwise — a follower waiting
+    /// out an election that a majority holds keeps waiting for the new leader.
     fn check_quorum(&self) -> Option<ClusterError> {
-        if !self.is_leader() {
+        if !self.is_leader() && !self.leader_contact.isolated() {
             return None;
         }
         self.can_serve()
@@ -252,16 +259,16 @@ impl Cluster {
                     ambiguous,
                 });
             }
-            let target = match self.leader() {
-                Some((leader, _)) if leader == self.id => {
-                    if let Some(refused) = self.check_quorum() {
-                        return Err(match refused {
-                            ClusterError::Unavailable { reason, .. } => {
-                                ClusterError::Unavailable { reason, ambiguous }
-                            }
-                            other => other,
-                        });
+            if let Some(refused) = self.check_quorum() {
+                return Err(match refused {
+                    ClusterError::Unavailable { reason, .. } => {
+                        ClusterError::Unavailable { reason, ambiguous }
                     }
+                    other => other,
+                });
+            }
+            let target = match self.leader_in_term() {
+                Some((leader, _, _)) if leader == self.id => {
                     let started = Instant::now();
                     match tokio::time::timeout(remaining, self.raft.client_write(cmd.clone())).await
                     {
@@ -278,7 +285,10 @@ impl Cluster {
                         }
                         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                             last_reason = "leadership moved".into();
-                            f.leader_node.map(|n| n.addr)
+                            let term = self.raft.metrics().borrow().current_term;
+                            f.leader_id
+                                .zip(f.leader_node.map(|n| n.addr))
+                                .map(|(id, addr)| (id, addr, term))
                         }
                         Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
                             e,
@@ -294,19 +304,41 @@ impl Cluster {
                         }
                     }
                 }
-                Some((_, addr)) => addr,
+                Some((leader, addr, term)) => addr.map(|a| (leader, a, term)),
                 None => None,
             };
-            let Some(addr) = target else {
+            // No leader known, or one not heard from within an election timeout (paused, cut
+            // off, dead): a write sent there would only hang. Wait for the election (or for the
+            // pre-vote to declare this node cut off: check_quorum above then refuses).
+            let target = target.filter(|_| self.leader_contact.since() < self.deadlines.contact);
+            let Some((leader, addr, term)) = target else {
                 tokio::time::sleep(BACKOFF.min(remaining)).await;
                 continue;
             };
             let timeout = remaining.min(self.deadlines.request);
             let started = Instant::now();
-            let outcome = self
-                .peers
-                .call::<Command, WriteReply>(&addr, paths::WRITE, &cmd, Some(timeout))
-                .await;
+            // Abandoned as soon as this node follows another leader (or an election began:
+            // the old one can no longer commit it in its term) or finds itself cut off:
+            // waiting for the answer would hold the request for the whole deadline. Whether the old leader appended it
+            // is unknown, so the outcome is ambiguous from here on (the retry below proposes
+            // the same command to the new leader; session_store resolves a conflict it meets).
+            let forwarded = ForwardedWrite {
+                term,
+                cmd: cmd.clone(),
+            };
+            let outcome = tokio::select! {
+                r = self.peers.call::<ForwardedWrite, WriteReply>(
+                    &addr,
+                    paths::WRITE,
+                    &forwarded,
+                    Some(timeout),
+                ) => r,
+                () = self.forward_hopeless(leader) => {
+                    ambiguous = true;
+                    last_reason = format!("leader {leader} was replaced or cut off while it held the write");
+                    continue;
+                }
+            };
             match outcome {
                 Ok(Ok(resp)) => {
                     crate::node::instruments::since(&self.instruments.stages.forward, started);
@@ -487,6 +519,39 @@ impl Cluster {
             }
             Err(RaftError::Fatal(e)) => Err(PeerRefusal::Failed(e.to_string())),
         }
+    }
+
+    /// Resolves once this node no longer takes `leader` for the leader (another leader is
+    /// known, or an election is under way), or its pre-vote found it cut off from a majority;
+    /// never while neither holds.
+    pub(crate) async fn forward_hopeless(&self, leader: NodeId) {
+        let mut rx = self.raft.metrics();
+        loop {
+            if rx.borrow_and_update().current_leader != Some(leader)
+                || self.leader_contact.isolated()
+            {
+                return;
+            }
+            // the metrics change with the leader; isolation is polled
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        // Raft stopped: nothing will change; let the call itself finish.
+                        std::future::pending::<()>().await;
+                    }
+                }
+                () = tokio::time::sleep(BACKOFF) => {}
+            }
+        }
+    }
+
+    /// Wait until this node has applied `index`, within the request deadline: a node that
+    /// proposed through the leader reads its own write in its replica after this.
+    ///
+    /// # Errors
+    /// [`ClusterError::Unavailable`] when the index was not applied in time.
+    pub async fn applied_at_least(&self, index: u64) -> Result<(), ClusterError> {
+        self.wait_applied(index, self.deadlines.request).await
     }
 
     /// Wait until this node has applied `index` (at once when it has).

@@ -1,66 +1,121 @@
-//! Early elections when the leader's process is gone.
+//! Elections: when this voter campaigns. openraft's own election timer is off
+//! (`Config::enable_elect = false`, `runtime.rs`); this loop decides instead, and every campaign
+//! is preceded by a pre-vote (`prevote.rs`), so a node that was cut off or paused does not
+//! raise the cluster's term and depose a healthy leader when it returns.
 //!
-//! openraft 0.9 makes a follower wait `leader_lease` (= `election_timeout_max`) plus a random
-//! election timeout after the last heartbeat before it campaigns, and every other voter refuses
-//! to vote until its own lease has run out. A leader whose *process* died (crash, SIGKILL, OOM
-//! kill) while its host stays up is detectable much sooner: its Raft port refuses connections.
+//! On every voter that is not the leader, the loop watches how long ago an AppendEntries was
+//! last accepted (`leader_contact`). Once that exceeds the leader lease (`election_timeout_max`,
+//! during which every other voter still refuses to vote) plus a grace, the voter asks for a
+//! pre-vote and, on a majority of yes in every voter set, asks openraft for an election:
+//! - the grace is one heartbeat interval — or half of one when the leader's Raft port refuses
+//!   connections (its process is gone: crash, SIGKILL, OOM kill; a leader that is merely slow,
+//!   paused or cut off by the network accepts or times out connections instead);
+//! - plus a stagger of two heartbeat intervals per rank of this node among the voters (the last
+//!   known leader left out, sorted by id), so two followers do not split the vote;
+//! - a campaign that did not produce a leader (pre-vote lost, split vote, votes unanswered) is
+//!   tried again after a random time between `election_timeout_min` and `election_timeout_max`.
 //!
-//! This watcher, on every voter that follows a leader, probes the leader's Raft address once
-//! heartbeats stop for two intervals. When the port refuses connections, the follower asks
-//! openraft for an election as soon as the other voters' leases have expired (last heartbeat +
-//! `election_timeout_max`), staggered by its rank among the remaining voters so that two
-//! followers do not split the vote. A leader that is merely slow, paused or cut off by the
-//! network still accepts (or times out) connections and is left to openraft's own timers.
-//! Starting an election is always safe in Raft; this only changes when it happens.
+//! Safety does not depend on any of this: Raft's elections are safe whenever they start, and
+//! openraft still enforces the term, the up-to-date log and the vote lease on every vote.
+//! Liveness is argued in ARCHITECTURE.md: a leader that is really lost stops heartbeating, so
+//! every voter's contact goes stale and every voter of the majority answers yes.
 
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use crate::NodeId;
 use openraft::ServerState;
+use rand::Rng;
 
 use crate::node::cluster::Cluster;
+use crate::node::prevote;
 
-/// Timings of the watcher, from the Raft configuration.
+/// Timings of the loop, from the Raft configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct Timings {
     /// The leader's heartbeat interval.
     pub heartbeat: Duration,
+    /// `election_timeout_min`: the shortest wait before a failed campaign is retried.
+    pub election_min: Duration,
     /// openraft's leader lease: `election_timeout_max`.
     pub lease: Duration,
 }
 
-/// Watch the leader; run on the Raft runtime until the cluster handle is dropped.
+impl Timings {
+    /// How long after the last contact a voter of `rank` campaigns; `dead_leader` when the
+    /// leader's port refuses connections.
+    pub fn due(&self, rank: u32, dead_leader: bool) -> Duration {
+        let grace = if dead_leader {
+            self.heartbeat / 2
+        } else {
+            self.heartbeat
+        };
+        self.lease + grace + self.heartbeat * 2 * rank
+    }
+}
+
+/// What this node sees of the cluster, when it is a voter that does not lead.
+struct View {
+    /// The leader it last followed and that leader's Raft address.
+    leader: Option<(NodeId, String)>,
+    term: u64,
+    /// Its rank among the voters other than that leader.
+    rank: u32,
+}
+
+/// Run the election loop on the Raft runtime until the cluster handle is dropped.
 pub async fn watch(cluster: Weak<Cluster>, t: Timings) {
     let tick = (t.heartbeat / 2).max(Duration::from_millis(10));
-    let mut last_elect: Option<(u64, Instant)> = None;
+    // When the last campaign was started, and how long to wait before another.
+    let mut last_campaign: Option<(Instant, Duration)> = None;
     loop {
         tokio::time::sleep(tick).await;
         let Some(c) = cluster.upgrade() else {
             return;
         };
-        let Some((leader, addr, term, rank)) = followed_leader(&c) else {
+        let Some(view) = view(&c) else {
+            last_campaign = None;
             continue;
         };
         let since = c.leader_contact.since();
-        if since < t.heartbeat * 2 || !probe_refused(&addr, t.heartbeat).await {
+        if since < t.due(view.rank, true) {
             continue;
         }
-        // The other voters heard the same last heartbeat; after their lease they will vote.
-        let stagger = t.heartbeat * 2 * rank;
-        if since < t.lease + t.heartbeat / 2 + stagger {
+        if last_campaign.is_some_and(|(at, wait)| at.elapsed() < wait) {
             continue;
         }
-        // One early election per term: if it fails, openraft's own timers take over.
-        if last_elect.is_some_and(|(tm, at)| tm == term && at.elapsed() < t.lease) {
+        let dead = match &view.leader {
+            Some((_, addr)) => probe_refused(addr, t.heartbeat).await,
+            None => false,
+        };
+        if since < t.due(view.rank, dead) {
             continue;
         }
-        last_elect = Some((term, Instant::now()));
+        let wait = rand::thread_rng().gen_range(t.election_min..=t.lease);
+        last_campaign = Some((Instant::now(), wait));
+        let pre = prevote::ask(&c, t.heartbeat * 2).await;
+        c.leader_contact.set_isolated(pre.isolated);
+        if !pre.won {
+            tracing::debug!(
+                term = view.term,
+                granted = ?pre.granted,
+                refused = ?pre.refused,
+                silent = ?pre.silent,
+                "pre-vote lost: not campaigning"
+            );
+            continue;
+        }
+        // A heartbeat that arrived while we asked means a leader is back: stand down.
+        if c.leader_contact.since() < since {
+            continue;
+        }
         tracing::info!(
-            leader,
-            term,
+            term = view.term,
+            last_leader = ?view.leader.as_ref().map(|l| l.0),
             silent_ms = since.as_millis() as u64,
-            "the leader's Raft port refuses connections; starting an election early"
+            leader_process_gone = dead,
+            granted = ?pre.granted,
+            "pre-vote won: starting an election"
         );
         if let Err(e) = c.raft.trigger().elect().await {
             tracing::warn!(error = %e, "could not start an election");
@@ -68,28 +123,31 @@ pub async fn watch(cluster: Weak<Cluster>, t: Timings) {
     }
 }
 
-/// The leader this node follows as a voter: (leader id, its Raft address, term, this node's rank
-/// among the other voters). `None` when this node leads, is a learner or knows no leader.
-fn followed_leader(c: &Cluster) -> Option<(NodeId, String, u64, u32)> {
+/// This node's view, when it is a voter that does not lead (else `None`).
+fn view(c: &Cluster) -> Option<View> {
     let rx = c.raft.metrics();
     let m = rx.borrow();
-    if m.state != ServerState::Follower {
-        return None;
-    }
-    let leader = m.current_leader?;
-    if leader == c.id {
+    if m.state == ServerState::Leader || m.running_state.is_err() {
         return None;
     }
     let membership = m.membership_config.membership();
-    let voters: Vec<NodeId> = membership.voter_ids().filter(|v| *v != leader).collect();
-    let rank = voters.iter().position(|v| *v == c.id)?;
-    let addr = membership.get_node(&leader)?.addr.clone();
-    Some((
+    if !membership.voter_ids().any(|v| v == c.id) {
+        return None;
+    }
+    let leader = m
+        .current_leader
+        .filter(|l| *l != c.id)
+        .and_then(|l| membership.get_node(&l).map(|n| (l, n.addr.clone())));
+    let skip = leader.as_ref().map(|l| l.0);
+    let rank = membership
+        .voter_ids()
+        .filter(|v| Some(*v) != skip)
+        .position(|v| v == c.id)?;
+    Some(View {
         leader,
-        addr,
-        m.current_term,
-        u32::try_from(rank).unwrap_or(u32::MAX),
-    ))
+        term: m.current_term,
+        rank: u32::try_from(rank).unwrap_or(u32::MAX),
+    })
 }
 
 /// Whether a TCP connection to `addr` is actively refused (nothing listens: the process is
@@ -98,5 +156,26 @@ async fn probe_refused(addr: &str, timeout: Duration) -> bool {
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
         Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
         Ok(Ok(_)) | Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timings;
+    use std::time::Duration;
+
+    #[test]
+    fn a_dead_leader_is_replaced_sooner_and_ranks_are_staggered() {
+        let ms = Duration::from_millis;
+        let t = Timings {
+            heartbeat: ms(100),
+            election_min: ms(210),
+            lease: ms(300),
+        };
+        assert_eq!(t.due(0, true), ms(350));
+        assert_eq!(t.due(0, false), ms(400));
+        assert_eq!(t.due(1, false), ms(600));
+        // every campaign waits out the lease, during which the other voters refuse to vote
+        assert!(t.due(0, true) > t.lease);
     }
 }

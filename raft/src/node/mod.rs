@@ -1,6 +1,6 @@
 //! The runtime that drives openraft on one node: start and stop ([`runtime`]), propose and
 //! read ([`cluster`]), group commit ([`batcher`]), touches ([`touch`]), the purge
-//! ([`purger`]), early elections ([`failover`]), the lease ([`lease`]), leader contact
+//! ([`purger`]), elections ([`failover`]) with pre-vote ([`prevote`]), the lease ([`lease`]), leader contact
 //! ([`leader_contact`]), the freshness of token reads ([`freshness`]), membership changes ([`membership`]) and what it measures
 //! ([`instruments`]).
 
@@ -12,6 +12,7 @@ pub mod instruments;
 pub mod leader_contact;
 pub mod lease;
 pub mod membership;
+pub mod prevote;
 pub mod purger;
 pub mod runtime;
 pub mod touch;

@@ -1,5 +1,5 @@
 //! [`ConsensusNode`]: the consensus side of one node — storage, openraft on a runtime of its
-//! own, the peer client, and the background tasks (read barriers, early elections, the write
+//! own, the peer client, and the background tasks (read barriers, elections with pre-vote, the write
 //! batcher, touch coalescing, the purger, bootstrap). The HTTP layer mounts its inbound
 //! transport ([`ConsensusNode::inbound`]) and proposes through its [`Cluster`] and
 //! [`WriteBatcher`].
@@ -127,10 +127,15 @@ impl ConsensusNode {
             lease,
             instruments: instruments.clone(),
         };
+        // Elections are ours: every campaign is preceded by a pre-vote (failover.rs, prevote.rs).
+        let raft_config = openraft::Config {
+            enable_elect: false,
+            ..opts.raft.clone()
+        };
         let raft = rt
             .block_on(Raft::new(
                 opts.id,
-                Arc::new(opts.raft.clone()),
+                Arc::new(raft_config),
                 Network::new(peers.clone(), records.clone()),
                 log,
                 sm.clone(),
@@ -150,6 +155,7 @@ impl ConsensusNode {
             Arc::downgrade(&cluster),
             crate::node::failover::Timings {
                 heartbeat: Duration::from_millis(opts.raft.heartbeat_interval),
+                election_min: Duration::from_millis(opts.raft.election_timeout_min),
                 lease: Duration::from_millis(opts.raft.election_timeout_max),
             },
         ));

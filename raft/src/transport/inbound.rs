@@ -1,6 +1,6 @@
 //! Incoming internal RPC, independent of the HTTP framework: what each `/raft/*` request means
 //! and what it answers. openraft's append-entries, vote and snapshot, plus our forwarded
-//! writes, read index and admin operations.
+//! writes, read index, admin operations and pre-votes.
 //!
 //! Every request is authenticated before its body is decoded (the MAC first, then the
 //! destination, the timestamp and the sender's replay window: see [`auth`](super::auth)): a
@@ -22,9 +22,9 @@ use crate::node::instruments::since;
 use crate::transport::auth::{PeerAuth, PresentedHeaders};
 use crate::transport::network::paths;
 use crate::transport::wire::{
-    self, AdminOp, AdminRefusal, AdminReply, Committed, PeerRefusal, WriteReply,
+    self, AdminOp, AdminRefusal, AdminReply, Committed, ForwardedWrite, PeerRefusal, WriteReply,
 };
-use crate::{Command, NodeId, TypeConfig};
+use crate::{NodeId, TypeConfig};
 
 /// What an internal request gets back.
 #[derive(Debug)]
@@ -99,6 +99,10 @@ impl Inbound {
                 Ok(op) => reply(&self.admin(op).await),
                 Err(a) => a,
             },
+            paths::PRE_VOTE => match self.open(path, presented, peer, body) {
+                Ok(req) => reply(&crate::node::prevote::answer(&self.cluster, &req)),
+                Err(a) => a,
+            },
             _ => Answer::UnknownPath,
         }
     }
@@ -147,7 +151,6 @@ impl Inbound {
     }
 
     async fn append(&self, rpc: AppendEntriesRequest<TypeConfig>, stamped: Option<u64>) -> Answer {
-        self.cluster.leader_contact.note();
         let received_ms = now_ms();
         let received = std::time::Instant::now();
         let timed = !rpc.entries.is_empty();
@@ -157,6 +160,13 @@ impl Inbound {
         let resp = self.cluster.raft.append_entries(rpc).await;
         if timed {
             since(&self.cluster.instruments.stages.append_follower, started);
+        }
+        // Contact with a leader of at least our term: not a stale leader we refused.
+        if resp
+            .as_ref()
+            .is_ok_and(|r| !matches!(r, AppendEntriesResponse::HigherVote(_)))
+        {
+            self.cluster.leader_contact.note();
         }
         if let (Ok(AppendEntriesResponse::Success), Some(ts)) = (&resp, stamped) {
             self.cluster
@@ -180,13 +190,14 @@ impl Inbound {
         reply(&resp)
     }
 
-    /// A follower's forwarded batch. On the leader it joins the local batcher's next log entry,
+    /// A follower's forwarded batch, addressed to the leader of `fw.term`. On the leader it joins the local batcher's next log entry,
     /// together with this node's own writes and those forwarded by the other followers (group
     /// commit across the cluster). A retry inside the batcher after an ambiguous attempt is
     /// reported as a failure, so the follower keeps treating the outcome as ambiguous.
-    async fn write(&self, cmd: Command) -> WriteReply {
+    async fn write(&self, fw: ForwardedWrite) -> WriteReply {
         let c = &self.cluster;
-        if !c.is_leader() {
+        let ForwardedWrite { term, cmd } = fw;
+        if !c.is_leader() || c.raft.metrics().borrow().current_term != term {
             let (leader_id, leader_addr) = match c.leader() {
                 Some((id, addr)) if id != c.id => (Some(id), addr),
                 _ => (None, None),

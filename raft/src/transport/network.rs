@@ -33,6 +33,10 @@ pub mod paths {
     pub const WRITE: &str = "/raft/write";
     pub const READ_INDEX: &str = "/raft/read-index";
     pub const ADMIN: &str = "/raft/admin";
+    /// Could the asker win an election now? (`prevote.rs`; asked before it raises its term.)
+    pub const PRE_VOTE: &str = "/raft/pre-vote";
+    /// Every internal path, for the HTTP layer's routes.
+    pub const ALL: [&str; 7] = [APPEND, VOTE, SNAPSHOT, WRITE, READ_INDEX, ADMIN, PRE_VOTE];
 }
 
 /// Why a call to a peer failed.

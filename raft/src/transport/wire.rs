@@ -64,6 +64,18 @@ pub struct Committed {
     pub index: u64,
 }
 
+/// A write forwarded to the leader (`POST /raft/write`): the command, and the term in which the
+/// sender took the receiver for the leader. The receiver acts on it only as the leader of that
+/// very term. A copy held up in the network (TCP retransmitting it once a partition heals) and
+/// delivered after a leader change is refused, so a write that its sender abandoned and
+/// proposed again through the new leader is never applied a second time, later, over newer
+/// writes (an entry of the old term that is not committed by then never will be).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ForwardedWrite {
+    pub term: u64,
+    pub cmd: crate::Command,
+}
+
 /// Reply to a forwarded write (`POST /raft/write`).
 pub type WriteReply = Result<Committed, PeerRefusal>;
 
@@ -96,4 +108,27 @@ pub enum AdminRefusal {
     /// No leader could be reached (503).
     #[error("{0}")]
     Unavailable(String),
+}
+
+/// A pre-vote (Raft thesis §9.6), asked by a voter before it raises its term: could it win an
+/// election now? Answered from the receiver's state; nothing changes on either side.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PreVoteRequest {
+    /// The would-be candidate.
+    pub candidate: u64,
+    /// Its current term (it would campaign in the next one).
+    pub term: u64,
+    /// The id of its last log entry: a voter with a longer log would refuse its vote.
+    pub last_log: Option<openraft::LogId<u64>>,
+}
+
+/// The answer to a [`PreVoteRequest`].
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PreVoteReply {
+    /// Whether this voter would grant its vote now.
+    pub granted: bool,
+    /// The voter's current term.
+    pub term: u64,
+    /// Why not, when not granted (for the log).
+    pub reason: String,
 }
