@@ -9,6 +9,9 @@
 //!   `served_after_revoke` (synthetic); for real, the revocation workload against a 3-node
 //!   cluster with the planted freshness bug (`SESSIONRAFT_UNSAFE_SKIP_FRESHNESS=1`) and a
 //!   follower SIGSTOPped across revokes fails the check, and passes without the bug;
+//! - per-fault figures (synthetic history, faults and terms): each fault's window without a
+//!   success, the elections in its span and the requests it held up, exactly; `check` with and
+//!   without `--terms`;
 //! - peer connections leave from the node's own address (127.0.0.11 → 127.0.0.12), so chaos
 //!   scripts can cut links with address-matching firewall rules.
 
@@ -20,8 +23,11 @@ use std::time::Duration;
 
 use common::{binary, increment, read, signal, user, ClusterOptions, Paused, TestCluster, Tuning};
 use sessionraft_node::chaos::check::{check_history, check_revocations, Violation, ViolationKind};
+use sessionraft_node::chaos::fault_impact::{FaultImpact, LongRequests};
+use sessionraft_node::chaos::faults::Fault;
 use sessionraft_node::chaos::history::{OpKind, OpRecord, Outcome};
-use sessionraft_node::chaos::report::{render_svg, summarize};
+use sessionraft_node::chaos::report::{render_svg, summarize, FaultWindows, Summary};
+use sessionraft_node::chaos::terms::{Election, TermSample, TermTimeline};
 use sessionraft_node::chaos::verdict::Verdict;
 
 const READY: Duration = Duration::from_secs(30);
@@ -278,7 +284,7 @@ fn sessions_are_checked_separately_and_reports_render() {
             vec![(Inc, Some(3)), (Read, Some(1))]
         )]
     );
-    let summary = summarize(&history, &v);
+    let summary = summarize(&history, &v, &[], None);
     assert_eq!(summary.ops.total, 8);
     assert_eq!((summary.ops.ok, summary.ops.fail), (6, 1));
     assert_eq!(summary.ops.unknown, 1);
@@ -361,7 +367,7 @@ fn probe_serving_a_revoked_session_after_the_bound_is_reported() {
     assert!(check_revocations(&history, 600.0).0.is_empty());
     assert!(check_history(&history).is_empty());
     // Reports count and render the new kind.
-    let summary = summarize(&history, &v);
+    let summary = summarize(&history, &v, &[], None);
     assert_eq!(summary.violations_by_kind["served_after_revoke"], 1);
     let svg = render_svg(&history, &[], &v, &summary);
     assert!(svg.contains("1 served_after_revoke"));
@@ -442,6 +448,334 @@ fn check_judges_revocations_against_the_bound_given_or_500() {
     // A bound of 1 s covers it.
     let out = run(&["--max-staleness-ms", "1000"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-fault figures
+
+/// A steady load (one op every 100 ms from 0 to 40 s, 5 ms each, all ok) disturbed by two faults:
+/// - `partition-leader` of node 1 from 10 s to 15 s: the ops invoked from 10.0 s to 11.4 s hang
+///   until 11.52 s (then succeed), one invoked at 10.05 s times out after 3 s (unknown): no
+///   success from 9.905 s to 11.505 s (the tick of 11.5 s is the first to succeed);
+/// - `pause-follower` of node 3 from 30 s to 32 s: the op of 30.5 s takes 600 ms, so the gap
+///   between the successes at 30.405 s and 30.605 s (200 ms) had an operation waiting.
+fn disturbed_history() -> (Vec<OpRecord>, Vec<Fault>) {
+    let mut history = Vec::new();
+    for tick in 0..400 {
+        let t = f64::from(tick) * 100.0;
+        let complete = if (10_000.0..=11_400.0).contains(&t) {
+            11_520.0
+        } else if t == 30_500.0 {
+            31_100.0
+        } else {
+            t + 5.0
+        };
+        history.push(ok("u0#0", Read, 0, t, complete));
+    }
+    history.push(op("u1#0", Inc, None, 10_050.0, 13_050.0, Outcome::Unknown));
+    // Final reads are not load: their latency and successes change nothing.
+    history.push(ok("u0#0", FinalRead, 0, 50_000.0, 52_000.0));
+    let fault = |name: &str, node: u64, start_ms: f64, end_ms: f64| Fault {
+        name: name.into(),
+        start_ms,
+        end_ms: Some(end_ms),
+        node: Some(node.into()),
+    };
+    let faults = vec![
+        fault("partition-leader", 1, 10_000.0, 15_000.0),
+        fault("pause-follower", 3, 30_000.0, 32_000.0),
+    ];
+    (history, faults)
+}
+
+/// Terms every 100 ms: term 2 (leader 1) until node 2 campaigns at 10.8 s (term 3, no leader
+/// yet), from 11 s nodes 2 and 3 follow leader 2 in term 3; the partitioned node 1 stays in term
+/// 2 until the heal at 15 s; node 3 does not answer while paused (30–32 s); term 4 at 40 s.
+fn disturbed_terms() -> Vec<TermSample> {
+    let mut samples = Vec::new();
+    for tick in 0..=420 {
+        let t = f64::from(tick) * 100.0;
+        for node in 1..=3u64 {
+            let (term, leader) = if t >= 40_000.0 {
+                (Some(4), Some(3))
+            } else if node == 1 && t < 15_000.0 {
+                (Some(2), if t < 10_000.0 { Some(1) } else { None })
+            } else if t < 10_800.0 {
+                (Some(2), Some(1))
+            } else if t < 11_000.0 {
+                (Some(if node == 2 { 3 } else { 2 }), None)
+            } else if node == 3 && (30_000.0..32_000.0).contains(&t) {
+                (None, None)
+            } else {
+                (Some(3), Some(2))
+            };
+            samples.push(TermSample {
+                t_ms: t + node as f64,
+                node,
+                term,
+                leader,
+                role: if term.is_none() {
+                    "unreachable"
+                } else if leader == Some(node) {
+                    "leader"
+                } else {
+                    "follower"
+                }
+                .into(),
+            });
+        }
+    }
+    samples
+}
+
+#[test]
+fn each_fault_gets_its_window_elections_and_long_requests() {
+    let (history, faults) = disturbed_history();
+    let terms = TermTimeline::new(&disturbed_terms());
+    let summary = summarize(&history, &[], &faults, Some(&terms));
+    assert_eq!(
+        summary.faults,
+        vec![
+            FaultImpact {
+                name: "partition-leader".into(),
+                node: Some(1.into()),
+                start_ms: 10_000.0,
+                end_ms: Some(15_000.0),
+                // end + 3 s of settle
+                until_ms: 18_000.0,
+                // from the fault's start (the gap began at 9.905 s) to the success at 11.505 s
+                window_ms: 1505.0,
+                window_start_ms: Some(10_000.0),
+                elections: Some(vec![Election {
+                    t_ms: 10_802.0,
+                    from_term: 2,
+                    to_term: 3,
+                    leader: Some(2),
+                }]),
+                term_before: Some(2),
+                term_after: Some(3),
+                // 1520, 1420, 1320, 1220, 1120 and 1020 ms, and the 3 s unknown
+                long_requests: LongRequests {
+                    count: 7,
+                    slowest_ms: 3000.0
+                },
+            },
+            FaultImpact {
+                name: "pause-follower".into(),
+                node: Some(3.into()),
+                start_ms: 30_000.0,
+                end_ms: Some(32_000.0),
+                until_ms: 35_000.0,
+                window_ms: 200.0,
+                window_start_ms: Some(30_405.0),
+                // term 4 at 40 s is after the span
+                elections: Some(vec![]),
+                term_before: Some(3),
+                term_after: Some(3),
+                long_requests: LongRequests {
+                    count: 0,
+                    slowest_ms: 600.0
+                },
+            },
+        ]
+    );
+    assert_eq!(
+        summary.fault_windows_ms,
+        FaultWindows {
+            count: 2,
+            p50: 200.0,
+            max: 1505.0
+        }
+    );
+    assert_eq!(
+        summary
+            .elections
+            .as_ref()
+            .map(|e| e.iter().map(|e| e.to_term).collect::<Vec<_>>()),
+        Some(vec![3, 4])
+    );
+    // The >= 1 s unavailability list is unchanged: 100 ms slots, 10.0 s to 11.5 s.
+    assert_eq!(summary.unavailability.len(), 1);
+    assert_eq!(summary.unavailability[0].duration_ms, 1500.0);
+    let svg = render_svg(&history, &faults, &[], &summary);
+    assert!(
+        svg.contains("partition-leader (node 1) · window 1.50 s"),
+        "{svg}"
+    );
+    assert!(svg.contains("pause-follower (node 3) · window 0.20 s"));
+    assert!(svg.contains(">t3</text>") && svg.contains(">t4</text>"));
+}
+
+#[test]
+fn a_fault_that_disturbed_nothing_has_no_window_and_the_next_fault_cuts_the_settle() {
+    // 1 op every 100 ms, 5 ms each: between two successes nobody waited.
+    let history: Vec<OpRecord> = (0..100)
+        .map(|i| {
+            let t = f64::from(i) * 100.0;
+            ok("u0#0", Read, 0, t, t + 5.0)
+        })
+        .collect();
+    let faults = vec![
+        Fault {
+            name: "partition-minority".into(),
+            start_ms: 2_000.0,
+            end_ms: Some(3_000.0),
+            node: None,
+        },
+        // Starts 1 s after the first ended: the first's span stops here.
+        Fault {
+            name: "pause-follower".into(),
+            start_ms: 4_000.0,
+            end_ms: None,
+            node: None,
+        },
+    ];
+    let summary = summarize(&history, &[], &faults, None);
+    let [first, second] = &summary.faults[..] else {
+        panic!("two faults: {:?}", summary.faults);
+    };
+    assert_eq!((first.window_ms, first.window_start_ms), (0.0, None));
+    assert_eq!(first.until_ms, 4_000.0);
+    assert_eq!(
+        first.long_requests,
+        LongRequests {
+            count: 0,
+            slowest_ms: 5.0
+        }
+    );
+    // No terms file: nothing said about elections.
+    assert_eq!(
+        (&first.elections, first.term_before, first.term_after),
+        (&None, None, None)
+    );
+    assert_eq!(summary.elections, None);
+    // Still on when the faults were written: it ends with the load (at 9.905 s), plus the settle.
+    assert_eq!(second.until_ms, 12_905.0);
+    assert_eq!(summary.fault_windows_ms.max, 0.0);
+}
+
+#[test]
+fn the_last_gap_runs_to_the_end_of_the_load() {
+    // Everything fails from 1 s on, up to the last completion at 3.2 s.
+    let mut history = vec![
+        ok("u0#0", Read, 0, 0.0, 5.0),
+        ok("u0#0", Read, 0, 900.0, 905.0),
+    ];
+    history.push(op("u0#0", Read, None, 1_000.0, 3_000.0, Outcome::Fail));
+    history.push(op("u0#0", Inc, None, 2_000.0, 3_200.0, Outcome::Unknown));
+    let faults = vec![Fault {
+        name: "kill-leader".into(),
+        start_ms: 950.0,
+        end_ms: Some(1_500.0),
+        node: Some(2.into()),
+    }];
+    let s = summarize(&history, &[], &faults, None);
+    assert_eq!(s.faults[0].window_ms, 2_250.0);
+    assert_eq!(s.faults[0].window_start_ms, Some(950.0));
+    assert_eq!(s.faults[0].long_requests.count, 2);
+}
+
+fn write_lines<T: serde::Serialize>(path: &Path, items: &[T]) {
+    let lines: Vec<String> = items
+        .iter()
+        .map(|x| serde_json::to_string(x).expect("json"))
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").expect("write");
+}
+
+#[test]
+fn check_reports_each_fault_with_and_without_terms() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let (history, faults) = disturbed_history();
+    let (h, f, t) = (
+        dir.path().join("history.jsonl"),
+        dir.path().join("faults.jsonl"),
+        dir.path().join("terms.jsonl"),
+    );
+    write_lines(&h, &history);
+    write_lines(&f, &faults);
+    write_lines(&t, &disturbed_terms());
+    let check = |out: &str, terms: Option<&Path>| {
+        let mut cmd = std::process::Command::new(binary());
+        cmd.arg("check")
+            .arg("--history")
+            .arg(&h)
+            .arg("--faults")
+            .arg(&f)
+            .arg("--out")
+            .arg(dir.path().join(out));
+        if let Some(t) = terms {
+            cmd.arg("--terms").arg(t);
+        }
+        let output = cmd.output().expect("run sessionraft check");
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        let summary: Summary = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(out).join("summary.json"))
+                .expect("summary.json"),
+        )
+        .expect("summary parses");
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            summary,
+        )
+    };
+
+    // Without --terms (an old run): windows and long requests, no elections.
+    let (stdout, summary) = check("without", None);
+    assert_eq!(
+        summary
+            .faults
+            .iter()
+            .map(|f| (f.window_ms, f.long_requests.count, f.elections.clone()))
+            .collect::<Vec<_>>(),
+        vec![(1505.0, 7, None), (200.0, 0, None)]
+    );
+    assert_eq!(summary.fault_windows_ms.max, 1505.0);
+    assert!(
+        stdout.contains("faults: 2 — window") && stdout.contains("p50 0.20 s, max 1.50 s"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "  partition-leader (node 1) +10.0s..+15.0s: window 1.50 s; elections not \
+             recorded (no terms file); 7 requests > 1 s, slowest 3.00 s\n"
+        ),
+        "{stdout}"
+    );
+
+    // With --terms: the election in the partition's span, none in the pause's.
+    let (stdout, summary) = check("with", Some(&t));
+    assert_eq!(summary.faults[0].elections.as_ref().map(Vec::len), Some(1));
+    assert_eq!(summary.faults[1].elections.as_ref().map(Vec::len), Some(0));
+    assert!(
+        stdout.contains(
+            "  partition-leader (node 1) +10.0s..+15.0s: window 1.50 s; 1 election (t2→t3 at \
+             +10.8s, leader 2); term 2 → 3; 7 requests > 1 s, slowest 3.00 s\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "  pause-follower (node 3) +30.0s..+32.0s: window 0.20 s; 0 elections; term 3 → 3; \
+             0 requests > 1 s, slowest 0.60 s\n"
+        ),
+        "{stdout}"
+    );
+
+    // An unreadable terms file is unreadable input.
+    std::fs::write(&t, "{\"t_ms\": 1}\n").expect("write");
+    let out = std::process::Command::new(binary())
+        .arg("check")
+        .arg("--history")
+        .arg(&h)
+        .arg("--terms")
+        .arg(&t)
+        .arg("--out")
+        .arg(dir.path().join("bad"))
+        .output()
+        .expect("run sessionraft check");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("terms.jsonl:1"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -155,6 +155,10 @@ enum Cmd {
         /// Faults injected during the run (JSON lines {name, start_ms, end_ms, node}).
         #[arg(long)]
         faults: Option<PathBuf>,
+        /// The nodes' terms sampled during the run (JSON lines {t_ms, node, term, leader, role}):
+        /// each fault's elections and the cluster's term before and after it.
+        #[arg(long)]
+        terms: Option<PathBuf>,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -385,9 +389,10 @@ fn main() -> ExitCode {
             history,
             nodes,
             faults,
+            terms,
             out,
             max_staleness_ms,
-        } => return run_check(history, nodes, faults, out, max_staleness_ms),
+        } => return run_check(history, nodes, faults, terms, out, max_staleness_ms),
         Cmd::Serve {
             config,
             node,
@@ -574,6 +579,7 @@ fn run_check(
     history: PathBuf,
     nodes: Vec<String>,
     faults: Option<PathBuf>,
+    terms: Option<PathBuf>,
     out: PathBuf,
     max_staleness_ms: Option<u64>,
 ) -> ExitCode {
@@ -581,6 +587,7 @@ fn run_check(
         history,
         nodes: chaos_load::parse_targets(&nodes.join(",")),
         faults,
+        terms,
         out,
         max_staleness_ms,
     };

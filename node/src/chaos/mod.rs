@@ -8,15 +8,26 @@
 //!   future, vanished sessions) and the revocation check (a revoked session served after the
 //!   staleness bound) — pure functions of the history.
 //! - [`convergence`]: every node's digest polled until they agree.
-//! - [`report`]: `summary.json` numbers and the hand-written `report.svg`.
+//! - [`faults`]: the faults file (`faults.jsonl`, one line per fault window).
+//! - [`terms`]: the terms file (`terms.jsonl`, each node's term every 100 ms) and the cluster's
+//!   term over time, its rises (elections).
+//! - [`fault_impact`]: per fault, its window without a success, the elections it brought and the
+//!   requests it held up.
+//! - [`report`]: `summary.json` numbers and the hand-written `report.svg`; [`stats`]: its
+//!   percentile and rounding.
 //! - [`verdict`]: `sessionraft check` — all of the above, written to an output directory.
 //!
 //! Faults themselves are injected by `scripts/chaos.sh` (or a test), which records them as JSON
-//! lines `{"name", "start_ms", "end_ms", "node"}` for the report.
+//! lines `{"name", "start_ms", "end_ms", "node"}` for the report, and samples the nodes' terms
+//! while the load runs.
 
 pub mod check;
 pub mod convergence;
+pub mod fault_impact;
+pub mod faults;
 pub mod history;
 pub mod load;
 pub mod report;
+pub mod stats;
+pub mod terms;
 pub mod verdict;

@@ -1,6 +1,8 @@
-//! What a chaos run looked like: the numbers of `summary.json` ([`Summary`]) and the one-page
-//! picture `report.svg` ([`render_svg`]) — throughput, latency and errors per second with the
-//! fault windows shaded across every panel. The SVG is written by hand (no plotting crate).
+//! What a chaos run looked like: the numbers of `summary.json` ([`Summary`], with each fault's
+//! figures from [`super::fault_impact`]) and the one-page picture `report.svg` ([`render_svg`])
+//! — throughput, latency and errors per second with the faults shaded across every panel (each
+//! labelled with its window) and the elections marked. The SVG is written by hand (no plotting
+//! crate).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,19 +10,11 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::check::{count_by_kind, Violation};
+use super::fault_impact::{analyze_faults, FaultImpact};
+use super::faults::Fault;
 use super::history::{OpKind, OpRecord, Outcome};
-
-/// A fault injected during the run (a line of the `--faults` file written by chaos scripts).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct Fault {
-    pub name: String,
-    pub start_ms: f64,
-    /// Absent while the fault was still on when the file was written.
-    #[serde(default)]
-    pub end_ms: Option<f64>,
-    #[serde(default)]
-    pub node: Option<serde_json::Value>,
-}
+use super::stats::{percentile, round3};
+use super::terms::{Election, TermTimeline};
 
 /// Counts of one operation type (or of all).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,6 +54,15 @@ pub struct Latency {
     pub max: f64,
 }
 
+/// The faults' windows (`window_ms` of each entry of [`Summary::faults`]), in ms.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
+pub struct FaultWindows {
+    /// How many faults.
+    pub count: usize,
+    pub p50: f64,
+    pub max: f64,
+}
+
 /// `summary.json`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Summary {
@@ -78,6 +81,15 @@ pub struct Summary {
     pub violations: usize,
     pub violations_by_kind: BTreeMap<String, usize>,
     pub skipped_ticks: u64,
+    /// Each fault of the faults file with its window, elections and long requests.
+    #[serde(default)]
+    pub faults: Vec<FaultImpact>,
+    /// Over the faults' windows.
+    #[serde(default)]
+    pub fault_windows_ms: FaultWindows,
+    /// Every rise of the cluster's term over the run (none: no terms file).
+    #[serde(default)]
+    pub elections: Option<Vec<Election>>,
 }
 
 /// Width of the slots unavailability is measured in.
@@ -85,26 +97,18 @@ const SLOT_MS: f64 = 100.0;
 /// Shortest unavailability window reported.
 const MIN_WINDOW_MS: f64 = 1000.0;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    // Nearest rank.
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Rounded to the microsecond (milliseconds) or millisecond (seconds): readable JSON.
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
-}
-
 fn load_phase(ops: &[OpRecord]) -> impl Iterator<Item = &OpRecord> {
     ops.iter().filter(|o| o.op != OpKind::FinalRead)
 }
 
-/// Summarize a history and its verdict.
-pub fn summarize(ops: &[OpRecord], violations: &[Violation]) -> Summary {
+/// Summarize a history and its verdict, with the figures of each fault (elections only with a
+/// terms timeline).
+pub fn summarize(
+    ops: &[OpRecord],
+    violations: &[Violation],
+    faults: &[Fault],
+    terms: Option<&TermTimeline>,
+) -> Summary {
     let mut all = Counts::default();
     let mut per_op: BTreeMap<String, Counts> = OpKind::ALL
         .iter()
@@ -143,6 +147,9 @@ pub fn summarize(ops: &[OpRecord], violations: &[Violation]) -> Summary {
     } else {
         0.0
     };
+    let impacts = analyze_faults(ops, faults, terms);
+    let mut windows: Vec<f64> = impacts.iter().map(|f| f.window_ms).collect();
+    windows.sort_by(f64::total_cmp);
     Summary {
         ops: all,
         per_op,
@@ -159,6 +166,13 @@ pub fn summarize(ops: &[OpRecord], violations: &[Violation]) -> Summary {
         violations: violations.len(),
         violations_by_kind: count_by_kind(violations),
         skipped_ticks: ops.iter().map(|o| o.skipped_ticks).sum(),
+        fault_windows_ms: FaultWindows {
+            count: impacts.len(),
+            p50: percentile(&windows, 50.0),
+            max: windows.last().copied().unwrap_or(0.0),
+        },
+        faults: impacts,
+        elections: terms.map(|t| t.elections().to_vec()),
     }
 }
 
@@ -445,10 +459,10 @@ pub fn render_svg(
                 w = x1 - x0
             );
         }
-        let label = match &f.node {
-            Some(serde_json::Value::Null) | None => f.name.clone(),
-            Some(serde_json::Value::String(n)) => format!("{} ({n})", f.name),
-            Some(n) => format!("{} (node {n})", f.name),
+        // The window of this fault (summary.faults is the faults' list, in the same order).
+        let label = match summary.faults.get(i) {
+            Some(impact) => format!("{} · window {:.2} s", f.label(), impact.window_ms / 1000.0),
+            None => f.label(),
         };
         let _ = writeln!(
             svg,
@@ -539,6 +553,22 @@ pub fn render_svg(
             d = w.duration_ms / 1000.0
         );
     }
+    // Elections: a tick across the panels at each rise of the cluster's term, `t<term>` on top.
+    for e in summary.elections.iter().flatten() {
+        let x = frame.x(e.t_ms);
+        let leader = e.leader.map_or_else(|| "?".to_string(), |l| l.to_string());
+        let _ = writeln!(
+            svg,
+            r##"<g><title>term {} → {} at {:+.3}s, leader {leader}</title><line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{y1}" stroke="#6d4c41" stroke-width="1" stroke-dasharray="2 2"/><text x="{x:.1}" y="{ty}" font-size="10" fill="#6d4c41" text-anchor="middle">t{}</text></g>"##,
+            e.from_term,
+            e.to_term,
+            (e.t_ms - t0) / 1000.0,
+            e.to_term,
+            y0 = tops[0] + 11.0,
+            y1 = tops[2] + PANEL_H,
+            ty = tops[0] + 9.0
+        );
+    }
     // Violations: red marks under the throughput panel at the offending operation's time.
     for v in violations {
         if let Some(o) = v.ops.last() {
@@ -606,22 +636,13 @@ pub fn render_svg(
             y = tops[0] + 80.0
         );
     }
+    if summary.elections.as_ref().is_some_and(|e| !e.is_empty()) {
+        let _ = writeln!(
+            svg,
+            r##"<text x="{lx}" y="{y}" font-size="11" fill="#6d4c41">t5: term 5 elected</text>"##,
+            y = tops[0] + 96.0
+        );
+    }
     svg.push_str("</svg>\n");
     svg
-}
-
-/// Read a faults file (JSON lines); blank lines are skipped.
-///
-/// # Errors
-/// The file cannot be read or a line is not a fault.
-pub fn read_faults(path: &std::path::Path) -> Result<Vec<Fault>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| format!("{}:{}: not a fault record: {e}", path.display(), i + 1))
-        })
-        .collect()
 }

@@ -1,6 +1,7 @@
-//! `sessionraft check`: read a history (and the faults injected), check it (the counters per
-//! session, and revocations against the staleness bound), check convergence, and write
-//! `verdict.json`, `summary.json` and `report.svg` into the output directory.
+//! `sessionraft check`: read a history (and the faults injected, and the nodes' terms sampled
+//! meanwhile), check it (the counters per session, and revocations against the staleness bound),
+//! check convergence, and write `verdict.json`, `summary.json` (with each fault's window,
+//! elections and long requests) and `report.svg` into the output directory.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,8 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::check::{check_history, check_revocations, count_by_kind, RevocationStats, Violation};
 use super::convergence::{await_convergence, describe, Convergence};
+use super::fault_impact::{FAULT_SETTLE_MS, LONG_REQUEST_MS};
+use super::faults::{read_faults, Fault};
 use super::history::read_history;
-use super::report::{read_faults, render_svg, summarize, Fault, Summary};
+use super::report::{render_svg, summarize, Summary};
+use super::terms::{read_terms, TermTimeline};
 
 /// How long nodes are polled for convergence.
 pub const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -22,6 +26,8 @@ pub struct CheckOptions {
     /// Base URLs of the nodes whose digests must converge (none: skip that check).
     pub nodes: Vec<String>,
     pub faults: Option<PathBuf>,
+    /// The nodes' terms sampled during the run (`terms.jsonl`; none: no elections reported).
+    pub terms: Option<PathBuf>,
     pub out: PathBuf,
     /// The staleness bound revocations are judged against (none: the `reads.max_staleness_ms`
     /// of the first of `nodes` that answers `/cluster/status`, else
@@ -112,6 +118,22 @@ impl CheckReport {
                 w.ops_attempted
             ));
         }
+        if !s.faults.is_empty() {
+            let w = &s.fault_windows_ms;
+            out.push_str(&format!(
+                "faults: {} — window p50 {:.2} s, max {:.2} s (window: the longest time without \
+                 a successful operation while some waited, from a fault's start to {:.0} s after \
+                 its end; with the elections then and the requests over {:.0} s in flight)\n",
+                w.count,
+                w.p50 / 1000.0,
+                w.max / 1000.0,
+                FAULT_SETTLE_MS / 1000.0,
+                LONG_REQUEST_MS / 1000.0
+            ));
+            for f in &s.faults {
+                out.push_str(&format!("  {}\n", f.describe(s.start_ms)));
+            }
+        }
         let r = &v.revocation;
         if r.stats.revokes > 0 {
             out.push_str(&format!(
@@ -184,6 +206,12 @@ pub fn run(opts: &CheckOptions) -> Result<CheckReport, CheckError> {
         Some(p) => read_faults(p).map_err(CheckError::Input)?,
         None => Vec::new(),
     };
+    let terms = match &opts.terms {
+        Some(p) => Some(TermTimeline::new(
+            &read_terms(p).map_err(CheckError::Input)?,
+        )),
+        None => None,
+    };
     let mut violations = check_history(&ops);
     let rt = if opts.nodes.is_empty() {
         None
@@ -219,7 +247,7 @@ pub fn run(opts: &CheckOptions) -> Result<CheckReport, CheckError> {
         }
         None => None,
     };
-    let summary = summarize(&ops, &violations);
+    let summary = summarize(&ops, &violations, &faults, terms.as_ref());
     let verdict = Verdict {
         verdict: if violations.is_empty() {
             "pass"
