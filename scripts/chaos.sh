@@ -12,6 +12,8 @@
 #   kill-leader         SIGKILL the leader, start it again after 2-5 s
 #   kill-random         SIGKILL a random node, start it again after 2-5 s
 #   pause               SIGSTOP a node (the leader or a random one), SIGCONT after 3-7 s
+#   pause-leader        SIGSTOP the leader, SIGCONT after 3-7 s
+#   pause-follower      SIGSTOP one of the followers, SIGCONT after 3-7 s
 #   partition-leader    cut the leader off from the other nodes (iptables), heal after 4-8 s
 #   partition-minority  cut one follower off from the other nodes, heal after 4-8 s
 #   rolling-restart     scripts/cluster.sh rolling-restart (followers first, the leader last)
@@ -22,7 +24,8 @@
 #                       a disk-full-restart window)
 #   wipe-and-rejoin     snapshot the leader, stop a follower, delete its data, start it 1-3 s later:
 #                       it rejoins through a snapshot (checked in its log and recorded)
-#   mixed               a seeded random schedule of all the above, one at a time, with gaps
+#   mixed               a seeded random schedule of all the above but pause-leader and
+#                       pause-follower (pause covers both), one at a time, with gaps
 #
 # Partitions are DROP rules for TCP between the node's IP and each other node's IP, to and from
 # this cluster's ports only (another cluster on 127.0.0.11-13 is not touched), in both directions.
@@ -36,13 +39,18 @@
 #
 # A run: a temp config (nodes on 127.0.0.11-13, separate HTTP and Raft ports, short Raft timings,
 # HAProxy on 127.0.0.1), `cluster.sh up` with its run dir in OUT/cluster; `sessionraft load`
-# through the load balancer and straight to every node in the background; the faults, each
-# followed by a wait until the cluster is whole again (every node ready and caught up, UP in
-# HAProxy); the load's settle and final reads; `sessionraft check`; `cluster.sh down`; iptables
-# and mounts removed.
+# through the load balancer and straight to every node in the background, every node's term
+# sampled meanwhile; the faults, each followed by a wait until the cluster is whole again (every
+# node ready and caught up, UP in HAProxy); the load's settle and final reads; `sessionraft check`
+# (also per fault: its window, the longest time without a successful operation while some waited,
+# from its start to 3 s after its end; the elections; the requests over 1 s — printed with the
+# table of faults at the end, in check/summary.json's "faults"); `cluster.sh down`; iptables and
+# mounts removed.
 #
 # OUT holds: config.toml, faults.jsonl (one line per fault window, written when it closes:
-# {"name", "node", "start_ms", "end_ms"}), faults.tsv (the same with details), history.jsonl,
+# {"name", "node", "start_ms", "end_ms"}), faults.tsv (the same with details), terms.jsonl (every
+# node's /cluster/status every 100 ms while the load runs: {"t_ms", "node", "term", "leader",
+# "role"}, role "unreachable" when it did not answer within 0.3 s), history.jsonl,
 # load.log, check/ (verdict.json, summary.json, report.svg), check.log, ops.log (output of the
 # cluster.sh commands), cluster/ (cluster.sh's run dir: pid files, logs/nodeN.log, haproxy.cfg),
 # data/ (the nodes' data), bin/sessionraft (the binary of this run, a hard link, so that a rebuild

@@ -11,17 +11,20 @@ Module map:
                   [--users N], list, cleanup, --help) and the CHAOS_* / SESSIONRAFT_BIN
                   environment; bad input exits 2
     schedule.py   the seeded schedule: the bash script's 64-bit LCG (same seed, same draws),
-                  the scenarios, each fault's hold range and time estimate, plan() (a preview
-                  with the estimates)
-    faults.py     the nemeses: kill-leader/-random, pause, partition-leader/-minority,
-                  rolling-restart, clock-skew (libfaketime), disk-full (tmpfs), wipe-and-rejoin
+                  the scenarios (mixed's pool unchanged by pause-leader/-follower), each
+                  fault's hold range and time estimate, plan() (a preview with the estimates)
+    faults.py     the nemeses: kill-leader/-random, pause, pause-leader/-follower,
+                  partition-leader/-minority, rolling-restart, clock-skew (libfaketime),
+                  disk-full (tmpfs), wipe-and-rejoin
     netfilter.py  the iptables commands: the run's own chain chaos-PID-in, partition rules,
                   heal, removal; whether peer connections are bound to the nodes' IPs
     cluster.py    scripts/cluster.sh calls (output to ops.log) and the nodes' state over HTTP
                   (/cluster/status, /readyz, HAProxy stats); find_leader, wait_healthy
     config.py     the run's addresses (127.0.0.11-13, free ports) and its config.toml
     record.py     fault windows (faults.jsonl, faults.tsv), the [   t.ttts] progress lines,
-                  the table of faults
+                  the table of faults (with the checker's window, elections and term per fault)
+    terms.py      every node's /cluster/status every 100 ms while the load runs (terms.jsonl,
+                  for `sessionraft check --terms`), one thread per node
     procs.py      pid files and /proc/PID/cmdline checks, children, SIGINT/SIGTERM handling
     run.py        one run: preflight, locks (target/chaos/.lock; refused while
                   target/bench/.lock is held), OUT, setup, load, faults, check, verdict, and

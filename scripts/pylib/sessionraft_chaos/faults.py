@@ -2,7 +2,9 @@
 (run.py waits for that next), and records its window with the run's Recorder.
 
 kill-leader / kill-random   SIGKILL (cluster.sh kill), start again after the fault's hold
-pause                       SIGSTOP through the pid file, SIGCONT after the hold
+pause                       SIGSTOP through the pid file, SIGCONT after the hold (the leader or
+                            a random node); pause-leader: always the leader; pause-follower: one
+                            of the two followers
 partition-leader/-minority  DROP rules in the run's iptables chain (netfilter.py), flushed after
 rolling-restart             cluster.sh rolling-restart, one window per node from its output
 clock-skew                  the node restarted under libfaketime, later with the real clock
@@ -115,26 +117,39 @@ def kill_random(run: Run, f: Fault) -> None:
 
 
 def pause(run: Run, f: Fault) -> None:
+    """pause (the leader or a random node, as drawn) and pause-leader."""
     if f.leader:
         node, what = run.cluster.find_leader(), "leader"
         if node is None:
-            run.rec.say("pause: no leader; skipped")
+            run.rec.say(f"{f.name}: no leader; skipped")
             return
     else:
         node, what = f.node, "random"
+    pause_node(run, f.name, node, what, f.hold)
+
+
+def pause_follower(run: Run, f: Fault) -> None:
+    leader = run.cluster.find_leader()
+    if leader is None:
+        run.rec.say("pause-follower: no leader; skipped")
+        return
+    pause_node(run, "pause-follower", followers(leader)[f.follower], "follower", f.hold)
+
+
+def pause_node(run: Run, name: str, node: int, what: str, hold: int) -> None:
     pid = run.cluster.node_pid(node)
     if pid is None:
-        run.rec.say(f"pause: node {node} is not running; skipped")
+        run.rec.say(f"{name}: node {node} is not running; skipped")
         return
-    run.rec.begin("pause", node, f"SIGSTOP pid {pid} ({what} node) for {f.hold}s")
+    run.rec.begin(name, node, f"SIGSTOP pid {pid} ({what} node) for {hold}s")
     with run.signals.critical():
         run.paused_pid = pid
         os.kill(pid, signal.SIGSTOP)
-    run.rec.say(f"pause: SIGSTOP node {node} ({what}, pid {pid}) for {f.hold}s")
-    run.nap(f.hold)
+    run.rec.say(f"{name}: SIGSTOP node {node} ({what}, pid {pid}) for {hold}s")
+    run.nap(hold)
     run.resume_paused()
     run.rec.end("SIGCONT")
-    run.rec.say(f"pause: SIGCONT node {node}")
+    run.rec.say(f"{name}: SIGCONT node {node}")
 
 
 def partition(run: Run, name: str, node: int, what: str, hold: int) -> None:
@@ -368,6 +383,8 @@ NEMESES = {
     "kill-leader": kill_leader,
     "kill-random": kill_random,
     "pause": pause,
+    "pause-leader": pause,
+    "pause-follower": pause_follower,
     "partition-leader": partition_leader,
     "partition-minority": partition_minority,
     "rolling-restart": rolling_restart,

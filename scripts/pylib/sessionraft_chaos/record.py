@@ -90,17 +90,41 @@ def read_tsv(path: Path) -> list[list[str]]:
     return rows
 
 
-def fault_table(rows: list[list[str]], t0_ms: int) -> list[str]:
-    """The table printed at the end of a run, from the rows of faults.tsv."""
-    lines = ["  %-3s %-22s %-4s %9s %9s %8s  %s" % ("#", "fault", "node", "start", "end",
-                                                     "length", "detail")]
+def impact_cells(impact: dict | None) -> tuple[str, str, str, str]:
+    """The window, elections, term and >1s cells of a fault's entry in summary.json's faults
+    ('-' for what it does not say: elections and terms need the terms file)."""
+    if not isinstance(impact, dict):
+        return "-", "-", "-", "-"
+    window = impact.get("window_ms")
+    elections = impact.get("elections")
+    before, after = impact.get("term_before"), impact.get("term_after")
+    long = impact.get("long_requests") or {}
+    return (f"{window / 1000:.3f}s" if isinstance(window, (int, float)) else "-",
+            str(len(elections)) if isinstance(elections, list) else "-",
+            f"{before}->{after}" if before is not None and after is not None else "-",
+            str(long.get("count", "-")))
+
+
+def fault_table(rows: list[list[str]], t0_ms: int, impacts: list | None = None) -> list[str]:
+    """The table printed at the end of a run, from the rows of faults.tsv; with impacts (the
+    faults of the checker's summary.json, in the same order) also each fault's window (longest
+    time without a successful operation while some waited, from its start to 3 s after its
+    end), elections, the cluster's term before -> after, and requests over 1 s."""
+    head = "  %-3s %-22s %-4s %9s %9s %8s  " % ("#", "fault", "node", "start", "end", "length")
+    if impacts is not None:
+        head += "%8s %5s %9s %4s  " % ("window", "elect", "term", ">1s")
+    lines = [head + "detail"]
     for i, row in enumerate(rows, 1):
         row = row + [""] * (5 - len(row))
         name, node, start, end, detail = row[:5]
         start_ms, end_ms = int(start), int(end)
-        lines.append("  %-3d %-22s %-4s %9.3f %9.3f %7.3fs  %s" % (
+        line = "  %-3d %-22s %-4s %9.3f %9.3f %7.3fs  " % (
             i, name, node, (start_ms - t0_ms) / 1000, (end_ms - t0_ms) / 1000,
-            (end_ms - start_ms) / 1000, detail))
+            (end_ms - start_ms) / 1000)
+        if impacts is not None:
+            impact = impacts[i - 1] if i - 1 < len(impacts) else None
+            line += "%8s %5s %9s %4s  " % impact_cells(impact)
+        lines.append(line + detail)
     if not rows:
         lines.append("  (none)")
     return lines

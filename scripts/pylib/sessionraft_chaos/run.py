@@ -3,8 +3,10 @@
 Order: requirements; the lock (one chaos run at a time, none while scripts/bench.sh runs); OUT
 and the run's own copy of the binary; from here on every exit (normal, failure, SIGINT, SIGTERM)
 goes through cleanup(): ports, config, tmpfs, iptables chain; cluster.sh up; `sessionraft load`
-in its own session; the faults of the schedule, each followed by a wait until the cluster is
-whole again; the load's end; `sessionraft check`; the table of faults and the verdict.
+in its own session, and the nodes' terms sampled meanwhile (terms.py, OUT/terms.jsonl); the faults
+of the schedule, each followed by a wait until the cluster is whole again; the load's end;
+`sessionraft check --terms`; the table of faults (with each fault's window and elections from the
+checker's summary.json) and the verdict.
 
 Exit codes: 0 valid and recovered; 1 violations; 2 bad usage, or the load or the checker could
 not run (also: a command the run depends on failed); 3 valid but the cluster did not recover
@@ -14,6 +16,7 @@ not run (also: a command the run depends on failed); 3 valid but the cluster did
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import secrets
@@ -31,6 +34,7 @@ from .config import Layout, config_text, data_dirs, pick_layout
 from .netfilter import Chain, chain_name
 from .record import Recorder, fault_table, fmt_s, now_ms, read_tsv, warn
 from .schedule import NODE_IDS, Schedule
+from .terms import TermSampler
 
 
 class Fatal(Exception):
@@ -67,9 +71,34 @@ def load_argv(bin_path: Path, targets: str, o: Options, history: Path) -> list[s
 
 
 def check_argv(bin_path: Path, history: Path, nodes: str, faults_path: Path,
-               check_dir: Path) -> list[str]:
-    return [str(bin_path), "check", "--history", str(history), "--nodes", nodes, "--faults",
+               check_dir: Path, terms: Path | None = None) -> list[str]:
+    """`sessionraft check`; with --terms only when terms is given (a binary from before
+    --terms refuses it)."""
+    argv = [str(bin_path), "check", "--history", str(history), "--nodes", nodes, "--faults",
             str(faults_path), "--out", str(check_dir)]
+    if terms is not None:
+        argv += ["--terms", str(terms)]
+    return argv
+
+
+def read_summary(path: Path) -> dict | None:
+    """The checker's summary.json (None when missing or not a JSON object)."""
+    try:
+        j = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return j if isinstance(j, dict) else None
+
+
+def fault_windows_line(summary: dict | None) -> str | None:
+    """'fault windows: N faults, p50 X s, max Y s' from summary.json (None without faults, or
+    from a checker that does not compute them)."""
+    w = (summary or {}).get("fault_windows_ms")
+    if not isinstance(w, dict) or not w.get("count"):
+        return None
+    return (f"fault windows (longest time without a successful operation while some waited, "
+            f"from a fault's start to 3 s after its end): {w['count']} faults, "
+            f"p50 {w.get('p50', 0) / 1000:.3f}s, max {w.get('max', 0) / 1000:.3f}s")
 
 
 def verdict_lines(check_rc: int, load_rc: int, problems: list[str], out: Path,
@@ -110,6 +139,8 @@ class Run:
         self.paused_pid: int | None = None
         self.filler: Path | None = None
         self.load: subprocess.Popen | None = None
+        self.terms: TermSampler | None = None
+        self.check_takes_terms = False
         self.problems: list[str] = []
         self.rec: Recorder | None = None
         self.cleaning = False
@@ -173,6 +204,9 @@ class Run:
             if not has_cmd(help_text, c):
                 raise UsageError(f"{o.bin} has no '{c}' command (an old build; the stand-in load "
                                  "and checker of the bash script are gone): rebuild it")
+        check_help = subprocess.run([str(o.bin), "check", "--help"], capture_output=True,
+                                    text=True, errors="replace").stdout
+        self.check_takes_terms = "--terms" in check_help
 
     def take_lock(self) -> None:
         (self.state_dir / ".active").mkdir(parents=True, exist_ok=True)
@@ -272,6 +306,9 @@ class Run:
             (self.out / "load.pid").write_text(f"{self.load.pid}\n")
         rec.t0 = now_ms()
         print(f"load: sessionraft load, pid {self.load.pid}, targets {targets}")
+        terms_path = self.out / "terms.jsonl"
+        self.terms = TermSampler(terms_path, {n: lay.http_url(n) for n in NODE_IDS})
+        self.terms.start()
         rec.say(f"load started; first fault in {o.warmup}s")
         self.nap(o.warmup)
 
@@ -313,6 +350,7 @@ class Run:
             load_rc = procs.exit_code(procs.wait_through(self.load))
             self.load = None
         rec.say(f"load finished (exit {load_rc}; log {self.out}/load.log)")
+        self.stop_terms()
 
         # the checker
         check_dir = self.out / "check"
@@ -321,13 +359,22 @@ class Run:
             warn(f"no history at {history}")
             check_rc = 2
         else:
+            terms = terms_path if self.check_takes_terms else None
+            if terms is None:
+                warn(f"{self.bin} check has no --terms (an old build): no elections per fault")
             check_rc = self.tee(check_argv(self.bin, history, ",".join(node_urls), faults_path,
-                                           check_dir), self.out / "check.log")
+                                           check_dir, terms), self.out / "check.log")
 
         print()
         print(f"faults injected (times from the start of the load; {faults_path}):")
-        for line in fault_table(read_tsv(self.out / "faults.tsv"), rec.t0):
+        summary = read_summary(check_dir / "summary.json")
+        impacts = (summary or {}).get("faults")
+        for line in fault_table(read_tsv(self.out / "faults.tsv"), rec.t0,
+                                impacts if isinstance(impacts, list) else None):
             print(line)
+        windows = fault_windows_line(summary)
+        if windows is not None:
+            print(windows)
         print()
         lines, rc = verdict_lines(check_rc, load_rc, self.problems, self.out, check_dir)
         for line in lines:
@@ -336,7 +383,8 @@ class Run:
             print(f"summary: {check_dir}/summary.json")
         if (check_dir / "report.svg").is_file():
             print(f"report:  {check_dir}/report.svg")
-        print(f"history: {history}   faults: {faults_path}   node logs: {self.run_dir}/logs/")
+        print(f"history: {history}   faults: {faults_path}   terms: {terms_path}   node logs: "
+              f"{self.run_dir}/logs/")
         return rc
 
     def tee(self, argv: list[str], log: Path) -> int:
@@ -350,6 +398,11 @@ class Run:
                 f.write(line)
             p.stdout.close()
             return procs.exit_code(procs.wait_through(p))
+
+    def stop_terms(self) -> None:
+        if self.terms is not None:
+            self.terms.stop()
+            self.terms = None
 
     def stop_load(self) -> None:
         if self.load is None:
@@ -371,6 +424,7 @@ class Run:
         procs.Signals.ignore()
         steps = [self.resume_paused, self.free_filler, self.chain.heal,
                  lambda: self.rec and self.rec.end("closed by cleanup"), self.stop_load,
+                 self.stop_terms,
                  self.cluster_down, self.remove_chain, self.unmount, self.drop_bin]
         for step in steps:
             try:

@@ -10,6 +10,10 @@ fault itself (mixed: a pick among the candidates, never the same twice in a row)
 as every fault ran its nominal path (a leader was found, the picked node was running); the old
 script drew some numbers only on the other paths (see faults.py), the new one never does.
 
+pause-leader and pause-follower (the pause of one kind of node, for a targeted run) are not in
+mixed's pool (MIXED_POOL, the bash script's faults in its order): mixed draws exactly what it
+drew before they existed.
+
 Whether a fault still fits is decided at run time (run.py: the next fault runs while
 now + its estimate <= the end of the load), so how many faults run depends on how long each
 took; plan() simulates that with the estimates alone, for a preview and for the tests.
@@ -26,6 +30,8 @@ SCENARIOS = (
     "kill-leader",
     "kill-random",
     "pause",
+    "pause-leader",
+    "pause-follower",
     "partition-leader",
     "partition-minority",
     "rolling-restart",
@@ -35,6 +41,19 @@ SCENARIOS = (
     "mixed",
 )
 FAULTS = tuple(s for s in SCENARIOS if s != "mixed")
+# what mixed picks from, in this order (the draws index it): never change it, or a seed's mixed
+# schedule changes
+MIXED_POOL = (
+    "kill-leader",
+    "kill-random",
+    "pause",
+    "partition-leader",
+    "partition-minority",
+    "rolling-restart",
+    "clock-skew",
+    "disk-full",
+    "wipe-and-rejoin",
+)
 NODE_IDS = (1, 2, 3)
 SKEWS = ("+20s", "-20s", "+90s", "-90s")
 
@@ -43,6 +62,8 @@ HOLD_RANGES = {
     "kill-leader": (2, 5),
     "kill-random": (2, 5),
     "pause": (3, 7),
+    "pause-leader": (3, 7),
+    "pause-follower": (3, 7),
     "partition-leader": (4, 8),
     "partition-minority": (4, 8),
     "rolling-restart": None,
@@ -57,6 +78,8 @@ ESTIMATES = {
     "kill-leader": 8,
     "kill-random": 8,
     "pause": 9,
+    "pause-leader": 9,
+    "pause-follower": 9,
     "partition-leader": 10,
     "partition-minority": 10,
     "rolling-restart": 15,
@@ -83,8 +106,8 @@ class Fault:
     """One fault of the schedule, with everything drawn for it.
 
     node: the node for kill-random, clock-skew, and pause when it pauses a random node;
-    leader: pause only, True to pause the leader; follower: partition-minority and
-    wipe-and-rejoin, the index (0 or 1) among the two followers in id order; hold: seconds the
+    leader: pause and pause-leader, True to pause the leader; follower: partition-minority,
+    wipe-and-rejoin and pause-follower, the index (0 or 1) among the two followers in id order; hold: seconds the
     fault lasts (down time for kill-* and wipe-and-rejoin), 0 for rolling-restart; skew: the
     FAKETIME value of clock-skew (unless CHAOS_CLOCK_SKEW is set); gap: seconds after recovery.
     """
@@ -112,7 +135,7 @@ def needs_faketime(scenario: str) -> bool:
 
 def candidates(have_faketime: bool) -> list[str]:
     """The faults mixed picks from (clock-skew only with libfaketime)."""
-    return [f for f in FAULTS if f != "clock-skew" or have_faketime]
+    return [f for f in MIXED_POOL if f != "clock-skew" or have_faketime]
 
 
 class Schedule:
@@ -154,6 +177,12 @@ class Schedule:
             kw["leader"] = r(0, 1) == 0
             if not kw["leader"]:
                 kw["node"] = r(1, 3)
+            kw["hold"] = r(3, 7)
+        elif name == "pause-leader":
+            kw["leader"] = True
+            kw["hold"] = r(3, 7)
+        elif name == "pause-follower":
+            kw["follower"] = r(0, 1)
             kw["hold"] = r(3, 7)
         elif name == "partition-leader":
             kw["hold"] = r(4, 8)

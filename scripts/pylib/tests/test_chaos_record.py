@@ -80,6 +80,29 @@ class RecordTest(unittest.TestCase):
         ])
         self.assertEqual(fault_table([], 0)[1:], ["  (none)"])
 
+    def test_table_with_the_checkers_figures(self):
+        rows = [["partition-leader", "2", "11000", "16000", "healed"],
+                ["pause-follower", "3", "20000", "23250", ""]]
+        impacts = [
+            {"name": "partition-leader", "window_ms": 1505.25, "term_before": 2, "term_after": 3,
+             "elections": [{"t_ms": 11800, "from_term": 2, "to_term": 3, "leader": 1}],
+             "long_requests": {"count": 7, "slowest_ms": 3000}},
+            # an old run checked without --terms: no elections, no terms
+            {"name": "pause-follower", "window_ms": 0, "elections": None, "term_before": None,
+             "term_after": None, "long_requests": {"count": 0, "slowest_ms": 4.5}},
+        ]
+        self.assertEqual(fault_table(rows, 10000, impacts), [
+            "  #   fault                  node     start       end   length    window elect"
+            "      term  >1s  detail",
+            "  1   partition-leader       2        1.000     6.000   5.000s    1.505s     1"
+            "      2->3    7  healed",
+            "  2   pause-follower         3       10.000    13.250   3.250s    0.000s     -"
+            "         -    0  ",
+        ])
+        # fewer figures than rows (a checker that failed half-way): dashes
+        self.assertTrue(fault_table(rows, 10000, impacts[:1])[2].endswith(
+            "       -     -         -    -  "))
+
 
 if __name__ == "__main__":
     unittest.main()

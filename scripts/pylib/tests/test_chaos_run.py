@@ -9,9 +9,11 @@ import subprocess
 import tempfile
 import unittest
 from pathlib import Path
+from unittest import mock
 
 from sessionraft_chaos import cleanup, cli, faults, run
 from sessionraft_chaos.cli import Options
+from sessionraft_chaos.schedule import Fault
 
 HELP = """Usage: sessionraft <COMMAND>
 
@@ -62,6 +64,29 @@ class CommandsTest(unittest.TestCase):
                                         Path("/o/check")),
                          ["/b", "check", "--history", "/o/h", "--nodes", "n1,n2", "--faults",
                           "/o/f", "--out", "/o/check"])
+        self.assertEqual(run.check_argv(Path("/b"), Path("/o/h"), "n1", Path("/o/f"),
+                                        Path("/o/check"), Path("/o/terms.jsonl"))[-2:],
+                         ["--terms", "/o/terms.jsonl"])
+
+    def test_fault_windows_line(self):
+        summary = {"fault_windows_ms": {"count": 2, "p50": 812.5, "max": 1505.25}}
+        self.assertEqual(run.fault_windows_line(summary),
+                         "fault windows (longest time without a successful operation while "
+                         "some waited, from a fault's start to 3 s after its end): 2 faults, "
+                         "p50 0.812s, max 1.505s")
+        # no faults, a checker without the figures, no summary
+        self.assertIsNone(run.fault_windows_line({"fault_windows_ms": {"count": 0}}))
+        self.assertIsNone(run.fault_windows_line({"ops": {}}))
+        self.assertIsNone(run.fault_windows_line(None))
+
+    def test_read_summary(self):
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / "summary.json"
+            self.assertIsNone(run.read_summary(p))
+            p.write_text("[1]")
+            self.assertIsNone(run.read_summary(p))
+            p.write_text('{"faults": []}')
+            self.assertEqual(run.read_summary(p), {"faults": []})
 
 
 class FaultHelpersTest(unittest.TestCase):
@@ -93,9 +118,60 @@ class FaultHelpersTest(unittest.TestCase):
             self.assertEqual(list(data.iterdir()), [])
             faults.wipe(Path(d) / "missing")  # a node that never wrote: nothing to delete
 
+    def test_pause_follower_and_pause_leader_pick_their_node(self):
+        for fault, leader, want in ((Fault("pause-follower", hold=4, follower=1), 2, 3),
+                                    (Fault("pause-follower", hold=4, follower=0), 1, 2),
+                                    (Fault("pause-leader", hold=3, leader=True), 3, 3)):
+            r = FakeRun(leader)
+            with mock.patch.object(faults.os, "kill") as kill:
+                faults.NEMESES[fault.name](r, fault)
+            kill.assert_called_once_with(1000 + want, faults.signal.SIGSTOP)
+            self.assertEqual(r.rec.windows, [(fault.name, want)])
+            self.assertEqual(r.naps, [fault.hold])
+            self.assertTrue(r.resumed)
+        r = FakeRun(None)
+        with mock.patch.object(faults.os, "kill") as kill:
+            faults.pause_follower(r, Fault("pause-follower", hold=4, follower=0))
+        kill.assert_not_called()
+        self.assertEqual(r.rec.said, ["pause-follower: no leader; skipped"])
+
     def test_every_fault_has_a_nemesis(self):
         from sessionraft_chaos.schedule import FAULTS
         self.assertEqual(set(faults.NEMESES), set(FAULTS))
+
+
+class FakeRun:
+    """What a pause needs of a Run: the leader, pid 1000 + node, a recorder, naps."""
+
+    class Rec:
+        def __init__(self):
+            self.windows, self.said = [], []
+
+        def begin(self, name, node, detail=""):
+            self.windows.append((name, node))
+
+        def end(self, more=""):
+            pass
+
+        def say(self, msg):
+            self.said.append(msg)
+
+    def __init__(self, leader):
+        self.cluster = mock.Mock()
+        self.cluster.find_leader.return_value = leader
+        self.cluster.node_pid.side_effect = lambda n: 1000 + n
+        self.signals = mock.Mock()
+        self.signals.critical.return_value = contextlib.nullcontext()
+        self.rec = self.Rec()
+        self.naps = []
+        self.resumed = False
+        self.paused_pid = None
+
+    def nap(self, s):
+        self.naps.append(s)
+
+    def resume_paused(self):
+        self.resumed = self.paused_pid is not None
 
 
 class CleanupTest(unittest.TestCase):

@@ -3,8 +3,8 @@ faults within the duration, hold times and gaps in range."""
 
 import unittest
 
-from sessionraft_chaos.schedule import (ESTIMATES, FAULTS, GAP_RANGE, HOLD_RANGES, SCENARIOS,
-                                        SKEWS, Lcg, Schedule, candidates, fits, plan)
+from sessionraft_chaos.schedule import (ESTIMATES, FAULTS, GAP_RANGE, HOLD_RANGES, MIXED_POOL,
+                                        SCENARIOS, SKEWS, Lcg, Schedule, candidates, fits, plan)
 
 
 def take(seed, scenario, n, have_faketime=True):
@@ -48,6 +48,45 @@ class ScheduleTest(unittest.TestCase):
             ("disk-full", None, None, 4, 3, None),
         ])
 
+    def test_mixed_ci_seed_unchanged_by_the_targeted_pauses(self):
+        # drawn before pause-leader and pause-follower existed (tests/chaos.rs's seed)
+        s = Schedule(20261126, "mixed")
+        self.assertEqual(s.disk_node, 2)
+        got = [(f.name, f.node, f.leader, f.follower, f.hold, f.gap)
+               for f in take(20261126, "mixed", 10)]
+        self.assertEqual(got, [
+            ("wipe-and-rejoin", None, False, 0, 2, 3),
+            ("disk-full", None, False, None, 5, 2),
+            ("pause", 2, False, None, 5, 4),
+            ("partition-leader", None, False, None, 7, 2),
+            ("partition-minority", None, False, 1, 4, 3),
+            ("rolling-restart", None, False, None, 0, 2),
+            ("disk-full", None, False, None, 7, 4),
+            ("rolling-restart", None, False, None, 0, 3),
+            ("wipe-and-rejoin", None, False, 1, 3, 2),
+            ("partition-minority", None, False, 1, 4, 4),
+        ])
+
+    def test_mixed_pool_is_the_bash_scripts_faults_in_its_order(self):
+        self.assertEqual(MIXED_POOL, ("kill-leader", "kill-random", "pause", "partition-leader",
+                                      "partition-minority", "rolling-restart", "clock-skew",
+                                      "disk-full", "wipe-and-rejoin"))
+        self.assertEqual(candidates(True), list(MIXED_POOL))
+        self.assertEqual(set(FAULTS) - set(MIXED_POOL), {"pause-leader", "pause-follower"})
+
+    def test_targeted_pauses(self):
+        leader = take(5, "pause-leader", 30)
+        self.assertTrue(all(f.leader and f.node is None and f.follower is None for f in leader))
+        follower = take(5, "pause-follower", 30)
+        self.assertTrue(all(not f.leader and f.node is None for f in follower))
+        self.assertEqual({f.follower for f in follower}, {0, 1})
+        # the draws: pause-leader the hold and the gap; pause-follower the follower first
+        g = Lcg(5)
+        self.assertEqual((leader[0].hold, leader[0].gap), (g.rand(3, 7), g.rand(*GAP_RANGE)))
+        g = Lcg(5)
+        self.assertEqual((follower[0].follower, follower[0].hold, follower[0].gap),
+                         (g.rand(0, 1), g.rand(3, 7), g.rand(*GAP_RANGE)))
+
     def test_same_seed_same_schedule_other_seed_other_schedule(self):
         for scenario in SCENARIOS:
             self.assertEqual(take(42, scenario, 20), take(42, scenario, 20), scenario)
@@ -62,13 +101,13 @@ class ScheduleTest(unittest.TestCase):
         faults = take(11, "mixed", 300)
         for a, b in zip(faults, faults[1:]):
             self.assertNotEqual(a.name, b.name)
-        self.assertEqual({f.name for f in faults}, set(FAULTS))
+        self.assertEqual({f.name for f in faults}, set(MIXED_POOL))
 
     def test_mixed_without_libfaketime_leaves_clock_skew_out(self):
         self.assertNotIn("clock-skew", candidates(False))
         names = {f.name for f in take(5, "mixed", 300, have_faketime=False)}
         self.assertNotIn("clock-skew", names)
-        self.assertEqual(len(names), len(FAULTS) - 1)
+        self.assertEqual(len(names), len(MIXED_POOL) - 1)
 
     def test_disk_node_only_where_a_tmpfs_is_needed(self):
         for scenario in SCENARIOS:
@@ -92,7 +131,7 @@ class ScheduleTest(unittest.TestCase):
                     if f.name in ("kill-random", "clock-skew") or (f.name == "pause"
                                                                   and not f.leader):
                         self.assertIn(f.node, (1, 2, 3), f)
-                    if f.name in ("partition-minority", "wipe-and-rejoin"):
+                    if f.name in ("partition-minority", "wipe-and-rejoin", "pause-follower"):
                         self.assertIn(f.follower, (0, 1), f)
                     if f.name == "clock-skew":
                         self.assertIn(f.skew, SKEWS)
