@@ -191,10 +191,8 @@ async fn settled(c: &TestCluster) -> (u64, u64) {
     let deadline = Instant::now() + READY;
     loop {
         let v = terms_and_leaders(c).await;
-        if let (Some(first), true) = (v.first(), v.windows(2).all(|w| w[0] == w[1])) {
-            if let (t, Some(l)) = *first {
-                return (t, l);
-            }
+        if let (Some(&(t, Some(l))), true) = (v.first(), v.windows(2).all(|w| w[0] == w[1])) {
+            return (t, l);
         }
         assert!(Instant::now() < deadline, "the nodes never agreed: {v:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
