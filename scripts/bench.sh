@@ -44,6 +44,16 @@
 #                mode), and the Redis app's read at 32 and 256. Its targets: session reads >= 1.25x
 #                the Redis app's at 32 and at 256, session writes at 256 >= 2x etcd's puts (from the
 #                etcd part's cells). Alone, with etcd for the write target: --only reads,etcd
+# resp (issue 20), every cell with a one-thread load tool: `redis-benchmark -t set` then `-t get`
+#                (Debian's redis-tools, --threads 1, -d 200 -r 100000, --csv; -n sized from a probe
+#                for ~--duration s after ~--warmup s) at 32 and 256 connections against sessionraft's
+#                Redis protocol on the leader of a fresh 3-node cluster (every node with a resp_addr;
+#                a node that does not answer PING fails the sessionraft cells with the reason),
+#                redis-server as a cache (--save '' --appendonly no) and durable (--appendonly yes
+#                --appendfsync always); then a fresh 3-member etcd, put and linearizable range at 32
+#                and 256 (`sessionraft bench --kind etcd --threads 1`). Targets: RESP SET >= 2x etcd's
+#                puts, RESP GET >= 2x etcd's linearizable ranges, at 32 and 256; the ratios to both
+#                Redis settings reported as they are. Alone: --only resp
 # Then, on sessionraft:
 #   failover     under a light write load (`sessionraft load`, 40 increments/s), SIGKILL the leader
 #                --trials times (default 10): the time from the kill to the first successful
@@ -63,8 +73,8 @@
 #   --out FILE     the Markdown (default bench/RESULTS.md); the raw JSON goes next to it, as
 #                  raw-YYYYmmdd-HHMMSS.json
 #   --only PARTS   comma-separated subset of: sessionraft, redis, etcd (their matrix cells),
-#                  reads (the one-thread read cells above), failover, catchup (catch-up and
-#                  memory). Default: all
+#                  reads (the one-thread read cells above), resp (the Redis-protocol cells above),
+#                  failover, catchup (catch-up and memory). Default: all
 #   --trials N     failover trials (default 10)
 #   --sessions N   sessions for the catch-up and memory (default 1000000)
 #   --keep         keep the systems' data directories (default: deleted at the end)

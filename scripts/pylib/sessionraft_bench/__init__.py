@@ -4,7 +4,7 @@ scripts/bench.sh keeps the command line (see its header comment, which is also t
 and runs `python3 -m sessionraft_bench "$@"` with PYTHONPATH=scripts/pylib. The package still
 runs the other tools as programs: scripts/cluster.sh (start/stop/add nodes), `sessionraft bench`
 (each matrix cell), `sessionraft load`, `bench-backup`, `restore`, redis-server, redis_app, etcd,
-etcdctl and curl (every HTTP check, as before, so the timings include the same client).
+etcdctl, redis-benchmark and curl (every HTTP check, as before, so the timings include the same client).
 
 Module map:
   cli.py       the command line: usage text (from bench.sh's header), `report` and `summary`,
@@ -19,6 +19,9 @@ Module map:
   systems.py   the systems under test: free ports, the generated cluster config, a sessionraft
                cluster through scripts/cluster.sh (status, leader, wait until whole, memory),
                Redis + redis_app, a 3-member etcd
+  resp.py      the `resp` part (issue 20): redis-benchmark's command, its CSV and a cell's record;
+               sessionraft's RESP on the leader, redis-server as a cache and durable, etcd's put and
+               linearizable range, every cell with a one-thread load tool
   failover.py  the failover trials (SIGKILL the leader, time to the first 200 and to a new
                leader seen by a watcher thread) under `sessionraft load`
   catchup.py   restore N sessions, add a 4th node, time its catch-up; memory of every node

@@ -163,6 +163,8 @@ def targets(d):
         target("RSS ≤ 256 MiB per node at 1M sessions", None, 256, False, "not measured", measured=False)
     if d.get("session_reads") is not None:
         T += reads_targets(d)
+    if d.get("resp") is not None:
+        T += resp_targets(d)
     return T
 
 
@@ -194,6 +196,101 @@ def reads_targets(d):
               "numbers": f"sessionraft (session mode) {n0(a)}/s vs etcd {n0(b)}/s = {rx(q)}"
                          + errs(find_read_cell(d, "sessionraft", "session", "write", 256))})
     return T
+
+
+RESP_CONNECTIONS = (32, 256)
+RESP_LABELS = {"sessionraft": "sessionraft RESP", "redis-cache": "Redis, cache", "redis-durable": "Redis, durable",
+               "etcd": "etcd (3 members)"}
+RESP_REDIS_CMDS = {"redis-cache": "--save '' --appendonly no",
+                   "redis-durable": "--save '' --appendonly yes --appendfsync always"}
+
+
+def find_resp_cell(d, system, test, c):
+    """The record of one cell of the `resp` part (issue 20), None when not run."""
+    for r in (d.get("resp") or {}).get("cells", []):
+        if r["system"] == system and r["test"] == test and r["connections"] == c:
+            return r
+    return None
+
+
+def resp_tput(d, system, test, c):
+    """The throughput of a `resp` cell that succeeded, else None."""
+    r = find_resp_cell(d, system, test, c)
+    return r["result"]["throughput_per_s"] if r and r["status"] == "ok" else None
+
+
+def resp_targets(d):
+    """The targets of issue 20, from the `resp` part (one-thread load tools): sessionraft's RESP
+    SET ≥ 2× etcd's puts and RESP GET ≥ 2× etcd's linearizable ranges, at 32 and at 256
+    connections. The same dicts as targets()."""
+    T = []
+    for test, base in (("set", "etcd put"), ("get", "etcd linearizable range")):
+        for c in RESP_CONNECTIONS:
+            a, b = resp_tput(d, "sessionraft", test, c), resp_tput(d, "etcd", test, c)
+            q = ratio(a, b)
+            r = find_resp_cell(d, "sessionraft", test, c)
+            why = "" if q is not None or not r or r["status"] == "ok" else f" (sessionraft: {r.get('error')})"
+            T.append({"name": f"RESP {test.upper()} ≥ 2× {base}, {c} connections (one-thread load tools)",
+                      "ok": None if q is None else q >= 2.0, "value": q, "limit": 2.0, "higher_is_better": True,
+                      "unit": "×",
+                      "numbers": (f"sessionraft RESP {n0(a)}/s vs etcd {n0(b)}/s = {rx(q)}" + why).replace("|", "\\|")})
+    return T
+
+
+def resp_section(d):
+    """The lines of the report's section "Redis protocol (RESP)" (issue 20) of raw document `d`;
+    [] when the run had no `resp` part."""
+    rp = d.get("resp")
+    if rp is None:
+        return []
+    s = d.get("settings", {})
+    node = rp.get("sessionraft_node")
+    tool = f"redis-benchmark --threads {rp.get('load_threads', 1)}" if rp.get("threads_option", True) else "redis-benchmark"
+    L = ["", "## Redis protocol (RESP): sessionraft, Redis and etcd (one-thread load tools)", "",
+         f"RESP cells: `{tool} -t set|get -c C -n N -d {rp.get('value_bytes')} -r {rp.get('keyspace')} --csv` "
+         f"({rp.get('redis_benchmark') or 'redis-benchmark'}; one load thread: on this machine's "
+         f"{d.get('machine', {}).get('nproc', '?')} cores the tool's own CPU moves the ratios), a probe and "
+         f"{s.get('warmup_s')} s of warm-up, then N sized for ~{s.get('duration_s')} s from the last rate; per "
+         "connection count SET, then GET of the same key space. sessionraft: a fresh 3-node cluster (the generated "
+         "config, every node with a resp_addr), all load to "
+         + (f"node {node}, the leader, on its resp_addr `{rp.get('sessionraft_resp_addr')}`" if node else "the leader")
+         + " (a SET is a Raft write, committed on a majority and applied; a GET a linearizable read). Redis: "
+         f"redis-server alone as a cache (`{RESP_REDIS_CMDS['redis-cache']}`) and durable "
+         f"(`{RESP_REDIS_CMDS['redis-durable']}`), one process each. etcd: a fresh 3-member cluster, "
+         f"`sessionraft bench --kind etcd --threads 1` (put of {s.get('value_bytes')}-byte values; linearizable "
+         "range), the load spread over the 3 members' HTTP/JSON gateways, as the etcd matrix cells.", "",
+         "| system | command | connections | throughput (ops/s) | p50 (ms) | p99 (ms) | max (ms) | requests |",
+         "|---|---|---:|---:|---:|---:|---:|---:|"]
+    cmd = {("etcd", "set"): "put", ("etcd", "get"): "range (linearizable)"}
+    for r in rp.get("cells", []):
+        label = RESP_LABELS.get(r["system"], r["system"])
+        what = cmd.get((r["system"], r["test"]), r["test"].upper())
+        if r["status"] != "ok":
+            why = (r.get("error") or "").replace("|", "\\|")[:200]
+            L.append(f"| {label} | {what} | {r['connections']} | **FAILED** ({why}) | | | | |")
+            continue
+        x = r["result"]
+        L.append(f"| {label} | {what} | {r['connections']} | {n0(x['throughput_per_s'])} | {ms(x.get('p50_ms'))} | "
+                 f"{ms(x.get('p99_ms'))} | {ms(x.get('max_ms'))} | {n0(r.get('requests'))} |")
+    for r in rp.get("cells", []):
+        x = r.get("result") or {}
+        if r["status"] == "ok" and x.get("errors"):
+            L += ["", f"- {r['system']} {r['test']}/{r['connections']}: {x['errors']:,} errors"
+                      + (f"; first: `{str(x.get('first_error'))[:200]}`" if x.get("first_error") else "")]
+    rt = resp_tput
+    L += ["", "| ratio (throughput) | 32 connections | 256 connections |", "|---|---:|---:|"]
+    for test, other, label in (("set", "etcd", "RESP SET ÷ etcd put"), ("get", "etcd", "RESP GET ÷ etcd linearizable range"),
+                               ("set", "redis-cache", "RESP SET ÷ Redis cache SET"),
+                               ("get", "redis-cache", "RESP GET ÷ Redis cache GET"),
+                               ("set", "redis-durable", "RESP SET ÷ Redis durable SET"),
+                               ("get", "redis-durable", "RESP GET ÷ Redis durable GET")):
+        L.append(f"| {label} | " + " | ".join(rx(ratio(rt(d, "sessionraft", test, c), rt(d, other, test, c)))
+                                               for c in RESP_CONNECTIONS) + " |")
+    T = resp_targets(d)
+    L += ["", "Targets of issue 20 (also in the table of all targets below); the ratios to Redis are reported as "
+          "they are:", "", "| target | result | numbers |", "|---|---|---|"]
+    L += [f"| {t['name']} | {verdict(t['ok'])} | {t['numbers']} |" for t in T]
+    return L
 
 
 def verdict(ok):
@@ -389,6 +486,7 @@ def report_markdown(d, raw, out):
             sr = tput("sessionraft", w, c)
             L.append(f"| {w} | {c} | {rx(ratio(sr, tput('redis', w, c)))} | {rx(ratio(sr, tput('etcd', w, c)))} |")
     L += reads_section(d)
+    L += resp_section(d)
     f = d.get("failover")
     L += ["", "## Failover (SIGKILL of the leader)", ""]
     if not f:
@@ -677,7 +775,7 @@ def assemble_doc(work, finished=None):
             "memory": {"after_catchup": read_jsonl(os.path.join(work, "memory-catchup.jsonl")),
                        "after_matrix": read_jsonl(os.path.join(work, "memory-matrix.jsonl"))},
             "problems": [p for p in problems if p],
-            **reads_doc(work)}
+            **reads_doc(work), **resp_doc(work)}
 
 
 def reads_doc(work):
@@ -689,6 +787,20 @@ def reads_doc(work):
     recs = read_jsonl(p)
     threads = sorted({r.get("load_threads") for r in recs if r.get("load_threads") is not None})
     return {"session_reads": {"load_threads": threads[0] if len(threads) == 1 else None, "cells": recs}}
+
+
+def resp_doc(work):
+    """{"resp": {the part's settings (resp.json), "cells"}} when the run had the `resp` part (its
+    resp.jsonl), else {}."""
+    p = os.path.join(work, "resp.jsonl")
+    if not os.path.exists(p):
+        return {}
+    settings = {}
+    q = os.path.join(work, "resp.json")
+    if os.path.exists(q):
+        with open(q) as f:
+            settings = json.load(f)
+    return {"resp": {**settings, "cells": read_jsonl(p)}}
 
 
 def assemble(work, raw):

@@ -15,6 +15,7 @@ from .catchup import run_catchup
 from .cli import VALUE_BYTES
 from .common import (Interrupted, Usage, deferred, ignore_signals, install_signal_handlers, nap, say, warn)
 from .failover import run_failover
+from .resp import run_resp
 from . import meta
 from .systems import Etcd, Redis, Sessionraft, cluster_down_quietly, free_ports, http_code
 
@@ -127,7 +128,8 @@ class Run:
                 shutil.rmtree(os.path.join(d, "data"), ignore_errors=True)
                 shutil.rmtree(os.path.join(d, "run", "data"), ignore_errors=True)
             shutil.rmtree(os.path.join(self.work, "etcd", "data"), ignore_errors=True)
-            shutil.rmtree(os.path.join(self.work, "redis", "data"), ignore_errors=True)
+            for name in ("redis", "resp-redis-cache", "resp-redis-durable"):
+                shutil.rmtree(os.path.join(self.work, name, "data"), ignore_errors=True)
             try:
                 os.remove(os.path.join(self.work, "catchup-backup.bin"))
             except OSError:
@@ -180,7 +182,9 @@ class Run:
         self.help = r.stdout.decode(errors="replace")
         if o.mode != "bench":
             return
-        if self.want("sessionraft") or self.want("redis") or self.want("etcd") or self.want("reads"):
+        if self.want("resp") and not shutil.which("redis-benchmark"):
+            raise Usage("no redis-benchmark on PATH (Debian's redis-tools; needed for --only resp)")
+        if self.want("sessionraft") or self.want("redis") or self.want("etcd") or self.want("reads") or self.want("resp"):
             if not self.has_cmd("bench"):
                 raise Usage(f"{src_bin} has no 'bench' command (needed for the matrix; --only failover,catchup runs "
                             "without it)")
@@ -229,11 +233,12 @@ class Run:
             self.redis_app = os.path.join(work, "bin", "redis_app")
             link_or_copy(self.src_app, self.redis_app)
         open(os.path.join(work, "problems.txt"), "w").close()
-        ports = free_ports(12)
+        ports = free_ports(15)
         self.sr_ports = {1: ports[0], 2: ports[1], 3: ports[2], 4: ports[3]}
         self.redis_port, self.app_port = ports[4], ports[5]
         self.etcd_client = {1: ports[6], 2: ports[7], 3: ports[8]}
         self.etcd_peer = {1: ports[9], 2: ports[10], 3: ports[11]}
+        self.sr_resp_ports = {1: ports[12], 2: ports[13], 3: ports[14]}
 
     # the matrix
     def cell(self, system, kind, targets, w, c):
@@ -352,15 +357,15 @@ class Run:
 
     def bench(self):
         o = self.opts
-        parts = [p for p in ("sessionraft", "redis", "etcd", "reads", "failover", "catchup") if self.want(p)]
+        parts = [p for p in ("sessionraft", "redis", "etcd", "reads", "resp", "failover", "catchup") if self.want(p)]
         say(f"benchmark run {self.work}: parts {' '.join(parts)}; cells {o.warmup}s + {o.duration}s; "
             f"failover {o.trials} trials; catch-up {self.sessions} sessions")
         redis_ver = etcd_ver = app_mtime = ""
-        if self.want("redis") or self.want("reads"):
+        if self.want("redis") or self.want("reads") or self.want("resp"):
             redis_ver = meta.first_line(meta._out(["redis-server", "--version"]))
             if self.redis_app:
                 app_mtime = meta.mtime_text(self.redis_app)
-        if self.want("etcd"):
+        if self.want("etcd") or self.want("resp"):
             etcd_ver = meta.first_line(meta._out(["etcd", "--version"]))
         sr = Sessionraft(self, "matrix", self.bin).setup()  # also gives the [raft] settings of the report
         bm = {"BM_STARTED": meta.local_time(), "BM_COMMAND": "scripts/bench.sh" + (f" {o.args_text}" if o.args_text else ""),
@@ -397,6 +402,8 @@ class Run:
             etcd.down()
         if self.want("reads"):
             self.reads()
+        if self.want("resp"):
+            run_resp(self)
         if self.want("catchup"):
             run_catchup(self)
         raw = os.path.join(os.path.dirname(o.out), f"raw-{self.stamp}.json")
