@@ -4,7 +4,11 @@
 #   scripts/cluster.sh up               install what is missing, build if needed, start every node
 #                                       (not already running), wait until all are ready, start
 #                                       HAProxy on the [load_balancer] address, print the URLs
-#                                       (load balancer first). Running it twice starts nothing twice.
+#                                       (load balancer first; its Redis URL too when the config has a
+#                                       [load_balancer] resp_addr and nodes have a resp_addr: a TCP
+#                                       frontend over the nodes' Redis-protocol ports, each node
+#                                       health-checked on its HTTP /readyz). Running it twice starts
+#                                       nothing twice.
 #   scripts/cluster.sh down             stop HAProxy and every node (SIGTERM, then SIGKILL after 10 s)
 #   scripts/cluster.sh status           table: node, pid, role, term, leader, applied, health, and a
 #                                       line for the load balancer (pid, address, servers UP)
@@ -26,11 +30,14 @@
 # Environment: SESSIONRAFT_CONFIG (default: ./cluster.toml), SESSIONRAFT_RUN_DIR (default: ./run),
 # SESSIONRAFT_READY_TIMEOUT (seconds a node may take to become ready, default 60),
 # SESSIONRAFT_LB_ADDR (IP:PORT of the load balancer; overrides the config's [load_balancer] addr),
+# SESSIONRAFT_LB_RESP_ADDR (IP:PORT of its Redis-protocol frontend; overrides [load_balancer]
+# resp_addr; only with a load balancer),
 # SESSIONRAFT_BIN, SESSIONRAFT_HAPROXY (binaries), SESSIONRAFT_REBUILD=1 (rebuild on up/start).
 #
 # RUN_DIR holds the state: nodeN.pid, haproxy.pid, haproxy.cfg (generated), logs/, and
 #   extra-nodes    nodes added with add-node: `id<TAB>http<TAB>data_dir<TAB>raft` per line. Every
-#                  command covers them like config nodes (up starts them again after a down).
+#                  command covers them like config nodes (up starts them again after a down). They
+#                  have no Redis-protocol port: the RESP frontend leaves them out.
 #   removed-nodes  ids of config nodes removed with remove-node, one per line. The script cannot
 #                  edit the config file: these nodes stay in it but are skipped by up, HAProxy and
 #                  rolling-restart, and `start N` refuses them. Bring one back with `add-node N`
@@ -54,6 +61,7 @@ HAPROXY_CFG="$RUN_DIR/haproxy.cfg"
 HAPROXY_PID="$RUN_DIR/haproxy.pid"
 HAPROXY_LOG="$RUN_DIR/logs/haproxy.log"
 LB_BACKEND=nodes # the HAProxy backend holding the nodes (pxname in the stats CSV)
+RESP_BACKEND=resp # the TCP backend over the nodes' resp_addr (its servers are named nodeN too)
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 warn() { echo "cluster.sh: $*" >&2; }
@@ -97,9 +105,11 @@ unlock() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Nodes: `id<TAB>http_addr<TAB>data_dir<TAB>raft_addr` lines, from the config and extra-nodes.
+# Nodes: `id<TAB>http_addr<TAB>data_dir<TAB>raft_addr<TAB>resp_addr` lines (resp_addr `-` when
+# the node has none), from the config and extra-nodes (4 fields: no resp_addr).
 CONFIG_NODES=""
 LB_ADDR=""
+LB_RESP_ADDR=""
 
 # Reads the config once (the binary validates it). With `quiet`, failures are not fatal (down
 # must work with a broken config or no binary at all: it goes by the pid files).
@@ -113,9 +123,9 @@ load_config() {
         [[ "${1:-}" == quiet ]] && return 0
         die "cannot read $CONFIG: $raw"
     fi
-    # older binaries print 3 columns: raft_addr is then the http_addr
+    # older binaries print 3 columns (raft_addr is then the http_addr) or 4 (no resp_addr)
     CONFIG_NODES="$(awk -F'\t' 'NF >= 3 && $1 ~ /^[0-9]+$/ {
-        print $1 "\t" $2 "\t" $3 "\t" ((NF >= 4 && $4 != "") ? $4 : $2) }' <<<"$raw")"
+        print $1 "\t" $2 "\t" $3 "\t" ((NF >= 4 && $4 != "") ? $4 : $2) "\t" ((NF >= 5 && $5 != "") ? $5 : "-") }' <<<"$raw")"
     if [[ -n "${SESSIONRAFT_LB_ADDR:-}" ]]; then
         LB_ADDR="$SESSIONRAFT_LB_ADDR"
     else
@@ -128,9 +138,19 @@ load_config() {
             LB_ADDR="${LB_ADDR//[[:space:]]/}"
         fi
     fi
-    # HAProxy still running from an earlier config or environment: its address is in its config
+    if [[ -n "${SESSIONRAFT_LB_RESP_ADDR:-}" ]]; then
+        LB_RESP_ADDR="$SESSIONRAFT_LB_RESP_ADDR"
+    elif [[ -n "$LB_ADDR" ]] && "$BIN" lb-addr --help 2>/dev/null | grep -q -- '--resp'; then
+        if ! LB_RESP_ADDR="$("$BIN" lb-addr --config "$CONFIG" --resp 2>&1)"; then
+            [[ "${1:-}" == quiet ]] && LB_RESP_ADDR="" && return 0
+            die "cannot read the load balancer's resp_addr of $CONFIG: $LB_RESP_ADDR"
+        fi
+        LB_RESP_ADDR="${LB_RESP_ADDR//[[:space:]]/}"
+    fi
+    # HAProxy still running from an earlier config or environment: its addresses are in its config
     if [[ -z "$LB_ADDR" && -n "$(haproxy_live_pid)" ]]; then
         LB_ADDR="$(awk '$1 == "bind" { print $2; exit }' "$HAPROXY_CFG")"
+        LB_RESP_ADDR="$(awk '$1 == "frontend" { f = $2 } f == "resp" && $1 == "bind" { print $2; exit }' "$HAPROXY_CFG")"
     fi
 }
 
@@ -149,6 +169,11 @@ active_nodes() {
     all_nodes | awk -F'\t' -v removed=" $removed " 'index(removed, " " $1 " ") == 0'
 }
 node_line() { all_nodes | awk -F'\t' -v id="$1" '$1 == id'; }
+# `id<TAB>resp_addr<TAB>http_addr` of the active nodes that have a resp_addr
+resp_nodes() { active_nodes | awk -F'\t' 'NF >= 5 && $5 != "-" && $5 != "" { print $1 "\t" $5 "\t" $2 }'; }
+# the RESP frontend is served: a load balancer with a resp_addr and at least one node with one
+resp_lb() { [[ -n "$LB_ADDR" && -n "$LB_RESP_ADDR" && -n "$(resp_nodes)" ]]; }
+node_resp() { local r; r="$(node_field "$1" 5)"; [[ "$r" == - ]] || echo "$r"; }
 node_field() { node_line "$1" | cut -f"$2"; }
 is_config_node() { [[ -n "$CONFIG_NODES" ]] && awk -F'\t' -v id="$1" '$1 == id { f = 1 } END { exit !f }' <<<"$CONFIG_NODES"; }
 is_extra() { ! is_config_node "$1" && extra_nodes | awk -F'\t' -v id="$1" '$1 == id { f = 1 } END { exit !f }'; }
@@ -378,27 +403,85 @@ EOF
         # turned unready (cut off from the quorum, no leader) is out within ~0.6 s
         printf '    server node%s %s check inter 500ms fastinter 100ms fall 2 rise 2\n' "$id" "$http"
     done < <(active_nodes)
+    if resp_lb; then haproxy_resp_cfg; fi
 }
 
-# lb_servers: `pxname<TAB>svname<TAB>status<TAB>check_status<TAB>lastchg` for each server of the
-# nodes backend, from the stats CSV. Returns 1 if the load balancer does not answer.
+# The Redis-protocol part: its own defaults (TCP), a frontend on LB_RESP_ADDR and a backend over
+# the resp_addr of the active nodes that have one (a node without one is left out).
+haproxy_resp_cfg() {
+    cat <<EOF
+
+# Redis protocol (RESP): one address for the clients' Redis URL; TCP, one client connection
+# to one node for its life. A node is in the rotation while its HTTP /readyz answers 200,
+# checked as in the HTTP backend. A connection on a node that goes DOWN stays there (its
+# commands get errors until it serves again; the client's reconnect lands elsewhere): no
+# shutdown-sessions, since during a leader's failover every survivor is unready for a moment
+# and that would cut every client's connection at once.
+defaults
+    mode tcp
+    log global
+    option tcplog
+    option dontlog-normal
+    timeout connect 1s
+    # pooled client connections sit idle for long (node-redis, redis-py and redis-rs keep theirs
+    # open): well above their keepalives and the nodes' own idle timeout ([resp]
+    # idle_timeout_secs, 300 s), so that HAProxy is not the one that cuts them
+    timeout client 1h
+    timeout server 1h
+    timeout check 1s
+    # TCP keepalives on both sides: a peer that vanished is noticed without traffic
+    option tcpka
+    # a connection a node refused (stopped, restarting) is retried on another node; nothing
+    # was sent on it
+    retries 3
+    option redispatch 1
+
+frontend $RESP_BACKEND
+    bind $LB_RESP_ADDR
+    default_backend $RESP_BACKEND
+
+backend $RESP_BACKEND
+    balance leastconn
+    option httpchk GET /readyz
+    http-check expect status 200
+EOF
+    local id resp http ip
+    while IFS=$'\t' read -r id resp http; do
+        ip="${http%:*}"
+        ip="${ip#[}"
+        printf '    server node%s %s check port %s addr %s inter 500ms fastinter 100ms fall 2 rise 2\n' \
+            "$id" "$resp" "${http##*:}" "${ip%]}"
+    done < <(resp_nodes)
+}
+
+# lb_servers [BACKEND...]: `pxname<TAB>svname<TAB>status<TAB>check_status<TAB>lastchg` for each
+# server of the backends (default: the nodes backend), from the stats CSV. Returns 1 if the load
+# balancer does not answer.
 lb_servers() {
     local csv
     [[ -n "$LB_ADDR" ]] || return 1
     csv="$(curl -fsS -m 2 "http://$LB_ADDR/haproxy-stats;csv" 2>/dev/null)" || return 1
-    python3 - "$LB_BACKEND" "$csv" <<'PY'
+    python3 - "$csv" "${@:-$LB_BACKEND}" <<'PY'
 import csv, io, sys
-backend, text = sys.argv[1], sys.argv[2]
+text, backends = sys.argv[1], sys.argv[2:]
 if text.startswith("# "):
     text = text[2:]
 for row in csv.DictReader(io.StringIO(text)):
-    if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND"):
+    if row.get("pxname") in backends and row.get("svname") not in ("FRONTEND", "BACKEND"):
         print("\t".join(row.get(k) or "" for k in ("pxname", "svname", "status", "check_status", "lastchg")))
 PY
 }
-lb_server_status() { lb_servers 2>/dev/null | awk -F'\t' -v s="node$1" '$2 == s { print $3 }'; }
+# lb_server_status ID: server nodeID's status in the nodes backend; with a RESP frontend and a
+# resp_addr for the node, both statuses joined by `/` unless they agree (UP/DOWN: not in service).
+lb_server_status() {
+    local b=("$LB_BACKEND")
+    if resp_lb && [[ -n "$(node_resp "$1")" ]]; then b+=("$RESP_BACKEND"); fi
+    lb_servers "${b[@]}" 2>/dev/null | awk -F'\t' -v s="node$1" '$2 == s { st[++n] = $3 }
+        END { if (n == 1 || (n == 2 && st[1] == st[2])) print st[1]; else if (n == 2) print st[1] "/" st[2] }'
+}
 
-# wait_lb_up ID DEADLINE: until HAProxy reports server nodeID UP.
+# wait_lb_up ID DEADLINE: until HAProxy reports server nodeID UP (in both backends when it has a
+# Redis-protocol port behind the RESP frontend).
 wait_lb_up() {
     local id="$1" deadline="$2" st=""
     while :; do
@@ -412,12 +495,16 @@ wait_lb_up() {
     done
 }
 
-# Until the running HAProxy serves exactly the active nodes (after a start or a reload).
+# Until the running HAProxy serves exactly the active nodes (after a start or a reload), and on
+# the RESP frontend exactly those with a resp_addr.
 wait_lb_servers() {
     local want got deadline=$((SECONDS + 10))
-    want="$(active_nodes | cut -f1 | sed 's/^/node/' | sort | tr '\n' ' ')"
+    want="$(active_nodes | cut -f1 | sed "s/^/$LB_BACKEND:node/" | sort | tr '\n' ' ')"
+    if resp_lb; then
+        want="$( (tr ' ' '\n' <<<"$want"; resp_nodes | cut -f1 | sed "s/^/$RESP_BACKEND:node/") | awk NF | sort | tr '\n' ' ')"
+    fi
     while :; do
-        got="$(lb_servers 2>/dev/null | cut -f2 | sort | tr '\n' ' ' || true)"
+        got="$(lb_servers "$LB_BACKEND" "$RESP_BACKEND" 2>/dev/null | awk -F'\t' '{ print $1 ":" $2 }' | sort | tr '\n' ' ' || true)"
         [[ "$got" == "$want" ]] && return 0
         if ((SECONDS >= deadline)); then
             tail -n 20 "$HAPROXY_LOG" >&2 || true
@@ -535,9 +622,16 @@ cmd_up() {
     echo "sessionraft is up ($(wc -w <<<"$ids") nodes):"
     if [[ -n "$LB_ADDR" ]]; then
         echo "  load balancer: demo: http://$LB_ADDR/  dashboard: http://$LB_ADDR/cluster  (HAProxy stats: http://$LB_ADDR/haproxy-stats)"
+        if resp_lb; then
+            echo "  load balancer: Redis URL: redis://$LB_RESP_ADDR  (express-session, Flask-Session, RedisSessionStore, redis-cli -u)"
+        elif [[ -n "$LB_RESP_ADDR" ]]; then
+            echo "  load balancer: no Redis frontend on $LB_RESP_ADDR: no node has a resp_addr"
+        fi
     fi
+    local resp
     for id in $ids; do
-        echo "  node $id: demo http://$(node_field "$id" 2)/   dashboard http://$(node_field "$id" 2)/cluster"
+        resp="$(node_resp "$id")"
+        echo "  node $id: demo http://$(node_field "$id" 2)/   dashboard http://$(node_field "$id" 2)/cluster${resp:+   Redis redis://$resp}"
     done
     echo "stop it with: scripts/cluster.sh down"
 }
@@ -596,6 +690,13 @@ PY
         total="$(awk 'NF' <<<"$servers" | wc -l)"
         up="$(awk -F'\t' '$3 == "UP"' <<<"$servers" | wc -l)"
         printf '%-5s %-8s %-22s %-10s %6s %7s %9s %s\n' lb "$pid" "$LB_ADDR" haproxy - - - "$up/$total servers UP"
+        if resp_lb; then
+            servers="$(lb_servers "$RESP_BACKEND" 2>/dev/null || true)"
+            total="$(awk 'NF' <<<"$servers" | wc -l)"
+            up="$(awk -F'\t' '$3 == "UP"' <<<"$servers" | wc -l)"
+            printf '%-5s %-8s %-22s %-10s %6s %7s %9s %s\n' lb "$pid" "$LB_RESP_ADDR" haproxy - - - \
+                "$up/$total servers UP, Redis URL redis://$LB_RESP_ADDR"
+        fi
     fi
 }
 
@@ -604,7 +705,7 @@ cmd_lb_status() {
     [[ -n "$LB_ADDR" ]] || die "no load balancer configured ([load_balancer] addr in $CONFIG, or SESSIONRAFT_LB_ADDR)"
     [[ -n "$(haproxy_live_pid)" ]] || die "haproxy is not running on $LB_ADDR (scripts/cluster.sh up)"
     local servers
-    servers="$(lb_servers)" || die "haproxy does not answer on http://$LB_ADDR/haproxy-stats;csv"
+    servers="$(lb_servers "$LB_BACKEND" "$RESP_BACKEND")" || die "haproxy does not answer on http://$LB_ADDR/haproxy-stats;csv"
     printf '%-10s %-10s %-10s %-12s %s\n' pxname svname status check last_change
     awk -F'\t' 'NF { printf "%-10s %-10s %-10s %-12s %ss ago\n", $1, $2, $3, ($4 == "" ? "-" : $4), $5 }' <<<"$servers"
 }
@@ -757,9 +858,13 @@ cmd_add_node() {
         while IFS=$'\t' read -r _ line _ _; do
             [[ "$http" != "$line" && "$raft" != "$line" ]] || die "$line is used by another node"
         done < <(all_nodes)
-        while IFS=$'\t' read -r _ _ _ line; do
+        while IFS=$'\t' read -r _ _ _ line _; do
             [[ "$http" != "$line" && "$raft" != "$line" ]] || die "$line is used by another node"
         done < <(all_nodes)
+        while read -r line; do
+            [[ "$http" != "$line" && "$raft" != "$line" ]] || die "$line is the Redis-protocol address of another node"
+        done < <(all_nodes | cut -f5)
+        [[ -z "$LB_RESP_ADDR" || ("$http" != "$LB_RESP_ADDR" && "$raft" != "$LB_RESP_ADDR") ]] || die "$LB_RESP_ADDR is the load balancer's Redis-protocol address"
         mkdir -p "$RUN_DIR"
         # recorded before it starts, so that stop/down cover it even if this script is interrupted
         printf '%s\t%s\t%s\t%s\n' "$id" "$http" "$RUN_DIR/data/node$id" "$raft" >>"$EXTRA_FILE"
