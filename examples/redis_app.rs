@@ -1,8 +1,10 @@
 //! The baseline of the benchmarks: the demo API of a sessionraft node (`POST /api/counter`,
-//! `GET /api/counter`) on stock actix-session with its `RedisSessionStore`, with the same cookie
-//! settings as a node (`SessionCookie` in `web/src/node_runtime.rs`): `Private` cookie content
-//! (signed and encrypted), `HttpOnly`, `SameSite=Lax`, not `Secure`, named `id`, browser-session
-//! lifetime with a 30-minute idle TTL extended on every request. One worker per CPU.
+//! `GET /api/counter`, `POST /api/logout`) on stock actix-session with its `RedisSessionStore`,
+//! with the same cookie settings as a node (`SessionCookie` in `web/src/node_runtime.rs`):
+//! `Private` cookie content (signed and encrypted), `HttpOnly`, `SameSite=Lax`, not `Secure`,
+//! named `id`, browser-session lifetime with a 30-minute idle TTL extended on every request.
+//! One worker per CPU. `tests/resp_clients.rs` also points it at a sessionraft cluster's
+//! Redis-protocol door.
 //!
 //! ```sh
 //! cargo build --release --workspace --all-targets
@@ -44,6 +46,12 @@ async fn read_counter(session: Session) -> actix_web::Result<HttpResponse> {
         "counter": counter_of(&session)?,
         "served_by": 0,
     })))
+}
+
+/// Ends the session: actix-session deletes it from Redis (`DEL`) and removes the cookie.
+async fn logout(session: Session) -> HttpResponse {
+    session.purge();
+    HttpResponse::Ok().json(serde_json::json!({ "signed_out": true, "served_by": 0 }))
 }
 
 async fn healthz() -> HttpResponse {
@@ -96,7 +104,8 @@ fn main() -> anyhow::Result<()> {
                     web::scope("/api")
                         .wrap(middleware(store.clone(), key.clone()))
                         .route("/counter", web::post().to(increment))
-                        .route("/counter", web::get().to(read_counter)),
+                        .route("/counter", web::get().to(read_counter))
+                        .route("/logout", web::post().to(logout)),
                 )
         })
         .workers(workers)

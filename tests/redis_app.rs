@@ -124,6 +124,41 @@ async fn redis_app_counts_in_redis() {
     // No cookie: no session, counter 0.
     assert_eq!(read(&common::http(), &url).await, (200, Some(0)));
 
+    // Logout deletes the session from Redis: a copy of the old cookie finds nothing.
+    let carol = common::http();
+    let made = carol.post(&url).send().await.expect("carol's POST");
+    let cookie = made
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("carol's cookie")
+        .to_string();
+    let with_cookie = |req: reqwest::RequestBuilder| req.header("cookie", &cookie);
+    let out = with_cookie(carol.post(format!("{base}/api/logout")))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(out.status(), 200);
+    let gone = out
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        gone.starts_with("id=;"),
+        "logout removes the cookie: {gone}"
+    );
+    let after: serde_json::Value = with_cookie(carol.get(&url))
+        .send()
+        .await
+        .expect("read after logout")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(after["counter"], 0, "the old cookie reads nothing: {after}");
+
     // The sessions live in Redis (first, alice, bob), with the idle TTL.
     let keys = redis_cmd(redis_port, "DBSIZE\r\n").expect("DBSIZE");
     assert_eq!(keys.trim(), ":3", "DBSIZE answered {keys:?}");
