@@ -870,51 +870,110 @@ fn redis_cli_session(addr: SocketAddr) -> Result<(), String> {
 
 // ---- the tests ---------------------------------------------------------------------------------
 
-/// The apps and the driver against a real redis-server: they are right before sessionraft is
-/// asked anything.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn clients_against_redis_server() {
-    let dir = TempDir::new().expect("temp dir");
-    let port = free_port();
-    let redis = SocketAddr::from(([127, 0, 0, 1], port));
-    let _server = Proc(
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server not found: run `scripts/install-deps.sh --resp-clients`"),
-    );
-    wait_pong(redis, Duration::from_secs(10))
-        .await
-        .expect("redis-server starts");
-    redis_cli_session(redis).expect("redis-cli against redis-server");
-
-    let mut failures = Vec::new();
-    for app in App::ALL {
-        let result = match RunningApp::start(app, redis, dir.path()).await {
-            Ok(running) => plain_run(&running).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            failures.push(e);
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+/// A redis-server on a free port, durable (`appendonly yes`, `appendfsync always`: an
+/// acknowledged write survives a SIGKILL), so the failover driver can be proven against it.
+struct RedisServer {
+    addr: SocketAddr,
+    dir: PathBuf,
+    proc: Mutex<Option<Proc>>,
 }
 
-/// Users of one app while the leader is SIGKILLed mid-run: every acknowledged increment is
-/// there after the leader was restarted, none doubled.
-async fn failover_run(app: &RunningApp, cluster: &Cluster) -> Result<(), String> {
+impl RedisServer {
+    async fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let server = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir: dir.to_path_buf(),
+            proc: Mutex::new(None),
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.addr.port().to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server not found: run `scripts/install-deps.sh --resp-clients`");
+        *self.proc.lock().unwrap_or_else(|e| e.into_inner()) = Some(Proc(child));
+        wait_pong(self.addr, Duration::from_secs(10))
+            .await
+            .expect("redis-server starts");
+    }
+}
+
+/// What the failover run crashes and brings back.
+enum Crash<'a> {
+    /// SIGKILL the Raft leader (found by `/cluster/status`), restart it with `cluster.sh start`.
+    Leader(&'a Cluster),
+    /// SIGKILL the redis-server and start it again at once on the same port and data.
+    Redis(&'a RedisServer),
+}
+
+impl Crash<'_> {
+    /// Kill; what was killed.
+    async fn kill(&self) -> String {
+        match self {
+            Crash::Leader(cluster) => {
+                let leader = cluster.leader().await;
+                cluster.kill(leader).await;
+                format!("leader {leader}")
+            }
+            Crash::Redis(server) => {
+                // Child::kill is SIGKILL; dropping the Proc reaps it. A lone server is back after
+                // half a second: the users cannot finish without it.
+                let proc = server.proc.lock().unwrap_or_else(|e| e.into_inner()).take();
+                drop(proc);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                server.spawn().await;
+                "redis-server".to_string()
+            }
+        }
+    }
+
+    /// Bring back what [`Crash::kill`] killed (`what`), if it is not back yet.
+    async fn restart(&self, what: &str) -> Result<String, String> {
+        match self {
+            Crash::Leader(cluster) => {
+                let id = what.trim_start_matches("leader ");
+                let out = cluster.sh(&["start", id]);
+                if !out.status.success() {
+                    return Err(format!("cluster.sh start {id}: {}", show(&out)));
+                }
+                Ok(format!(
+                    "node {id} restarted, leader now {}",
+                    cluster.leader().await
+                ))
+            }
+            Crash::Redis(_) => Ok("it was restarted on its AOF 0.5 s after the kill".to_string()),
+        }
+    }
+}
+
+/// Users of one app while the store is SIGKILLed mid-run (a third of the increments in), then
+/// restarted: every acknowledged increment is there afterwards, none doubled.
+async fn failover_run(app: &RunningApp, crash: Crash<'_>) -> Result<(), String> {
     let t = Instant::now();
     let acks = AtomicUsize::new(0);
     let mut users: Vec<User> = (0..USERS).map(User::new).collect();
     let deadline = Instant::now() + Duration::from_secs(90);
-    let leader = cluster.leader().await;
     let killer = async {
-        // a third of the increments acknowledged: mid-run
         while acks.load(Ordering::Relaxed) < USERS * INCREMENTS as usize / 3 {
             if Instant::now() > deadline {
                 return None;
@@ -922,8 +981,8 @@ async fn failover_run(app: &RunningApp, cluster: &Cluster) -> Result<(), String>
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let before = acks.load(Ordering::Relaxed);
-        cluster.kill(leader).await;
-        Some((before, t.elapsed()))
+        let what = crash.kill().await;
+        Some((what, before, t.elapsed()))
     };
     let users_run = all_users(&mut users, |u| {
         u.increments(
@@ -936,27 +995,24 @@ async fn failover_run(app: &RunningApp, cluster: &Cluster) -> Result<(), String>
     });
     let (run, killed) = tokio::join!(users_run, killer);
     let finished = t.elapsed();
-    run.map_err(|e| app.failure(&format!("increments while node {leader} was killed: {e}")))?;
-    let Some((acked_before_kill, killed_at)) = killed else {
+    let Some((what, acked_before_kill, killed_at)) = killed else {
+        run?;
         return Err(app.failure("the users never got a third of their increments acknowledged"));
     };
+    run.map_err(|e| app.failure(&format!("increments while {what} was killed: {e}")))?;
     let unknown: u32 = users.iter().map(|u| u.unknown_total).sum();
-    let out = cluster.sh(&["start", &leader.to_string()]);
-    if !out.status.success() {
-        return Err(format!("cluster.sh start {leader}: {}", show(&out)));
-    }
-    let new_leader = cluster.leader().await;
+    let restarted = crash.restart(&what).await?;
     all_users(&mut users, |u| u.check_read(app, Some(deadline)))
         .await
-        .map_err(|e| app.failure(&format!("reads after the restart of node {leader}: {e}")))?;
+        .map_err(|e| app.failure(&format!("reads after {restarted}: {e}")))?;
     all_users(&mut users, |u| u.logout(app, Some(deadline)))
         .await
-        .map_err(|e| app.failure(&format!("logout after the restart: {e}")))?;
+        .map_err(|e| app.failure(&format!("logout after {restarted}: {e}")))?;
     println!(
-        "{}: leader {leader} SIGKILLed at {:.2} s after {acked_before_kill} acknowledged \
-         increments; all {} acknowledged by {:.2} s ({unknown} requests failed and were retried); \
-         node {leader} restarted (leader now {new_leader}); every user read its last acknowledged \
-         counter, logged out, old cookie empty: ok in {:.2} s",
+        "{}: {what} SIGKILLed at {:.2} s after {acked_before_kill} acknowledged increments; all \
+         {} acknowledged by {:.2} s ({unknown} requests failed and were retried); {restarted}; \
+         every user read its last acknowledged counter, logged out, old cookie empty: ok in \
+         {:.2} s",
         app.app.name(),
         killed_at.as_secs_f64(),
         USERS * INCREMENTS as usize,
@@ -964,6 +1020,30 @@ async fn failover_run(app: &RunningApp, cluster: &Cluster) -> Result<(), String>
         t.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The apps and the driver against a real (durable) redis-server, also SIGKILLed mid-run:
+/// they are right before sessionraft is asked anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_against_redis_server() {
+    let dir = TempDir::new().expect("temp dir");
+    let server = RedisServer::start(dir.path()).await;
+    redis_cli_session(server.addr).expect("redis-cli against redis-server");
+
+    let mut failures = Vec::new();
+    for app in App::ALL {
+        let result = match RunningApp::start(app, server.addr, dir.path()).await {
+            Ok(running) => match plain_run(&running).await {
+                Ok(()) => failover_run(&running, Crash::Redis(&server)).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -990,7 +1070,7 @@ async fn clients_against_a_cluster_through_haproxy() {
     for app in App::ALL {
         let result = match RunningApp::start(app, cluster.lb_resp, cluster.dir()).await {
             Ok(running) => match plain_run(&running).await {
-                Ok(()) => failover_run(&running, &cluster).await,
+                Ok(()) => failover_run(&running, Crash::Leader(&cluster)).await,
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
