@@ -3,6 +3,7 @@
 # by a consistency check of everything the clients saw.
 #
 #   scripts/chaos.sh SCENARIO [--duration S] [--rate R] [--seed N] [--out DIR] [--users N]
+#                    [--via all|lb]
 #   scripts/chaos.sh list       the scenarios, one line each
 #   scripts/chaos.sh cleanup    remove what a chaos run killed with SIGKILL left behind (its cluster,
 #                               iptables chains, tmpfs mounts); a normal run, even a failed or
@@ -35,11 +36,15 @@
 #
 # Defaults: --duration 60 (seconds of load), --rate 50 (requests/s in all), --users 20, --seed
 # random (printed; the same seed gives the same schedule: faults, randomly picked nodes, hold
-# times and gaps, and the load's seed), --out target/chaos/SCENARIO-YYYYmmdd-HHMMSS (must not exist or be empty).
+# times and gaps, and the load's seed), --out target/chaos/SCENARIO-YYYYmmdd-HHMMSS (must not exist or be empty),
+# --via all (the users' requests go to HAProxy and straight to every node: each node's own answers
+# are checked under the faults; a user whose request went straight to a stopped node waits out
+# its 5 s timeout) or lb (through HAProxy only, as in a deployment: how a user behind the load
+# balancer sees a fault; the final reads still read every node).
 #
-# A run: a temp config (nodes on 127.0.0.11-13, separate HTTP and Raft ports, short Raft timings,
+# A run: a temp config (nodes on 127.0.0.11-13, separate HTTP and Raft ports, the default Raft timings,
 # HAProxy on 127.0.0.1), `cluster.sh up` with its run dir in OUT/cluster; `sessionraft load`
-# through the load balancer and straight to every node in the background, every node's term
+# through the load balancer (and straight to every node unless --via lb) in the background, every node's term
 # sampled meanwhile; the faults, each followed by a wait until the cluster is whole again (every
 # node ready and caught up, UP in HAProxy); the load's settle and final reads; `sessionraft check`
 # (also per fault: its window, the longest time without a successful operation while some waited,

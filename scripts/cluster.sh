@@ -374,7 +374,9 @@ defaults
     timeout http-request 10s
     timeout http-keep-alive 10s
     timeout queue 5s
-    timeout check 1s
+    # a node's /readyz answers in a millisecond or two; one silent for 250 ms (stopped,
+    # swapping) fails the check, so that a paused node leaves the rotation within ~0.7 s
+    timeout check 250ms
     # resend a request only when it certainly changed nothing: the connection to a node failed,
     # or the node answered 503 (x-sessionraft-outcome: not-applied: it cannot serve now and
     # proposed nothing). A 504 (outcome unknown: a write may have been applied) is never resent,
@@ -399,9 +401,10 @@ backend $LB_BACKEND
 EOF
     local id http
     while IFS=$'\t' read -r id http _; do
-        # fastinter: after a first failed check the next come every 100 ms, so a node that
-        # turned unready (cut off from the quorum, no leader) is out within ~0.6 s
-        printf '    server node%s %s check inter 500ms fastinter 100ms fall 2 rise 2\n' "$id" "$http"
+        # inter 250ms, fastinter: after a first failed check the next come every 100 ms, so a
+        # node that turned unready (cut off from the quorum, no leader) or stopped answering is
+        # out within 0.35-0.6 s (+ the check timeout when it is silent)
+        printf '    server node%s %s check inter 250ms fastinter 100ms fall 2 rise 2\n' "$id" "$http"
     done < <(active_nodes)
     if resp_lb; then haproxy_resp_cfg; fi
 }
@@ -428,7 +431,7 @@ defaults
     # idle_timeout_secs, 300 s), so that HAProxy is not the one that cuts them
     timeout client 1h
     timeout server 1h
-    timeout check 1s
+    timeout check 250ms
     # TCP keepalives on both sides: a peer that vanished is noticed without traffic
     option tcpka
     # a connection a node refused (stopped, restarting) is retried on another node; nothing
@@ -449,7 +452,7 @@ EOF
     while IFS=$'\t' read -r id resp http; do
         ip="${http%:*}"
         ip="${ip#[}"
-        printf '    server node%s %s check port %s addr %s inter 500ms fastinter 100ms fall 2 rise 2\n' \
+        printf '    server node%s %s check port %s addr %s inter 250ms fastinter 100ms fall 2 rise 2\n' \
             "$id" "$resp" "${http##*:}" "${ip%]}"
     done < <(resp_nodes)
 }

@@ -8,7 +8,7 @@ output, OUT directory and exit codes are those of the former bash script (see it
 
 Module map:
     cli.py        the command line (SCENARIO [--duration S] [--rate R] [--seed N] [--out DIR]
-                  [--users N], list, cleanup, --help) and the CHAOS_* / SESSIONRAFT_BIN
+                  [--users N] [--via all|lb], list, cleanup, --help) and the CHAOS_* / SESSIONRAFT_BIN
                   environment; bad input exits 2
     schedule.py   the seeded schedule: the bash script's 64-bit LCG (same seed, same draws),
                   the scenarios (mixed's pool unchanged by pause-leader/-follower), each

@@ -1,6 +1,7 @@
 """The command line of scripts/chaos.sh (unchanged from the bash script):
 
     scripts/chaos.sh SCENARIO [--duration S] [--rate R] [--seed N] [--out DIR] [--users N]
+                     [--via all|lb]
     scripts/chaos.sh list | cleanup | --help
 
 and the environment it reads. Bad input: a message on stderr ('chaos.sh: ...') and exit 2.
@@ -33,6 +34,7 @@ class Options:
     users: int = 20
     seed: int = 0
     out: str = ""
+    via: str = "all"  # --via: "all" (the load balancer and every node) or "lb" (only HAProxy)
     settle: int = 10
     recover_timeout: int = 60
     disk_mb: int = 64
@@ -58,11 +60,11 @@ def parse(argv: list[str], env: dict | None = None, root: Path = ROOT,
     if scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario '{scenario}': one of {' '.join(SCENARIOS)} "
                          "(scripts/chaos.sh --help)")
-    raw = {"duration": "60", "rate": "50", "users": "20", "seed": "", "out": ""}
+    raw = {"duration": "60", "rate": "50", "users": "20", "seed": "", "out": "", "via": "all"}
     i = 0
     while i < len(rest):
         opt = rest[i]
-        if opt in ("--duration", "--rate", "--seed", "--out", "--users"):
+        if opt in ("--duration", "--rate", "--seed", "--out", "--users", "--via"):
             if i + 1 >= len(rest):
                 raise UsageError(f"{opt} needs a value")
             raw[opt[2:]] = rest[i + 1]
@@ -75,7 +77,9 @@ def parse(argv: list[str], env: dict | None = None, root: Path = ROOT,
         if not whole(raw[k]):
             raise UsageError(f"--{k} must be a whole number")
     o = Options(scenario=scenario, duration=int(raw["duration"]), rate=int(raw["rate"]),
-                users=int(raw["users"]), seed=int(raw["seed"]), out=raw["out"])
+                users=int(raw["users"]), seed=int(raw["seed"]), out=raw["out"], via=raw["via"])
+    if o.via not in ("all", "lb"):
+        raise UsageError("--via must be all (the load balancer and every node) or lb")
     if o.duration < 5:
         raise UsageError("--duration must be at least 5 seconds")
     if o.rate < 1 or o.users < 1:

@@ -64,10 +64,13 @@ def find_cmd(name: str) -> bool:
     return shutil.which(name) is not None or os.access(f"/usr/sbin/{name}", os.X_OK)
 
 
-def load_argv(bin_path: Path, targets: str, o: Options, history: Path) -> list[str]:
+def load_argv(bin_path: Path, targets: str, o: Options, history: Path,
+              final_targets: str | None = None) -> list[str]:
+    """`sessionraft load`; the final reads go to `final_targets` (default: `targets`)."""
     return [str(bin_path), "load", "--targets", targets, "--users", str(o.users), "--rate",
             str(o.rate), "--duration", str(o.duration), "--seed", str(o.seed), "--out",
-            str(history), "--settle", str(o.settle), "--final-targets", targets]
+            str(history), "--settle", str(o.settle), "--final-targets",
+            final_targets or targets]
 
 
 def check_argv(bin_path: Path, history: Path, nodes: str, faults_path: Path,
@@ -297,10 +300,13 @@ class Run:
               f"HAProxy {lay.lb_addr}")
 
         node_urls = [lay.http_url(n) for n in NODE_IDS]
-        targets = ",".join([lay.lb_url, *node_urls])
+        # --via lb: the users reach the cluster only through HAProxy, as a deployment's do;
+        # all: also straight to every node (each node's own answers checked under faults)
+        every = ",".join([lay.lb_url, *node_urls])
+        targets = lay.lb_url if o.via == "lb" else every
         history = self.out / "history.jsonl"
         with self.signals.critical(), open(self.out / "load.log", "wb") as log:
-            self.load = subprocess.Popen(load_argv(self.bin, targets, o, history),
+            self.load = subprocess.Popen(load_argv(self.bin, targets, o, history, every),
                                          stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
             (self.out / "load.pid").write_text(f"{self.load.pid}\n")

@@ -34,8 +34,9 @@ class ParseTest(unittest.TestCase):
                "CHAOS_FAKETIME_LIB": "/x/lib.so", "SESSIONRAFT_BIN": "/b/sr",
                "CARGO_TARGET_DIR": "/t"}
         o = cli.parse(["pause", "--duration", "40", "--rate", "7", "--seed", "0012", "--out",
-                       "o", "--users", "3"], env=env)
+                       "o", "--users", "3", "--via", "lb"], env=env)
         self.assertEqual((o.duration, o.rate, o.seed, o.out, o.users), (40, 7, 12, "o", 3))
+        self.assertEqual((o.via, cli.parse(["pause"], env=env).via), ("lb", "all"))
         self.assertEqual((o.settle, o.recover_timeout, o.disk_mb, o.warmup), (4, 30, 16, 0))
         self.assertEqual((o.clock_skew, o.keep_bin), ("+5s", True))
         self.assertEqual((o.faketime_lib, o.bin), (Path("/x/lib.so"), Path("/b/sr")))
@@ -58,6 +59,7 @@ class ParseTest(unittest.TestCase):
             (["pause", "--duration", "4"], "--duration must be at least 5 seconds"),
             (["pause", "--rate", "0"], "--rate and --users must be at least 1"),
             (["pause", "--users", "0"], "--rate and --users must be at least 1"),
+            (["pause", "--via", "nodes"], "--via must be all (the load balancer and every node) or lb"),
         ]
         for argv, msg in cases:
             rc, out, err = run_main(argv)

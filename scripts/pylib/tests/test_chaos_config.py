@@ -15,9 +15,10 @@ secret = "SECRET"
 admin_token = "TOKEN"
 
 [raft]
+# the Raft timings of the default cluster.toml: what an operator runs is what is measured
 heartbeat_ms = 100
-election_timeout_min_ms = 400
-election_timeout_max_ms = 800
+election_timeout_min_ms = 210
+election_timeout_max_ms = 300
 request_deadline_ms = 3000
 rpc_timeout_ms = 1000
 # small, so that snapshots and log purges happen within a short run and a wiped node rejoins

@@ -60,6 +60,12 @@ class CommandsTest(unittest.TestCase):
                          ["/o/bin/sessionraft", "load", "--targets", t, "--users", "20", "--rate",
                           "50", "--duration", "40", "--seed", "7", "--out", "/o/history.jsonl",
                           "--settle", "10", "--final-targets", t])
+        # --via lb: the load goes through HAProxy only; its final reads still read every node
+        lb, every = "http://127.0.0.1:1", "http://127.0.0.1:1,http://127.0.0.11:2"
+        self.assertEqual(run.load_argv(Path("/b"), lb, o, Path("/h"), every)[2:4],
+                         ["--targets", lb])
+        self.assertEqual(run.load_argv(Path("/b"), lb, o, Path("/h"), every)[-2:],
+                         ["--final-targets", every])
         self.assertEqual(run.check_argv(Path("/b"), Path("/o/h"), "n1,n2", Path("/o/f"),
                                         Path("/o/check")),
                          ["/b", "check", "--history", "/o/h", "--nodes", "n1,n2", "--faults",
