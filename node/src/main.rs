@@ -69,7 +69,7 @@ enum Cmd {
         config: Option<PathBuf>,
     },
     /// Print the nodes of a configuration, one per line: id, HTTP address, data dir, Raft
-    /// address (tab-separated; for scripts).
+    /// address, RESP address or `-` (tab-separated; for scripts).
     Nodes {
         #[arg(long)]
         config: Option<PathBuf>,
@@ -78,6 +78,9 @@ enum Cmd {
     LbAddr {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The address of its Redis-protocol frontend (`[load_balancer] resp_addr`) instead.
+        #[arg(long)]
+        resp: bool,
     },
     /// Change the membership of a running cluster.
     Cluster {
@@ -416,18 +419,22 @@ fn main() -> ExitCode {
         Cmd::Nodes { config } => config::load(config.as_deref())
             .map(|cfg| {
                 for n in &cfg.nodes {
+                    let resp = n
+                        .resp_addr
+                        .map_or_else(|| "-".to_string(), |a| a.to_string());
                     println!(
-                        "{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}\t{}",
                         n.id,
                         n.http_addr,
                         n.data_dir.display(),
-                        n.raft_addr
+                        n.raft_addr,
+                        resp
                     );
                 }
             })
             .map_err(anyhow::Error::from),
-        Cmd::LbAddr { config } => load(config).map(|cfg| {
-            if let Some(a) = cfg.lb_addr {
+        Cmd::LbAddr { config, resp } => load(config).map(|cfg| {
+            if let Some(a) = if resp { cfg.lb_resp_addr } else { cfg.lb_addr } {
                 println!("{a}");
             }
         }),

@@ -67,6 +67,7 @@ pub fn resolve_node(
                 http_addr: j.http_addr,
                 raft_addr,
                 data_dir: j.data_dir,
+                resp_addr: None,
             })
         }
     }

@@ -299,10 +299,51 @@ pub struct Config {
     /// The load balancer's address (`[load_balancer] addr`), if one fronts the cluster: where
     /// `scripts/cluster.sh` runs HAProxy and the URL the demo app shows.
     pub lb_addr: Option<SocketAddr>,
+    /// The load balancer's Redis-protocol address (`[load_balancer] resp_addr`): the TCP
+    /// frontend `scripts/cluster.sh` adds for the nodes' `resp_addr`s.
+    pub lb_resp_addr: Option<SocketAddr>,
+    /// The Redis-protocol door's settings (`[resp]`).
+    pub resp: RespConfig,
     /// Thread counts of each node (`[runtime]`); `None` = automatic.
     pub runtime: RuntimeConfig,
     /// HTTPS for every listener and every client (`[tls]`); `None` = plain HTTP.
     pub tls: Option<TlsConfig>,
+}
+
+/// `[resp]`: the Redis-protocol (RESP2/RESP3) door of every node that has a `resp_addr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RespConfig {
+    /// The password of `AUTH` / `HELLO … AUTH` (`password` or `password_env`); `None`: the door
+    /// is open to whoever reaches the address, as a local Redis without `requirepass` is.
+    pub password: Option<Secret>,
+    /// Connections per node at most; one more is answered `-ERR max number of clients reached`
+    /// and closed.
+    pub max_connections: usize,
+    /// A connection idle this long is closed (`Duration::ZERO`: never).
+    pub idle_timeout: Duration,
+    /// The longest bulk string (key or value) accepted, checked before it is read.
+    pub max_bulk_bytes: usize,
+    /// The most elements of one command (array length), checked before they are read.
+    pub max_array_len: usize,
+}
+
+impl RespConfig {
+    /// Largest accepted `max_bulk_bytes` (a value travels in one Raft log entry).
+    pub const MAX_BULK_BYTES: usize = 1 << 20;
+    /// Largest accepted `max_array_len`.
+    pub const MAX_ARRAY_LEN: usize = 1 << 20;
+}
+
+impl Default for RespConfig {
+    fn default() -> Self {
+        Self {
+            password: None,
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(300),
+            max_bulk_bytes: 512 * 1024,
+            max_array_len: 65_536,
+        }
+    }
 }
 
 /// `[runtime]`: how many threads a node runs. Unset values are chosen per node at start:
@@ -560,6 +601,8 @@ pub struct NodeConfig {
     pub raft_addr: SocketAddr,
     /// The node's RocksDB directory, already resolved against the base directory (unique).
     pub data_dir: PathBuf,
+    /// The address the node serves the Redis protocol on, if any (unique).
+    pub resp_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -572,17 +615,20 @@ impl Config {
             raft,
             nodes,
             load_balancer,
+            resp,
             runtime,
             tls,
         } = raw;
         let nodes = validate_nodes(nodes, base_dir)?;
-        let lb_addr = validate_load_balancer(load_balancer, &nodes)?;
+        let (lb_addr, lb_resp_addr) = validate_load_balancer(load_balancer, &nodes)?;
         Ok(Self {
             cluster: validate_cluster(cluster, base_dir)?,
             session: validate_session(session, base_dir)?,
             raft: validate_raft(raft)?,
             nodes,
             lb_addr,
+            lb_resp_addr,
+            resp: validate_resp(resp)?,
             runtime: validate_runtime(runtime)?,
             tls: validate_tls(tls, base_dir)?,
         })
@@ -705,6 +751,9 @@ pub struct RawConfig {
     pub nodes: Vec<RawNodeConfig>,
     /// `[load_balancer]` (optional).
     pub load_balancer: Option<RawLoadBalancerConfig>,
+    /// `[resp]` (optional; every key defaults).
+    #[serde(default)]
+    pub resp: RawRespConfig,
     /// `[runtime]` (optional; every key defaults to automatic).
     #[serde(default)]
     pub runtime: RawRuntimeConfig,
@@ -728,6 +777,27 @@ pub struct RawRuntimeConfig {
 pub struct RawLoadBalancerConfig {
     /// `addr`: `IP:PORT` the load balancer listens on.
     pub addr: String,
+    /// `resp_addr`: `IP:PORT` of the load balancer's Redis-protocol (TCP) frontend.
+    pub resp_addr: Option<String>,
+}
+
+/// `[resp]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRespConfig {
+    /// `password`: the `AUTH` password (at least 16 bytes).
+    #[serde(deserialize_with = "deserialize_secret")]
+    pub password: Option<Secret>,
+    /// `password_env`: an environment variable holding it.
+    pub password_env: Option<String>,
+    /// `max_connections` per node (default 1024).
+    pub max_connections: Option<i64>,
+    /// `idle_timeout_secs` (default 300; 0 = never).
+    pub idle_timeout_secs: Option<i64>,
+    /// `max_bulk_bytes` (default 512 KiB, at most 1 MiB).
+    pub max_bulk_bytes: Option<i64>,
+    /// `max_array_len` (default 65536).
+    pub max_array_len: Option<i64>,
 }
 
 /// `[tls]` as written.
@@ -870,6 +940,8 @@ pub struct RawNodeConfig {
     pub raft_addr: Option<String>,
     /// `data_dir`: the node's RocksDB directory.
     pub data_dir: String,
+    /// `resp_addr`: `IP:PORT` to serve the Redis protocol on (optional).
+    pub resp_addr: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1298,8 +1370,23 @@ fn validate_nodes(
             Some(raft_addr) => parse_addr(&field("raft_addr"), raft_addr)?,
             None => http_addr,
         };
-        // A node may use one address for both; two nodes may not share any address.
-        for (key, addr) in [("http_addr", http_addr), ("raft_addr", raft_addr)] {
+        let resp_addr = match &node.resp_addr {
+            Some(a) => Some(parse_addr(&field("resp_addr"), a)?),
+            None => None,
+        };
+        // The Redis protocol needs a listener of its own.
+        if let Some(a) = resp_addr.filter(|a| *a == http_addr || *a == raft_addr) {
+            return Err(ConfigError::invalid(
+                field("resp_addr"),
+                format!("{a} is this node's HTTP or Raft address: RESP needs a port of its own"),
+            ));
+        }
+        // A node may use one address for HTTP and Raft; two nodes may not share any address.
+        let resp = resp_addr.map(|a| ("resp_addr", a));
+        for (key, addr) in [("http_addr", http_addr), ("raft_addr", raft_addr)]
+            .into_iter()
+            .chain(resp)
+        {
             let (owner, owner_key) = *addrs.entry(addr).or_insert((index, key));
             if owner != index {
                 return Err(ConfigError::invalid(
@@ -1326,6 +1413,7 @@ fn validate_nodes(
             http_addr,
             raft_addr,
             data_dir,
+            resp_addr,
         });
     }
     nodes.sort_by_key(|node| node.id);
@@ -1354,28 +1442,115 @@ fn validate_runtime(raw: RawRuntimeConfig) -> Result<RuntimeConfig, ConfigError>
     })
 }
 
+/// `[load_balancer]`: (`addr`, `resp_addr`), neither used by a node, nor the same.
 fn validate_load_balancer(
     raw: Option<RawLoadBalancerConfig>,
     nodes: &[NodeConfig],
-) -> Result<Option<SocketAddr>, ConfigError> {
+) -> Result<(Option<SocketAddr>, Option<SocketAddr>), ConfigError> {
     let Some(raw) = raw else {
-        return Ok(None);
+        return Ok((None, None));
     };
-    let addr = parse_addr("load_balancer.addr", &raw.addr)?;
-    if let Some((index, node)) = nodes
-        .iter()
-        .enumerate()
-        .find(|(_, n)| n.http_addr == addr || n.raft_addr == addr)
-    {
+    let not_a_node =
+        |field: &str, addr: SocketAddr| -> Result<SocketAddr, ConfigError> {
+            match nodes.iter().enumerate().find(|(_, n)| {
+                n.http_addr == addr || n.raft_addr == addr || n.resp_addr == Some(addr)
+            }) {
+                Some((index, node)) => Err(ConfigError::invalid(
+                    field,
+                    format!(
+                        "{addr} is already used by node {} (node[{index}] after sorting by id)",
+                        node.id
+                    ),
+                )),
+                None => Ok(addr),
+            }
+        };
+    let addr = not_a_node(
+        "load_balancer.addr",
+        parse_addr("load_balancer.addr", &raw.addr)?,
+    )?;
+    let resp = match &raw.resp_addr {
+        Some(a) => Some(not_a_node(
+            "load_balancer.resp_addr",
+            parse_addr("load_balancer.resp_addr", a)?,
+        )?),
+        None => None,
+    };
+    if resp == Some(addr) {
         return Err(ConfigError::invalid(
-            "load_balancer.addr",
-            format!(
-                "{addr} is already used by node {} (node[{index}] after sorting by id)",
-                node.id
-            ),
+            "load_balancer.resp_addr",
+            format!("{addr} is also load_balancer.addr"),
         ));
     }
-    Ok(Some(addr))
+    Ok((Some(addr), resp))
+}
+
+/// `[resp]`: the password (exactly one of `password`, `password_env`, or neither) and limits.
+fn validate_resp(raw: RawRespConfig) -> Result<RespConfig, ConfigError> {
+    let d = RespConfig::default();
+    let password = match (raw.password, raw.password_env) {
+        (None, None) => None,
+        (Some(p), None) => Some(check_length(
+            "resp.password",
+            "the RESP password",
+            p,
+            MIN_ADMIN_TOKEN_BYTES,
+        )?),
+        (None, Some(var)) => {
+            let value = read_secret_env("resp.password_env", &var)?;
+            let what = format!("the value of environment variable {var}");
+            Some(check_length(
+                "resp.password_env",
+                &what,
+                value,
+                MIN_ADMIN_TOKEN_BYTES,
+            )?)
+        }
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                "resp.password",
+                "set at most one of `password` or `password_env`, but both are set",
+            ))
+        }
+    };
+    let within = |field: &str, v: Option<i64>, lo: i64, hi: usize, default: usize| match v {
+        None => Ok(default),
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|u| n >= lo && *u <= hi)
+            .ok_or_else(|| ConfigError::invalid(field, format!("{n} must be within {lo}..={hi}"))),
+    };
+    Ok(RespConfig {
+        password,
+        max_connections: within(
+            "resp.max_connections",
+            raw.max_connections,
+            1,
+            1_000_000,
+            d.max_connections,
+        )?,
+        idle_timeout: Duration::from_secs(within(
+            "resp.idle_timeout_secs",
+            raw.idle_timeout_secs,
+            0,
+            86_400 * 365,
+            300,
+        )? as u64),
+        max_bulk_bytes: within(
+            "resp.max_bulk_bytes",
+            raw.max_bulk_bytes,
+            64,
+            RespConfig::MAX_BULK_BYTES,
+            d.max_bulk_bytes,
+        )?,
+        max_array_len: within(
+            "resp.max_array_len",
+            raw.max_array_len,
+            8,
+            RespConfig::MAX_ARRAY_LEN,
+            d.max_array_len,
+        )?,
+    })
 }
 
 /// `[tls]`: both paths non-empty, resolved against `base_dir` (like `data_dir`). The files are

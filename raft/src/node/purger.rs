@@ -1,7 +1,8 @@
 //! The purger: a task on the Raft runtime that, on the leader only, proposes `PurgeExpired` so
-//! expired sessions and their index entries leave the disk (reads ignore them before that).
+//! expired sessions and their index entries leave the disk (reads ignore them before that), and
+//! `Kv(Purge)` for the Redis-protocol keyspace's expired keys.
 //!
-//! It proposes only when the leader's own expiry index holds a session due now
+//! It proposes only when the leader's own expiry index holds a session (or key) due now
 //! ([`StateMachineStore::has_expired`](crate::StateMachineStore::has_expired)): an idle cluster
 //! writes no log entry. The leader's state machine has applied everything it committed, so what
 //! it sees due is what the purge entry will find (give or take writes in flight, which the
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use crate::clock::now_ms;
 use crate::node::cluster::Cluster;
+use crate::storage::kv::{KvCommand, KvResponse};
 use crate::{Command, Response};
 
 /// Sessions removed per purge entry at most (bounds the entry and the apply time).
@@ -33,6 +35,23 @@ pub async fn run(cluster: Weak<Cluster>, every: Duration) {
             continue;
         }
         let now = now_ms();
+        match c.sm.kv_has_expired(now) {
+            Ok(false) => {}
+            Ok(true) => {
+                let cmd = Command::Kv(KvCommand::Purge {
+                    now_ms: now,
+                    limit: PURGE_LIMIT,
+                });
+                match c.propose_here(cmd).await {
+                    Ok(p) if matches!(p.response, Response::Kv(KvResponse::Int(n)) if n > 0) => {
+                        tracing::info!(purged = ?p.response, "purged expired keys");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "key purge not proposed"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the key expiry index; purge skipped"),
+        }
         match c.sm.has_expired(now) {
             Ok(true) => {}
             Ok(false) => continue,

@@ -10,8 +10,12 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
 use crate::storage::codec;
 use crate::storage::command::{Command, Response, Session, MAX_KEY_BYTES, MAX_USER_BYTES};
-use crate::storage::db::{self, CF_EXPIRY_INDEX, CF_SESSIONS, CF_USER_INDEX};
+use crate::storage::db::{self, CF_EXPIRY_INDEX, CF_KV, CF_KV_EXPIRY, CF_SESSIONS, CF_USER_INDEX};
 use crate::storage::error::{rocks, Result};
+use crate::storage::kv::{
+    self, KvCommand, KvEntry, KvResponse, SetCondition, SetExpiry, MAX_KV_KEY_BYTES,
+    MAX_KV_VALUE_BYTES,
+};
 
 pub(crate) struct Txn<'a> {
     db: &'a DB,
@@ -19,6 +23,8 @@ pub(crate) struct Txn<'a> {
     sessions: HashMap<String, Option<Session>>,
     users: BTreeMap<Vec<u8>, bool>,
     expiry: BTreeMap<Vec<u8>, bool>,
+    kv: HashMap<Vec<u8>, Option<KvEntry>>,
+    kv_expiry: BTreeMap<Vec<u8>, bool>,
     pub(crate) batch: WriteBatch,
 }
 
@@ -50,6 +56,8 @@ impl<'a> Txn<'a> {
             sessions: HashMap::new(),
             users: BTreeMap::new(),
             expiry: BTreeMap::new(),
+            kv: HashMap::new(),
+            kv_expiry: BTreeMap::new(),
             batch: WriteBatch::default(),
         }
     }
@@ -351,6 +359,7 @@ impl<'a> Txn<'a> {
                 }
                 Ok(Response::Count(written))
             }
+            Command::Kv(c) => Ok(Response::Kv(self.apply_kv(c)?)),
             Command::Batch(cmds) => {
                 let mut out = Vec::with_capacity(cmds.len());
                 for c in cmds {
@@ -359,6 +368,239 @@ impl<'a> Txn<'a> {
                 Ok(Response::Batch(out))
             }
         }
+    }
+}
+
+fn check_kv_key(key: &[u8]) -> Option<KvResponse> {
+    (key.len() > MAX_KV_KEY_BYTES).then(|| {
+        KvResponse::Rejected(format!(
+            "key must be at most {MAX_KV_KEY_BYTES} bytes, got {}",
+            key.len()
+        ))
+    })
+}
+
+/// The Redis-protocol keyspace (see [`crate::storage::kv`]).
+impl Txn<'_> {
+    /// The stored entry (live or expired), seeing this transaction's writes.
+    fn kv_get(&self, key: &[u8]) -> Result<Option<KvEntry>> {
+        if let Some(v) = self.kv.get(key) {
+            return Ok(v.clone());
+        }
+        read_kv(self.db, self.generation, key)
+    }
+
+    /// The entry if it is live at `now_ms`.
+    fn kv_live(&self, key: &[u8], now_ms: u64) -> Result<Option<KvEntry>> {
+        Ok(self.kv_get(key)?.filter(|e| e.is_live(now_ms)))
+    }
+
+    fn kv_drop_expiry(&mut self, key: &[u8], old: &KvEntry) -> Result<()> {
+        if let Some(at) = old.expires_at_ms {
+            let k = db::kv_expiry_key(self.generation, at, key);
+            self.batch.delete_cf(db::cf(self.db, CF_KV_EXPIRY)?, &k);
+            self.kv_expiry.insert(k, false);
+        }
+        Ok(())
+    }
+
+    fn kv_put(&mut self, key: &[u8], old: Option<&KvEntry>, new: KvEntry) -> Result<()> {
+        if let Some(old) = old {
+            self.kv_drop_expiry(key, old)?;
+        }
+        if let Some(at) = new.expires_at_ms {
+            let k = db::kv_expiry_key(self.generation, at, key);
+            self.batch.put_cf(db::cf(self.db, CF_KV_EXPIRY)?, &k, []);
+            self.kv_expiry.insert(k, true);
+        }
+        self.batch.put_cf(
+            db::cf(self.db, CF_KV)?,
+            db::kv_key(self.generation, key),
+            codec::encode("kv entry", &new)?,
+        );
+        self.kv.insert(key.to_vec(), Some(new));
+        Ok(())
+    }
+
+    fn kv_remove(&mut self, key: &[u8], old: &KvEntry) -> Result<()> {
+        self.kv_drop_expiry(key, old)?;
+        self.batch
+            .delete_cf(db::cf(self.db, CF_KV)?, db::kv_key(self.generation, key));
+        self.kv.insert(key.to_vec(), None);
+        Ok(())
+    }
+
+    /// Set the expiry of a live entry: an instant at or before `now_ms` removes it (as Redis
+    /// does), `Keep` leaves it.
+    fn kv_set_expiry(
+        &mut self,
+        key: &[u8],
+        old: &KvEntry,
+        expiry: SetExpiry,
+        now_ms: u64,
+    ) -> Result<()> {
+        let expires_at_ms = match expiry {
+            SetExpiry::Keep => return Ok(()),
+            SetExpiry::Clear => None,
+            SetExpiry::At(at) if at <= now_ms => return self.kv_remove(key, old),
+            SetExpiry::At(at) => Some(at),
+        };
+        if expires_at_ms == old.expires_at_ms {
+            return Ok(());
+        }
+        let new = KvEntry {
+            value: old.value.clone(),
+            expires_at_ms,
+        };
+        self.kv_put(key, Some(old), new)
+    }
+
+    /// Apply one keyspace command; bad input is a `Rejected` answer that changed nothing.
+    fn apply_kv(&mut self, cmd: &KvCommand) -> Result<KvResponse> {
+        match cmd {
+            KvCommand::Set {
+                key,
+                value,
+                condition,
+                expiry,
+                now_ms,
+            } => {
+                if let Some(r) = check_kv_key(key) {
+                    return Ok(r);
+                }
+                if value.len() > MAX_KV_VALUE_BYTES {
+                    return Ok(KvResponse::Rejected(format!(
+                        "value must be at most {MAX_KV_VALUE_BYTES} bytes, got {}",
+                        value.len()
+                    )));
+                }
+                let stored = self.kv_get(key)?;
+                let live = stored.clone().filter(|e| e.is_live(*now_ms));
+                let allowed = match condition {
+                    SetCondition::Always => true,
+                    SetCondition::IfAbsent => live.is_none(),
+                    SetCondition::IfPresent => live.is_some(),
+                };
+                let old = live.as_ref().map(|e| e.value.clone());
+                if !allowed {
+                    return Ok(KvResponse::Set {
+                        written: false,
+                        old,
+                    });
+                }
+                let expires_at_ms = match expiry {
+                    SetExpiry::Clear => None,
+                    SetExpiry::Keep => live.as_ref().and_then(|e| e.expires_at_ms),
+                    SetExpiry::At(at) => Some(*at),
+                };
+                if expires_at_ms.is_some_and(|at| at <= *now_ms) {
+                    // Already expired when written (a past EXAT): the key is gone, as in Redis.
+                    if let Some(s) = &stored {
+                        self.kv_remove(key, s)?;
+                    }
+                } else {
+                    let new = KvEntry {
+                        value: value.clone(),
+                        expires_at_ms,
+                    };
+                    self.kv_put(key, stored.as_ref(), new)?;
+                }
+                Ok(KvResponse::Set { written: true, old })
+            }
+            KvCommand::Delete { keys, now_ms } => {
+                let mut removed = 0;
+                for key in keys {
+                    if let Some(old) = self.kv_get(key)? {
+                        if old.is_live(*now_ms) {
+                            removed += 1;
+                        }
+                        self.kv_remove(key, &old)?;
+                    }
+                }
+                Ok(KvResponse::Int(removed))
+            }
+            KvCommand::Expire {
+                key,
+                at_ms,
+                condition,
+                now_ms,
+            } => {
+                let Some(old) = self.kv_live(key, *now_ms)? else {
+                    return Ok(KvResponse::Int(0));
+                };
+                if !kv::expire_allowed(*condition, old.expires_at_ms, *at_ms) {
+                    return Ok(KvResponse::Int(0));
+                }
+                self.kv_set_expiry(key, &old, SetExpiry::At(*at_ms), *now_ms)?;
+                Ok(KvResponse::Int(1))
+            }
+            KvCommand::Persist { key, now_ms } => match self.kv_live(key, *now_ms)? {
+                Some(old) if old.expires_at_ms.is_some() => {
+                    self.kv_set_expiry(key, &old, SetExpiry::Clear, *now_ms)?;
+                    Ok(KvResponse::Int(1))
+                }
+                _ => Ok(KvResponse::Int(0)),
+            },
+            KvCommand::GetDelete { key, now_ms } => match self.kv_get(key)? {
+                Some(old) => {
+                    self.kv_remove(key, &old)?;
+                    Ok(KvResponse::Value(
+                        old.is_live(*now_ms).then_some(old.value),
+                    ))
+                }
+                None => Ok(KvResponse::Value(None)),
+            },
+            KvCommand::GetExpire {
+                key,
+                expiry,
+                now_ms,
+            } => match self.kv_live(key, *now_ms)? {
+                Some(old) => {
+                    self.kv_set_expiry(key, &old, *expiry, *now_ms)?;
+                    Ok(KvResponse::Value(Some(old.value)))
+                }
+                None => Ok(KvResponse::Value(None)),
+            },
+            KvCommand::Purge { now_ms, limit } => {
+                let from = db::gen_prefix(self.generation).to_vec();
+                let to = db::kv_expiry_key(self.generation, now_ms.saturating_add(1), b"");
+                let overlay = std::mem::take(&mut self.kv_expiry);
+                let found = self.scan(CF_KV_EXPIRY, &overlay, &from, &to, *limit as usize);
+                self.kv_expiry = overlay;
+                let mut purged = 0;
+                for k in found? {
+                    let (at, key) = db::parse_kv_expiry_key(&k)?;
+                    match self.kv_get(&key)? {
+                        Some(e) if e.expires_at_ms == Some(at) && !e.is_live(*now_ms) => {
+                            self.kv_remove(&key, &e)?;
+                            purged += 1;
+                        }
+                        _ => {
+                            self.batch.delete_cf(db::cf(self.db, CF_KV_EXPIRY)?, &k);
+                            self.kv_expiry.insert(k, false);
+                        }
+                    }
+                }
+                Ok(KvResponse::Int(purged))
+            }
+        }
+    }
+
+    /// Write one keyspace entry from a snapshot with its expiry index entry.
+    pub(crate) fn load_kv(&mut self, key: &[u8], entry: KvEntry) -> Result<()> {
+        self.kv_put(key, None, entry)
+    }
+}
+
+/// Read one stored keyspace entry (live or expired) of `generation` straight from the DB.
+pub(crate) fn read_kv(db: &DB, generation: u64, key: &[u8]) -> Result<Option<KvEntry>> {
+    let cf = db::cf(db, CF_KV)?;
+    match db
+        .get_pinned_cf(cf, db::kv_key(generation, key))
+        .map_err(rocks("read kv"))?
+    {
+        None => Ok(None),
+        Some(bytes) => Ok(Some(codec::decode("kv entry", &bytes)?)),
     }
 }
 

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::storage::kv::{KvCommand, KvResponse};
+
 /// A session's state: actix-session's string map, kept ordered so that its encoding is canonical.
 pub type SessionState = BTreeMap<String, String>;
 
@@ -101,6 +103,9 @@ pub enum Command {
         keep: String,
         now_ms: u64,
     },
+    /// A write on the Redis-protocol keyspace ([`crate::storage::kv`]); answers
+    /// [`Response::Kv`]. (Appended last: variant indexes of persisted commands never change.)
+    Kv(KvCommand),
 }
 
 impl Command {
@@ -130,6 +135,7 @@ impl Command {
             Command::DeleteUser { user } => FIELDS + user.len(),
             Command::CapUser { user, keep, .. } => FIELDS + user.len() + keep.len(),
             Command::PurgeExpired { .. } => FIELDS,
+            Command::Kv(kv) => kv.approx_bytes(),
             Command::Batch(cmds) => FIELDS + cmds.iter().map(Command::approx_bytes).sum::<usize>(),
             Command::Import { sessions, .. } => {
                 FIELDS
@@ -163,4 +169,6 @@ pub enum Response {
     Batch(Vec<Response>),
     /// The answer to a blank or membership entry.
     Empty,
+    /// The answer to a [`Command::Kv`].
+    Kv(KvResponse),
 }

@@ -7,6 +7,10 @@
 //! - `sessions`: generation ++ session key -> [`crate::Session`].
 //! - `user_index`: generation ++ u16 user length ++ user ++ session key -> empty.
 //! - `expiry_index`: generation ++ big-endian expires_at_ms ++ session key -> empty.
+//! - `kv`: generation ++ big-endian FNV-1a-64 of the key ++ key bytes ->
+//!   [`crate::storage::kv::KvEntry`] (the Redis-protocol keyspace; in hash order, so that a
+//!   `SCAN` cursor is a number: the hash to resume from).
+//! - `kv_expiry`: generation ++ big-endian expires_at_ms ++ key bytes -> empty (keys with an expiry).
 //! - `sm_meta`: current generation, last applied log id, membership, current snapshot.
 //!
 //! Session data lives under a *generation* prefix. Installing a snapshot writes the new data under
@@ -27,18 +31,28 @@ pub(crate) const CF_SESSIONS: &str = "sessions";
 pub(crate) const CF_USER_INDEX: &str = "user_index";
 pub(crate) const CF_EXPIRY_INDEX: &str = "expiry_index";
 pub(crate) const CF_SM_META: &str = "sm_meta";
+pub(crate) const CF_KV: &str = "kv";
+pub(crate) const CF_KV_EXPIRY: &str = "kv_expiry";
 
-const ALL_CFS: [&str; 6] = [
+const ALL_CFS: [&str; 8] = [
     CF_LOGS,
     CF_LOG_META,
     CF_SESSIONS,
     CF_USER_INDEX,
     CF_EXPIRY_INDEX,
     CF_SM_META,
+    CF_KV,
+    CF_KV_EXPIRY,
 ];
 
 /// The data CFs whose keys start with a generation prefix.
-pub(crate) const GENERATION_CFS: [&str; 3] = [CF_SESSIONS, CF_USER_INDEX, CF_EXPIRY_INDEX];
+pub(crate) const GENERATION_CFS: [&str; 5] = [
+    CF_SESSIONS,
+    CF_USER_INDEX,
+    CF_EXPIRY_INDEX,
+    CF_KV,
+    CF_KV_EXPIRY,
+];
 
 /// Tuning of the RocksDB instance.
 #[derive(Clone, Debug)]
@@ -144,6 +158,63 @@ pub(crate) fn expiry_key(generation: u64, expires_at_ms: u64, key: &str) -> Vec<
     k.extend_from_slice(&expires_at_ms.to_be_bytes());
     k.extend_from_slice(key.as_bytes());
     k
+}
+
+/// FNV-1a, 64 bits: the order of the keyspace (stable across versions and machines).
+pub(crate) fn kv_hash(key: &[u8]) -> u64 {
+    key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+pub(crate) fn kv_key(generation: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16 + key.len());
+    k.extend_from_slice(&gen_prefix(generation));
+    k.extend_from_slice(&kv_hash(key).to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// The first `kv` key of `generation` whose hash is at least `hash`.
+pub(crate) fn kv_hash_start(generation: u64, hash: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16);
+    k.extend_from_slice(&gen_prefix(generation));
+    k.extend_from_slice(&hash.to_be_bytes());
+    k
+}
+
+/// Split a `kv` key (without checking its generation) into (hash, key).
+pub(crate) fn parse_kv_key(k: &[u8]) -> Result<(u64, Vec<u8>)> {
+    if k.len() < 16 {
+        return Err(Error::Corrupt {
+            what: "kv key",
+            reason: format!("{} bytes, expected at least 16", k.len()),
+        });
+    }
+    let mut h = [0u8; 8];
+    h.copy_from_slice(&k[8..16]);
+    Ok((u64::from_be_bytes(h), k[16..].to_vec()))
+}
+
+pub(crate) fn kv_expiry_key(generation: u64, expires_at_ms: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16 + key.len());
+    k.extend_from_slice(&gen_prefix(generation));
+    k.extend_from_slice(&expires_at_ms.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// Split a `kv_expiry` key (without checking its generation) into (expires_at_ms, key).
+pub(crate) fn parse_kv_expiry_key(k: &[u8]) -> Result<(u64, Vec<u8>)> {
+    if k.len() < 16 {
+        return Err(Error::Corrupt {
+            what: "kv expiry key",
+            reason: format!("{} bytes, expected at least 16", k.len()),
+        });
+    }
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&k[8..16]);
+    Ok((u64::from_be_bytes(ts), k[16..].to_vec()))
 }
 
 /// Split an expiry-index key (without checking its generation) into (expires_at_ms, session key).

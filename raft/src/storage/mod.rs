@@ -7,6 +7,7 @@ pub mod codec;
 pub mod command;
 pub(crate) mod db;
 pub mod error;
+pub mod kv;
 pub mod log_store;
 pub mod snapshot_file;
 pub mod state_machine;

@@ -1,10 +1,14 @@
-//! The snapshot file format: every live and expired-but-unpurged session, in key order.
+//! The snapshot file format: every live and expired-but-unpurged session in key order, then every
+//! key of the Redis-protocol keyspace in key order.
 //!
 //! ```text
-//! magic "SRSNAP\0\x01"
-//! repeated: u32 BE length (1..=MAX_RECORD) | record (codec-encoded (key, Session))
+//! magic "SRSNAP\0\x02"
+//! repeated: u32 BE length (1..=MAX_RECORD) | record (codec-encoded [`SnapshotRecord`])
 //! u32 BE 0 (end marker) | u64 BE record count | u32 BE CRC-32 of every byte before it
 //! ```
+//! Version 1 (magic `SRSNAP\0\x01`, before the keyspace existed) held codec-encoded
+//! `(key, Session)` records; the reader still accepts it, so a node upgraded in a rolling restart
+//! installs an older leader's snapshot.
 //! The same state always gives the same bytes (keys are iterated in order, the session map is a
 //! `BTreeMap`, bincode is canonical), so two replicas can compare snapshots byte for byte.
 
@@ -13,8 +17,19 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use crate::storage::codec;
 use crate::storage::command::Session;
 use crate::storage::error::{Error, Result};
+use crate::storage::kv::KvEntry;
 
-const MAGIC: &[u8; 8] = b"SRSNAP\0\x01";
+const MAGIC: &[u8; 8] = b"SRSNAP\0\x02";
+const MAGIC_V1: &[u8; 8] = b"SRSNAP\0\x01";
+
+/// One record of a snapshot.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+pub enum SnapshotRecord {
+    /// A session under its key.
+    Session(String, Session),
+    /// A keyspace entry under its key.
+    Kv(Vec<u8>, KvEntry),
+}
 /// Largest record accepted when reading: bounds allocations driven by a corrupt length.
 const MAX_RECORD: u32 = 64 << 20;
 
@@ -50,7 +65,19 @@ impl<W: Write> SnapshotWriter<W> {
     /// # Errors
     /// On a write or encoding error.
     pub fn write_record(&mut self, key: &str, session: &Session) -> Result<()> {
-        let payload = codec::encode("snapshot record", &(key, session))?;
+        self.write(&SnapshotRecord::Session(key.to_string(), session.clone()))
+    }
+
+    /// Append one keyspace entry.
+    ///
+    /// # Errors
+    /// On a write or encoding error.
+    pub fn write_kv(&mut self, key: &[u8], entry: &KvEntry) -> Result<()> {
+        self.write(&SnapshotRecord::Kv(key.to_vec(), entry.clone()))
+    }
+
+    fn write(&mut self, record: &SnapshotRecord) -> Result<()> {
+        let payload = codec::encode("snapshot record", record)?;
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|l| *l <= MAX_RECORD)
@@ -99,6 +126,7 @@ pub struct SnapshotReader<R: Read> {
     crc: crc32fast::Hasher,
     count: u64,
     done: bool,
+    v1: bool,
 }
 
 impl<R: Read> SnapshotReader<R> {
@@ -112,10 +140,12 @@ impl<R: Read> SnapshotReader<R> {
             crc: crc32fast::Hasher::new(),
             count: 0,
             done: false,
+            v1: false,
         };
         let mut magic = [0u8; 8];
         r.take(&mut magic)?;
-        if &magic != MAGIC {
+        r.v1 = &magic == MAGIC_V1;
+        if &magic != MAGIC && !r.v1 {
             return Err(corrupt(
                 "bad magic: not a sessionraft snapshot (or an unknown format version)",
             ));
@@ -135,11 +165,11 @@ impl<R: Read> SnapshotReader<R> {
         Ok(())
     }
 
-    /// The next session, `None` after the last one once the trailer checked out.
+    /// The next record, `None` after the last one once the trailer checked out.
     ///
     /// # Errors
     /// [`Error::Corrupt`] on a truncated stream, a bad record, a wrong count or checksum.
-    pub fn next_record(&mut self) -> Result<Option<(String, Session)>> {
+    pub fn next_record(&mut self) -> Result<Option<SnapshotRecord>> {
         if self.done {
             return Ok(None);
         }
@@ -176,9 +206,14 @@ impl<R: Read> SnapshotReader<R> {
         }
         let mut payload = vec![0u8; len as usize];
         self.take(&mut payload)?;
-        let (key, session): (String, Session) = codec::decode("snapshot record", &payload)?;
+        let record = if self.v1 {
+            let (key, session): (String, Session) = codec::decode("snapshot record", &payload)?;
+            SnapshotRecord::Session(key, session)
+        } else {
+            codec::decode("snapshot record", &payload)?
+        };
         self.count += 1;
-        Ok(Some((key, session)))
+        Ok(Some(record))
     }
 }
 
@@ -201,11 +236,26 @@ mod tests {
         let mut w = SnapshotWriter::new(Vec::new()).unwrap();
         w.write_record("k1", &session(1)).unwrap();
         w.write_record("k2", &session(2)).unwrap();
+        let entry = KvEntry {
+            value: vec![0, 0xff, 7],
+            expires_at_ms: Some(9),
+        };
+        w.write_kv(b"\x00bin", &entry).unwrap();
         let (bytes, n) = w.finish().unwrap();
-        assert_eq!(n, 2);
+        assert_eq!(n, 3);
         let mut r = SnapshotReader::new(&bytes[..]).unwrap();
-        assert_eq!(r.next_record().unwrap().unwrap().0, "k1");
-        assert_eq!(r.next_record().unwrap().unwrap().0, "k2");
+        assert_eq!(
+            r.next_record().unwrap().unwrap(),
+            SnapshotRecord::Session("k1".into(), session(1))
+        );
+        assert_eq!(
+            r.next_record().unwrap().unwrap(),
+            SnapshotRecord::Session("k2".into(), session(2))
+        );
+        assert_eq!(
+            r.next_record().unwrap().unwrap(),
+            SnapshotRecord::Kv(b"\x00bin".to_vec(), entry)
+        );
         assert!(r.next_record().unwrap().is_none());
 
         // flip one byte inside a record: the checksum (or the record decoder) catches it
@@ -228,5 +278,24 @@ mod tests {
             .unwrap();
         assert!(err.to_string().contains("truncated"), "{err}");
         assert!(SnapshotReader::new(&b"garbage!garbage"[..]).is_err());
+    }
+
+    /// A version-1 file (sessions only, `(key, Session)` records) written by an older node.
+    #[test]
+    fn reads_version_one() {
+        let mut bytes = MAGIC_V1.to_vec();
+        let payload = codec::encode("v1", &("k1", session(3))).unwrap();
+        bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&payload);
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        bytes.extend_from_slice(&1u64.to_be_bytes());
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_be_bytes());
+        let mut r = SnapshotReader::new(&bytes[..]).unwrap();
+        assert_eq!(
+            r.next_record().unwrap().unwrap(),
+            SnapshotRecord::Session("k1".into(), session(3))
+        );
+        assert!(r.next_record().unwrap().is_none());
     }
 }

@@ -28,10 +28,12 @@ use crate::storage::backup::{BackupHeader, BackupTrailer, BackupWriter};
 use crate::storage::codec;
 use crate::storage::command::{Response, Session};
 use crate::storage::db::{
-    self, CF_EXPIRY_INDEX, CF_SESSIONS, CF_SM_META, CF_USER_INDEX, GENERATION_CFS,
+    self, CF_EXPIRY_INDEX, CF_KV, CF_KV_EXPIRY, CF_SESSIONS, CF_SM_META, CF_USER_INDEX,
+    GENERATION_CFS,
 };
+use crate::storage::kv::KvEntry;
 use crate::storage::error::{self, rocks, Error, Result};
-use crate::storage::snapshot_file::{SnapshotReader, SnapshotWriter};
+use crate::storage::snapshot_file::{SnapshotReader, SnapshotRecord, SnapshotWriter};
 use crate::storage::types::{
     Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -253,6 +255,118 @@ impl StateMachineStore {
         Ok(expires_at_ms <= now_ms)
     }
 
+    /// The live keyspace entry under `key` at `now_ms`, read locally (linearizable after a read
+    /// barrier; an expired key is absent even before it is purged).
+    ///
+    /// # Errors
+    /// On a RocksDB error or a corrupt stored entry.
+    pub fn kv_get(&self, key: &[u8], now_ms: u64) -> Result<Option<KvEntry>> {
+        let generation = self.generation()?;
+        Ok(apply::read_kv(&self.inner.db, generation, key)?.filter(|e| e.is_live(now_ms)))
+    }
+
+    /// One step of a `SCAN`: the live keys (with their entries) from `cursor` on, in hash order,
+    /// at least `count` stored keys visited (all keys of the last hash visited, so that a hash
+    /// is never split across two steps), each passed through `keep`. Returns them and the next
+    /// cursor (0: done). Every key present for the whole iteration is returned at least once.
+    ///
+    /// # Errors
+    /// On a RocksDB error or a corrupt stored entry.
+    pub fn kv_scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        now_ms: u64,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Result<(Vec<(Vec<u8>, KvEntry)>, u64)> {
+        let generation = self.generation()?;
+        let db = &self.inner.db;
+        let prefix = db::gen_prefix(generation);
+        let start = db::kv_hash_start(generation, cursor);
+        let cf = db::cf(db, CF_KV)?;
+        let mut out = Vec::new();
+        let mut visited = 0usize;
+        let mut last_hash: Option<u64> = None;
+        for item in db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
+            let (k, v) = item.map_err(rocks("scan kv"))?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let (hash, key) = db::parse_kv_key(&k)?;
+            if visited >= count.max(1) && last_hash != Some(hash) {
+                // `hash` > the last one visited: resume there.
+                return Ok((out, hash.max(1)));
+            }
+            visited += 1;
+            last_hash = Some(hash);
+            if keep(&key) {
+                let entry: KvEntry = codec::decode("kv entry", &v)?;
+                if entry.is_live(now_ms) {
+                    out.push((key, entry));
+                }
+            }
+        }
+        Ok((out, 0))
+    }
+
+    /// The number of keyspace entries stored (live or expired but not yet purged, as Redis's
+    /// `DBSIZE` counts), by a scan of the keyspace.
+    ///
+    /// # Errors
+    /// On a RocksDB error.
+    pub fn kv_len(&self) -> Result<u64> {
+        let generation = self.generation()?;
+        let db = &self.inner.db;
+        let prefix = db::gen_prefix(generation);
+        let cf = db::cf(db, CF_KV)?;
+        let mut n = 0u64;
+        for item in db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, _) = item.map_err(rocks("count kv"))?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Whether a keyspace key is due for purging at `now_ms` (see [`Self::has_expired`]).
+    ///
+    /// # Errors
+    /// On a RocksDB error or a corrupt index key.
+    pub fn kv_has_expired(&self, now_ms: u64) -> Result<bool> {
+        let generation = self.generation()?;
+        let db = &self.inner.db;
+        let prefix = db::gen_prefix(generation);
+        let cf = db::cf(db, CF_KV_EXPIRY)?;
+        let Some(item) = db
+            .iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward))
+            .next()
+        else {
+            return Ok(false);
+        };
+        let (k, _) = item.map_err(rocks("scan kv expiry index"))?;
+        if !k.starts_with(&prefix) {
+            return Ok(false);
+        }
+        let (expires_at_ms, _) = db::parse_kv_expiry_key(&k)?;
+        Ok(expires_at_ms <= now_ms)
+    }
+
+    /// Estimated number of stored keyspace entries (RocksDB's estimate; cheap).
+    pub fn estimated_kv_keys(&self) -> u64 {
+        db::cf(&self.inner.db, CF_KV)
+            .ok()
+            .and_then(|cf| {
+                self.inner
+                    .db
+                    .property_int_value_cf(cf, "rocksdb.estimate-num-keys")
+                    .ok()
+                    .flatten()
+            })
+            .unwrap_or(0)
+    }
+
     /// Every live session of `user` at `now_ms`, with its key.
     ///
     /// # Errors
@@ -278,12 +392,14 @@ impl StateMachineStore {
         Ok(out)
     }
 
-    /// Run `f` over one consistent RocksDB view: the log id it reflects and every stored
-    /// session (live or expired) in key order, as (key, encoded session).
+    /// Run `f` over one consistent RocksDB view: the log id it reflects, the view's keyspace
+    /// entries (a function giving their iterator) and every stored session (live or expired)
+    /// in key order, as (key, encoded session).
     fn with_consistent_view<T>(
         &self,
         f: impl FnOnce(
             Option<LogId>,
+            &dyn Fn() -> Result<Vec<(Vec<u8>, Box<[u8]>)>>,
             &mut dyn Iterator<Item = Result<(Vec<u8>, Box<[u8]>)>>,
         ) -> Result<T>,
     ) -> Result<T> {
@@ -300,17 +416,31 @@ impl StateMachineStore {
             .map(|item| item.map_err(rocks("scan sessions")))
             .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
             .map(|item| item.map(|(k, v)| (k[prefix.len()..].to_vec(), v)));
-        f(last, &mut sessions)
+        let kv_cf = db::cf(db, CF_KV)?;
+        let kv = || -> Result<Vec<(Vec<u8>, Box<[u8]>)>> {
+            let mut out = Vec::new();
+            for item in snap.iterator_cf(kv_cf, IteratorMode::From(&prefix, Direction::Forward)) {
+                let (k, v) = item.map_err(rocks("scan kv"))?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                out.push((k[prefix.len()..].to_vec(), v));
+            }
+            Ok(out)
+        };
+        f(last, &kv, &mut sessions)
     }
 
-    /// A digest of the whole state machine (every stored session, in key order) and the log id it
-    /// reflects, taken from one consistent RocksDB view. Two replicas at the same applied index
-    /// must report the same digest.
+    /// A digest of the whole state machine (every stored session in key order, then every
+    /// keyspace entry in its stored order) and the log id it reflects, taken from one consistent
+    /// RocksDB view. Two replicas at the same applied index must report the same digest. The
+    /// count is the sessions'; an empty keyspace adds nothing to the hash (a sessions-only
+    /// state digests as it did before the keyspace existed).
     ///
     /// # Errors
     /// On a RocksDB error.
     pub fn digest(&self) -> Result<(Option<LogId>, u64, String)> {
-        self.with_consistent_view(|last, sessions| {
+        self.with_consistent_view(|last, kv, sessions| {
             let mut hasher = Sha256::new();
             let mut count = 0u64;
             for item in sessions {
@@ -320,6 +450,13 @@ impl StateMachineStore {
                 hasher.update((value.len() as u64).to_be_bytes());
                 hasher.update(&value);
                 count += 1;
+            }
+            for (key, value) in kv()? {
+                hasher.update(b"kv");
+                hasher.update((key.len() as u64).to_be_bytes());
+                hasher.update(&key);
+                hasher.update((value.len() as u64).to_be_bytes());
+                hasher.update(&value);
             }
             Ok((last, count, hex::encode(hasher.finalize())))
         })
@@ -336,7 +473,7 @@ impl StateMachineStore {
         node_id: u64,
         now_ms: u64,
     ) -> Result<(W, BackupHeader, BackupTrailer)> {
-        self.with_consistent_view(|last, sessions| {
+        self.with_consistent_view(|last, _kv, sessions| {
             let header = BackupHeader {
                 created_at_ms: now_ms,
                 node_id,
@@ -512,6 +649,16 @@ impl StateMachineStore {
                 let session: Session = codec::decode("session", &v)?;
                 w.write_record(key, &session)?;
             }
+            let kv_cf = db::cf(db, CF_KV)?;
+            for item in snap.iterator_cf(kv_cf, IteratorMode::From(&prefix, Direction::Forward)) {
+                let (k, v) = item.map_err(rocks("scan kv for snapshot"))?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                let (_, key) = db::parse_kv_key(&k)?;
+                let entry: KvEntry = codec::decode("kv entry", &v)?;
+                w.write_kv(&key, &entry)?;
+            }
             let (file, _count) = w.finish().map_err(snap_io(&tmp))?;
             file.sync_all().map_err(snap_io(&tmp))?;
             Ok(())
@@ -668,8 +815,11 @@ impl StateMachineStore {
             let mut txn = Txn::new(db, generation);
             let mut in_batch = 0;
             let mut total = 0u64;
-            while let Some((key, session)) = reader.next_record()? {
-                txn.load(&key, session)?;
+            while let Some(record) = reader.next_record()? {
+                match record {
+                    SnapshotRecord::Session(key, session) => txn.load(&key, session)?,
+                    SnapshotRecord::Kv(key, entry) => txn.load_kv(&key, entry)?,
+                }
                 in_batch += 1;
                 total += 1;
                 if in_batch == INSTALL_BATCH {
