@@ -84,6 +84,7 @@ pub mod metrics;
 pub mod node;
 pub mod raft_routes;
 pub mod request_scope;
+pub mod resp;
 pub mod session_store;
 
 pub use config::Config;

@@ -26,6 +26,11 @@ pub struct Metrics {
     sessions: IntGauge,
     replication_lag: IntGaugeVec,
     read_index: IntCounterVec,
+    kv_keys: IntGauge,
+    /// Redis-protocol commands served, by command and outcome (`ok`, `error`, `unavailable`).
+    pub resp_commands: IntCounterVec,
+    /// Open Redis-protocol connections.
+    pub resp_connections: IntGauge,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -76,6 +81,18 @@ impl Metrics {
                 ),
                 &["how"],
             )),
+            kv_keys: gauge(
+                "kv_keys_estimated",
+                "Estimated stored keys of the Redis-protocol keyspace",
+            ),
+            resp_commands: must(IntCounterVec::new(
+                Opts::new(
+                    "resp_commands_total",
+                    "Redis-protocol commands served, by command and outcome",
+                ),
+                &["command", "outcome"],
+            )),
+            resp_connections: gauge("resp_connections", "Open Redis-protocol connections"),
             registry,
             instruments,
             unknown_session_ids,
@@ -85,7 +102,10 @@ impl Metrics {
             )),
         };
         let r = &m.registry;
-        let own: [Box<dyn prometheus::core::Collector>; 10] = [
+        let own: [Box<dyn prometheus::core::Collector>; 13] = [
+            Box::new(m.kv_keys.clone()),
+            Box::new(m.resp_commands.clone()),
+            Box::new(m.resp_connections.clone()),
             Box::new(m.unknown_session_ids.clone()),
             Box::new(m.cookies_reissued.clone()),
             Box::new(m.term.clone()),
@@ -121,6 +141,7 @@ impl Metrics {
         self.applied_index
             .set(as_i64(m.last_applied.map_or(0, |l| l.index)));
         self.sessions.set(as_i64(cluster.sm.estimated_sessions()));
+        self.kv_keys.set(as_i64(cluster.sm.estimated_kv_keys()));
         self.replication_lag.reset();
         if let Some(repl) = &m.replication {
             let last = m.last_log_index.unwrap_or(0);

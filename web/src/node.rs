@@ -44,6 +44,7 @@ use crate::handlers::{self, AppState};
 use crate::metrics::Metrics;
 use crate::raft_routes;
 use crate::request_scope::{StoreErrors, StoreErrorsService};
+use crate::resp::RespServer;
 use crate::session_store::{RaftSessionStore, StoreSettings};
 
 /// The environment variable of the planted stale-read bug (test only): `1` makes session loads
@@ -84,6 +85,8 @@ pub struct NodeOptions {
     pub cookie_secrets: Vec<Vec<u8>>,
     /// The node's client (HTTP) address from the configuration.
     pub http_addr: SocketAddr,
+    /// Where to serve the Redis protocol (the node's `resp_addr`) and how; `None`: not at all.
+    pub resp: Option<(SocketAddr, crate::config::RespConfig)>,
 }
 
 impl NodeOptions {
@@ -146,6 +149,7 @@ impl NodeOptions {
                 .map(|s| s.expose().to_vec())
                 .collect(),
             http_addr: me.http_addr,
+            resp: me.resp_addr.map(|a| (a, cfg.resp.clone())),
         })
     }
 }
@@ -164,6 +168,12 @@ pub enum NodeError {
     /// Storage, Raft or the peer client could not start.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The Redis-protocol address could not be bound.
+    #[error("cannot serve the Redis protocol on {addr}: {source}")]
+    Resp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// How session cookies are made. Cheap to clone, `Send`.
@@ -245,6 +255,7 @@ struct Inner {
     app_state: web::Data<AppState>,
     frontend: web::Data<FrontendState>,
     http_addr: SocketAddr,
+    resp: Mutex<Option<RespServer>>,
 }
 
 impl Node {
@@ -293,6 +304,28 @@ impl Node {
             idle_ttl: opts.idle_ttl,
             metrics: Some(metrics.clone()),
         };
+        let resp = match &opts.resp {
+            Some((addr, config)) => {
+                let shared = crate::resp::Shared::new(
+                    cluster.clone(),
+                    consensus.batcher.clone(),
+                    metrics.clone(),
+                    config,
+                    addr.port(),
+                );
+                match RespServer::start(*addr, shared) {
+                    Ok(server) => Some(server),
+                    Err(source) => {
+                        consensus.shutdown();
+                        return Err(NodeError::Resp {
+                            addr: *addr,
+                            source,
+                        });
+                    }
+                }
+            }
+            None => None,
+        };
         let feed = DashboardFeed::default();
         cluster
             .rt
@@ -319,6 +352,7 @@ impl Node {
             store,
             cookie,
             http_addr: opts.http_addr,
+            resp: Mutex::new(resp),
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -383,6 +417,14 @@ impl Node {
         self.inner.cookie.clone()
     }
 
+    /// The address the Redis protocol is served on, if it is.
+    pub fn resp_addr(&self) -> Option<SocketAddr> {
+        match self.inner.resp.lock() {
+            Ok(r) => r.as_ref().map(RespServer::local_addr),
+            Err(poisoned) => poisoned.into_inner().as_ref().map(RespServer::local_addr),
+        }
+    }
+
     /// This node's handle on the Raft group.
     pub fn cluster(&self) -> &Arc<Cluster> {
         &self.inner.cluster
@@ -396,6 +438,11 @@ impl Node {
     /// Shut Raft down, then close storage (waits for both). Call after the HTTP server
     /// stopped; later calls do nothing. Callable inside or outside an async runtime.
     pub fn shutdown(&self) {
+        // The Redis door first: its connections stop proposing before Raft goes.
+        drop(match self.inner.resp.lock() {
+            Ok(mut r) => r.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        });
         let taken = match self.inner.consensus.lock() {
             Ok(mut c) => c.take(),
             Err(poisoned) => poisoned.into_inner().take(),

@@ -544,9 +544,7 @@ impl Txn<'_> {
             KvCommand::GetDelete { key, now_ms } => match self.kv_get(key)? {
                 Some(old) => {
                     self.kv_remove(key, &old)?;
-                    Ok(KvResponse::Value(
-                        old.is_live(*now_ms).then_some(old.value),
-                    ))
+                    Ok(KvResponse::Value(old.is_live(*now_ms).then_some(old.value)))
                 }
                 None => Ok(KvResponse::Value(None)),
             },

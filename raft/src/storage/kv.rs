@@ -26,7 +26,7 @@ pub struct KvEntry {
 impl KvEntry {
     /// Whether the key is live at `now_ms`.
     pub fn is_live(&self, now_ms: u64) -> bool {
-        self.expires_at_ms.map_or(true, |at| now_ms < at)
+        self.expires_at_ms.is_none_or(|at| now_ms < at)
     }
 }
 
@@ -64,6 +64,8 @@ pub enum ExpireCondition {
     IfLater,
     /// `LT`: only when the new expiry is earlier (no expiry counts as infinite).
     IfEarlier,
+    /// `XX LT`: only when the key has an expiry and the new one is earlier.
+    IfSomeAndEarlier,
 }
 
 /// A write on the keyspace.
@@ -139,7 +141,8 @@ pub fn expire_allowed(condition: ExpireCondition, current: Option<u64>, at_ms: u
         ExpireCondition::IfNone => current.is_none(),
         ExpireCondition::IfSome => current.is_some(),
         ExpireCondition::IfLater => current.is_some_and(|c| at_ms > c),
-        ExpireCondition::IfEarlier => current.map_or(true, |c| at_ms < c),
+        ExpireCondition::IfEarlier => current.is_none_or(|c| at_ms < c),
+        ExpireCondition::IfSomeAndEarlier => current.is_some_and(|c| at_ms < c),
     }
 }
 
@@ -160,6 +163,8 @@ mod tests {
         assert!(expire_allowed(IfNone, None, 1) && !expire_allowed(IfNone, Some(1), 1));
         assert!(expire_allowed(IfSome, Some(1), 1) && !expire_allowed(IfSome, None, 1));
         assert!(expire_allowed(Always, Some(9), 1));
+        assert!(!expire_allowed(IfSomeAndEarlier, None, 5));
+        assert!(expire_allowed(IfSomeAndEarlier, Some(6), 5));
         let e = KvEntry {
             value: vec![],
             expires_at_ms: Some(10),

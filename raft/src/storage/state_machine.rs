@@ -31,8 +31,8 @@ use crate::storage::db::{
     self, CF_EXPIRY_INDEX, CF_KV, CF_KV_EXPIRY, CF_SESSIONS, CF_SM_META, CF_USER_INDEX,
     GENERATION_CFS,
 };
-use crate::storage::kv::KvEntry;
 use crate::storage::error::{self, rocks, Error, Result};
+use crate::storage::kv::KvEntry;
 use crate::storage::snapshot_file::{SnapshotReader, SnapshotRecord, SnapshotWriter};
 use crate::storage::types::{
     Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -42,6 +42,12 @@ const KEY_GENERATION: &[u8] = b"generation";
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
+
+/// One page of `SCAN`: the live entries found and the next cursor (0: done).
+pub type KvScanPage = (Vec<(Vec<u8>, KvEntry)>, u64);
+
+/// A stored key (generation prefix removed) and its raw value.
+type RawPair = (Vec<u8>, Box<[u8]>);
 
 /// Sessions written to RocksDB per batch while installing a snapshot.
 const INSTALL_BATCH: usize = 4096;
@@ -278,16 +284,16 @@ impl StateMachineStore {
         count: usize,
         now_ms: u64,
         keep: impl Fn(&[u8]) -> bool,
-    ) -> Result<(Vec<(Vec<u8>, KvEntry)>, u64)> {
+    ) -> Result<KvScanPage> {
         let generation = self.generation()?;
         let db = &self.inner.db;
         let prefix = db::gen_prefix(generation);
         let start = db::kv_hash_start(generation, cursor);
         let cf = db::cf(db, CF_KV)?;
         let mut out = Vec::new();
-        let mut visited = 0usize;
         let mut last_hash: Option<u64> = None;
-        for item in db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
+        let items = db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward));
+        for (visited, item) in items.enumerate() {
             let (k, v) = item.map_err(rocks("scan kv"))?;
             if !k.starts_with(&prefix) {
                 break;
@@ -297,7 +303,6 @@ impl StateMachineStore {
                 // `hash` > the last one visited: resume there.
                 return Ok((out, hash.max(1)));
             }
-            visited += 1;
             last_hash = Some(hash);
             if keep(&key) {
                 let entry: KvEntry = codec::decode("kv entry", &v)?;
@@ -417,7 +422,7 @@ impl StateMachineStore {
             .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
             .map(|item| item.map(|(k, v)| (k[prefix.len()..].to_vec(), v)));
         let kv_cf = db::cf(db, CF_KV)?;
-        let kv = || -> Result<Vec<(Vec<u8>, Box<[u8]>)>> {
+        let kv = || -> Result<Vec<RawPair>> {
             let mut out = Vec::new();
             for item in snap.iterator_cf(kv_cf, IteratorMode::From(&prefix, Direction::Forward)) {
                 let (k, v) = item.map_err(rocks("scan kv"))?;
