@@ -3,7 +3,7 @@
  *
  * Live data: Server-Sent Events from /cluster/events, one JSON snapshot per message:
  *   {ts_ms, observer, leader, term, nodes: [{id, addr, url, role, term, last_log_index,
- *    applied_index, lag, healthy, reads}], sessions, writes_per_sec, reads_per_sec,
+ *    applied_index, lag, healthy, reads}], sessions, keys, resp_ops_per_sec, writes_per_sec, reads_per_sec,
  *    local_reads_per_sec, avg_batch_size}
  *
  * Admin actions: same-origin fetches with "Authorization: Bearer <token>".
@@ -156,6 +156,8 @@
 
   function renderSummary(snap) {
     setText(el.sessions, fmtInt(snap.sessions));
+    setText(el.keys, fmtInt(snap.keys));
+    setText(el.respOps, fmtDec(snap.resp_ops_per_sec));
     setText(el.writes, fmtDec(snap.writes_per_sec));
     setText(el.reads, fmtDec(snap.reads_per_sec));
     setText(el.localReads, fmtDec(snap.local_reads_per_sec));
@@ -641,6 +643,8 @@
       lastUpdate: byId('last-update'),
       observer: byId('observer'),
       sessions: byId('stat-sessions'),
+      keys: byId('stat-keys'),
+      respOps: byId('stat-resp-ops'),
       writes: byId('stat-writes'),
       reads: byId('stat-reads'),
       localReads: byId('stat-local-reads'),

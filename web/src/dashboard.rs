@@ -49,6 +49,10 @@ pub struct ClusterView {
     pub term: u64,
     pub nodes: Vec<NodeView>,
     pub sessions: u64,
+    /// Keys of the Redis-protocol keyspace.
+    pub keys: u64,
+    /// Redis-protocol commands per second, over every node's door.
+    pub resp_ops_per_sec: f64,
     pub writes_per_sec: f64,
     pub reads_per_sec: f64,
     /// Of `reads_per_sec`, the token reads served from a follower's own replica.
@@ -88,8 +92,12 @@ pub struct ClusterWatcher {
     cluster: Arc<Cluster>,
     metrics: Arc<Metrics>,
     feed: DashboardFeed,
-    last_counters: HashMap<u64, (Instant, OpCountersSnapshot, u64)>,
+    last_counters: HashMap<u64, Counters>,
 }
+
+/// A node's counters at the previous poll: when, its operation counters, its local reads and
+/// its Redis-protocol commands.
+type Counters = (Instant, OpCountersSnapshot, u64, u64);
 
 impl ClusterWatcher {
     /// A watcher publishing to `feed`.
@@ -159,6 +167,7 @@ impl ClusterWatcher {
         let leader = local.leader;
         let term = local.term;
         let sessions = local.sessions_estimated;
+        let keys = local.kv_keys_estimated;
         statuses.push((local.id, self_addr, Some(local)));
         statuses.sort_by_key(|(id, _, _)| *id);
         let leader_last = statuses
@@ -167,13 +176,13 @@ impl ClusterWatcher {
             .and_then(|(_, _, s)| s.as_ref())
             .and_then(|s| s.last_log_index);
 
-        let (mut writes, mut reads, mut local, mut batches, mut batched) =
-            (0.0, 0.0, 0.0, 0u64, 0u64);
+        let (mut writes, mut reads, mut local, mut resp, mut batches, mut batched) =
+            (0.0, 0.0, 0.0, 0.0, 0u64, 0u64);
         let nodes = statuses
             .into_iter()
             .map(|(id, addr, s)| match s {
                 Some(s) => {
-                    if let Some((then, prev, prev_local)) = self.last_counters.get(&id) {
+                    if let Some((then, prev, prev_local, prev_resp)) = self.last_counters.get(&id) {
                         let dt = now.duration_since(*then).as_secs_f64().max(0.001);
                         let c = s.ops;
                         // a restarted node starts its counters from zero: skip that interval
@@ -181,15 +190,18 @@ impl ClusterWatcher {
                             && c.reads >= prev.reads
                             && c.batches >= prev.batches
                             && s.reads.local >= *prev_local
+                            && s.resp_ops >= *prev_resp
                         {
                             writes += (c.writes - prev.writes) as f64 / dt;
                             reads += (c.reads - prev.reads) as f64 / dt;
                             local += (s.reads.local - prev_local) as f64 / dt;
+                            resp += (s.resp_ops - prev_resp) as f64 / dt;
                             batches += c.batches - prev.batches;
                             batched += c.batched_writes - prev.batched_writes;
                         }
                     }
-                    self.last_counters.insert(id, (now, s.ops, s.reads.local));
+                    self.last_counters
+                        .insert(id, (now, s.ops, s.reads.local, s.resp_ops));
                     let lag = leader_last.map(|l| l.saturating_sub(s.last_log_index.unwrap_or(0)));
                     NodeView {
                         id,
@@ -236,6 +248,8 @@ impl ClusterWatcher {
             term,
             nodes,
             sessions,
+            keys,
+            resp_ops_per_sec: (resp * 10.0).round() / 10.0,
             writes_per_sec: (writes * 10.0).round() / 10.0,
             reads_per_sec: (reads * 10.0).round() / 10.0,
             local_reads_per_sec: (local * 10.0).round() / 10.0,

@@ -220,6 +220,12 @@ pub struct NodeStatus {
     pub snapshot_index: Option<u64>,
     pub members: Vec<Member>,
     pub sessions_estimated: u64,
+    /// Keys of the Redis-protocol keyspace (estimated, as `sessions_estimated`).
+    #[serde(default)]
+    pub kv_keys_estimated: u64,
+    /// Redis-protocol commands this node served since start.
+    #[serde(default)]
+    pub resp_ops: u64,
     /// This node's operation counters (monotonic since start).
     #[serde(default)]
     pub ops: sessionraft_raft::node::instruments::OpCountersSnapshot,
@@ -295,6 +301,8 @@ pub fn node_status(cluster: &Cluster, metrics: &Metrics) -> NodeStatus {
         snapshot_index: m.snapshot.map(|l| l.index),
         members,
         sessions_estimated: cluster.sm.estimated_sessions(),
+        kv_keys_estimated: cluster.sm.estimated_kv_keys(),
+        resp_ops: metrics.resp_ops.load(std::sync::atomic::Ordering::Relaxed),
         ops: metrics.instruments.counters.snapshot(),
         reads: ReadsStatus {
             consistency: match cluster.reads.consistency {

@@ -31,6 +31,9 @@ pub struct Metrics {
     pub resp_commands: IntCounterVec,
     /// Open Redis-protocol connections.
     pub resp_connections: IntGauge,
+    /// Redis-protocol commands served since start, all commands and outcomes (the dashboard's
+    /// ops/s; `resp_commands` has them by label).
+    pub resp_ops: std::sync::atomic::AtomicU64,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -93,6 +96,7 @@ impl Metrics {
                 &["command", "outcome"],
             )),
             resp_connections: gauge("resp_connections", "Open Redis-protocol connections"),
+            resp_ops: std::sync::atomic::AtomicU64::new(0),
             registry,
             instruments,
             unknown_session_ids,

@@ -185,6 +185,10 @@ pub async fn execute(shared: &Shared, conn: &mut Conn, args: Vec<Vec<u8>>) -> Re
         .resp_commands
         .with_label_values(&[label, outcome])
         .inc();
+    shared
+        .metrics
+        .resp_ops
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     reply
 }
 
