@@ -1,5 +1,5 @@
 //! The snapshot file format: every live and expired-but-unpurged session in key order, then every
-//! key of the Redis-protocol keyspace in key order.
+//! key of the Redis-protocol keyspace in its stored order (FNV-1a hash of the key, then the key).
 //!
 //! ```text
 //! magic "SRSNAP\0\x02"
