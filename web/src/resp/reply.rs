@@ -101,6 +101,29 @@ impl Reply {
 
     /// Append the encoding of this reply in protocol `proto` (2 or 3) to `out`.
     pub fn encode(self, proto: u8, out: &mut Vec<u8>) {
+        // RESP3 aggregates are written here, their elements in order: the codec's RESP3 map is
+        // a `HashMap`, which would send a map's pairs in a random order (Redis sends `HELLO`'s
+        // as server, version, proto, id, mode, role, modules).
+        match self {
+            Reply::Map(pairs) if proto >= 3 => {
+                out.extend_from_slice(format!("%{}\r\n", pairs.len()).as_bytes());
+                for (k, v) in pairs {
+                    k.encode(proto, out);
+                    v.encode(proto, out);
+                }
+            }
+            Reply::Array(items) if proto >= 3 => {
+                out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+                for item in items {
+                    item.encode(proto, out);
+                }
+            }
+            other => other.encode_frame(proto, out),
+        }
+    }
+
+    /// [`Reply::encode`] through the codec.
+    fn encode_frame(self, proto: u8, out: &mut Vec<u8>) {
         let start = out.len();
         let written = if proto >= 3 {
             let frame = self.resp3();
@@ -149,5 +172,19 @@ mod tests {
         let map = Reply::Map(vec![(Reply::text("proto"), Reply::Int(3))]);
         assert_eq!(enc(map.clone(), 3), "%1\r\n$5\r\nproto\r\n:3\r\n");
         assert_eq!(enc(map, 2), "*2\r\n$5\r\nproto\r\n:3\r\n");
+        // a map's pairs in the order given, also nested
+        let pairs: Vec<(Reply, Reply)> = (0..16)
+            .map(|i| (Reply::text(format!("k{i}")), Reply::Int(i)))
+            .collect();
+        let mut want = String::from("*2\r\n%16\r\n");
+        for i in 0..16 {
+            let k = format!("k{i}");
+            want.push_str(&format!("${}\r\n{k}\r\n:{i}\r\n", k.len()));
+        }
+        want.push_str("_\r\n");
+        assert_eq!(
+            enc(Reply::Array(vec![Reply::Map(pairs), Reply::Null]), 3),
+            want
+        );
     }
 }
