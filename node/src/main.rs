@@ -87,7 +87,7 @@ enum Cmd {
         #[command(subcommand)]
         command: ClusterCmd,
     },
-    /// Write a consistent backup of every live session of a running cluster to FILE.
+    /// Write a consistent backup of every live session and key of a running cluster to FILE.
     Backup {
         #[arg(long)]
         config: Option<PathBuf>,
@@ -95,19 +95,20 @@ enum Cmd {
         #[arg(long)]
         to: PathBuf,
     },
-    /// Seed a new (empty) cluster with the sessions of a backup.
+    /// Seed a new (empty) cluster with the sessions and keys of a backup.
     Restore {
         #[arg(long)]
         config: Option<PathBuf>,
         /// The backup file (verified before anything is restored).
         #[arg(long)]
         from: PathBuf,
-        /// Restore even though the cluster already holds sessions (backed-up sessions replace
-        /// those under the same ids).
+        /// Restore even though the cluster already holds sessions or keys (backed-up sessions
+        /// and keys replace those under the same ids and names).
         #[arg(long)]
         force: bool,
     },
-    /// Verify a backup file and print its summary (sessions, applied index, content checksum).
+    /// Verify a backup file and print its summary (sessions, keys, applied index, format,
+    /// content checksum).
     BackupInfo { file: PathBuf },
     /// Drive recorded load for chaos testing: virtual users (one cookie jar each, one operation
     /// at a time) at an offered rate; every operation is one JSON line in --out.

@@ -293,18 +293,21 @@ pub fn remove_node(cfg: &Config, id: u64) -> anyhow::Result<()> {
 
 fn print_summary(what: &str, path: &Path, s: &backup::BackupSummary) {
     println!(
-        "{what} {}: {} sessions, applied index {}, content sha256 {}",
+        "{what} {}: {} sessions, {} keys, applied index {}, format {}, content sha256 {}",
         path.display(),
         s.count,
+        s.keys,
         s.header
             .applied_index
             .map_or_else(|| "-".to_owned(), |i| i.to_string()),
+        s.format,
         s.content_sha256
     );
 }
 
-/// `sessionraft backup --to FILE`: a consistent backup of every live session, streamed to a
-/// temporary file (never held in memory), synced, verified, then renamed into place.
+/// `sessionraft backup --to FILE`: a consistent backup of every live session and every live key
+/// of the Redis-protocol keyspace, streamed to a temporary file (never held in memory), synced,
+/// verified, then renamed into place.
 ///
 /// # Errors
 /// When no node answers, the download fails, or the received file does not verify.
@@ -382,9 +385,12 @@ pub fn restore(cfg: &Config, from: &Path, force: bool) -> anyhow::Result<()> {
     )?;
     let v: serde_json::Value = serde_json::from_slice(&reply)?;
     println!(
-        "restored {} sessions ({} already expired were skipped) in {:.1} s, content sha256 {}",
+        "restored {} sessions ({} already expired were skipped) and {} keys ({} already expired \
+         were skipped) in {:.1} s, content sha256 {}",
         v["restored"],
         v["skipped_expired"],
+        v["restored_keys"],
+        v["skipped_expired_keys"],
         started.elapsed().as_secs_f64(),
         v["content_sha256"]
     );

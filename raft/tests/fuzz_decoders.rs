@@ -18,7 +18,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sessionraft_raft::backup::{self, BackupHeader, BackupTrailer, BackupWriter};
+use sessionraft_raft::backup::{self, BackupHeader, BackupRecord, BackupTrailer, BackupWriter};
 use sessionraft_raft::codec::{self, FORMAT_V1};
 use sessionraft_raft::snapshot_file::{SnapshotReader, SnapshotRecord, SnapshotWriter};
 use sessionraft_raft::types::Entry;
@@ -54,6 +54,7 @@ fn decode_as_every_persisted_type(bytes: &[u8]) {
     decodes_or_refuses::<u64>(bytes);
     decodes_or_refuses::<BackupHeader>(bytes);
     decodes_or_refuses::<BackupTrailer>(bytes);
+    decodes_or_refuses::<BackupRecord>(bytes);
 }
 
 fn round_trips<T: Serialize + DeserializeOwned>(v: &T) -> Vec<u8> {
@@ -84,9 +85,15 @@ fn backup_file(records: &[(String, Session)]) -> Vec<u8> {
 
 fn read_backup(bytes: &[u8]) -> Result<Vec<(String, Session)>, sessionraft_raft::Error> {
     let mut out = Vec::new();
-    backup::read(bytes, |k, s| {
-        out.push((k, s));
-        Ok(())
+    backup::read(bytes, |r| match r {
+        BackupRecord::Session(k, s) => {
+            out.push((k, s));
+            Ok(())
+        }
+        BackupRecord::Kv(..) => Err(sessionraft_raft::Error::Corrupt {
+            what: "test backup",
+            reason: "a keyspace record in a sessions-only file".into(),
+        }),
     })?;
     Ok(out)
 }

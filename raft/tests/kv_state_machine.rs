@@ -4,7 +4,7 @@
 //! expiry index staying exact through rewrites); commands of one apply call seeing each other's
 //! writes; `SCAN`'s guarantee (every key present for the whole iteration is returned); binary
 //! keys; rejections; snapshots and the digest; and a property test of random command sequences
-//! against an in-test model of the same semantics.
+//! (restore's `Import` among them) against an in-test model of the same semantics.
 
 mod common;
 mod strategies;
@@ -1366,6 +1366,10 @@ enum Op {
     Purge {
         limit: u32,
     },
+    /// A restore's `KvCommand::Import`: (key, value, expiry offset from now, if any).
+    Import {
+        entries: Vec<(usize, Vec<u8>, Option<i64>)>,
+    },
 }
 
 fn at(now: u64, offset: i64) -> u64 {
@@ -1428,6 +1432,18 @@ impl Op {
                 now_ms: now,
                 limit: *limit,
             },
+            Op::Import { entries } => KvCommand::Import(
+                entries
+                    .iter()
+                    .map(|(key, value, offset)| {
+                        let entry = KvEntry {
+                            value: value.clone(),
+                            expires_at_ms: offset.map(|o| at(now, o)),
+                        };
+                        (KEYS[*key].to_vec(), entry)
+                    })
+                    .collect(),
+            ),
         }
     }
 }
@@ -1570,6 +1586,14 @@ impl Model {
                 }
                 KvResponse::Int(due.len() as i64)
             }
+            KvCommand::Import(entries) => {
+                // verbatim, even when already expired (it reads as absent until purged)
+                for (k, e) in entries {
+                    self.stored
+                        .insert(k.clone(), (e.value.clone(), e.expires_at_ms));
+                }
+                KvResponse::Int(entries.len() as i64)
+            }
         }
     }
 }
@@ -1607,8 +1631,10 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         }),
         1 => key.clone().prop_map(|key| Op::Persist { key }),
         1 => key.clone().prop_map(|key| Op::GetDelete { key }),
-        2 => (key, expiry()).prop_map(|(key, expiry)| Op::GetExpire { key, expiry }),
+        2 => (key.clone(), expiry()).prop_map(|(key, expiry)| Op::GetExpire { key, expiry }),
         1 => (0u32..4).prop_map(|limit| Op::Purge { limit }),
+        1 => vec((key, vec(any::<u8>(), 0..3), proptest::option::of(-3i64..10)), 0..3)
+            .prop_map(|entries| Op::Import { entries }),
     ]
 }
 

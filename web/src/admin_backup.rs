@@ -1,12 +1,15 @@
 //! Backup and restore over the admin API.
 //!
 //! - `GET /admin/backup`: after a read barrier (every write acknowledged before the request is
-//!   included), every live session from one consistent RocksDB view, as a backup file
-//!   (`sessionraft_raft::backup`), streamed from a spool file.
-//! - `POST /admin/restore[?force=true]`: the body (a backup file) is spooled to disk and verified
-//!   whole before anything is applied; then its sessions are replicated as `Import` commands of
-//!   bounded size. Refused (409) when the cluster already holds sessions, unless `force`.
-//!   `Import` is idempotent: an interrupted restore is finished by running it again with `force`.
+//!   included), every live session and every live key of the Redis-protocol keyspace from one
+//!   consistent RocksDB view, as a backup file (`sessionraft_raft::backup`, format 2), streamed
+//!   from a spool file. Headers `x-backup-sessions`, `x-backup-keys`, `x-backup-content-sha256`.
+//! - `POST /admin/restore[?force=true]`: the body (a backup file, format 1 or 2) is spooled to
+//!   disk and verified whole before anything is applied; then its sessions are replicated as
+//!   `Import` commands and its keys as `KvCommand::Import` commands, each of bounded size.
+//!   Sessions and keys already expired when a chunk is proposed are skipped. Refused (409) when
+//!   the cluster already holds sessions or keys, unless `force`. Both imports are idempotent: an
+//!   interrupted restore is finished by running it again with `force`.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Seek, SeekFrom};
@@ -15,7 +18,9 @@ use std::path::{Path, PathBuf};
 use actix_web::{web, HttpResponse};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use sessionraft_raft::{backup, Command, Response, Session};
+use sessionraft_raft::backup::{self, BackupRecord};
+use sessionraft_raft::storage::kv::{KvCommand, KvEntry, KvResponse};
+use sessionraft_raft::{Command, Response, Session};
 use tokio::io::AsyncReadExt;
 
 use crate::admin_access::{error, AdminState, Authorized};
@@ -23,8 +28,9 @@ use sessionraft_raft::clock::now_ms;
 
 /// Largest backup accepted by a restore.
 const MAX_RESTORE_BYTES: u64 = 16 << 30;
-/// Bound of one `Import` log entry: sessions and bytes.
-const IMPORT_SESSIONS: usize = 1024;
+/// Bound of one `Import` log entry: records (sessions or keys) and bytes (an entry exceeds the
+/// bytes only when one record alone does).
+const IMPORT_RECORDS: usize = 1024;
 const IMPORT_BYTES: usize = 1 << 20;
 /// `Import` entries proposed concurrently: the leader appends and replicates several per round
 /// (one fsync, one AppendEntries) instead of one entry per round trip.
@@ -73,6 +79,7 @@ pub(crate) async fn take_backup(_: Authorized, state: web::Data<AdminState>) -> 
     };
     tracing::info!(
         sessions = trailer.count,
+        keys = trailer.keys,
         applied_index = header.applied_index,
         "backup taken"
     );
@@ -91,6 +98,7 @@ pub(crate) async fn take_backup(_: Authorized, state: web::Data<AdminState>) -> 
     HttpResponse::Ok()
         .content_type("application/octet-stream")
         .insert_header(("x-backup-sessions", trailer.count.to_string()))
+        .insert_header(("x-backup-keys", trailer.keys.to_string()))
         .insert_header(("x-backup-content-sha256", trailer.content_sha256))
         .streaming(body)
 }
@@ -171,39 +179,24 @@ pub(crate) async fn restore(
             Ok(false) => {
                 return error(
                     StatusCode::CONFLICT,
-                    "the cluster already holds sessions: a restore seeds a new cluster \
-                     (use force to restore over them; sessions in the backup replace those \
-                     under the same ids)",
+                    "the cluster already holds sessions or keys: a restore seeds a new \
+                     cluster (use force to restore over them; sessions and keys in the backup \
+                     replace those under the same ids and names)",
                 )
             }
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
         }
     }
 
-    // 4. Replicate the sessions in bounded Import entries, read from the spool on a blocking
+    // 4. Replicate the records in bounded Import entries, read from the spool on a blocking
     //    thread, up to IMPORTS_IN_FLIGHT entries being committed at a time. The entries hold
-    //    distinct keys, so their order does not matter.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<(String, Session)>>(IMPORTS_IN_FLIGHT);
+    //    distinct keys (sessions and the keyspace are apart), so their order does not matter.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(IMPORTS_IN_FLIGHT);
     let reader = tokio::task::spawn_blocking(move || {
-        let mut chunk = Vec::new();
-        let mut bytes = 0usize;
-        let r = backup::read(BufReader::new(file), |key, session| {
-            bytes += key.len()
-                + session
-                    .state
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len())
-                    .sum::<usize>();
-            chunk.push((key, session));
-            if chunk.len() >= IMPORT_SESSIONS || bytes >= IMPORT_BYTES {
-                bytes = 0;
-                tx.blocking_send(std::mem::take(&mut chunk))
-                    .map_err(|_| stopped())?;
-            }
-            Ok(())
-        });
-        if r.is_ok() && !chunk.is_empty() {
-            tx.blocking_send(chunk).map_err(|_| stopped())?;
+        let mut chunker = Chunker::new(tx);
+        let r = backup::read(BufReader::new(file), |record| chunker.push(record));
+        if r.is_ok() {
+            chunker.flush()?;
         }
         r
     });
@@ -215,41 +208,69 @@ pub(crate) async fn restore(
         .map(|chunk| {
             let cluster = cluster.clone();
             async move {
-                let n = chunk.len() as u64;
-                let cmd = Command::Import {
-                    sessions: chunk,
-                    now_ms: now_ms(),
+                let now = now_ms();
+                let (kind, n, cmd) = match chunk {
+                    Chunk::Sessions(sessions) => (
+                        Kind::Sessions,
+                        sessions.len() as u64,
+                        Command::Import {
+                            sessions,
+                            now_ms: now,
+                        },
+                    ),
+                    Chunk::Keys(mut keys) => {
+                        // Keys expired by now are not proposed: apply (which never reads the
+                        // clock) would write them, only for the purger to remove them.
+                        let n = keys.len() as u64;
+                        keys.retain(|(_, e)| e.is_live(now));
+                        if keys.is_empty() {
+                            return (Kind::Keys, n, None);
+                        }
+                        (Kind::Keys, n, Command::Kv(KvCommand::Import(keys)))
+                    }
                 };
-                (n, cluster.propose(cmd).await)
+                (kind, n, Some(cluster.propose(cmd).await))
             }
         })
         .buffered(IMPORTS_IN_FLIGHT);
     let mut committed = std::pin::pin!(committed);
-    let mut restored = 0u64;
-    let mut skipped_expired = 0u64;
-    while let Some((n, proposed)) = committed.next().await {
-        match proposed {
-            Ok(p) => match p.response {
-                Response::Count(written) => {
-                    restored += written;
-                    skipped_expired += n - written.min(n);
-                }
-                other => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!(
-                            "restore stopped after {restored} sessions: the cluster refused a chunk: {other:?}"
-                        ),
-                    )
-                }
-            },
-            Err(e) => {
+    let mut sessions = Counts::default();
+    let mut keys = Counts::default();
+    while let Some((kind, n, proposed)) = committed.next().await {
+        let Some(proposed) = proposed else {
+            keys.skipped_expired += n;
+            continue;
+        };
+        let written = match proposed.map(|p| p.response) {
+            Ok(Response::Count(w)) if kind == Kind::Sessions => Ok(w),
+            Ok(Response::Kv(KvResponse::Int(w))) if kind == Kind::Keys => {
+                Ok(u64::try_from(w).unwrap_or(0))
+            }
+            Ok(other) => Err((
+                StatusCode::BAD_REQUEST,
+                format!("the cluster refused a chunk: {other:?}"),
+            )),
+            Err(e) => Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{e}; run it again with force to finish (restoring is idempotent)"),
+            )),
+        };
+        match written {
+            Ok(w) => {
+                let c = if kind == Kind::Sessions {
+                    &mut sessions
+                } else {
+                    &mut keys
+                };
+                c.restored += w;
+                c.skipped_expired += n - w.min(n);
+            }
+            Err((status, why)) => {
                 return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                    status,
                     format!(
-                        "restore stopped after {restored} of {} sessions: {e}; run it again with \
-                         force to finish (restoring is idempotent)",
-                        summary.count
+                        "restore stopped after {} of {} sessions and {} of {} keys: {why}",
+                        sessions.restored, summary.count, keys.restored, summary.keys
                     ),
                 )
             }
@@ -261,8 +282,11 @@ pub(crate) async fn restore(
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("reading: {e}")),
     }
     tracing::info!(
-        restored,
-        skipped_expired,
+        restored = sessions.restored,
+        skipped_expired = sessions.skipped_expired,
+        restored_keys = keys.restored,
+        skipped_expired_keys = keys.skipped_expired,
+        format = summary.format,
         spool_s = spooled.as_secs_f64(),
         verify_s = (verified - spooled).as_secs_f64(),
         import_s = (started.elapsed() - verified).as_secs_f64(),
@@ -270,9 +294,13 @@ pub(crate) async fn restore(
     );
     HttpResponse::Ok().json(serde_json::json!({
         "ok": true,
-        "restored": restored,
-        "skipped_expired": skipped_expired,
+        "restored": sessions.restored,
+        "skipped_expired": sessions.skipped_expired,
+        "restored_keys": keys.restored,
+        "skipped_expired_keys": keys.skipped_expired,
         "backup_sessions": summary.count,
+        "backup_keys": summary.keys,
+        "backup_format": summary.format,
         "content_sha256": summary.content_sha256,
         "backup_applied_index": summary.header.applied_index,
     }))
@@ -289,5 +317,94 @@ fn stopped() -> sessionraft_raft::Error {
     sessionraft_raft::Error::Corrupt {
         what: "restore",
         reason: "the restore stopped before the file was read".into(),
+    }
+}
+
+/// One `Import` entry's worth of records.
+enum Chunk {
+    Sessions(Vec<(String, Session)>),
+    Keys(Vec<(Vec<u8>, KvEntry)>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sessions,
+    Keys,
+}
+
+/// Restored and skipped records of one kind.
+#[derive(Default)]
+struct Counts {
+    restored: u64,
+    skipped_expired: u64,
+}
+
+/// Groups the records of a backup, in file order, into chunks of at most `IMPORT_RECORDS`
+/// records and (unless one record alone is larger) `IMPORT_BYTES` bytes, sent to the proposer.
+struct Chunker {
+    tx: tokio::sync::mpsc::Sender<Chunk>,
+    sessions: Vec<(String, Session)>,
+    keys: Vec<(Vec<u8>, KvEntry)>,
+    bytes: usize,
+}
+
+impl Chunker {
+    fn new(tx: tokio::sync::mpsc::Sender<Chunk>) -> Self {
+        Self {
+            tx,
+            sessions: Vec::new(),
+            keys: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    fn push(&mut self, record: BackupRecord) -> sessionraft_raft::Result<()> {
+        let size = match &record {
+            BackupRecord::Session(key, session) => {
+                key.len()
+                    + session
+                        .state
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum::<usize>()
+            }
+            BackupRecord::Kv(key, entry) => key.len() + entry.value.len(),
+        };
+        let pending = self.sessions.len() + self.keys.len();
+        if pending > 0 && (pending >= IMPORT_RECORDS || self.bytes + size > IMPORT_BYTES) {
+            self.flush()?;
+        }
+        match record {
+            // Sessions come first in a backup: a session never waits behind pending keys.
+            BackupRecord::Session(key, session) => {
+                if !self.keys.is_empty() {
+                    self.flush()?;
+                }
+                self.sessions.push((key, session));
+            }
+            BackupRecord::Kv(key, entry) => {
+                if !self.sessions.is_empty() {
+                    self.flush()?;
+                }
+                self.keys.push((key, entry));
+            }
+        }
+        self.bytes += size;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> sessionraft_raft::Result<()> {
+        self.bytes = 0;
+        for chunk in [
+            (!self.sessions.is_empty())
+                .then(|| Chunk::Sessions(std::mem::take(&mut self.sessions))),
+            (!self.keys.is_empty()).then(|| Chunk::Keys(std::mem::take(&mut self.keys))),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            self.tx.blocking_send(chunk).map_err(|_| stopped())?;
+        }
+        Ok(())
     }
 }

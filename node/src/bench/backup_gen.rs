@@ -140,7 +140,10 @@ mod tests {
         assert_eq!(trailer.count, 2000);
         let mut n = 0u64;
         let f = std::fs::File::open(&out).unwrap();
-        let summary = sessionraft_raft::backup::read(std::io::BufReader::new(f), |_, s| {
+        let summary = sessionraft_raft::backup::read(std::io::BufReader::new(f), |r| {
+            let sessionraft_raft::backup::BackupRecord::Session(_, s) = r else {
+                panic!("only sessions: {r:?}");
+            };
             n += 1;
             assert_eq!(s.state["counter"], n.to_string());
             assert_eq!(s.state["pad"].len(), 52);
@@ -148,7 +151,7 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(summary.count, 2000);
+        assert_eq!((summary.count, summary.keys), (2000, 0));
         assert_eq!(summary.content_sha256, trailer.content_sha256);
         assert!(!dir.path().join("b.partial").exists());
     }

@@ -581,7 +581,31 @@ impl Txn<'_> {
                 }
                 Ok(KvResponse::Int(purged))
             }
+            KvCommand::Import(entries) => self.kv_import(entries),
         }
+    }
+
+    /// `KvCommand::Import`: validate every entry first (a rejected import changes nothing), then
+    /// write each over whatever is stored under its key, expiry index included.
+    fn kv_import(&mut self, entries: &[(Vec<u8>, KvEntry)]) -> Result<KvResponse> {
+        for (key, entry) in entries {
+            if let Some(r) = check_kv_key(key) {
+                return Ok(r);
+            }
+            if entry.value.len() > MAX_KV_VALUE_BYTES {
+                return Ok(KvResponse::Rejected(format!(
+                    "value must be at most {MAX_KV_VALUE_BYTES} bytes, got {}",
+                    entry.value.len()
+                )));
+            }
+        }
+        for (key, entry) in entries {
+            let old = self.kv_get(key)?;
+            self.kv_put(key, old.as_ref(), entry.clone())?;
+        }
+        Ok(KvResponse::Int(
+            i64::try_from(entries.len()).unwrap_or(i64::MAX),
+        ))
     }
 
     /// Write one keyspace entry from a snapshot with its expiry index entry.

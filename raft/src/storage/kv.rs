@@ -102,6 +102,13 @@ pub enum KvCommand {
     },
     /// Remove at most `limit` keys expired at or before `now_ms`; answers how many.
     Purge { now_ms: u64, limit: u32 },
+    /// Restore entries verbatim from a backup (value and expiry), replacing whatever is stored
+    /// under their keys (and its expiry index entry). Apply reads no clock, so an entry already
+    /// expired when applied is written all the same: it reads as absent and is purged like any
+    /// other. Idempotent, so re-proposing after an ambiguous outcome is safe. Answers the number
+    /// written; a key or value over the limits rejects the whole command, changing nothing.
+    /// (Appended last: variant indexes of persisted commands never change.)
+    Import(Vec<(Vec<u8>, KvEntry)>),
 }
 
 impl KvCommand {
@@ -117,6 +124,10 @@ impl KvCommand {
                 | KvCommand::GetDelete { key, .. }
                 | KvCommand::GetExpire { key, .. } => key.len(),
                 KvCommand::Purge { .. } => 0,
+                KvCommand::Import(entries) => entries
+                    .iter()
+                    .map(|(k, e)| k.len() + e.value.len() + 16)
+                    .sum(),
             }
     }
 }

@@ -49,6 +49,12 @@ pub type KvScanPage = (Vec<(Vec<u8>, KvEntry)>, u64);
 /// A stored key (generation prefix removed) and its raw value.
 type RawPair = (Vec<u8>, Box<[u8]>);
 
+/// Called with each (stored key, raw value) of the keyspace.
+type KvVisitor<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<()>;
+
+/// Visits the keyspace entries of one consistent view (see `with_consistent_view`).
+type KvVisit<'a> = &'a dyn Fn(KvVisitor<'_>) -> Result<()>;
+
 /// Sessions written to RocksDB per batch while installing a snapshot.
 const INSTALL_BATCH: usize = 4096;
 
@@ -398,14 +404,15 @@ impl StateMachineStore {
     }
 
     /// Run `f` over one consistent RocksDB view: the log id it reflects, the view's keyspace
-    /// entries (a function giving their iterator) and every stored session (live or expired)
-    /// in key order, as (key, encoded session).
+    /// entries (a function that visits each in stored order, as (stored key without the
+    /// generation: hash ++ key, encoded entry), without holding them all in memory) and every
+    /// stored session (live or expired) in key order, as (key, encoded session).
     fn with_consistent_view<T>(
         &self,
         f: impl FnOnce(
             Option<LogId>,
-            &dyn Fn() -> Result<Vec<(Vec<u8>, Box<[u8]>)>>,
-            &mut dyn Iterator<Item = Result<(Vec<u8>, Box<[u8]>)>>,
+            KvVisit<'_>,
+            &mut dyn Iterator<Item = Result<RawPair>>,
         ) -> Result<T>,
     ) -> Result<T> {
         let db = &self.inner.db;
@@ -422,16 +429,15 @@ impl StateMachineStore {
             .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
             .map(|item| item.map(|(k, v)| (k[prefix.len()..].to_vec(), v)));
         let kv_cf = db::cf(db, CF_KV)?;
-        let kv = || -> Result<Vec<RawPair>> {
-            let mut out = Vec::new();
+        let kv = |each: KvVisitor<'_>| -> Result<()> {
             for item in snap.iterator_cf(kv_cf, IteratorMode::From(&prefix, Direction::Forward)) {
                 let (k, v) = item.map_err(rocks("scan kv"))?;
                 if !k.starts_with(&prefix) {
                     break;
                 }
-                out.push((k[prefix.len()..].to_vec(), v));
+                each(&k[prefix.len()..], &v)?;
             }
-            Ok(out)
+            Ok(())
         };
         f(last, &kv, &mut sessions)
     }
@@ -456,29 +462,31 @@ impl StateMachineStore {
                 hasher.update(&value);
                 count += 1;
             }
-            for (key, value) in kv()? {
+            kv(&mut |key, value| {
                 hasher.update(b"kv");
                 hasher.update((key.len() as u64).to_be_bytes());
-                hasher.update(&key);
+                hasher.update(key);
                 hasher.update((value.len() as u64).to_be_bytes());
-                hasher.update(&value);
-            }
+                hasher.update(value);
+                Ok(())
+            })?;
             Ok((last, count, hex::encode(hasher.finalize())))
         })
     }
 
-    /// Write every session live at `now_ms` to a backup (see [`crate::storage::backup`]), from one
-    /// consistent RocksDB view. Returns the writer, the header and the trailer written.
+    /// Write every session and every keyspace entry live at `now_ms` to a backup (see
+    /// [`crate::storage::backup`]), from one consistent RocksDB view, in stored order. Returns
+    /// the writer, the header and the trailer written.
     ///
     /// # Errors
-    /// On a RocksDB or write error, or a corrupt stored session.
+    /// On a RocksDB or write error, or a corrupt stored session or entry.
     pub fn backup<W: Write>(
         &self,
         out: W,
         node_id: u64,
         now_ms: u64,
     ) -> Result<(W, BackupHeader, BackupTrailer)> {
-        self.with_consistent_view(|last, _kv, sessions| {
+        self.with_consistent_view(|last, kv, sessions| {
             let header = BackupHeader {
                 created_at_ms: now_ms,
                 node_id,
@@ -496,12 +504,24 @@ impl StateMachineStore {
                     writer.add(&key, &session)?;
                 }
             }
+            kv(&mut |stored, value| {
+                // The stored key is the 8-byte hash, then the key.
+                let key = stored.get(8..).ok_or_else(|| Error::Corrupt {
+                    what: "kv key",
+                    reason: format!("{} bytes, expected at least 8", stored.len()),
+                })?;
+                let entry: KvEntry = codec::decode("kv entry", value)?;
+                if entry.is_live(now_ms) {
+                    writer.add_kv(key, &entry)?;
+                }
+                Ok(())
+            })?;
             let (out, trailer) = writer.finish()?;
             Ok((out, header, trailer))
         })
     }
 
-    /// Whether no session at all is stored (live or expired).
+    /// Whether nothing at all is stored: no session and no keyspace entry (live or expired).
     ///
     /// # Errors
     /// On a RocksDB error.
@@ -509,14 +529,22 @@ impl StateMachineStore {
         let generation = self.generation()?;
         let db = &self.inner.db;
         let prefix = db::gen_prefix(generation);
-        let cf = db::cf(db, CF_SESSIONS)?;
-        match db
-            .iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward))
-            .next()
-        {
-            Some(item) => Ok(!item.map_err(rocks("scan sessions"))?.0.starts_with(&prefix)),
-            None => Ok(true),
+        for name in [CF_SESSIONS, CF_KV] {
+            let cf = db::cf(db, name)?;
+            if let Some(item) = db
+                .iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward))
+                .next()
+            {
+                if item
+                    .map_err(rocks("scan for any data"))?
+                    .0
+                    .starts_with(&prefix)
+                {
+                    return Ok(false);
+                }
+            }
         }
+        Ok(true)
     }
 
     /// Estimated number of stored sessions (RocksDB's estimate; cheap).
