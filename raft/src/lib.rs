@@ -14,7 +14,8 @@
 //!   - [`storage::state_machine`]: sessions, indexes, snapshots ([`StateMachineStore`]).
 //!   - `storage::apply`: the deterministic application of commands.
 //!   - [`storage::snapshot_file`]: the snapshot file format.
-//!   - [`storage::backup`]: the backup file format (all live sessions, checksummed).
+//!   - [`storage::backup`]: the backup file format (all live sessions and keys, checksummed).
+//!   - `storage::kv`: the Redis-protocol keyspace's commands and entries.
 //!   - [`storage::error`]: [`Error`], what storage reports.
 //! - [`node`]: the runtime that drives openraft on one node.
 //!   - [`node::runtime`]: [`node::runtime::ConsensusNode`] — start storage, Raft and the tasks

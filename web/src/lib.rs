@@ -69,6 +69,7 @@
 //!   `admin_backup`: backup and restore.
 //! - [`frontend`]: the embedded demo app and dashboard pages. [`dashboard`]: the
 //!   `ClusterWatcher` task and the `/cluster/events` SSE feed.
+//! - [`resp`]: the Redis-protocol (RESP2/RESP3) door on a node's `resp_addr`.
 //! - [`metrics`]: the Prometheus registry and `/metrics` (the runtime's collectors come from
 //!   `sessionraft_raft::node::instruments`).
 
