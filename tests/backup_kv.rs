@@ -12,83 +12,23 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{binary, free_port, increment, read, user, TestCluster, Tuning};
+use common::{binary, increment, read, resp_once, user, TestCluster, Tuning};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A 3-node cluster whose nodes also serve RESP; returns it and the doors' ports.
 async fn cluster_with_doors() -> (TestCluster, Vec<u16>) {
-    let doors: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let cluster = TestCluster::start_prepared(3, Tuning::default(), |_, config| {
-        let mut text = std::fs::read_to_string(config).expect("config");
-        for (i, port) in doors.iter().enumerate() {
-            let line = format!("data_dir = \"data/node{}\"\n", i + 1);
-            text = text.replacen(
-                &line,
-                &format!("{line}resp_addr = \"127.0.0.1:{port}\"\n"),
-                1,
-            );
-        }
-        std::fs::write(config, text).expect("write config");
-    });
+    let (cluster, doors) = TestCluster::start_with_doors(3, Tuning::default(), "");
     cluster.wait_ready(WAIT).await;
     (cluster, doors)
 }
 
-/// The length of the first complete RESP2 reply in `buf` (simple string, error, integer or bulk
-/// string), if it is complete.
-fn reply_len(buf: &[u8]) -> Option<usize> {
-    let line_end = buf.windows(2).position(|w| w == b"\r\n")? + 2;
-    if buf[0] != b'$' {
-        return Some(line_end);
-    }
-    let len: i64 = std::str::from_utf8(&buf[1..line_end - 2])
-        .ok()?
-        .parse()
-        .ok()?;
-    if len < 0 {
-        return Some(line_end);
-    }
-    let total = line_end + len as usize + 2;
-    (buf.len() >= total).then_some(total)
-}
-
-/// One command on a fresh connection to the door on `port`; its raw reply.
-async fn resp(port: u16, args: &[&[u8]]) -> std::io::Result<Vec<u8>> {
-    let mut frame = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        frame.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        frame.extend_from_slice(a);
-        frame.extend_from_slice(b"\r\n");
-    }
-    let mut s = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::TcpStream::connect(("127.0.0.1", port)),
-    )
-    .await??;
-    s.write_all(&frame).await?;
-    let mut buf = Vec::new();
-    loop {
-        if let Some(n) = (!buf.is_empty()).then(|| reply_len(&buf)).flatten() {
-            buf.truncate(n);
-            return Ok(buf);
-        }
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await??;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// [`resp`], retried while the cluster answers `-TRYAGAIN` or the door is not up yet.
+/// [`resp_once`], retried while the cluster answers `-TRYAGAIN` or the door is not up yet.
 async fn resp_ok(port: u16, args: &[&[u8]]) -> Vec<u8> {
     let deadline = Instant::now() + WAIT;
     loop {
-        let r = resp(port, args).await;
+        let r = resp_once(port, args).await;
         match &r {
             Ok(b) if !b.starts_with(b"-TRYAGAIN") && !b.starts_with(b"-CLUSTERDOWN") => {
                 return b.clone()

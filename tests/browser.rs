@@ -164,39 +164,10 @@ async fn fill(c: &Client, css: &str, value: &str) {
     e.send_keys(value).await.expect("type");
 }
 
-/// `SET key v` on a node's Redis-protocol door; its raw reply.
-async fn resp_set(port: u16, key: &str) -> Vec<u8> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect to the RESP door");
-    let cmd = format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$1\r\nv\r\n", key.len());
-    s.write_all(cmd.as_bytes()).await.expect("send SET");
-    let mut buf = vec![0u8; 256];
-    let n = tokio::time::timeout(WAIT, s.read(&mut buf))
-        .await
-        .expect("SET answered in time")
-        .expect("read reply");
-    buf.truncate(n);
-    buf
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frontend_in_a_real_browser() {
     // every node also serves the Redis protocol: the dashboard counts its keys
-    let resp_ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
-    let mut cluster = TestCluster::start_prepared(3, Tuning::default(), |_, config| {
-        let mut text = std::fs::read_to_string(config).expect("config");
-        for (i, port) in resp_ports.iter().enumerate() {
-            let line = format!("data_dir = \"data/node{}\"\n", i + 1);
-            text = text.replacen(
-                &line,
-                &format!("{line}resp_addr = \"127.0.0.1:{port}\"\n"),
-                1,
-            );
-        }
-        std::fs::write(config, text).expect("write config");
-    });
+    let (mut cluster, resp_ports) = TestCluster::start_with_doors(3, Tuning::default(), "");
     cluster.wait_ready(Duration::from_secs(30)).await;
     let driver = chromedriver();
     let c = browser(&driver).await;
@@ -259,7 +230,8 @@ async fn frontend_in_a_real_browser() {
     .await;
     // three keys written through node 2's Redis-protocol door show in the summary
     for key in ["k1", "k2", "k3"] {
-        assert_eq!(resp_set(resp_ports[1], key).await, b"+OK\r\n", "SET {key}");
+        let reply = common::resp_once(resp_ports[1], &[b"SET", key.as_bytes(), b"v"]).await;
+        assert_eq!(reply.expect("SET answered"), b"+OK\r\n", "SET {key}");
     }
     eventually("the dashboard counts 3 keys", || async {
         text(&c, "#stat-keys").await.trim() == "3"

@@ -884,6 +884,10 @@ async fn paused_node_scenario(name: &str, planted_bug: bool, victim: Victim) -> 
     )
     .await;
     assert!(dir.join("summary.json").exists() && dir.join("report.svg").exists());
+    // The nodes' logs beside the report, for a failure's post-mortem.
+    for id in 1..=3 {
+        let _ = std::fs::write(dir.join(format!("node{id}.log")), c.log(id));
+    }
     (code, verdict)
 }
 
@@ -1149,14 +1153,7 @@ fn tcp_connections() -> Vec<(Ipv4Addr, Ipv4Addr, u16)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_connections_leave_from_the_node_address() {
     let hosts: Vec<String> = (11..=13).map(|i| format!("127.0.0.{i}")).collect();
-    let c = TestCluster::start_with(
-        3,
-        ClusterOptions {
-            tuning: Tuning::default(),
-            hosts: Some(hosts.clone()),
-            env: Vec::new(),
-        },
-    );
+    let c = TestCluster::start_on_hosts(&hosts);
     c.wait_ready(READY).await;
     // Sessions work through every node (a reqwest jar is per host: each user stays on one node;
     // writes through followers reach the leader over peer connections).

@@ -16,7 +16,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ClusterOptions, TestCluster, Tuning};
+use common::TestCluster;
 
 const READY: Duration = Duration::from_secs(30);
 
@@ -64,14 +64,7 @@ impl Drop for Chain {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_turns_unready_and_refuses_fast_while_the_others_serve() {
     let hosts: Vec<String> = (21..=23).map(|i| format!("127.0.0.{i}")).collect();
-    let c = TestCluster::start_with(
-        3,
-        ClusterOptions {
-            tuning: Tuning::default(),
-            hosts: Some(hosts.clone()),
-            env: Vec::new(),
-        },
-    );
+    let c = TestCluster::start_on_hosts(&hosts);
     c.wait_ready(READY).await;
     let leader = c.leader(READY).await;
     let others: Vec<u64> = (1..=3).filter(|n| *n != leader).collect();
@@ -202,14 +195,7 @@ async fn settled(c: &TestCluster) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_cut_off_or_paused_does_not_raise_the_term_when_it_returns() {
     let hosts: Vec<String> = (24..=26).map(|i| format!("127.0.0.{i}")).collect();
-    let c = TestCluster::start_with(
-        3,
-        ClusterOptions {
-            tuning: Tuning::default(),
-            hosts: Some(hosts.clone()),
-            env: Vec::new(),
-        },
-    );
+    let c = TestCluster::start_on_hosts(&hosts);
     c.wait_ready(READY).await;
     c.leader(READY).await;
     let (term, leader) = settled(&c).await;

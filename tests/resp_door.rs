@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{free_port, http, TestCluster, Tuning};
+use common::{http, TestCluster, Tuning};
 
 const READY: Duration = Duration::from_secs(30);
 /// How long any single reply may take (a write without quorum waits `request_deadline_ms`).
@@ -303,21 +303,11 @@ async fn start_doors(
     tuning: Tuning,
     resp_section: &str,
 ) -> (TestCluster, Vec<SocketAddr>) {
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let (c, ports) = TestCluster::start_with_doors(n, tuning, resp_section);
     let addrs: Vec<SocketAddr> = ports
         .iter()
         .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
         .collect();
-    let c = TestCluster::start_prepared(n, tuning, |_, config| {
-        let mut text = std::fs::read_to_string(config).expect("config");
-        for (i, p) in ports.iter().enumerate() {
-            let at = format!("[[node]]\nid = {}\n", i + 1);
-            assert!(text.contains(&at), "{text}");
-            text = text.replacen(&at, &format!("{at}resp_addr = \"127.0.0.1:{p}\"\n"), 1);
-        }
-        text.push_str(resp_section);
-        std::fs::write(config, text).expect("write config");
-    });
     c.wait_ready(READY).await;
     for (i, addr) in addrs.iter().enumerate() {
         let deadline = Instant::now() + READY;

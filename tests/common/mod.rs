@@ -419,3 +419,82 @@ pub async fn metric(c: &TestCluster, id: u64, name: &str, label: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+impl TestCluster {
+    /// [`TestCluster::start`] with default tuning, node `i + 1` listening on `hosts[i]` (own
+    /// loopback addresses, e.g. so iptables can cut one node off).
+    pub fn start_on_hosts(hosts: &[String]) -> Self {
+        Self::start_with(
+            hosts.len(),
+            ClusterOptions {
+                hosts: Some(hosts.to_vec()),
+                ..ClusterOptions::default()
+            },
+        )
+    }
+
+    /// [`TestCluster::start`] with a Redis-protocol door on every node (`resp_addr` on a free
+    /// port of 127.0.0.1) and `extra_config` appended (e.g. a `[resp]` section); the doors'
+    /// ports, in node order. Does not wait for readiness.
+    pub fn start_with_doors(n: usize, tuning: Tuning, extra_config: &str) -> (Self, Vec<u16>) {
+        let doors: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let c = Self::start_prepared(n, tuning, |_, config| {
+            let mut text = std::fs::read_to_string(config).expect("config");
+            for (i, port) in doors.iter().enumerate() {
+                let at = format!("[[node]]\nid = {}\n", i + 1);
+                assert!(text.contains(&at), "{text}");
+                text = text.replacen(&at, &format!("{at}resp_addr = \"127.0.0.1:{port}\"\n"), 1);
+            }
+            text.push_str(extra_config);
+            std::fs::write(config, text).expect("write config");
+        });
+        (c, doors)
+    }
+}
+
+/// The length of the first complete RESP2 reply in `buf` (simple string, error, integer or bulk
+/// string; not arrays), if it is complete.
+fn resp_reply_len(buf: &[u8]) -> Option<usize> {
+    let line_end = buf.windows(2).position(|w| w == b"\r\n")? + 2;
+    if buf[0] != b'$' {
+        return Some(line_end);
+    }
+    let len: i64 = std::str::from_utf8(&buf[1..line_end - 2])
+        .ok()?
+        .parse()
+        .ok()?;
+    if len < 0 {
+        return Some(line_end);
+    }
+    let total = line_end + len as usize + 2;
+    (buf.len() >= total).then_some(total)
+}
+
+/// One command (a RESP2 array of bulk strings) on a fresh connection to the door on
+/// 127.0.0.1:`port`; its raw reply (a non-array reply), each step bounded by 5 s.
+pub async fn resp_once(port: u16, args: &[&[u8]]) -> std::io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut frame = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        frame.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        frame.extend_from_slice(a);
+        frame.extend_from_slice(b"\r\n");
+    }
+    let step = Duration::from_secs(5);
+    let mut s =
+        tokio::time::timeout(step, tokio::net::TcpStream::connect(("127.0.0.1", port))).await??;
+    s.write_all(&frame).await?;
+    let mut buf = Vec::new();
+    loop {
+        if let Some(n) = (!buf.is_empty()).then(|| resp_reply_len(&buf)).flatten() {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(step, s.read(&mut chunk)).await??;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}

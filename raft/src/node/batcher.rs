@@ -23,6 +23,9 @@ use crate::node::cluster::{Cluster, ClusterError, Proposed};
 
 struct Pending {
     cmd: Command,
+    /// A write a follower forwarded to the leader of this term: proposed only here, in this
+    /// term ([`Cluster::propose_in_term`]).
+    term: Option<u64>,
     bytes: usize,
     /// When it was queued (`batch_queue` stage).
     queued: std::time::Instant,
@@ -70,6 +73,29 @@ impl WriteBatcher {
     /// # Errors
     /// What [`Cluster::propose`] fails with, for the whole batch.
     pub async fn write(self: &Arc<Self>, cmd: Command) -> Result<Proposed, ClusterError> {
+        self.enqueue(cmd, None).await
+    }
+
+    /// Replicate `cmd`, a write a follower forwarded to the leader of `term`, in the next batch:
+    /// only while this node leads in `term`, and never forwarded on (a batch carrying one is
+    /// proposed with [`Cluster::propose_in_term`]).
+    ///
+    /// # Errors
+    /// [`ClusterError::Unavailable`] (not ambiguous) when this node does not lead in `term`
+    /// when the batch leaves; else what [`Cluster::propose_in_term`] fails with.
+    pub async fn write_forwarded(
+        self: &Arc<Self>,
+        cmd: Command,
+        term: u64,
+    ) -> Result<Proposed, ClusterError> {
+        self.enqueue(cmd, Some(term)).await
+    }
+
+    async fn enqueue(
+        self: &Arc<Self>,
+        cmd: Command,
+        term: Option<u64>,
+    ) -> Result<Proposed, ClusterError> {
         let (tx, rx) = oneshot::channel();
         let batch = {
             let mut q = self.lock();
@@ -77,6 +103,7 @@ impl WriteBatcher {
                 bytes: cmd.approx_bytes(),
                 queued: std::time::Instant::now(),
                 cmd,
+                term,
                 reply: tx,
             });
             self.next_batch(&mut q)
@@ -143,10 +170,44 @@ impl WriteBatcher {
     }
 
     async fn replicate(&self, batch: Vec<Pending>) {
+        // Forwarded writes go only into an entry of the term they were addressed to; those
+        // of another term are refused unproposed (their follower already proposes them
+        // elsewhere).
+        let forwarded_terms: Vec<u64> = batch.iter().filter_map(|p| p.term).collect();
+        let leading_term = (!forwarded_terms.is_empty() && self.cluster.is_leader())
+            .then(|| self.cluster.raft.metrics().borrow().current_term);
+        let mut batch = batch;
+        if !forwarded_terms.is_empty() {
+            let (keep, refuse): (Vec<Pending>, Vec<Pending>) = batch
+                .into_iter()
+                .partition(|p| p.term.is_none() || p.term == leading_term);
+            for p in refuse {
+                let _ = p.reply.send(Err(ClusterError::Unavailable {
+                    reason: format!(
+                        "not the leader of term {}",
+                        p.term.map_or_else(String::new, |t| t.to_string())
+                    ),
+                    ambiguous: false,
+                }));
+            }
+            batch = keep;
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let in_term = leading_term.filter(|_| batch.iter().any(|p| p.term.is_some()));
         let (cmds, replies): (Vec<Command>, Vec<_>) =
             batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
         let n = cmds.len();
-        match self.cluster.propose_here(Command::Batch(cmds)).await {
+        let proposed = match in_term {
+            Some(term) => {
+                self.cluster
+                    .propose_in_term(Command::Batch(cmds), term)
+                    .await
+            }
+            None => self.cluster.propose_here(Command::Batch(cmds)).await,
+        };
+        match proposed {
             Ok(Proposed {
                 response: Response::Batch(responses),
                 log_index,

@@ -246,6 +246,67 @@ impl Cluster {
             .map_err(|e| ClusterError::Fatal(format!("propose task failed: {e}")))?
     }
 
+    /// Propose `cmd` here, as the leader of `term`, once — never forwarded elsewhere: for writes
+    /// a follower forwarded to the leader of `term`. When this node does not lead in `term`
+    /// (any more, or again in a later term) the write is refused unproposed (not ambiguous):
+    /// the follower gave up on this leader and proposed the write elsewhere, and a second
+    /// execution, later than the writes that followed the first one, would undo them. When
+    /// leadership moves while it commits, the outcome is ambiguous: an entry of `term` can only
+    /// commit through a leader that already has it, before the follower's retry.
+    ///
+    /// # Errors
+    /// [`ClusterError::Unavailable`] as above, or when the commit did not finish by the deadline.
+    pub(crate) async fn propose_in_term(
+        &self,
+        cmd: Command,
+        term: u64,
+    ) -> Result<Proposed, ClusterError> {
+        let not_leader = || ClusterError::Unavailable {
+            reason: format!("not the leader of term {term}"),
+            ambiguous: false,
+        };
+        if !self.is_leader() || self.raft.metrics().borrow().current_term != term {
+            return Err(not_leader());
+        }
+        if let Some(refused) = self.check_quorum() {
+            return Err(refused);
+        }
+        let started = Instant::now();
+        match tokio::time::timeout(self.deadlines.request, self.raft.client_write(cmd)).await {
+            Ok(Ok(resp)) if resp.log_id.leader_id.term == term => {
+                crate::node::instruments::since(&self.instruments.stages.commit, started);
+                Ok(Proposed {
+                    response: resp.data,
+                    log_index: resp.log_id.index,
+                    after_ambiguous_attempt: false,
+                })
+            }
+            // Leadership was lost and won again between the check and the proposal: applied,
+            // but perhaps after the follower's retry, which it cannot tell.
+            Ok(Ok(resp)) => Err(ClusterError::Unavailable {
+                reason: format!(
+                    "a write for the leader of term {term} was committed in term {}",
+                    resp.log_id.leader_id.term
+                ),
+                ambiguous: true,
+            }),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(ClusterError::Unavailable {
+                    reason: format!("leadership of term {term} ended while committing"),
+                    ambiguous: true,
+                })
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                Err(ClusterError::Fatal(e.to_string()))
+            }
+            Ok(Err(RaftError::Fatal(e))) => Err(ClusterError::Fatal(e.to_string())),
+            Err(_) => Err(ClusterError::Unavailable {
+                reason: "the leader could not commit in time".into(),
+                ambiguous: true,
+            }),
+        }
+    }
+
     /// [`Cluster::propose`] on the current task, which must run on the Raft runtime.
     pub(crate) async fn propose_here(&self, cmd: Command) -> Result<Proposed, ClusterError> {
         let deadline = Instant::now() + self.deadlines.request;

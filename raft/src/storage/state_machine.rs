@@ -149,6 +149,21 @@ fn snapshot_file_name(meta: &SnapshotMeta) -> String {
     format!("snapshot-{id}.bin")
 }
 
+/// Whether `cf` holds a key in `[from, to)`.
+fn any_key_in(db: &DB, cf: &rocksdb::ColumnFamily, from: &[u8], to: &[u8]) -> Result<bool> {
+    match db
+        .iterator_cf(cf, IteratorMode::From(from, Direction::Forward))
+        .next()
+    {
+        None => Ok(false),
+        Some(item) => Ok(item
+            .map_err(rocks("scan for stale generations"))?
+            .0
+            .as_ref()
+            < to),
+    }
+}
+
 fn snapshot_id(last: &Option<LogId>) -> String {
     match last {
         Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
@@ -167,13 +182,24 @@ impl StateMachineStore {
             get_meta(&db, None, KEY_MEMBERSHIP, "membership")?.unwrap_or_default();
 
         // Data of any other generation is what a crashed install or an unfinished cleanup left.
+        // A range is dropped only when it holds a key: a range tombstone written on every open
+        // would count as an entry in RocksDB's key estimates (the dashboard's counts).
+        let end = [0xffu8; 9];
         for name in GENERATION_CFS {
             let cf = db::cf(&db, name)?;
+            let current = db::gen_prefix(generation);
+            let next = db::gen_prefix(generation + 1);
             let mut batch = WriteBatch::default();
-            batch.delete_range_cf(cf, db::gen_prefix(0), db::gen_prefix(generation));
-            batch.delete_range_cf(cf, &db::gen_prefix(generation + 1)[..], &[0xffu8; 9][..]);
-            db.write_opt(batch, &db::unsynced())
-                .map_err(rocks("drop stale generations"))?;
+            if any_key_in(&db, cf, &db::gen_prefix(0), &current)? {
+                batch.delete_range_cf(cf, db::gen_prefix(0), current);
+            }
+            if any_key_in(&db, cf, &next, &end)? {
+                batch.delete_range_cf(cf, &next[..], &end[..]);
+            }
+            if !batch.is_empty() {
+                db.write_opt(batch, &db::unsynced())
+                    .map_err(rocks("drop stale generations"))?;
+            }
         }
 
         let store = Self {
@@ -249,22 +275,35 @@ impl StateMachineStore {
     /// # Errors
     /// On a RocksDB error or a corrupt index key.
     pub fn has_expired(&self, now_ms: u64) -> Result<bool> {
+        self.first_index_entry_due(CF_EXPIRY_INDEX, "scan expiry index", now_ms, |k| {
+            db::parse_expiry_key(k).map(|(at, _)| at)
+        })
+    }
+
+    /// Whether the first entry of the current generation in the expiry index `cf_name` (keys
+    /// in expiry order) is due at `now_ms`; `expiry_of` reads an index key's instant.
+    fn first_index_entry_due(
+        &self,
+        cf_name: &'static str,
+        what: &'static str,
+        now_ms: u64,
+        expiry_of: impl Fn(&[u8]) -> Result<u64>,
+    ) -> Result<bool> {
         let generation = self.generation()?;
         let db = &self.inner.db;
         let prefix = db::gen_prefix(generation);
-        let cf = db::cf(db, CF_EXPIRY_INDEX)?;
+        let cf = db::cf(db, cf_name)?;
         let Some(item) = db
             .iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward))
             .next()
         else {
             return Ok(false);
         };
-        let (k, _) = item.map_err(rocks("scan expiry index"))?;
+        let (k, _) = item.map_err(rocks(what))?;
         if !k.starts_with(&prefix) {
             return Ok(false);
         }
-        let (expires_at_ms, _) = db::parse_expiry_key(&k)?;
-        Ok(expires_at_ms <= now_ms)
+        Ok(expiry_of(&k)? <= now_ms)
     }
 
     /// The live keyspace entry under `key` at `now_ms`, read locally (linearizable after a read
@@ -346,22 +385,9 @@ impl StateMachineStore {
     /// # Errors
     /// On a RocksDB error or a corrupt index key.
     pub fn kv_has_expired(&self, now_ms: u64) -> Result<bool> {
-        let generation = self.generation()?;
-        let db = &self.inner.db;
-        let prefix = db::gen_prefix(generation);
-        let cf = db::cf(db, CF_KV_EXPIRY)?;
-        let Some(item) = db
-            .iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward))
-            .next()
-        else {
-            return Ok(false);
-        };
-        let (k, _) = item.map_err(rocks("scan kv expiry index"))?;
-        if !k.starts_with(&prefix) {
-            return Ok(false);
-        }
-        let (expires_at_ms, _) = db::parse_kv_expiry_key(&k)?;
-        Ok(expires_at_ms <= now_ms)
+        self.first_index_entry_due(CF_KV_EXPIRY, "scan kv expiry index", now_ms, |k| {
+            db::parse_kv_expiry_key(k).map(|(at, _)| at)
+        })
     }
 
     /// Estimated number of stored keyspace entries (RocksDB's estimate; cheap).

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::clock::now_ms;
 use crate::node::batcher::WriteBatcher;
-use crate::node::cluster::Cluster;
+use crate::node::cluster::{Cluster, ClusterError};
 use crate::node::instruments::since;
 use crate::transport::auth::{PeerAuth, PresentedHeaders};
 use crate::transport::network::paths;
@@ -190,24 +190,31 @@ impl Inbound {
         reply(&resp)
     }
 
-    /// A follower's forwarded batch, addressed to the leader of `fw.term`. On the leader it joins the local batcher's next log entry,
-    /// together with this node's own writes and those forwarded by the other followers (group
-    /// commit across the cluster). A retry inside the batcher after an ambiguous attempt is
-    /// reported as a failure, so the follower keeps treating the outcome as ambiguous.
+    /// A follower's forwarded batch, addressed to the leader of `fw.term`. On the leader it joins
+    /// the local batcher's next log entry, together with this node's own writes and those
+    /// forwarded by the other followers (group commit across the cluster) — but only in an
+    /// entry of `fw.term`, never forwarded on: a follower that gave up on this leader proposes
+    /// the write elsewhere, so a request that reaches this node late (it was paused, the link
+    /// stalled) must not execute a second time after the writes that followed the first. A
+    /// failure after the write was proposed is reported as such, so the follower treats the
+    /// outcome as ambiguous.
     async fn write(&self, fw: ForwardedWrite) -> WriteReply {
         let c = &self.cluster;
         let ForwardedWrite { term, cmd } = fw;
-        if !c.is_leader() || c.raft.metrics().borrow().current_term != term {
+        let not_leader = || {
             let (leader_id, leader_addr) = match c.leader() {
                 Some((id, addr)) if id != c.id => (Some(id), addr),
                 _ => (None, None),
             };
-            return Err(PeerRefusal::NotLeader {
+            PeerRefusal::NotLeader {
                 leader_id,
                 leader_addr,
-            });
+            }
+        };
+        if !c.is_leader() || c.raft.metrics().borrow().current_term != term {
+            return Err(not_leader());
         }
-        match self.batcher.write(cmd).await {
+        match self.batcher.write_forwarded(cmd, term).await {
             Ok(p) if !p.after_ambiguous_attempt => Ok(Committed {
                 response: p.response,
                 index: p.log_index,
@@ -215,6 +222,10 @@ impl Inbound {
             Ok(_) => Err(PeerRefusal::Failed(
                 "outcome ambiguous: leadership moved while committing".into(),
             )),
+            // Refused before it was proposed: certainly not applied.
+            Err(ClusterError::Unavailable {
+                ambiguous: false, ..
+            }) => Err(not_leader()),
             Err(e) => Err(PeerRefusal::Failed(e.to_string())),
         }
     }
