@@ -83,7 +83,7 @@ impl WriteBatcher {
     /// # Errors
     /// [`ClusterError::Unavailable`] (not ambiguous) when this node does not lead in `term`
     /// when the batch leaves; else what [`Cluster::propose_in_term`] fails with.
-    pub async fn write_forwarded(
+    pub(crate) async fn write_forwarded(
         self: &Arc<Self>,
         cmd: Command,
         term: u64,
