@@ -169,26 +169,23 @@ impl WriteBatcher {
         }
     }
 
-    async fn replicate(&self, batch: Vec<Pending>) {
+    async fn replicate(&self, mut batch: Vec<Pending>) {
         // Forwarded writes go only into an entry of the term they were addressed to; those
         // of another term are refused unproposed (their follower already proposes them
         // elsewhere).
-        let forwarded_terms: Vec<u64> = batch.iter().filter_map(|p| p.term).collect();
-        let leading_term = (!forwarded_terms.is_empty() && self.cluster.is_leader())
-            .then(|| self.cluster.raft.metrics().borrow().current_term);
-        let mut batch = batch;
-        if !forwarded_terms.is_empty() {
+        let mut leading_term = None;
+        if batch.iter().any(|p| p.term.is_some()) {
+            leading_term = self
+                .cluster
+                .is_leader()
+                .then(|| self.cluster.raft.metrics().borrow().current_term);
             let (keep, refuse): (Vec<Pending>, Vec<Pending>) = batch
                 .into_iter()
                 .partition(|p| p.term.is_none() || p.term == leading_term);
             for p in refuse {
-                let _ = p.reply.send(Err(ClusterError::Unavailable {
-                    reason: format!(
-                        "not the leader of term {}",
-                        p.term.map_or_else(String::new, |t| t.to_string())
-                    ),
-                    ambiguous: false,
-                }));
+                if let Some(term) = p.term {
+                    let _ = p.reply.send(Err(ClusterError::not_leader_of(term)));
+                }
             }
             batch = keep;
         }

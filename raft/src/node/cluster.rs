@@ -32,6 +32,31 @@ pub enum ClusterError {
     Fatal(String),
 }
 
+impl ClusterError {
+    /// A write for the leader of `term` refused unproposed: this node does not lead in it.
+    pub(crate) fn not_leader_of(term: u64) -> Self {
+        Self::Unavailable {
+            reason: format!("not the leader of term {term}"),
+            ambiguous: false,
+        }
+    }
+}
+
+/// What one `client_write` on this node came to (its errors are `ClusterError`s).
+enum LocalWrite {
+    Committed(CommittedHere),
+    /// Not the leader (any more): the new one, when known, with its address.
+    Moved {
+        new_leader: Option<(NodeId, String)>,
+    },
+}
+
+/// A command committed and applied here, in `term`.
+struct CommittedHere {
+    term: u64,
+    proposed: Proposed,
+}
+
 /// Timing of replicated operations.
 #[derive(Clone, Copy, Debug)]
 pub struct Deadlines {
@@ -261,39 +286,52 @@ impl Cluster {
         cmd: Command,
         term: u64,
     ) -> Result<Proposed, ClusterError> {
-        let not_leader = || ClusterError::Unavailable {
-            reason: format!("not the leader of term {term}"),
-            ambiguous: false,
-        };
         if !self.is_leader() || self.raft.metrics().borrow().current_term != term {
-            return Err(not_leader());
+            return Err(ClusterError::not_leader_of(term));
         }
         if let Some(refused) = self.check_quorum() {
             return Err(refused);
         }
-        let started = Instant::now();
-        match tokio::time::timeout(self.deadlines.request, self.raft.client_write(cmd)).await {
-            Ok(Ok(resp)) if resp.log_id.leader_id.term == term => {
-                crate::node::instruments::since(&self.instruments.stages.commit, started);
-                Ok(Proposed {
-                    response: resp.data,
-                    log_index: resp.log_id.index,
-                    after_ambiguous_attempt: false,
-                })
-            }
+        match self.client_write_once(cmd, self.deadlines.request).await? {
+            LocalWrite::Committed(p) if p.term == term => Ok(p.proposed),
             // Leadership was lost and won again between the check and the proposal: applied,
             // but perhaps after the follower's retry, which it cannot tell.
-            Ok(Ok(resp)) => Err(ClusterError::Unavailable {
+            LocalWrite::Committed(p) => Err(ClusterError::Unavailable {
                 reason: format!(
                     "a write for the leader of term {term} was committed in term {}",
-                    resp.log_id.leader_id.term
+                    p.term
                 ),
                 ambiguous: true,
             }),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                Err(ClusterError::Unavailable {
-                    reason: format!("leadership of term {term} ended while committing"),
-                    ambiguous: true,
+            LocalWrite::Moved { .. } => Err(ClusterError::Unavailable {
+                reason: format!("leadership of term {term} ended while committing"),
+                ambiguous: true,
+            }),
+        }
+    }
+
+    /// One `client_write` of `cmd` on this node, bounded by `timeout` (then ambiguous).
+    async fn client_write_once(
+        &self,
+        cmd: Command,
+        timeout: Duration,
+    ) -> Result<LocalWrite, ClusterError> {
+        let started = Instant::now();
+        match tokio::time::timeout(timeout, self.raft.client_write(cmd)).await {
+            Ok(Ok(resp)) => {
+                crate::node::instruments::since(&self.instruments.stages.commit, started);
+                Ok(LocalWrite::Committed(CommittedHere {
+                    term: resp.log_id.leader_id.term,
+                    proposed: Proposed {
+                        response: resp.data,
+                        log_index: resp.log_id.index,
+                        after_ambiguous_attempt: false,
+                    },
+                }))
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Ok(LocalWrite::Moved {
+                    new_leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
                 })
             }
             Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
@@ -330,38 +368,17 @@ impl Cluster {
             }
             let target = match self.leader_in_term() {
                 Some((leader, _, _)) if leader == self.id => {
-                    let started = Instant::now();
-                    match tokio::time::timeout(remaining, self.raft.client_write(cmd.clone())).await
-                    {
-                        Ok(Ok(resp)) => {
-                            crate::node::instruments::since(
-                                &self.instruments.stages.commit,
-                                started,
-                            );
+                    match self.client_write_once(cmd.clone(), remaining).await? {
+                        LocalWrite::Committed(p) => {
                             return Ok(Proposed {
-                                response: resp.data,
-                                log_index: resp.log_id.index,
                                 after_ambiguous_attempt: ambiguous,
-                            });
+                                ..p.proposed
+                            })
                         }
-                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                        LocalWrite::Moved { new_leader } => {
                             last_reason = "leadership moved".into();
                             let term = self.raft.metrics().borrow().current_term;
-                            f.leader_id
-                                .zip(f.leader_node.map(|n| n.addr))
-                                .map(|(id, addr)| (id, addr, term))
-                        }
-                        Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
-                            e,
-                        )))) => return Err(ClusterError::Fatal(e.to_string())),
-                        Ok(Err(RaftError::Fatal(e))) => {
-                            return Err(ClusterError::Fatal(e.to_string()))
-                        }
-                        Err(_) => {
-                            return Err(ClusterError::Unavailable {
-                                reason: "the leader could not commit in time".into(),
-                                ambiguous: true,
-                            })
+                            new_leader.map(|(id, addr)| (id, addr, term))
                         }
                     }
                 }
