@@ -1,0 +1,103 @@
+"""The environment of a command, read once: where the config, the run dir, the binaries are,
+how long a node may take to become ready, load balancer overrides; and the build step of `up`,
+`start`, `restart` and `add-node` (scripts/install-deps.sh --cluster, then cargo when the binary
+is missing or SESSIONRAFT_REBUILD=1).
+
+    SESSIONRAFT_CONFIG         the cluster's config (default ROOT/cluster.toml)
+    SESSIONRAFT_RUN_DIR        pid files, logs, haproxy.cfg, extra-nodes, removed-nodes (default ROOT/run)
+    SESSIONRAFT_READY_TIMEOUT  seconds a node may take to become ready (default 60)
+    SESSIONRAFT_LB_ADDR        HOST:PORT of the load balancer (overrides [load_balancer] addr)
+    SESSIONRAFT_LB_RESP_ADDR   HOST:PORT of its Redis-protocol frontend (overrides [load_balancer] resp_addr)
+    SESSIONRAFT_BIN            the sessionraft binary (default CARGO_TARGET_DIR or ROOT/target, /release/sessionraft)
+    SESSIONRAFT_HAPROXY        the haproxy binary (default: haproxy on PATH, /usr/sbin, /usr/local/sbin)
+    SESSIONRAFT_REBUILD=1      rebuild on up/start/restart/add-node
+
+Relative paths are taken from the caller's working directory ($PWD, as the shell had them).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Mapping
+
+from .console import Die, Exit, flush
+
+# ROOT as scripts/cluster.sh computed it: the launcher puts ROOT/scripts/pylib on PYTHONPATH, so
+# this file's path goes through the same (unresolved) directory
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: str
+    config: str
+    run_dir: str
+    bin: str
+    ready_timeout: int
+    lb_addr: str = ""  # SESSIONRAFT_LB_ADDR ("" when unset)
+    lb_resp_addr: str = ""  # SESSIONRAFT_LB_RESP_ADDR ("" when unset)
+    haproxy: str = ""  # SESSIONRAFT_HAPROXY ("" when unset)
+    rebuild: bool = False
+
+
+def abspath(path: str, pwd: str) -> str:
+    """The shell's abspath: a relative path is put under pwd, nothing is normalized."""
+    return path if path.startswith("/") else f"{pwd}/{path}"
+
+
+def logical_cwd(env: Mapping[str, str]) -> str:
+    """$PWD when it names the working directory (a path through symlinks, as the shell
+    keeps it), else the physical working directory."""
+    cwd = os.getcwd()
+    pwd = env.get("PWD", "")
+    try:
+        if pwd.startswith("/") and os.path.samefile(pwd, cwd):
+            return pwd
+    except OSError:
+        pass
+    return cwd
+
+
+def from_env(env: Mapping[str, str] | None = None, root: str = ROOT, pwd: str | None = None) -> Settings:
+    """The settings of this command. Die when SESSIONRAFT_READY_TIMEOUT is not a number."""
+    env = os.environ if env is None else env
+    pwd = logical_cwd(env) if pwd is None else pwd
+    timeout = env.get("SESSIONRAFT_READY_TIMEOUT") or "60"
+    if not re.fullmatch(r"[0-9]+", timeout):
+        raise Die("SESSIONRAFT_READY_TIMEOUT must be a number of seconds")
+    target = env.get("CARGO_TARGET_DIR") or f"{root}/target"
+    return Settings(
+        root=root,
+        config=abspath(env.get("SESSIONRAFT_CONFIG") or f"{root}/cluster.toml", pwd),
+        run_dir=abspath(env.get("SESSIONRAFT_RUN_DIR") or f"{root}/run", pwd),
+        bin=env.get("SESSIONRAFT_BIN") or f"{target}/release/sessionraft",
+        ready_timeout=int(timeout),
+        lb_addr=env.get("SESSIONRAFT_LB_ADDR", ""),
+        lb_resp_addr=env.get("SESSIONRAFT_LB_RESP_ADDR", ""),
+        haproxy=env.get("SESSIONRAFT_HAPROXY", ""),
+        rebuild=env.get("SESSIONRAFT_REBUILD", "0") == "1",
+    )
+
+
+def executable(path: str) -> bool:
+    return os.access(path, os.X_OK)
+
+
+def build(s: Settings) -> None:
+    """What is missing installed (haproxy, ...), the binary built if it is missing (or
+    SESSIONRAFT_REBUILD=1). A failure ends the command with the failed step's exit code."""
+    flush()
+    rc = subprocess.call([f"{s.root}/scripts/install-deps.sh", "--cluster"])
+    if rc != 0:
+        raise Exit(rc)
+    if not executable(s.bin) or s.rebuild:
+        print("building sessionraft (release; the first build compiles RocksDB, ~10 min)...",
+              file=sys.stderr, flush=True)
+        # the same build as scripts/test.sh: one set of features, RocksDB compiled once
+        rc = subprocess.call(["cargo", "build", "--release", "--workspace", "--all-targets"], cwd=s.root)
+        if rc != 0:
+            raise Exit(rc)
