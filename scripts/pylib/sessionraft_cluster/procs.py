@@ -51,15 +51,16 @@ def stat(pid: int) -> tuple[str, int] | None:
 
 
 def alive(pid: int) -> bool:
-    """`kill -0 PID` succeeds and the process is not a zombie."""
+    """`kill -0 PID` succeeds. A zombie counts as alive: a node whose main thread has exited
+    shows as one while its other threads still hold its ports and its RocksDB lock; it is
+    gone only once reaped (this program reaps what it started, see spawn)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass
-    st = stat(pid)
-    return st is None or st[0] != "Z"
+    return True
 
 
 def children(pid: int) -> list[int]:
@@ -105,11 +106,18 @@ def haproxy_live_pid(run: RunDir) -> int | None:
 
 
 def spawn(argv: Sequence[str], log: str) -> int:
-    """Starts argv in a session of its own, output appended to log; its pid."""
+    """Starts argv in a session of its own, output appended to log; its pid, once its
+    /proc/PID/cmdline shows the program (or it is gone): Popen returns as soon as the child's
+    exec has switched to the new program's memory, before the kernel put its arguments there,
+    and a cmdline check in between would find [] and call the node gone."""
     with open(log, "ab") as f:
         p = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
                              start_new_session=True, close_fds=True)
     threading.Thread(target=p.wait, daemon=True).start()
+    for _ in range(500):
+        if cmdline(p.pid) != []:
+            break
+        clock.sleep(0.01)
     return p.pid
 
 

@@ -135,12 +135,9 @@ class ProcessTest(unittest.TestCase):
             finally:
                 for p in (node, other):
                     p.kill()
-            # a zombie (not reaped yet) is not alive
-            time.sleep(0.1)
+                    p.wait()
             self.assertFalse(procs.alive(node.pid))
             self.assertIsNone(procs.node_live_pid(r, "1"))
-            node.wait()
-            other.wait()
 
     def test_stop_and_kill_go_by_the_pid_file(self):
         with tempfile.TemporaryDirectory() as d:
@@ -179,6 +176,15 @@ class ProcessTest(unittest.TestCase):
             self.assertFalse(procs.alive(pid))
             self.assertEqual(Path(log).read_text(), "before\nTrue\n")
             self.assertEqual(procs.tail(log, 1), ["True"])
+
+    def test_spawn_returns_once_the_command_line_is_readable(self):
+        with tempfile.TemporaryDirectory() as d:
+            for _ in range(30):
+                pid = procs.spawn([sys.executable, "-c", "import time; time.sleep(30)", "serve"], f"{d}/log")
+                try:
+                    self.assertEqual(procs.cmdline(pid)[-1], "serve")
+                finally:
+                    os.kill(pid, 9)
 
     def test_wait_exit_or_kill_kills_one_that_ignores_sigterm(self):
         p = subprocess.Popen([sys.executable, "-c",
