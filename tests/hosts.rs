@@ -14,7 +14,9 @@
 //!    the same name with a new IP and the same data; every hosts file rewritten; nobody else
 //!    restarted. The users are served throughout: the longest time without a successful
 //!    request (the *window*) is printed, bounded by 1 s for a follower (CI bound 2 s) and by one
-//!    election for the leader (the term rises by one; CI bound 2 s on the window).
+//!    election for the leader (the term rises by at most one — by none when the leader is back
+//!    before the others elected, as it resumes leading; CI tolerates a split vote, +2; CI bound
+//!    2 s on the window).
 //! 3. **disk lost**: a follower's host comes back under its name with an empty data directory
 //!    (after the leader snapshotted and purged its log); `sessionraft cluster rejoin-node ID`
 //!    brings it back; it catches up by snapshot and is a voter again.
@@ -301,6 +303,23 @@ impl Hosts {
                 "nodes {ids:?} did not converge: {digests:?}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Polls `ids` every 20 ms until one of them reports a leader other than `old`: the ms
+    /// it took.
+    async fn first_other_leader(&self, ids: &[u64], old: u64) -> u128 {
+        let t = Instant::now();
+        loop {
+            for &id in ids {
+                if let Some(s) = self.status(id).await {
+                    if s["leader"].as_u64().is_some_and(|l| l != old) {
+                        return t.elapsed().as_millis();
+                    }
+                }
+            }
+            assert!(t.elapsed() < READY, "no new leader among {ids:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -722,11 +741,22 @@ async fn across_hosts_names_reschedules_a_lost_disk_a_cut_link_and_a_lost_majori
                 println!("hosts: reschedule follower: window over the 1 s target: {w:?}");
             }
         } else {
-            assert!(
-                (term + 1..=term + 2).contains(&new_term),
-                "one election when the leader was rescheduled: term {term} -> {new_term}"
+            // At most one election: none when the leader was back (with a committed vote of
+            // its own it resumes leading) before the others' pre-votes succeeded; CI tolerates
+            // one split vote (term +2), printed as such.
+            let elections = new_term - term;
+            println!(
+                "hosts: reschedule leader: {elections} election(s){}",
+                if elections == 0 {
+                    " (it was back before the others elected)"
+                } else {
+                    ""
+                }
             );
-            assert_ne!(new_leader, leader);
+            assert!(
+                elections <= 2,
+                "at most one election when the leader was rescheduled: term {term} -> {new_term}"
+            );
         }
         assert!(w.ms <= CI_BOUND_MS, "reschedule {role}: {w:?}");
         for id in all {
@@ -816,8 +846,8 @@ async fn across_hosts_names_reschedules_a_lost_disk_a_cut_link_and_a_lost_majori
     tokio::time::sleep(Duration::from_secs(1)).await;
     let at = users.now();
     h.op(&["cut", &host(leader)]).await;
+    let elected_ms = h.first_other_leader(&others, leader).await;
     let (new_leader, cut_term) = h.settled(&others, READY).await;
-    let elected_ms = (users.now() - at).as_millis();
     tokio::time::sleep(Duration::from_secs(3)).await;
     h.op(&["heal", &host(leader)]).await;
     let (healed_leader, healed_term) = h.settled(&all, READY).await;
@@ -826,8 +856,8 @@ async fn across_hosts_names_reschedules_a_lost_disk_a_cut_link_and_a_lost_majori
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (_, later_term) = h.settled(&all, READY).await;
     println!(
-        "hosts: link cut: leader {leader}'s link down; new leader {new_leader} after {elected_ms} \
-         ms; {}; term {term} -> {cut_term}, after heal {healed_term} (leader {healed_leader})",
+        "hosts: link cut: leader {leader}'s link down; a new leader ({new_leader}) known after \
+         {elected_ms} ms; {}; term {term} -> {cut_term}, after heal {healed_term} (leader {healed_leader})",
         w.figures()
     );
     assert_ne!(new_leader, leader);
@@ -912,10 +942,10 @@ async fn across_hosts_names_reschedules_a_lost_disk_a_cut_link_and_a_lost_majori
     let (leader, term) = h.settled(&all, READY).await;
     h.converged(&all).await;
     users.check_counters("after the majority came back").await;
+    let at = users.now();
     let run = users.start();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let end = users.now();
-    let w = users.stop(run, end).await;
+    let w = users.stop(run, at).await;
     println!(
         "hosts: majority lost: nodes {gone:?} deleted; node {survivor} recovered alone and \
          serving {serving_ms} ms after `recover --force-new-cluster` (term {alone_term}), every \
