@@ -3,7 +3,7 @@
 # by a consistency check of everything the clients saw.
 #
 #   scripts/chaos.sh SCENARIO [--duration S] [--rate R] [--seed N] [--out DIR] [--users N]
-#                    [--via all|lb]
+#                    [--via all|lb] [--on loopback|hosts]
 #   scripts/chaos.sh list       the scenarios, one line each
 #   scripts/chaos.sh cleanup    remove what a chaos run killed with SIGKILL left behind (its cluster,
 #                               iptables chains, tmpfs mounts); a normal run, even a failed or
@@ -41,6 +41,16 @@
 # are checked under the faults; a user whose request went straight to a stopped node waits out
 # its 5 s timeout) or lb (through HAProxy only, as in a deployment: how a user behind the load
 # balancer sees a fault; the final reads still read every node).
+#
+# --on hosts: the cluster runs across hosts made of network namespaces (scripts/hosts.sh; root):
+# each node in a host of its own with its own IP, started as its Kubernetes pod (the ConfigMap's
+# cluster.toml, peers by name, the manifest's Raft timings; small snapshots and
+# CHAOS_READ_CONSISTENCY through the environment), HAProxy in a namespace of its own listening on
+# 127.0.0.1; partition-* cut the node's link (its switch port down: every packet to and from the
+# host lost, the load balancer's too) instead of iptables rules. Scenarios: kill-leader,
+# kill-random, pause, pause-leader, pause-follower, partition-leader, partition-minority. The
+# nodes are read through HAProxy's one-node listeners; OUT/hosts is hosts.sh's state directory
+# (node logs in OUT/hosts/hosts/sessionraft-N/node.log); everything it made is removed at the end.
 #
 # A run: a temp config (nodes on 127.0.0.11-13, separate HTTP and Raft ports, the default Raft timings,
 # HAProxy on 127.0.0.1), `cluster.sh up` with its run dir in OUT/cluster; `sessionraft load`

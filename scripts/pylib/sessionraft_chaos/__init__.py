@@ -8,7 +8,7 @@ output, OUT directory and exit codes are those of the former bash script (see it
 
 Module map:
     cli.py        the command line (SCENARIO [--duration S] [--rate R] [--seed N] [--out DIR]
-                  [--users N] [--via all|lb], list, cleanup, --help) and the CHAOS_* / SESSIONRAFT_BIN
+                  [--users N] [--via all|lb] [--on loopback|hosts], list, cleanup, --help) and the CHAOS_* / SESSIONRAFT_BIN
                   environment; bad input exits 2
     schedule.py   the seeded schedule: the bash script's 64-bit LCG (same seed, same draws),
                   the scenarios (mixed's pool unchanged by pause-leader/-follower), each
@@ -20,6 +20,9 @@ Module map:
                   heal, removal; whether peer connections are bound to the nodes' IPs
     cluster.py    scripts/cluster.sh calls (output to ops.log) and the nodes' state over HTTP
                   (/cluster/status, /readyz, HAProxy stats); find_leader, wait_healthy
+    hosts.py      --on hosts: the same interface over scripts/hosts.sh (sessionraft_hosts):
+                  a host (network namespace) per node, started as its Kubernetes pod; link
+                  cuts for the partitions
     config.py     the run's addresses (127.0.0.11-13, free ports) and its config.toml
     record.py     fault windows (faults.jsonl, faults.tsv), the [   t.ttts] progress lines,
                   the table of faults (with the checker's window, elections and term per fault)

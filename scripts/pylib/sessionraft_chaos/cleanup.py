@@ -2,7 +2,8 @@
 run, even a failed or interrupted one, cleans up after itself).
 
 By the registry target/chaos/.active/PID (holding the run's OUT): its load (its process group,
-if the pid still runs that run's load) and its cluster (cluster.sh down); then every iptables
+if the pid still runs that run's load) and its cluster (cluster.sh down; a run --on hosts:
+scripts/hosts.sh down, every namespace and link it made); then every iptables
 chain chaos-PID-in whose run is gone, and every tmpfs mounted as chaos-PID.
 """
 
@@ -59,6 +60,9 @@ def cleanup(root: Path) -> int:
                    SESSIONRAFT_CONFIG=f"{out}/config.toml")
         subprocess.run([str(root / "scripts" / "cluster.sh"), "down"], env=env,
                        stdin=subprocess.DEVNULL)
+        if (Path(out) / "hosts" / "state.json").is_file():  # a run --on hosts
+            subprocess.run([str(root / "scripts" / "hosts.sh"), "--state", f"{out}/hosts",
+                            "down"], stdin=subprocess.DEVNULL)
         f.unlink()
     listing = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout
     for chain in netfilter.stale_chains(listing):

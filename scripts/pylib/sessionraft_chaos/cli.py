@@ -1,7 +1,7 @@
 """The command line of scripts/chaos.sh (unchanged from the bash script):
 
     scripts/chaos.sh SCENARIO [--duration S] [--rate R] [--seed N] [--out DIR] [--users N]
-                     [--via all|lb]
+                     [--via all|lb] [--on loopback|hosts]
     scripts/chaos.sh list | cleanup | --help
 
 and the environment it reads. Bad input: a message on stderr ('chaos.sh: ...') and exit 2.
@@ -17,6 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .schedule import SCENARIOS
+
+#: The scenarios `--on hosts` plays (hosts.py: SUPPORTED; kept here so that parsing needs no
+#: import of the hosts package).
+HOSTS_SCENARIOS = ("kill-leader", "kill-random", "pause", "pause-leader", "pause-follower",
+                   "partition-leader", "partition-minority")
 
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -35,6 +40,7 @@ class Options:
     seed: int = 0
     out: str = ""
     via: str = "all"  # --via: "all" (the load balancer and every node) or "lb" (only HAProxy)
+    on: str = "loopback"  # --on: "loopback" (cluster.sh) or "hosts" (scripts/hosts.sh)
     settle: int = 10
     recover_timeout: int = 60
     disk_mb: int = 64
@@ -60,11 +66,12 @@ def parse(argv: list[str], env: dict | None = None, root: Path = ROOT,
     if scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario '{scenario}': one of {' '.join(SCENARIOS)} "
                          "(scripts/chaos.sh --help)")
-    raw = {"duration": "60", "rate": "50", "users": "20", "seed": "", "out": "", "via": "all"}
+    raw = {"duration": "60", "rate": "50", "users": "20", "seed": "", "out": "", "via": "all",
+           "on": "loopback"}
     i = 0
     while i < len(rest):
         opt = rest[i]
-        if opt in ("--duration", "--rate", "--seed", "--out", "--users", "--via"):
+        if opt in ("--duration", "--rate", "--seed", "--out", "--users", "--via", "--on"):
             if i + 1 >= len(rest):
                 raise UsageError(f"{opt} needs a value")
             raw[opt[2:]] = rest[i + 1]
@@ -77,9 +84,15 @@ def parse(argv: list[str], env: dict | None = None, root: Path = ROOT,
         if not whole(raw[k]):
             raise UsageError(f"--{k} must be a whole number")
     o = Options(scenario=scenario, duration=int(raw["duration"]), rate=int(raw["rate"]),
-                users=int(raw["users"]), seed=int(raw["seed"]), out=raw["out"], via=raw["via"])
+                users=int(raw["users"]), seed=int(raw["seed"]), out=raw["out"], via=raw["via"],
+                on=raw["on"])
     if o.via not in ("all", "lb"):
         raise UsageError("--via must be all (the load balancer and every node) or lb")
+    if o.on not in ("loopback", "hosts"):
+        raise UsageError("--on must be loopback (scripts/cluster.sh) or hosts (scripts/hosts.sh)")
+    if o.on == "hosts" and scenario not in HOSTS_SCENARIOS:
+        raise UsageError(f"{scenario} does not run --on hosts (these do: "
+                         f"{' '.join(HOSTS_SCENARIOS)})")
     if o.duration < 5:
         raise UsageError("--duration must be at least 5 seconds")
     if o.rate < 1 or o.users < 1:

@@ -5,7 +5,8 @@ kill-leader / kill-random   SIGKILL (cluster.sh kill), start again after the fau
 pause                       SIGSTOP through the pid file, SIGCONT after the hold (the leader or
                             a random node); pause-leader: always the leader; pause-follower: one
                             of the two followers
-partition-leader/-minority  DROP rules in the run's iptables chain (netfilter.py), flushed after
+partition-leader/-minority  DROP rules in the run's iptables chain (netfilter.py), flushed after;
+                            --on hosts: the node's link cut (hosts.py), brought up after
 rolling-restart             cluster.sh rolling-restart, one window per node from its output
 clock-skew                  the node restarted under libfaketime, later with the real clock
 disk-full                   the node's tmpfs filled (ENOSPC) for the hold, then freed
@@ -153,6 +154,9 @@ def pause_node(run: Run, name: str, node: int, what: str, hold: int) -> None:
 
 
 def partition(run: Run, name: str, node: int, what: str, hold: int) -> None:
+    if run.o.on == "hosts":
+        cut_link(run, name, node, what, hold)
+        return
     try:
         ss = subprocess.run(["ss", "-Htn", "state", "established"], capture_output=True,
                             text=True).stdout
@@ -170,6 +174,19 @@ def partition(run: Run, name: str, node: int, what: str, hold: int) -> None:
     run.nap(hold)
     run.chain.heal()
     run.rec.end("healed")
+    run.rec.say(f"{name}: healed")
+
+
+def cut_link(run: Run, name: str, node: int, what: str, hold: int) -> None:
+    """On hosts: the node's link is taken down (its switch port), every packet to and from it
+    lost, the load balancer's too; brought up after the hold."""
+    run.rec.begin(name, node, f"node {node}'s link cut ({what}) for {hold}s: its switch port "
+                  "down, every packet to and from its host lost")
+    run.cluster.cut(node)
+    run.rec.say(f"{name}: node {node} ({what}) link cut for {hold}s")
+    run.nap(hold)
+    run.cluster.heal(node)
+    run.rec.end("link up")
     run.rec.say(f"{name}: healed")
 
 

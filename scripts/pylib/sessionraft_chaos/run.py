@@ -30,6 +30,7 @@ from pathlib import Path
 from . import faults, procs, schedule
 from .cli import Options, UsageError
 from .cluster import Cluster
+from .hosts import HostsCluster, check_host_tools
 from .config import Layout, config_text, data_dirs, pick_layout
 from .netfilter import Chain, chain_name
 from .record import Recorder, fault_table, fmt_s, now_ms, read_tsv, warn
@@ -186,10 +187,14 @@ class Run:
 
     def preflight(self) -> None:
         o = self.o
-        if (schedule.needs_iptables(o.scenario) or schedule.needs_tmpfs(o.scenario)) \
+        if o.on == "hosts":
+            why = check_host_tools()
+            if why is not None:
+                raise UsageError(why)
+        elif (schedule.needs_iptables(o.scenario) or schedule.needs_tmpfs(o.scenario)) \
                 and os.geteuid() != 0:
             raise UsageError(f"{o.scenario} needs root (iptables / mount)")
-        if schedule.needs_iptables(o.scenario) and not find_cmd("iptables"):
+        if o.on != "hosts" and schedule.needs_iptables(o.scenario) and not find_cmd("iptables"):
             raise UsageError("iptables not found (scripts/install-deps.sh --all)")
         self.have_faketime = self.faketime_lib.is_file()
         if schedule.needs_faketime(o.scenario) and not self.have_faketime:
@@ -242,14 +247,26 @@ class Run:
         except OSError:
             shutil.copy(o.bin, self.bin)
         self.config = self.out / "config.toml"
-        self.run_dir = self.out / "cluster"
+        # on hosts: scripts/hosts.sh's state directory (its hosts/NAME/node.log: the node logs)
+        self.run_dir = self.out / ("hosts" if self.o.on == "hosts" else "cluster")
         self.ops_log = self.out / "ops.log"
         self.rec = Recorder(self.out)
         self.ops_log.write_text("")
 
     def setup(self) -> None:
-        """Ports, config, tmpfs and iptables chain."""
+        """Ports, config, tmpfs and iptables chain (on hosts: scripts/hosts.sh makes them all
+        at `up`, the configuration is the Kubernetes manifest's)."""
         o = self.o
+        if o.on == "hosts":
+            self.schedule = Schedule(o.seed, o.scenario, self.have_faketime)
+            self.disk_node = None
+            self.data_dirs = {}
+            self.admin_token = ""
+            self.config = self.run_dir / "cluster.toml"
+            self.layout = None
+            self.cluster = HostsCluster(self.root / "scripts" / "hosts.sh", self.run_dir,
+                                        self.bin, self.ops_log, o.read_consistency)
+            return
         self.layout: Layout = pick_layout()
         self.admin_token = secrets.token_hex(24)
         secret = secrets.token_hex(32)
@@ -285,12 +302,14 @@ class Run:
         print(f"   run dir {self.out}")
         if self.disk_node is not None:
             print(f"   node {self.disk_node}'s data on a {o.disk_mb} MiB tmpfs (disk-full)")
-        print(f"starting the cluster (scripts/cluster.sh up; output in {self.ops_log})...")
+        how = "scripts/hosts.sh up: a host per node" if o.on == "hosts" else "scripts/cluster.sh up"
+        print(f"starting the cluster ({how}; output in {self.ops_log})...")
         if cl.sh("up") != 0:
             tail = self.ops_log.read_text(errors="replace").splitlines()[-20:]
             sys.stderr.write("".join(line + "\n" for line in tail))
             raise Fatal(f"the cluster did not come up; see {self.ops_log} and "
                         f"{self.run_dir}/logs/")
+        lay = self.layout = cl.layout
         if cl.wait_healthy(rec, o.recover_timeout, self.problems) is None:
             raise Fatal("the fresh cluster is not healthy")
         leader = cl.find_leader()
@@ -389,8 +408,10 @@ class Run:
             print(f"summary: {check_dir}/summary.json")
         if (check_dir / "report.svg").is_file():
             print(f"report:  {check_dir}/report.svg")
+        logs = (f"{self.run_dir}/hosts/*/node.log" if o.on == "hosts"
+                else f"{self.run_dir}/logs/")
         print(f"history: {history}   faults: {faults_path}   terms: {terms_path}   node logs: "
-              f"{self.run_dir}/logs/")
+              f"{logs}")
         return rc
 
     def tee(self, argv: list[str], log: Path) -> int:
@@ -445,9 +466,10 @@ class Run:
 
     def cluster_down(self) -> None:
         if self.run_dir.is_dir():
-            print("stopping the cluster (scripts/cluster.sh down)...", flush=True)
+            what = "scripts/hosts.sh down" if self.o.on == "hosts" else "scripts/cluster.sh down"
+            print(f"stopping the cluster ({what})...", flush=True)
             if self.cluster.sh("down") != 0:
-                warn(f"cluster.sh down failed; see {self.ops_log}")
+                warn(f"{what} failed; see {self.ops_log}")
 
     def remove_chain(self) -> None:
         if self.chain.made and not self.chain.remove():
