@@ -7,6 +7,7 @@
 //! - [`staleness`]: `sessionraft staleness` — how long an acknowledged change stays invisible to
 //!   token reads on the followers (the real figure behind `max_staleness_ms`).
 //! - [`ops`]: membership changes, backup and restore through the admin API.
+//! - [`systemd`]: `READY=1` / `STOPPING=1` for `Type=notify` units.
 //! - [`tls`]: `[tls]`: the rustls configuration of a node's listeners, the CLI's HTTPS clients.
 //! - [`bench`](mod@bench): `sessionraft bench` (closed-loop HTTP load generator for sessionraft, apps with
 //!   the same API, etcd) and `sessionraft bench-backup` (synthetic backup files).
@@ -20,4 +21,5 @@ pub mod ops;
 pub mod serve;
 pub mod staleness;
 pub mod status;
+pub mod systemd;
 pub mod tls;

@@ -17,7 +17,7 @@ use sessionraft_node::bench::{self, backup_gen};
 use sessionraft_node::chaos::{load as chaos_load, verdict};
 use sessionraft_node::{config, ops, serve, status};
 
-use std::net::SocketAddr;
+use sessionraft_node::config::Address;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,19 +38,21 @@ struct Cli {
 enum Cmd {
     /// Run one node of the cluster.
     Serve {
-        /// Cluster configuration (default: the embedded cluster.toml).
+        /// Cluster configuration (default: $SESSIONRAFT_CONFIG, else the embedded cluster.toml).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Which node this process is: a node of the configuration, or (with --http and
         /// --data-dir) a node outside it that waits to be added with `cluster add-node`.
+        /// Default: $SESSIONRAFT_NODE_ID, else the ordinal ending the host name
+        /// (`sessionraft-0` is node 1, as a Kubernetes StatefulSet names its pods).
         #[arg(long)]
-        node: u64,
-        /// HTTP address of a node outside the configuration.
+        node: Option<u64>,
+        /// HTTP address (HOST:PORT) of a node outside the configuration.
         #[arg(long, requires = "data_dir")]
-        http: Option<SocketAddr>,
-        /// Raft address of a node outside the configuration (default: --http).
+        http: Option<Address>,
+        /// Raft address (HOST:PORT) of a node outside the configuration (default: --http).
         #[arg(long, requires = "http")]
-        raft: Option<SocketAddr>,
+        raft: Option<Address>,
         /// Data directory of a node outside the configuration.
         #[arg(long, requires = "http")]
         data_dir: Option<PathBuf>,
@@ -73,6 +75,26 @@ enum Cmd {
     Nodes {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// A JSON array of objects instead, by field name (id, http_addr, raft_addr,
+        /// resp_addr, data_dir, http_listen, raft_listen, resp_listen; absent ones null).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a stopped node's data directory the only voter of a new one-node cluster that keeps
+    /// every entry of its log (a majority lost for good; like etcd's --force-new-cluster). Start
+    /// the node afterwards, then add the others back with `cluster rejoin-node`.
+    Recover {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The node whose data directory is rewritten (it must be stopped).
+        #[arg(long)]
+        node: u64,
+        /// Its data directory (default: the node's data_dir in the configuration).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Required: without it, print what would be done and exit 2.
+        #[arg(long)]
+        force_new_cluster: bool,
     },
     /// Print the load balancer address of a configuration (nothing when it has none).
     LbAddr {
@@ -252,6 +274,8 @@ enum Cmd {
     },
 }
 
+// The variants are the subcommands' names (`cluster add-node`, `remove-node`, `rejoin-node`).
+#[allow(clippy::enum_variant_names)]
 #[derive(Subcommand)]
 enum ClusterCmd {
     /// Add a running node: as a learner, wait until it has caught up, then promote it to voter.
@@ -260,15 +284,23 @@ enum ClusterCmd {
         config: Option<PathBuf>,
         #[arg(long)]
         id: u64,
-        /// The new node's HTTP address (it must already run there).
+        /// The new node's HTTP address, HOST:PORT (it must already run there).
         #[arg(long)]
-        http: SocketAddr,
+        http: Address,
         /// The new node's Raft address (default: --http).
         #[arg(long)]
-        raft: Option<SocketAddr>,
+        raft: Option<Address>,
     },
     /// Remove a node (voter or learner) from the cluster.
     RemoveNode {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        id: u64,
+    },
+    /// Bring back a configured node that returned with an empty data directory (its disk was
+    /// lost): remove it from the membership, add it again as a learner at its configured
+    /// addresses, wait until it caught up (by snapshot when the log was purged), promote it.
+    RejoinNode {
         #[arg(long)]
         config: Option<PathBuf>,
         id: u64,
@@ -412,28 +444,33 @@ fn main() -> ExitCode {
                 }),
                 _ => None,
             };
-            load(config).and_then(|cfg| serve::run(cfg, node, joining))
+            let node = config::node_id_from(
+                node,
+                std::env::var(config::NODE_ID_ENV).ok().as_deref(),
+                config::hostname().as_deref(),
+            );
+            node.map_err(anyhow::Error::from)
+                .and_then(|node| load(config).and_then(|cfg| serve::run(cfg, node, joining)))
         }
-        Cmd::Status { config, json } => config::load(config.as_deref())
-            .map_err(anyhow::Error::from)
-            .and_then(|cfg| status::run(&cfg, json)),
-        Cmd::Nodes { config } => config::load(config.as_deref())
-            .map(|cfg| {
-                for n in &cfg.nodes {
-                    let resp = n
-                        .resp_addr
-                        .map_or_else(|| "-".to_string(), |a| a.to_string());
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}",
-                        n.id,
-                        n.http_addr,
-                        n.data_dir.display(),
-                        n.raft_addr,
-                        resp
-                    );
+        Cmd::Status { config, json } => load(config).and_then(|cfg| status::run(&cfg, json)),
+        Cmd::Nodes { config, json } => load(config).and_then(|cfg| print_nodes(&cfg, json)),
+        Cmd::Recover {
+            config,
+            node,
+            data_dir,
+            force_new_cluster,
+        } => {
+            return match load(config)
+                .and_then(|cfg| ops::recover(&cfg, node, data_dir, force_new_cluster))
+            {
+                Ok(ops::Recovered::Done) => ExitCode::SUCCESS,
+                Ok(ops::Recovered::DryRun) => ExitCode::from(2),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
                 }
-            })
-            .map_err(anyhow::Error::from),
+            }
+        }
         Cmd::LbAddr { config, resp } => load(config).map(|cfg| {
             if let Some(a) = if resp { cfg.lb_resp_addr } else { cfg.lb_addr } {
                 println!("{a}");
@@ -447,10 +484,16 @@ fn main() -> ExitCode {
                     http,
                     raft,
                 },
-        } => load(config).and_then(|cfg| ops::add_node(&cfg, id, http, raft.unwrap_or(http))),
+        } => load(config).and_then(|cfg| {
+            let raft = raft.unwrap_or_else(|| http.clone());
+            ops::add_node(&cfg, id, &http, &raft)
+        }),
         Cmd::Cluster {
             command: ClusterCmd::RemoveNode { config, id },
         } => load(config).and_then(|cfg| ops::remove_node(&cfg, id)),
+        Cmd::Cluster {
+            command: ClusterCmd::RejoinNode { config, id },
+        } => load(config).and_then(|cfg| ops::rejoin_node(&cfg, id)),
         Cmd::Backup { config, to } => load(config).and_then(|cfg| ops::backup(&cfg, &to)),
         Cmd::Restore {
             config,
@@ -458,9 +501,9 @@ fn main() -> ExitCode {
             force,
         } => load(config).and_then(|cfg| ops::restore(&cfg, &from, force)),
         Cmd::BackupInfo { file } => ops::backup_info(&file),
-        Cmd::CheckConfig { config } => config::load(config.as_deref())
-            .map(|cfg| println!("configuration ok: {} nodes", cfg.nodes.len()))
-            .map_err(anyhow::Error::from),
+        Cmd::CheckConfig { config } => {
+            load(config).map(|cfg| println!("configuration ok: {} nodes", cfg.nodes.len()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -616,8 +659,55 @@ fn run_check(
     }
 }
 
+/// The configuration of `--config`, else of `$SESSIONRAFT_CONFIG`, else the embedded one; keys
+/// set in the environment (`SESSIONRAFT_<SECTION>__<KEY>`) override the file's.
 fn load(path: Option<PathBuf>) -> anyhow::Result<config::Config> {
+    let path = path.or_else(|| {
+        std::env::var_os(config::CONFIG_FILE_ENV)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    });
     config::load(path.as_deref()).map_err(anyhow::Error::from)
+}
+
+/// `sessionraft nodes`: tab-separated (id, HTTP, data dir, Raft, RESP or `-`), or JSON by field.
+fn print_nodes(cfg: &config::Config, json: bool) -> anyhow::Result<()> {
+    let opt = |a: Option<String>| a.map_or(serde_json::Value::Null, serde_json::Value::String);
+    if json {
+        let nodes: Vec<serde_json::Value> = cfg
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "id": n.id,
+                    "http_addr": n.http_addr.to_string(),
+                    "raft_addr": n.raft_addr.to_string(),
+                    "resp_addr": opt(n.resp_addr.as_ref().map(ToString::to_string)),
+                    "data_dir": n.data_dir.display().to_string(),
+                    "http_listen": opt(n.http_listen.map(|a| a.to_string())),
+                    "raft_listen": opt(n.raft_listen.map(|a| a.to_string())),
+                    "resp_listen": opt(n.resp_listen.map(|a| a.to_string())),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        return Ok(());
+    }
+    for n in &cfg.nodes {
+        let resp = n
+            .resp_addr
+            .as_ref()
+            .map_or_else(|| "-".to_string(), ToString::to_string);
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            n.id,
+            n.http_addr,
+            n.data_dir.display(),
+            n.raft_addr,
+            resp
+        );
+    }
+    Ok(())
 }
 
 fn init_tracing() {

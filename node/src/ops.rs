@@ -1,11 +1,11 @@
 //! Operator commands that drive a running cluster through its admin API:
-//! `cluster add-node`, `cluster remove-node`, `backup`, `restore`.
+//! `cluster add-node`, `cluster remove-node`, `cluster rejoin-node`, `backup`, `restore`; and
+//! `recover`, which rewrites a stopped node's data directory (a majority lost for good).
 //!
 //! Requests go to the configured nodes in turn (a node that cannot be reached is skipped; any
 //! node forwards membership changes to the leader) with the admin token from the configuration.
 //! A 503 (no leader yet) is retried until a deadline; a 400/409 is a refusal, printed as is.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use sessionraft_raft::backup;
 use sessionraft_web::handlers::NodeStatus;
 
-use crate::config::Config;
+use crate::config::{Address, Config};
 
 /// How long a request keeps being retried while the cluster answers 503 or cannot be reached.
 const UNAVAILABLE_DEADLINE: Duration = Duration::from_secs(30);
@@ -32,7 +32,7 @@ struct Admin {
     rt: tokio::runtime::Runtime,
     http: reqwest::Client,
     token: String,
-    nodes: Vec<SocketAddr>,
+    nodes: Vec<Address>,
     /// `https` with `[tls]`, else `http`.
     scheme: &'static str,
 }
@@ -63,7 +63,7 @@ impl Admin {
                 .connect_timeout(Duration::from_secs(2))
                 .build()?,
             token,
-            nodes: cfg.nodes.iter().map(|n| n.http_addr).collect(),
+            nodes: cfg.nodes.iter().map(|n| n.http_addr.clone()).collect(),
             scheme: crate::tls::scheme(cfg),
         })
     }
@@ -208,8 +208,12 @@ fn message(v: &serde_json::Value) -> String {
 ///
 /// # Errors
 /// When the node is not running, is already a member elsewhere, or the cluster refuses a step.
-pub fn add_node(cfg: &Config, id: u64, http: SocketAddr, raft: SocketAddr) -> anyhow::Result<()> {
+pub fn add_node(cfg: &Config, id: u64, http: &Address, raft: &Address) -> anyhow::Result<()> {
     let admin = Admin::new(cfg)?;
+    add_with(&admin, id, http, raft)
+}
+
+fn add_with(admin: &Admin, id: u64, http: &Address, raft: &Address) -> anyhow::Result<()> {
     let started = Instant::now();
     let status = admin.status_of(&http.to_string()).with_context(|| {
         format!(
@@ -273,6 +277,128 @@ pub fn add_node(cfg: &Config, id: u64, http: SocketAddr, raft: SocketAddr) -> an
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `sessionraft cluster rejoin-node N`: node N of the configuration came back under its name
+/// with an empty data directory. It is removed from the membership if it is still a member
+/// (its vote and log are gone: it must not count in a quorum as if it remembered them), added
+/// again as a learner at its configured addresses, caught up (by snapshot when the leader
+/// purged the log), and promoted.
+///
+/// # Errors
+/// N is not in the configuration, does not run, or the cluster refuses a step.
+pub fn rejoin_node(cfg: &Config, id: u64) -> anyhow::Result<()> {
+    let me = cfg.node(id)?;
+    let admin = Admin::new(cfg)?;
+    let started = Instant::now();
+    let status = admin
+        .status_of(&me.http_addr.to_string())
+        .with_context(|| {
+            format!(
+                "node {id} does not answer at {}://{}/cluster/status: start it first (with its \
+             empty data directory)",
+                admin.scheme, me.http_addr
+            )
+        })?;
+    if status.id != id {
+        bail!(
+            "the node at {} is node {}, not node {id}",
+            me.http_addr,
+            status.id
+        );
+    }
+    let leader = admin.leader_status()?;
+    if leader.id == id {
+        bail!("refused: node {id} leads the cluster, so its data is not lost");
+    }
+    if leader.members.iter().any(|m| m.id == id) {
+        println!("removing node {id} from the membership (its data directory was lost)...");
+        let r = admin.json(
+            Method::POST,
+            &format!("/admin/nodes/{id}/remove"),
+            None,
+            Duration::from_secs(30),
+        )?;
+        println!("  {}", message(&r));
+        let deadline = Instant::now() + UNAVAILABLE_DEADLINE;
+        while admin.leader_status()?.members.iter().any(|m| m.id == id) {
+            if Instant::now() >= deadline {
+                bail!("node {id} is still a member after {UNAVAILABLE_DEADLINE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    } else {
+        println!("node {id} is not a member; adding it");
+    }
+    add_with(&admin, id, &me.http_addr, &me.raft_addr)?;
+    println!(
+        "node {id} rejoined ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// What `recover` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovered {
+    /// The data directory was rewritten.
+    Done,
+    /// Only printed (no `--force-new-cluster`).
+    DryRun,
+}
+
+/// `sessionraft recover --node N --force-new-cluster`: make node N's (stopped) data directory
+/// the only voter of a new one-node cluster keeping its whole log.
+///
+/// # Errors
+/// N is unknown, its data directory is missing, locked (the node runs) or empty.
+pub fn recover(
+    cfg: &Config,
+    id: u64,
+    data_dir: Option<std::path::PathBuf>,
+    force: bool,
+) -> anyhow::Result<Recovered> {
+    let me = cfg.node(id)?;
+    let data_dir = data_dir.unwrap_or_else(|| me.data_dir.clone());
+    let plan = sessionraft_raft::storage::recovery::force_new_cluster(
+        &data_dir,
+        id,
+        &me.raft_addr.to_string(),
+        force,
+    )
+    .with_context(|| {
+        format!(
+            "recovering node {id} from {} (the node must be stopped)",
+            data_dir.display()
+        )
+    })?;
+    let log_id =
+        |l: Option<openraft::LogId<u64>>| l.map_or_else(|| "-".to_owned(), |l| l.to_string());
+    println!(
+        "node {id}, {}: log ends at {}, applied {}, voters {:?}, vote {}",
+        data_dir.display(),
+        log_id(plan.last_log),
+        log_id(plan.applied),
+        plan.voters,
+        plan.vote.as_deref().unwrap_or("-")
+    );
+    if !force {
+        println!(
+            "would append membership {{{id}}} at {} so that node {id} is the only voter of a new \
+             one-node cluster keeping all of its log; run again with --force-new-cluster to do it \
+             (only when the other voters are lost for good: a node that comes back with its old \
+             data would otherwise form a second cluster)",
+            log_id(plan.new_entry)
+        );
+        return Ok(Recovered::DryRun);
+    }
+    println!(
+        "appended membership {{{id}}} at {}; now start node {id} (it elects itself), then for each \
+         other node: start it with an empty data directory and run `sessionraft cluster \
+         rejoin-node ID`",
+        log_id(plan.new_entry)
+    );
+    Ok(Recovered::Done)
 }
 
 /// `sessionraft cluster remove-node N`.

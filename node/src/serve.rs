@@ -7,14 +7,14 @@ use sessionraft_web::handlers::configure_api;
 use sessionraft_web::node::{cores, UNSAFE_SKIP_READ_BARRIER_ENV};
 use sessionraft_web::{Node, NodeOptions};
 
-use crate::config::{Config, NodeConfig};
+use crate::config::{Address, Config, NodeConfig};
 
 /// Where a node outside the configuration (one being added to a running cluster) listens and
 /// keeps its data: `serve --node N --http H --raft R --data-dir D`.
 #[derive(Debug, Clone)]
 pub struct JoiningNode {
-    pub http_addr: std::net::SocketAddr,
-    pub raft_addr: Option<std::net::SocketAddr>,
+    pub http_addr: Address,
+    pub raft_addr: Option<Address>,
     pub data_dir: std::path::PathBuf,
 }
 
@@ -48,14 +48,12 @@ pub fn resolve_node(
         }
         (None, Some(j)) => {
             anyhow::ensure!(node_id != 0, "--node: node ids must be at least 1");
-            let raft_addr = j.raft_addr.unwrap_or(j.http_addr);
-            for a in [j.http_addr, raft_addr] {
-                anyhow::ensure!(a.port() != 0, "{a}: a fixed port is required");
-            }
+            let raft_addr = j.raft_addr.unwrap_or_else(|| j.http_addr.clone());
             if let Some(n) = cfg.nodes.iter().find(|n| {
-                [n.http_addr, n.raft_addr].contains(&j.http_addr)
-                    || [n.http_addr, n.raft_addr].contains(&raft_addr)
-                    || n.data_dir == j.data_dir
+                let theirs = [&n.http_addr, &n.raft_addr];
+                theirs.contains(&&j.http_addr)
+                    || theirs.contains(&&raft_addr)
+                    || (n.data_dir == j.data_dir && n.http_addr.same_host(&j.http_addr))
             }) {
                 anyhow::bail!(
                     "node {node_id}: address or data dir already used by configured node {}",
@@ -68,6 +66,9 @@ pub fn resolve_node(
                 raft_addr,
                 data_dir: j.data_dir,
                 resp_addr: None,
+                http_listen: None,
+                raft_listen: None,
+                resp_listen: None,
             })
         }
     }
@@ -147,9 +148,11 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
         )
     })?;
 
-    let mut addrs = vec![me.http_addr];
-    if me.raft_addr != me.http_addr {
-        addrs.push(me.raft_addr);
+    // Where the listeners bind: the listen addresses, or the advertised ones resolved now.
+    let mut addrs = vec![me.http_bind_addr()?];
+    let raft_bind = me.raft_bind_addr()?;
+    if !addrs.contains(&raft_bind) {
+        addrs.push(raft_bind);
     }
     let served = actix_web::rt::System::new().block_on(async {
         let app = node.clone();
@@ -175,8 +178,18 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
             .with_context(|| format!("serving on {a}"))?;
         }
         let listeners = std::sync::Arc::new(Listeners(ours));
-        tracing::info!(node = me.id, http = %me.http_addr, tls = tls.is_some(), "serving");
+        tracing::info!(
+            node = me.id,
+            http = %me.http_addr,
+            raft = %me.raft_addr,
+            listen = ?addrs,
+            tls = tls.is_some(),
+            "serving"
+        );
         let server = server.run();
+        // systemd (`Type=notify`): ready once a leader is known and this node applied what it
+        // committed, as /readyz says.
+        let notify = actix_web::rt::spawn(crate::systemd::notify_when_ready(node.clone()));
         let on_signal = actix_web::rt::spawn(stop_on_signal(server.handle(), listeners.clone()));
         // A Raft core that stopped on a fatal error (a storage write failed, e.g. a full disk)
         // never recovers in this process: stop serving and exit non-zero, so the node does not
@@ -187,6 +200,7 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
             listeners,
         ));
         server.await.context("HTTP server")?;
+        notify.abort();
         on_signal.abort();
         fatal.abort();
         match fatal.await {
@@ -319,6 +333,7 @@ async fn stop_on_signal(
         signal = name,
         "stopping: new connections are refused, requests in flight finish"
     );
+    crate::systemd::notify("STOPPING=1");
     listeners.stop_serving(&server).await;
 }
 

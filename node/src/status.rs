@@ -16,7 +16,7 @@ pub fn run(cfg: &Config, json: bool) -> anyhow::Result<()> {
     let rows: Vec<(u64, String, Result<NodeStatus, String>)> = rt.block_on(async {
         let mut rows = Vec::new();
         for n in &cfg.nodes {
-            let url = crate::tls::url(cfg, n.http_addr, "/cluster/status");
+            let url = crate::tls::url(cfg, &n.http_addr, "/cluster/status");
             let r = match client.get(&url).send().await {
                 Ok(resp) => resp.json::<NodeStatus>().await.map_err(|e| e.to_string()),
                 Err(e) => Err(if e.is_connect() {

@@ -100,9 +100,9 @@ pub fn server_config(
     Ok(Some(config))
 }
 
-/// Verifies `chain` the way a peer or the CLI will: against the CA alone, for each IP the node
-/// is reached on (its HTTP and Raft addresses; an unspecified address such as `0.0.0.0` is not
-/// one a client dials).
+/// Verifies `chain` the way a peer or the CLI will: against the CA alone, for each host the node
+/// is reached at (its advertised HTTP and Raft addresses: IPs as IP SANs, names as DNS SANs; an
+/// unspecified address such as `0.0.0.0` is not one a client dials).
 fn verify_node_cert(
     tls: &TlsConfig,
     ca_pem: &[u8],
@@ -126,23 +126,27 @@ fn verify_node_cert(
             tls.cert_file(me.id).display()
         );
     };
-    let ips: BTreeSet<IpAddr> = [me.http_addr.ip(), me.raft_addr.ip()]
+    // Every host the node is reached at: IPs as IP SANs, names as DNS SANs.
+    let hosts: BTreeSet<String> = [&me.http_addr, &me.raft_addr]
         .into_iter()
-        .filter(|ip| !ip.is_unspecified())
+        .filter(|a| !a.ip().is_some_and(|ip: IpAddr| ip.is_unspecified()))
+        .map(|a| a.ip().map_or_else(|| a.host(), |ip| ip.to_string()))
         .collect();
-    for ip in ips {
+    for host in hosts {
+        let (name, san) = match host.parse::<IpAddr>() {
+            Ok(ip) => (ServerName::IpAddress(ip.into()), "an IP SAN"),
+            Err(_) => (
+                ServerName::try_from(host.clone())
+                    .with_context(|| format!("{host} is not a DNS name a certificate can carry"))?,
+                "a DNS SAN",
+            ),
+        };
         verifier
-            .verify_server_cert(
-                leaf,
-                intermediates,
-                &ServerName::IpAddress(ip.into()),
-                &[],
-                UnixTime::now(),
-            )
+            .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
             .with_context(|| {
                 format!(
-                    "tls.cert_dir: {} would be refused by peers for node {} at {ip} (it must be \
-                     signed by tls.ca, be valid now and name {ip} as an IP SAN; \
+                    "tls.cert_dir: {} would be refused by peers for node {} at {host} (it must be \
+                     signed by tls.ca, be valid now and name {host} as {san}; \
                      scripts/dev-certs.sh makes such certificates)",
                     tls.cert_file(me.id).display(),
                     me.id

@@ -14,6 +14,7 @@
 //!   - [`storage::state_machine`]: sessions, indexes, snapshots ([`StateMachineStore`]).
 //!   - `storage::apply`: the deterministic application of commands.
 //!   - [`storage::snapshot_file`]: the snapshot file format.
+//!   - [`storage::recovery`]: offline recovery of a lost majority (`--force-new-cluster`).
 //!   - [`storage::backup`]: the backup file format (all live sessions and keys, checksummed).
 //!   - `storage::kv`: the Redis-protocol keyspace's commands and entries.
 //!   - [`storage::error`]: [`Error`], what storage reports.
@@ -28,6 +29,7 @@
 //!   - [`node::batcher`]: the write batcher (group commit). [`node::touch`]: TTL touch
 //!     coalescing. [`node::purger`]: the expiry purge (leader only, only when a session is due).
 //!   - [`node::failover`]: early elections when the leader's process is gone.
+//!   - [`node::peer_names`]: whether the members' Raft addresses resolve (reported only).
 //!   - [`node::membership`]: membership changes and admin operations on the leader.
 //!   - [`node::instruments`]: the runtime's Prometheus collectors (registered by `web`).
 //! - [`transport`]: the peer transport.

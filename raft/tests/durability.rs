@@ -185,3 +185,66 @@ async fn corrupted_bytes_give_errors_naming_what_is_corrupt() {
     let err = log.read_vote().await.unwrap_err().to_string();
     assert!(err.contains("corrupt vote"), "{err}");
 }
+
+/// `sessionraft recover --force-new-cluster`: the survivor's data becomes a one-voter cluster
+/// keeping every log entry; a dry run changes nothing; a node that still runs (the directory is
+/// locked), an empty directory and a missing one are refused.
+#[tokio::test]
+async fn force_new_cluster_keeps_the_log_and_leaves_one_voter() {
+    use openraft::{BasicNode, EntryPayload, Membership};
+    use sessionraft_raft::storage::recovery::force_new_cluster;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let dir = tempfile::TempDir::new().unwrap();
+    let three: BTreeMap<u64, BasicNode> = (1..=3)
+        .map(|i| (i, BasicNode::new(format!("n{i}:7101"))))
+        .collect();
+    {
+        let (log, _sm) = sessionraft_raft::open(dir.path(), &StorageOptions::default()).unwrap();
+        let mut entries = vec![sessionraft_raft::types::Entry {
+            log_id: openraft::LogId::new(CommittedLeaderId::new(1, 0), 0),
+            payload: EntryPayload::Membership(Membership::new(
+                vec![(1..=3).collect::<BTreeSet<u64>>()],
+                three.clone(),
+            )),
+        }];
+        entries.extend((1..=5).map(|i| entry(i, create(&format!("k{i}"), None, 0, u64::MAX))));
+        log.write_entries_durably(entries).unwrap();
+        // A running node holds the lock: refused, nothing written.
+        let locked = force_new_cluster(dir.path(), 2, "n2:7101", true).unwrap_err();
+        assert!(locked.to_string().contains("lock"), "{locked}");
+    }
+    let plan = force_new_cluster(dir.path(), 2, "n2:7101", false).unwrap();
+    assert_eq!(plan.last_log.map(|l| l.index), Some(5));
+    assert_eq!(plan.voters, BTreeSet::from([1, 2, 3]));
+    assert_eq!(plan.new_entry.map(|l| l.index), Some(6));
+    // The dry run wrote nothing: the plan is the same.
+    let plan = force_new_cluster(dir.path(), 2, "n2:7101", true).unwrap();
+    assert_eq!(plan.new_entry.map(|l| l.index), Some(6));
+
+    let (mut log, _sm) = sessionraft_raft::open(dir.path(), &StorageOptions::default()).unwrap();
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id.map(|l| l.index), Some(6));
+    let all = log.read_entries(0..).unwrap();
+    assert_eq!(all.len(), 7, "every entry kept, one appended");
+    match &all[6].payload {
+        EntryPayload::Membership(m) => {
+            assert_eq!(m.voter_ids().collect::<BTreeSet<_>>(), BTreeSet::from([2]));
+            assert_eq!(
+                m.get_node(&2).map(|n| n.addr.as_str()),
+                Some("n2:7101"),
+                "the node keeps its configured address"
+            );
+        }
+        other => panic!("appended {other:?}, not a membership"),
+    }
+    assert_eq!(all[6].log_id.leader_id, all[5].log_id.leader_id);
+    drop(log);
+
+    let empty = tempfile::TempDir::new().unwrap();
+    let missing = force_new_cluster(empty.path(), 1, "n1:7101", true).unwrap_err();
+    assert!(missing.to_string().contains("no node data"), "{missing}");
+    drop(sessionraft_raft::open(empty.path(), &StorageOptions::default()).unwrap());
+    let blank = force_new_cluster(empty.path(), 1, "n1:7101", true).unwrap_err();
+    assert!(blank.to_string().contains("empty log"), "{blank}");
+}

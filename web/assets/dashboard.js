@@ -26,7 +26,7 @@
   const RECONNECT_MAX_MS = 15000;
   const LAG_FAR = 1000;               // lag (entries) shown in red beyond this
   const TOKEN_KEY = 'sessionraft.adminToken';
-  const KNOWN_ROLES = ['leader', 'follower', 'candidate', 'learner', 'unreachable', 'shutdown'];
+  const KNOWN_ROLES = ['leader', 'follower', 'candidate', 'learner', 'unreachable', 'unresolved', 'shutdown'];
 
   /** node id -> {el, title, role, fields, link} */
   const cards = new Map();
@@ -271,7 +271,11 @@
     renderLag(f.lag, node.lag);
     renderHealth(f.health, node.healthy);
     setText(f.reads, typeof node.reads === 'string' && node.reads ? node.reads : '—');
-    setText(f.addr, typeof node.addr === 'string' && node.addr ? node.addr : '—');
+    const addr = typeof node.addr === 'string' && node.addr ? node.addr : '—';
+    // A member whose name does not resolve from the observer says so, with the resolver's answer.
+    setText(f.addr, typeof node.unresolved === 'string' && node.unresolved
+      ? addr + ' — name does not resolve: ' + node.unresolved
+      : addr);
 
     const base = safeBaseUrl(node.url);
     card.foot.hidden = !base;

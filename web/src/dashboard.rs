@@ -38,6 +38,8 @@ pub struct NodeView {
     /// its own replica), `session · read index` (not fresh: it asks the leader),
     /// `session · lease` (the leader), or `linearizable`; empty when unreachable.
     pub reads: String,
+    /// Why its address (a DNS name) does not resolve from the observer, when it does not.
+    pub unresolved: Option<String>,
 }
 
 /// The cluster as seen from one node.
@@ -178,6 +180,13 @@ impl ClusterWatcher {
 
         let (mut writes, mut reads, mut local, mut resp, mut batches, mut batched) =
             (0.0, 0.0, 0.0, 0.0, 0u64, 0u64);
+        let unresolved = self.cluster.peer_names.unresolved();
+        let resolve_error = |id: u64| {
+            unresolved
+                .iter()
+                .find(|u| u.id == id)
+                .map(|u| u.error.clone())
+        };
         let nodes = statuses
             .into_iter()
             .map(|(id, addr, s)| match s {
@@ -222,6 +231,7 @@ impl ClusterWatcher {
                         } else {
                             "session · read index".into()
                         },
+                        unresolved: resolve_error(id),
                     }
                 }
                 None => {
@@ -230,13 +240,18 @@ impl ClusterWatcher {
                         id,
                         url: format!("http://{addr}"),
                         addr,
-                        role: "unreachable".into(),
+                        role: if resolve_error(id).is_some() {
+                            "unresolved".into()
+                        } else {
+                            "unreachable".into()
+                        },
                         term: None,
                         last_log_index: None,
                         applied_index: None,
                         lag: None,
                         healthy: false,
                         reads: String::new(),
+                        unresolved: resolve_error(id),
                     }
                 }
             })

@@ -232,6 +232,12 @@ pub struct NodeStatus {
     /// How this node's session loads are served, and how many were served each way.
     #[serde(default)]
     pub reads: ReadsStatus,
+    /// Members whose Raft address (a DNS name) does not resolve now, with the resolver's error.
+    #[serde(default)]
+    pub unresolved: Vec<sessionraft_raft::node::peer_names::Unresolved>,
+    /// The version of the `sessionraft` release this node runs.
+    #[serde(default)]
+    pub version: String,
 }
 
 /// `/cluster/status` `reads`: the mode in force and the loads by path since start.
@@ -300,6 +306,8 @@ pub fn node_status(cluster: &Cluster, metrics: &Metrics) -> NodeStatus {
         applied_index: m.last_applied.map(|l| l.index),
         snapshot_index: m.snapshot.map(|l| l.index),
         members,
+        unresolved: cluster.peer_names.unresolved(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
         sessions_estimated: cluster.sm.estimated_sessions(),
         kv_keys_estimated: cluster.sm.estimated_kv_keys(),
         resp_ops: metrics.resp_ops.load(std::sync::atomic::Ordering::Relaxed),
@@ -329,14 +337,29 @@ async fn status(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let s = node_status(&state.cluster, &state.metrics);
+    let (ready, body) = readiness(&state.cluster, &state.metrics).await;
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Whether this node can serve now, and why (the body of `/readyz`): a leader known and in
+/// contact with a quorum, this node's log applied to within a bound, and — for a learner — its
+/// applied index near the leader's read index.
+pub async fn readiness(
+    cluster: &Arc<Cluster>,
+    metrics: &Arc<Metrics>,
+) -> (bool, serde_json::Value) {
+    let s = node_status(cluster, metrics);
     let lag = s
         .last_log_index
         .unwrap_or(0)
         .saturating_sub(s.applied_index.unwrap_or(0));
     // Ready means "can serve now": a leader in contact with a quorum (CheckQuorum), a
     // follower in contact with its leader, within an election timeout.
-    let serving = state.cluster.can_serve();
+    let serving = cluster.can_serve();
     let mut ready =
         s.leader.is_some() && lag <= READY_MAX_APPLY_LAG && s.role != "shutdown" && serving.is_ok();
     // A learner (a node being added) has an empty or short log: its local lag says nothing.
@@ -344,9 +367,8 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let voter = s.members.iter().any(|m| m.id == s.id && m.voter);
     let mut leader_lag = None;
     if ready && !voter {
-        leader_lag = state
-            .cluster
-            .lag_behind_leader(state.cluster.deadlines.rpc.min(LEARNER_READY_TIMEOUT))
+        leader_lag = cluster
+            .lag_behind_leader(cluster.deadlines.rpc.min(LEARNER_READY_TIMEOUT))
             .await;
         ready = leader_lag.is_some_and(|l| l <= LEARNER_READY_MAX_LAG);
     }
@@ -354,11 +376,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "ready": ready, "leader": s.leader, "apply_lag": lag, "voter": voter, "lag_behind_leader": leader_lag,
         "not_serving": serving.err(),
     });
-    if ready {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    (ready, body)
 }
 
 async fn digest(state: web::Data<AppState>) -> HttpResponse {

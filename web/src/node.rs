@@ -83,9 +83,11 @@ pub struct NodeOptions {
     pub cookie_secure: bool,
     /// Cookie key ring secrets, newest first; empty: one key from the cluster secret.
     pub cookie_secrets: Vec<Vec<u8>>,
-    /// The node's client (HTTP) address from the configuration.
+    /// Where the node's client (HTTP) listener binds: its listen address, or its advertised
+    /// `http_addr` resolved at start.
     pub http_addr: SocketAddr,
-    /// Where to serve the Redis protocol (the node's `resp_addr`) and how; `None`: not at all.
+    /// Where to serve the Redis protocol (the node's `resp_listen`, or its `resp_addr` resolved
+    /// at start) and how; `None`: not at all.
     pub resp: Option<(SocketAddr, crate::config::RespConfig)>,
 }
 
@@ -95,12 +97,21 @@ impl NodeOptions {
     /// configured nodes on `me`'s host.
     ///
     /// # Errors
-    /// openraft refuses the `[raft]` timings, or the `[tls]` CA cannot be read.
+    /// openraft refuses the `[raft]` timings, the `[tls]` CA cannot be read, or an advertised
+    /// name without a listen address does not resolve.
     pub fn from_config(cfg: &Config, me: &NodeConfig) -> Result<Self, ConfigError> {
         let consensus = ConsensusOptions {
             id: me.id,
             data_dir: me.data_dir.clone(),
             advertise_addr: me.raft_addr.to_string(),
+            // Peer calls leave from the node's Raft IP only when it binds that very IP (the
+            // default for an IP address): behind a listen address (a container, NAT) the
+            // advertised IP may not be one of this host's.
+            source_ip: me
+                .raft_listen
+                .is_none()
+                .then(|| me.raft_addr.ip())
+                .flatten(),
             initial_members: cfg
                 .nodes
                 .iter()
@@ -131,7 +142,7 @@ impl NodeOptions {
         Ok(Self {
             consensus,
             admin_token: cfg.cluster.admin_token.expose().to_vec(),
-            lb_url: cfg.lb_addr.map(|a| format!("http://{a}/")),
+            lb_url: cfg.lb_addr.as_ref().map(|a| format!("http://{a}/")),
             store: StoreSettings {
                 absolute_ttl: cfg.session.absolute_ttl,
                 max_state_bytes: cfg.session.max_state_bytes,
@@ -148,8 +159,8 @@ impl NodeOptions {
                 .iter()
                 .map(|s| s.expose().to_vec())
                 .collect(),
-            http_addr: me.http_addr,
-            resp: me.resp_addr.map(|a| (a, cfg.resp.clone())),
+            http_addr: me.http_bind_addr()?,
+            resp: me.resp_bind_addr()?.map(|a| (a, cfg.resp.clone())),
         })
     }
 }
@@ -364,7 +375,7 @@ impl Node {
         self.inner.cluster.id
     }
 
-    /// The client (HTTP) address of this node in the configuration.
+    /// Where this node's client (HTTP) listener binds (see [`NodeOptions::http_addr`]).
     pub fn http_addr(&self) -> SocketAddr {
         self.inner.http_addr
     }

@@ -125,6 +125,8 @@ pub struct Cluster {
     pub reads: SessionReads,
     /// The steps of a write and a read, timed (`/metrics`: `sessionraft_stage_seconds`).
     pub instruments: Arc<crate::node::instruments::Instruments>,
+    /// Members whose Raft address does not resolve now (`peer_names::watch` keeps it).
+    pub peer_names: crate::node::peer_names::PeerNames,
     /// This handle, for the worker threads' barrier tasks (which must not keep it alive).
     me: std::sync::Weak<Cluster>,
 }
@@ -152,6 +154,7 @@ impl Cluster {
         let (barrier_tx, barrier_rx) = mpsc::unbounded_channel();
         let cluster = Arc::new_cyclic(|me| Self {
             me: me.clone(),
+            peer_names: Default::default(),
             id,
             raft,
             sm,

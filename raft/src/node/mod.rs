@@ -1,7 +1,8 @@
 //! The runtime that drives openraft on one node: start and stop ([`runtime`]), propose and
 //! read ([`cluster`]), group commit ([`batcher`]), touches ([`touch`]), the purge
 //! ([`purger`]), elections ([`failover`]) with pre-vote ([`prevote`]), the lease ([`lease`]), leader contact
-//! ([`leader_contact`]), the freshness of token reads ([`freshness`]), membership changes ([`membership`]) and what it measures
+//! ([`leader_contact`]), the freshness of token reads ([`freshness`]), membership changes ([`membership`]), whether the peers' names resolve
+//! ([`peer_names`]) and what it measures
 //! ([`instruments`]).
 
 pub mod batcher;
@@ -12,6 +13,7 @@ pub mod instruments;
 pub mod leader_contact;
 pub mod lease;
 pub mod membership;
+pub mod peer_names;
 pub mod prevote;
 pub mod purger;
 pub mod runtime;

@@ -32,6 +32,10 @@ pub struct ConsensusOptions {
     pub data_dir: PathBuf,
     /// Address (host:port) peers use to reach this node's Raft listener.
     pub advertise_addr: String,
+    /// The source IP of outgoing peer connections, when they should leave from one (the node's
+    /// own Raft IP when it binds that IP itself: firewall rules between nodes on 127.0.0.11 and
+    /// 127.0.0.12 can then match both ends); `None`: the kernel picks.
+    pub source_ip: Option<std::net::IpAddr>,
     /// The initial membership (from `cluster.toml`). A node in it initializes the cluster on its
     /// first start when no peer already has; a node outside it (added later) never does.
     pub initial_members: BTreeMap<NodeId, String>,
@@ -107,7 +111,7 @@ impl ConsensusNode {
             .build()?;
         let (log, sm) = crate::open(&opts.data_dir, &opts.storage)?;
         let auth = PeerAuth::new(&opts.secret);
-        let local_ip = bind_ip(&opts.advertise_addr);
+        let local_ip = opts.source_ip.filter(|ip| !ip.is_unspecified());
         let peers = rt.block_on(async {
             PeerClient::new(
                 auth.clone(),
@@ -172,6 +176,7 @@ impl ConsensusNode {
             PURGE_EVERY,
         ));
         rt.spawn(bootstrap(cluster.clone(), opts.initial_members.clone()));
+        rt.spawn(crate::node::peer_names::watch(Arc::downgrade(&cluster)));
         Ok(Self {
             rt,
             cluster,
@@ -207,14 +212,6 @@ impl ConsensusNode {
             });
         });
     }
-}
-
-/// The source address for outgoing peer connections: the IP of this node's own Raft address
-/// when it is a specific one (not `0.0.0.0`/`::`, not a host name), so that a node on
-/// 127.0.0.11 talks to its peers *from* 127.0.0.11 and firewall rules can match both ends.
-fn bind_ip(advertise_addr: &str) -> Option<std::net::IpAddr> {
-    let ip = advertise_addr.parse::<std::net::SocketAddr>().ok()?.ip();
-    (!ip.is_unspecified()).then_some(ip)
 }
 
 /// What bootstrap reads of a peer's `/cluster/status`: whether it belongs to a cluster.

@@ -9,6 +9,7 @@ pub(crate) mod db;
 pub mod error;
 pub mod kv;
 pub mod log_store;
+pub mod recovery;
 pub mod snapshot_file;
 pub mod state_machine;
 pub mod types;

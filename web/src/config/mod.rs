@@ -22,9 +22,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+mod address;
+mod environment;
+
+pub use address::Address;
+pub use environment::{hostname, node_id_from, CONFIG_FILE_ENV, NODE_ID_ENV};
+
 /// The default configuration (the repository's `cluster.toml`), embedded in the binary: a
 /// 3-node cluster on `127.0.0.1:7101..=7103` with development-only secrets.
-pub const DEFAULT_CLUSTER_TOML: &str = include_str!("../../cluster.toml");
+pub const DEFAULT_CLUSTER_TOML: &str = include_str!("../../../cluster.toml");
 
 /// The name used for the configuration in error messages when no file path is known.
 const DEFAULT_FILE_LABEL: &str = "cluster.toml";
@@ -52,17 +58,32 @@ const PURGE_BATCH_SIZE: u64 = 256;
 /// saw appends time out (bench/PROFILE.md, catch-up: 4 was as fast or faster, fewer timeouts).
 const MAX_PAYLOAD_ENTRIES: u64 = 4;
 
-/// Loads the cluster configuration.
+/// Loads the cluster configuration, with the keys the process environment sets
+/// (`SESSIONRAFT_<SECTION>__<KEY>`, see [`load_with_env`]).
 ///
 /// - `None`: parses the embedded [`DEFAULT_CLUSTER_TOML`]; relative paths in it resolve
 ///   against the current directory.
 /// - `Some(path)`: reads and parses that file; relative `data_dir`s and `secret_file` resolve
 ///   against the file's directory, and errors name the file.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    load_with_env(path, std::env::vars())
+}
+
+/// [`load`] with the environment given: every `SESSIONRAFT_<SECTION>__<KEY>` (and
+/// `SESSIONRAFT_NODE__<ID>__<KEY>`) pair of `env` sets that key over the file's value; other
+/// pairs are ignored. A variable naming no key is an error naming the variable.
+///
+/// # Errors
+/// As [`load`], and a malformed or unknown configuration variable.
+pub fn load_with_env(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let overrides = environment::overrides(env)?;
     match path {
         None => {
             let cwd = std::env::current_dir().map_err(|error| ConfigError::CurrentDir { error })?;
-            parse(DEFAULT_CLUSTER_TOML, &cwd)
+            parse_with(DEFAULT_CLUSTER_TOML, &cwd, &overrides)
         }
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
@@ -70,15 +91,69 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
                 error,
             })?;
             let base_dir = path.parent().unwrap_or_else(|| Path::new(""));
-            parse(&text, base_dir).map_err(|e| e.in_file(path.display().to_string()))
+            parse_with(&text, base_dir, &overrides)
+                .map_err(|e| e.in_file(path.display().to_string()))
         }
     }
 }
 
-/// Parses and validates configuration text; relative paths resolve against `base_dir`.
+/// Parses and validates configuration text; relative paths resolve against `base_dir`. The
+/// environment is not read.
 pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
+    parse_with(text, base_dir, &[])
+}
+
+/// [`parse`] with keys set from the environment. Without any, the text is deserialized
+/// directly, so errors carry its line and column.
+fn parse_with(
+    text: &str,
+    base_dir: &Path,
+    overrides: &[environment::Override],
+) -> Result<Config, ConfigError> {
+    if overrides.is_empty() {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
+        return Config::from_raw(raw, base_dir);
+    }
+    let file: toml::Table = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
+    let mut table = file.clone();
+    environment::apply(&mut table, overrides)?;
+    let raw = match RawConfig::deserialize(table) {
+        Ok(raw) => raw,
+        Err(e) => return Err(blame_environment(text, file, overrides, e.message())),
+    };
     Config::from_raw(raw, base_dir)
+}
+
+/// The error of a configuration the environment's keys made unreadable: the variable whose key
+/// first breaks it, found by adding them one at a time (toml's message alone does not always
+/// name the key: "invalid type: string \"fast\", expected u64"); the file's own error when the
+/// file is unreadable without them.
+fn blame_environment(
+    text: &str,
+    file: toml::Table,
+    overrides: &[environment::Override],
+    message: &str,
+) -> ConfigError {
+    if let Err(e) = toml::from_str::<RawConfig>(text) {
+        return syntax_error(text, &e);
+    }
+    let mut table = file;
+    for o in overrides {
+        if environment::apply(&mut table, std::slice::from_ref(o)).is_err() {
+            break;
+        }
+        if let Err(e) = RawConfig::deserialize(table.clone()) {
+            return ConfigError::invalid(
+                o.var.clone(),
+                format!("sets {}: {}", o.target.field(), e.message()),
+            );
+        }
+    }
+    ConfigError::Syntax {
+        file: DEFAULT_FILE_LABEL.to_owned(),
+        field: None,
+        detail: format!("{message} (with keys set from the environment)"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -298,10 +373,10 @@ pub struct Config {
     pub nodes: Vec<NodeConfig>,
     /// The load balancer's address (`[load_balancer] addr`), if one fronts the cluster: where
     /// `scripts/cluster.sh` runs HAProxy and the URL the demo app shows.
-    pub lb_addr: Option<SocketAddr>,
+    pub lb_addr: Option<Address>,
     /// The load balancer's Redis-protocol address (`[load_balancer] resp_addr`): the TCP
     /// frontend `scripts/cluster.sh` adds for the nodes' `resp_addr`s.
-    pub lb_resp_addr: Option<SocketAddr>,
+    pub lb_resp_addr: Option<Address>,
     /// The Redis-protocol door's settings (`[resp]`).
     pub resp: RespConfig,
     /// Thread counts of each node (`[runtime]`); `None` = automatic.
@@ -591,18 +666,84 @@ pub use sessionraft_raft::node::freshness::ReadConsistency;
 pub const MAX_STALENESS_MS: u64 = 1000;
 
 /// `[[node]]`: one cluster member.
+///
+/// Its addresses are *advertised*: what peers, clients and the load balancer dial (an IP or a
+/// DNS name, resolved by whoever connects, when it connects). Where the node binds is
+/// [`NodeConfig::http_listen`] and its siblings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeConfig {
     /// The node id (>= 1, unique).
     pub id: u64,
-    /// The address the node serves HTTP on (port != 0, unique).
-    pub http_addr: SocketAddr,
+    /// The address clients reach the node's HTTP on (port != 0, unique).
+    pub http_addr: Address,
     /// The address peers reach the node on for Raft RPCs (defaults to `http_addr`).
-    pub raft_addr: SocketAddr,
-    /// The node's RocksDB directory, already resolved against the base directory (unique).
+    pub raft_addr: Address,
+    /// The node's RocksDB directory, already resolved against the base directory (unique among
+    /// the nodes of one host).
     pub data_dir: PathBuf,
-    /// The address the node serves the Redis protocol on, if any (unique).
-    pub resp_addr: Option<SocketAddr>,
+    /// The address clients reach the node's Redis protocol on, if any (unique).
+    pub resp_addr: Option<Address>,
+    /// Where the HTTP listener binds when it is not the advertised address (`http_listen`, or
+    /// `[listen] ip` at `http_addr`'s port).
+    pub http_listen: Option<SocketAddr>,
+    /// Where the Raft listener binds when it is not the advertised address.
+    pub raft_listen: Option<SocketAddr>,
+    /// Where the Redis-protocol listener binds when it is not the advertised address.
+    pub resp_listen: Option<SocketAddr>,
+}
+
+impl NodeConfig {
+    /// Where the HTTP listener binds: `http_listen` (or `[listen] ip`) when configured, else
+    /// `http_addr` resolved now (an IP binds itself; a name the first address it resolves to).
+    ///
+    /// # Errors
+    /// The advertised name does not resolve; the message says to configure a listen address.
+    pub fn http_bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.bind_addr("http", &self.http_addr, self.http_listen)
+    }
+
+    /// Where the Raft listener binds (as [`NodeConfig::http_bind_addr`]).
+    ///
+    /// # Errors
+    /// As [`NodeConfig::http_bind_addr`].
+    pub fn raft_bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        if self.raft_addr == self.http_addr && self.raft_listen == self.http_listen {
+            return self.http_bind_addr();
+        }
+        self.bind_addr("raft", &self.raft_addr, self.raft_listen)
+    }
+
+    /// Where the Redis-protocol listener binds; `None` without `resp_addr`.
+    ///
+    /// # Errors
+    /// As [`NodeConfig::http_bind_addr`].
+    pub fn resp_bind_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.resp_addr
+            .as_ref()
+            .map(|a| self.bind_addr("resp", a, self.resp_listen))
+            .transpose()
+    }
+
+    fn bind_addr(
+        &self,
+        key: &str,
+        advertised: &Address,
+        listen: Option<SocketAddr>,
+    ) -> Result<SocketAddr, ConfigError> {
+        if let Some(addr) = listen {
+            return Ok(addr);
+        }
+        match advertised.resolve() {
+            Ok(addrs) => Ok(addrs[0]),
+            Err(e) => Err(ConfigError::invalid(
+                format!("node(id {}).{key}_addr", self.id),
+                format!(
+                    "cannot bind {advertised}: {e}; set {key}_listen in its [[node]] or \
+                     [listen] ip (e.g. \"0.0.0.0\") to bind an address of this host"
+                ),
+            )),
+        }
+    }
 }
 
 impl Config {
@@ -618,8 +759,10 @@ impl Config {
             resp,
             runtime,
             tls,
+            listen,
         } = raw;
-        let nodes = validate_nodes(nodes, base_dir)?;
+        let listen_ip = validate_listen(listen)?;
+        let nodes = validate_nodes(nodes, base_dir, listen_ip)?;
         let (lb_addr, lb_resp_addr) = validate_load_balancer(load_balancer, &nodes)?;
         Ok(Self {
             cluster: validate_cluster(cluster, base_dir)?,
@@ -653,17 +796,13 @@ impl Config {
     }
 
     /// (HTTP workers, Raft threads) for node `me` on a machine with `cores` cores: the
-    /// `[runtime]` values, or the cores divided by the configured nodes on `me`'s host (same IP,
-    /// or loopback for both), at least 1.
+    /// `[runtime]` values, or the cores divided by the configured nodes on `me`'s host (same IP
+    /// or name, or loopback for both), at least 1.
     pub fn threads_per_node(&self, me: &NodeConfig, cores: usize) -> (usize, usize) {
-        let ip = me.http_addr.ip();
         let same_host = self
             .nodes
             .iter()
-            .filter(|n| {
-                let other = n.http_addr.ip();
-                other == ip || (other.is_loopback() && ip.is_loopback())
-            })
+            .filter(|n| n.http_addr.same_host(&me.http_addr))
             .count()
             .max(1);
         let auto = (cores / same_host).max(1);
@@ -759,6 +898,17 @@ pub struct RawConfig {
     pub runtime: RawRuntimeConfig,
     /// `[tls]` (optional).
     pub tls: Option<RawTlsConfig>,
+    /// `[listen]` (optional): where this node's listeners bind.
+    pub listen: Option<RawListenConfig>,
+}
+
+/// `[listen]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenConfig {
+    /// `ip`: every listener without its own `*_listen` binds this IP at the port of its
+    /// advertised address (`0.0.0.0`: every interface).
+    pub ip: String,
 }
 
 /// `[runtime]` as written.
@@ -775,9 +925,9 @@ pub struct RawRuntimeConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLoadBalancerConfig {
-    /// `addr`: `IP:PORT` the load balancer listens on.
+    /// `addr`: `HOST:PORT` the load balancer listens on.
     pub addr: String,
-    /// `resp_addr`: `IP:PORT` of the load balancer's Redis-protocol (TCP) frontend.
+    /// `resp_addr`: `HOST:PORT` of the load balancer's Redis-protocol (TCP) frontend.
     pub resp_addr: Option<String>,
 }
 
@@ -934,14 +1084,20 @@ impl Default for RawRaftConfig {
 pub struct RawNodeConfig {
     /// `id`: the node id.
     pub id: u64,
-    /// `http_addr`: `IP:PORT` to serve HTTP on.
+    /// `http_addr`: `HOST:PORT` clients reach the node's HTTP on.
     pub http_addr: String,
-    /// `raft_addr`: `IP:PORT` peers use for Raft RPCs (optional, defaults to `http_addr`).
+    /// `raft_addr`: `HOST:PORT` peers use for Raft RPCs (optional, defaults to `http_addr`).
     pub raft_addr: Option<String>,
     /// `data_dir`: the node's RocksDB directory.
     pub data_dir: String,
-    /// `resp_addr`: `IP:PORT` to serve the Redis protocol on (optional).
+    /// `resp_addr`: `HOST:PORT` clients reach the Redis protocol on (optional).
     pub resp_addr: Option<String>,
+    /// `http_listen`: `IP:PORT` the HTTP listener binds (optional).
+    pub http_listen: Option<String>,
+    /// `raft_listen`: `IP:PORT` the Raft listener binds (optional).
+    pub raft_listen: Option<String>,
+    /// `resp_listen`: `IP:PORT` the Redis-protocol listener binds (optional).
+    pub resp_listen: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1331,9 +1487,45 @@ fn validate_raft(raw: RawRaftConfig) -> Result<RaftTimings, ConfigError> {
     })
 }
 
+/// `[listen] ip`, if given.
+fn validate_listen(raw: Option<RawListenConfig>) -> Result<Option<std::net::IpAddr>, ConfigError> {
+    raw.map(|l| {
+        l.ip.trim().parse().map_err(|_| {
+            ConfigError::invalid(
+                "listen.ip",
+                format!(
+                    "{:?} is not an IP address (e.g. \"0.0.0.0\" for every interface, or \"::\")",
+                    l.ip
+                ),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// A listen address (`IP:PORT`, port 0 refused).
+fn parse_listen(field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    let addr: SocketAddr = text.parse().map_err(|_| {
+        ConfigError::invalid(
+            field,
+            format!(
+                "{text:?} is not IP:PORT (a listen address binds an IP, e.g. \"0.0.0.0:7101\")"
+            ),
+        )
+    })?;
+    if addr.port() == 0 {
+        return Err(ConfigError::invalid(
+            field,
+            format!("{addr} uses port 0; a fixed port is required"),
+        ));
+    }
+    Ok(addr)
+}
+
 fn validate_nodes(
     raw: Vec<RawNodeConfig>,
     base_dir: &Path,
+    listen_ip: Option<std::net::IpAddr>,
 ) -> Result<Vec<NodeConfig>, ConfigError> {
     if raw.is_empty() {
         return Err(ConfigError::invalid(
@@ -1343,8 +1535,8 @@ fn validate_nodes(
     }
     // Which node (index) already uses each id, address and data directory.
     let mut ids: HashMap<u64, usize> = HashMap::new();
-    let mut addrs: HashMap<SocketAddr, (usize, &'static str)> = HashMap::new();
-    let mut dirs: HashMap<PathBuf, usize> = HashMap::new();
+    let mut addrs: HashMap<Address, (usize, &'static str)> = HashMap::new();
+    let mut dirs: Vec<(PathBuf, Address, usize)> = Vec::new();
     let mut nodes = Vec::with_capacity(raw.len());
     for (index, node) in raw.into_iter().enumerate() {
         let field = |key: &str| format!("node[{index}].{key}");
@@ -1368,26 +1560,32 @@ fn validate_nodes(
         let http_addr = parse_addr(&field("http_addr"), &node.http_addr)?;
         let raft_addr = match &node.raft_addr {
             Some(raft_addr) => parse_addr(&field("raft_addr"), raft_addr)?,
-            None => http_addr,
+            None => http_addr.clone(),
         };
         let resp_addr = match &node.resp_addr {
             Some(a) => Some(parse_addr(&field("resp_addr"), a)?),
             None => None,
         };
         // The Redis protocol needs a listener of its own.
-        if let Some(a) = resp_addr.filter(|a| *a == http_addr || *a == raft_addr) {
+        if let Some(a) = resp_addr
+            .as_ref()
+            .filter(|a| **a == http_addr || **a == raft_addr)
+        {
             return Err(ConfigError::invalid(
                 field("resp_addr"),
                 format!("{a} is this node's HTTP or Raft address: RESP needs a port of its own"),
             ));
         }
         // A node may use one address for HTTP and Raft; two nodes may not share any address.
-        let resp = resp_addr.map(|a| ("resp_addr", a));
-        for (key, addr) in [("http_addr", http_addr), ("raft_addr", raft_addr)]
-            .into_iter()
-            .chain(resp)
+        let resp = resp_addr.clone().map(|a| ("resp_addr", a));
+        for (key, addr) in [
+            ("http_addr", http_addr.clone()),
+            ("raft_addr", raft_addr.clone()),
+        ]
+        .into_iter()
+        .chain(resp)
         {
-            let (owner, owner_key) = *addrs.entry(addr).or_insert((index, key));
+            let (owner, owner_key) = *addrs.entry(addr.clone()).or_insert((index, key));
             if owner != index {
                 return Err(ConfigError::invalid(
                     field(key),
@@ -1396,17 +1594,54 @@ fn validate_nodes(
             }
         }
 
+        // Listen addresses: the node's own key, else `[listen] ip` at the advertised port.
+        let listen = |key: &str, given: &Option<String>, advertised: Option<&Address>| match (
+            given, advertised,
+        ) {
+            (Some(_), None) => Err(ConfigError::invalid(
+                field(key),
+                "is set but the node has no such listener (resp_listen needs resp_addr)",
+            )),
+            (Some(text), Some(_)) => parse_listen(&field(key), text).map(Some),
+            (None, Some(a)) => Ok(listen_ip.map(|ip| SocketAddr::new(ip, a.port()))),
+            (None, None) => Ok(None),
+        };
+        let http_listen = listen("http_listen", &node.http_listen, Some(&http_addr))?;
+        let raft_listen = match &node.raft_listen {
+            // One listener serves both when they share the advertised address.
+            None if raft_addr == http_addr => http_listen,
+            _ => listen("raft_listen", &node.raft_listen, Some(&raft_addr))?,
+        };
+        let resp_listen = listen("resp_listen", &node.resp_listen, resp_addr.as_ref())?;
+        if let Some(a) = resp_listen.filter(|a| Some(*a) == http_listen || Some(*a) == raft_listen)
+        {
+            return Err(ConfigError::invalid(
+                field("resp_listen"),
+                format!(
+                    "{a} is this node's HTTP or Raft listen address: RESP needs a port of its own"
+                ),
+            ));
+        }
+
         if node.data_dir.trim().is_empty() {
             return Err(ConfigError::invalid(field("data_dir"), "must not be empty"));
         }
-        // `Path` equality compares components, so `data/n1` and `./data/n1` collide.
+        // `Path` equality compares components, so `data/n1` and `./data/n1` collide. Nodes on
+        // different hosts may use the same path (every pod of a StatefulSet uses /data).
         let data_dir = base_dir.join(&node.data_dir);
-        if let Some(previous) = dirs.insert(data_dir.clone(), index) {
+        if let Some((_, _, previous)) = dirs
+            .iter()
+            .find(|(dir, host, _)| *dir == data_dir && host.same_host(&http_addr))
+        {
             return Err(ConfigError::invalid(
                 field("data_dir"),
-                format!("{} is already used by node[{previous}]", data_dir.display()),
+                format!(
+                    "{} is already used by node[{previous}] on the same host",
+                    data_dir.display()
+                ),
             ));
         }
+        dirs.push((data_dir.clone(), http_addr.clone(), index));
 
         nodes.push(NodeConfig {
             id: node.id,
@@ -1414,6 +1649,9 @@ fn validate_nodes(
             raft_addr,
             data_dir,
             resp_addr,
+            http_listen,
+            raft_listen,
+            resp_listen,
         });
     }
     nodes.sort_by_key(|node| node.id);
@@ -1446,25 +1684,24 @@ fn validate_runtime(raw: RawRuntimeConfig) -> Result<RuntimeConfig, ConfigError>
 fn validate_load_balancer(
     raw: Option<RawLoadBalancerConfig>,
     nodes: &[NodeConfig],
-) -> Result<(Option<SocketAddr>, Option<SocketAddr>), ConfigError> {
+) -> Result<(Option<Address>, Option<Address>), ConfigError> {
     let Some(raw) = raw else {
         return Ok((None, None));
     };
-    let not_a_node =
-        |field: &str, addr: SocketAddr| -> Result<SocketAddr, ConfigError> {
-            match nodes.iter().enumerate().find(|(_, n)| {
-                n.http_addr == addr || n.raft_addr == addr || n.resp_addr == Some(addr)
-            }) {
-                Some((index, node)) => Err(ConfigError::invalid(
-                    field,
-                    format!(
-                        "{addr} is already used by node {} (node[{index}] after sorting by id)",
-                        node.id
-                    ),
-                )),
-                None => Ok(addr),
-            }
-        };
+    let not_a_node = |field: &str, addr: Address| -> Result<Address, ConfigError> {
+        match nodes.iter().enumerate().find(|(_, n)| {
+            n.http_addr == addr || n.raft_addr == addr || n.resp_addr.as_ref() == Some(&addr)
+        }) {
+            Some((index, node)) => Err(ConfigError::invalid(
+                field,
+                format!(
+                    "{addr} is already used by node {} (node[{index}] after sorting by id)",
+                    node.id
+                ),
+            )),
+            None => Ok(addr),
+        }
+    };
     let addr = not_a_node(
         "load_balancer.addr",
         parse_addr("load_balancer.addr", &raw.addr)?,
@@ -1476,7 +1713,7 @@ fn validate_load_balancer(
         )?),
         None => None,
     };
-    if resp == Some(addr) {
+    if resp.as_ref() == Some(&addr) {
         return Err(ConfigError::invalid(
             "load_balancer.resp_addr",
             format!("{addr} is also load_balancer.addr"),
@@ -1573,26 +1810,9 @@ fn validate_tls(
     }))
 }
 
-/// Parses `IP:PORT` (no host names) and rejects port 0.
-fn parse_addr(field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
-    let addr: SocketAddr = text.parse().map_err(|_| {
-        ConfigError::invalid(
-            field,
-            format!(
-                "{text:?} is not a valid socket address; expected IP:PORT such as \
-                 \"127.0.0.1:7101\" or \"[::1]:7101\""
-            ),
-        )
-    })?;
-    if addr.port() == 0 {
-        return Err(ConfigError::invalid(
-            field,
-            format!(
-                "{addr} uses port 0, but a fixed port is required so that peers can reach the node"
-            ),
-        ));
-    }
-    Ok(addr)
+/// Parses `HOST:PORT` (an IP, `[IPv6]` or a DNS name) and rejects port 0.
+fn parse_addr(field: &str, text: &str) -> Result<Address, ConfigError> {
+    Address::parse(text).map_err(|reason| ConfigError::invalid(field, reason))
 }
 
 #[cfg(test)]
@@ -1691,7 +1911,7 @@ data_dir = "/abs/n3"
         assert_eq!(config.cluster.name, "sessionraft-local");
         for node in &config.nodes {
             let port = 7100 + u16::try_from(node.id).unwrap();
-            assert_eq!(node.http_addr, SocketAddr::from(([127, 0, 0, 1], port)));
+            assert_eq!(node.http_addr.to_string(), format!("127.0.0.1:{port}"));
             assert_eq!(node.raft_addr, node.http_addr);
             assert_eq!(
                 node.data_dir,
@@ -1714,8 +1934,8 @@ data_dir = "/abs/n3"
         assert_eq!(config.raft.request_deadline, Duration::from_millis(3000));
         assert!(config.raft.lease_reads);
         assert_eq!(
-            config.lb_addr,
-            Some(SocketAddr::from(([127, 0, 0, 1], 7100)))
+            config.lb_addr.as_ref().map(ToString::to_string).as_deref(),
+            Some("127.0.0.1:7100")
         );
         config.openraft_config().unwrap();
         load(None).unwrap();
@@ -1817,13 +2037,17 @@ data_dir = "d"
         assert_eq!(parse(VALID, base()).unwrap().lb_addr, None);
         let with_lb = format!("{VALID}\n[load_balancer]\naddr = \"127.0.0.1:8000\"\n");
         assert_eq!(
-            parse(&with_lb, base()).unwrap().lb_addr,
-            Some(SocketAddr::from(([127, 0, 0, 1], 8000)))
+            parse(&with_lb, base())
+                .unwrap()
+                .lb_addr
+                .map(|a| a.to_string())
+                .as_deref(),
+            Some("127.0.0.1:8000")
         );
         let clash = format!("{VALID}\n[load_balancer]\naddr = \"127.0.0.1:9002\"\n");
         assert_rejected(&clash, &["load_balancer.addr", "already used by node 2"]);
         let bad = format!("{VALID}\n[load_balancer]\naddr = \"localhost\"\n");
-        assert_rejected(&bad, &["load_balancer.addr", "IP:PORT"]);
+        assert_rejected(&bad, &["load_balancer.addr", "HOST:PORT"]);
         let unknown = format!("{VALID}\n[load_balancer]\naddr = \"127.0.0.1:8000\"\nport = 1\n");
         assert_rejected(&unknown, &["port"]);
     }
@@ -1894,7 +2118,7 @@ data_dir = "d"
         let config = parse(VALID, base()).unwrap();
         assert_eq!(config.session.cookie_name, "sid");
         assert!(config.session.cookie_secure);
-        let expected: SocketAddr = "127.0.0.1:9002".parse().unwrap();
+        let expected = Address::parse("127.0.0.1:9002").unwrap();
         assert_eq!(config.node(2).unwrap().raft_addr, expected);
         assert_eq!(
             config.node(1).unwrap().raft_addr,
@@ -1952,11 +2176,11 @@ data_dir = "d"
     #[test]
     fn bad_address_is_rejected() {
         assert_rejected(
-            &edit("\"127.0.0.1:8002\"", "\"localhost:8002\""),
+            &edit("\"127.0.0.1:8002\"", "\"local_host:8002\""),
             &[
                 "node[1].http_addr",
-                "localhost:8002",
-                "not a valid socket address",
+                "local_host:8002",
+                "not a valid DNS label",
             ],
         );
         assert_rejected(
@@ -1988,6 +2212,218 @@ data_dir = "d"
             &edit("127.0.0.1:8003", "127.0.0.1:9002"),
             &["node[2].http_addr", "already used by node[1].raft_addr"],
         );
+    }
+
+    /// Three nodes known by name on three hosts, as a StatefulSet's pods: the same data dir on
+    /// every host, bound on every interface.
+    const NAMED: &str = r#"
+[cluster]
+name = "k8s"
+secret = "0123456789abcdef0123456789abcdef-test"
+admin_token = "admin-token-0123456789"
+
+[listen]
+ip = "0.0.0.0"
+
+[load_balancer]
+addr = "sessionraft:7100"
+
+[[node]]
+id = 1
+http_addr = "sessionraft-0.sessionraft:7101"
+resp_addr = "sessionraft-0.sessionraft:7201"
+data_dir = "/data"
+
+[[node]]
+id = 2
+http_addr = "sessionraft-1.sessionraft:7101"
+raft_addr = "sessionraft-1.sessionraft:7102"
+raft_listen = "10.0.0.2:7102"
+data_dir = "/data"
+
+[[node]]
+id = 3
+http_addr = "[fd00::3]:7101"
+data_dir = "/data"
+"#;
+
+    fn named() -> String {
+        NAMED.to_owned()
+    }
+
+    #[test]
+    fn names_listen_addresses_and_shared_data_dirs_across_hosts() {
+        let config = parse(&named(), base()).unwrap();
+        let n1 = config.node(1).unwrap();
+        assert_eq!(n1.http_addr.to_string(), "sessionraft-0.sessionraft:7101");
+        assert_eq!(n1.raft_addr, n1.http_addr);
+        assert_eq!(n1.http_listen, Some("0.0.0.0:7101".parse().unwrap()));
+        assert_eq!(n1.raft_listen, n1.http_listen);
+        assert_eq!(n1.resp_listen, Some("0.0.0.0:7201".parse().unwrap()));
+        assert_eq!(
+            n1.http_bind_addr().unwrap(),
+            "0.0.0.0:7101".parse().unwrap()
+        );
+        let n2 = config.node(2).unwrap();
+        assert_eq!(n2.raft_listen, Some("10.0.0.2:7102".parse().unwrap()));
+        assert_eq!(
+            n2.raft_bind_addr().unwrap(),
+            "10.0.0.2:7102".parse().unwrap()
+        );
+        let n3 = config.node(3).unwrap();
+        assert_eq!(n3.http_addr.to_string(), "[fd00::3]:7101");
+        assert_eq!(n3.resp_bind_addr().unwrap(), None);
+        assert_eq!(
+            config.lb_addr.as_ref().map(ToString::to_string).as_deref(),
+            Some("sessionraft:7100")
+        );
+        assert!(config
+            .nodes
+            .iter()
+            .all(|n| n.data_dir == Path::new("/data")));
+        // Each node is alone on its host: all the cores are its own.
+        assert_eq!(config.threads_per_node(n1, 4), (4, 4));
+    }
+
+    #[test]
+    fn a_name_without_a_listen_address_is_resolved_to_bind() {
+        let text = named().replace("[listen]\nip = \"0.0.0.0\"\n", "");
+        let config = parse(&text, base()).unwrap();
+        let e = config
+            .node(1)
+            .unwrap()
+            .http_bind_addr()
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "sessionraft-0.sessionraft:7101",
+            "http_listen",
+            "[listen] ip",
+        ] {
+            assert!(e.contains(needle), "{e}");
+        }
+        let local = parse(
+            &text.replace("sessionraft-0.sessionraft", "localhost"),
+            base(),
+        )
+        .unwrap();
+        assert!(local
+            .node(1)
+            .unwrap()
+            .http_bind_addr()
+            .unwrap()
+            .ip()
+            .is_loopback());
+    }
+
+    #[test]
+    fn bad_listen_addresses_are_rejected() {
+        assert_rejected(
+            &named().replace("ip = \"0.0.0.0\"", "ip = \"any\""),
+            &["listen.ip", "not an IP address"],
+        );
+        assert_rejected(
+            &named().replace("10.0.0.2:7102", "node-2:7102"),
+            &["node[1].raft_listen", "not IP:PORT"],
+        );
+        assert_rejected(
+            &named().replace(
+                "raft_listen = \"10.0.0.2:7102\"",
+                "resp_listen = \"0.0.0.0:7201\"",
+            ),
+            &["node[1].resp_listen", "no such listener"],
+        );
+        assert_rejected(
+            &named().replace("10.0.0.2:7102", "10.0.0.2:0"),
+            &["node[1].raft_listen", "port 0"],
+        );
+    }
+
+    #[test]
+    fn environment_sets_and_overrides_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.toml");
+        std::fs::write(&path, named()).unwrap();
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect()
+        };
+        let config = load_with_env(
+            Some(&path),
+            env(&[
+                ("SESSIONRAFT_RAFT__HEARTBEAT_MS", "40"),
+                ("SESSIONRAFT_RAFT__LEASE_READS", "false"),
+                ("SESSIONRAFT_LISTEN__IP", "127.0.0.1"),
+                ("SESSIONRAFT_NODE__3__DATA_DIR", "/srv/n3"),
+                (
+                    "SESSIONRAFT_NODE__4__HTTP_ADDR",
+                    "sessionraft-3.sessionraft:7101",
+                ),
+                ("SESSIONRAFT_NODE__4__DATA_DIR", "/data"),
+                ("SESSIONRAFT_CLUSTER__NAME", "from-env"),
+                ("SESSIONRAFT_NODE_ID", "2"),
+                ("SESSIONRAFT_CONFIG", "/elsewhere.toml"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.raft.heartbeat, Duration::from_millis(40));
+        assert!(!config.raft.lease_reads);
+        assert_eq!(config.cluster.name, "from-env");
+        assert_eq!(config.node(3).unwrap().data_dir, Path::new("/srv/n3"));
+        assert_eq!(
+            config.node(1).unwrap().http_listen,
+            Some("127.0.0.1:7101".parse().unwrap())
+        );
+        assert_eq!(
+            config.node(4).unwrap().http_addr.to_string(),
+            "sessionraft-3.sessionraft:7101"
+        );
+        // The embedded file too.
+        let config = load_with_env(None, env(&[("SESSIONRAFT_RAFT__HEARTBEAT_MS", "60")])).unwrap();
+        assert_eq!(config.raft.heartbeat, Duration::from_millis(60));
+
+        for (var, value, needles) in [
+            (
+                "SESSIONRAFT_RAFT__HEARTBEAT_MSS",
+                "40",
+                &["SESSIONRAFT_RAFT__HEARTBEAT_MSS", "heartbeat_mss"][..],
+            ),
+            (
+                "SESSIONRAFT_RAFT__HEARTBEAT_MS",
+                "fast",
+                &["SESSIONRAFT_RAFT__HEARTBEAT_MS", "heartbeat_ms"][..],
+            ),
+            (
+                "SESSIONRAFT_NOSUCH__KEY",
+                "1",
+                &["SESSIONRAFT_NOSUCH__KEY", "nosuch"][..],
+            ),
+            (
+                "SESSIONRAFT_NODE__2__PORT",
+                "1",
+                &["SESSIONRAFT_NODE__2__PORT", "port"][..],
+            ),
+            (
+                "SESSIONRAFT_NODE__X__DATA_DIR",
+                "1",
+                &["SESSIONRAFT_NODE__X__DATA_DIR"][..],
+            ),
+            (
+                "SESSIONRAFT_NODE__2__HTTP_ADDR",
+                "bad_name:1",
+                &["node[1].http_addr", "bad_name"][..],
+            ),
+        ] {
+            let e = load_with_env(Some(&path), env(&[(var, value)]))
+                .expect_err(var)
+                .to_string();
+            for needle in needles {
+                assert!(e.contains(needle), "{var}={value}: {e}");
+            }
+        }
     }
 
     #[test]
