@@ -13,6 +13,8 @@
 //! - a follower's faults (`partition-minority`, `pause-follower`, 25 s each, `--via lb`): the
 //!   cluster's term is the same after each fault as before it — a returning follower deposes
 //!   nobody (PreVote) — and no window exceeds 1 s.
+//! - across hosts (`--on hosts`, `scripts/hosts.sh`): `kill-leader` and `partition-leader` (the
+//!   leader's link cut), 25 s each, windows at most 2 s.
 //!
 //! Needs root (iptables, tmpfs mounts), as CI runs. chaos.sh allows one run at a time (the runs
 //! share the nodes' loopback addresses), so the tests take turns ([`CHAOS_RUNS`]). Each report
@@ -219,6 +221,45 @@ fn leader_fault_windows_within_bound(scenario: &str) {
         "faults with a window over {MAX_LEADER_FAULT_WINDOW_MS} ms:\n{}",
         too_long.join("\n")
     );
+}
+
+/// Across hosts (`--on hosts`: a network namespace per node, started as its Kubernetes pod;
+/// HAProxy in its own namespace): the leader SIGKILLed, then the leader's link cut (its switch
+/// port down, not iptables). Same checker; every fault's window at most
+/// [`MAX_LEADER_FAULT_WINDOW_MS`].
+#[test]
+fn chaos_across_hosts_killed_or_cut_off_leader_leaves_the_load_without_success_for_at_most_2s() {
+    let args = [
+        "--duration",
+        "25",
+        "--rate",
+        "50",
+        "--via",
+        "lb",
+        "--on",
+        "hosts",
+    ];
+    for scenario in ["kill-leader", "partition-leader"] {
+        let run = chaos_run(scenario, &args, "20261207", &[]);
+        run.print_faults();
+        run.assert_passed();
+        assert!(
+            run.out.join("hosts/state.down.json").is_file(),
+            "{scenario} ran on hosts and took them down: {}",
+            run.report()
+        );
+        let too_long: Vec<String> = run
+            .faults()
+            .iter()
+            .filter(|f| f["window_ms"].as_f64().expect("window_ms") > MAX_LEADER_FAULT_WINDOW_MS)
+            .map(|f| format!("{scenario} on hosts ({}): {f}", run.report()))
+            .collect();
+        assert!(
+            too_long.is_empty(),
+            "faults with a window over {MAX_LEADER_FAULT_WINDOW_MS} ms:\n{}",
+            too_long.join("\n")
+        );
+    }
 }
 
 /// The longest a follower's fault may leave the load (through HAProxy) without a success: the
