@@ -57,9 +57,10 @@ async fn add_learner(
     state: web::Data<AdminState>,
     body: web::Json<NewNode>,
 ) -> HttpResponse {
-    if body.addr.parse::<std::net::SocketAddr>().is_err() {
+    // An IP or a DNS name: peers resolve it when they connect.
+    if let Err(why) = crate::config::Address::parse(&body.addr) {
         return HttpResponse::BadRequest()
-            .json(serde_json::json!({ "ok": false, "error": format!("addr: {:?} is not host:port", body.addr) }));
+            .json(serde_json::json!({ "ok": false, "error": format!("addr: {why}") }));
     }
     let op = AdminOp::AddLearner {
         id: body.id,

@@ -132,7 +132,12 @@ impl LogStore {
         }
     }
 
-    fn state(&self) -> Result<LogState<TypeConfig>> {
+    /// The vote on disk (what `read_vote` answers), without a runtime.
+    pub(crate) fn vote(&self) -> Result<Option<Vote>> {
+        self.get_meta(KEY_VOTE, "vote")
+    }
+
+    pub(crate) fn state(&self) -> Result<LogState<TypeConfig>> {
         let last_purged_log_id: Option<LogId> =
             self.get_meta(KEY_LAST_PURGED, "last purged log id")?;
         let last_log_id = self.last_log_id()?.or(last_purged_log_id);

@@ -12,7 +12,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, EntryPayload, LogId, Membership};
 
 use crate::storage::error::{Error, Result};
@@ -57,24 +56,16 @@ pub fn force_new_cluster(
             ),
         });
     }
-    let (mut log, sm) = open(data_dir, &StorageOptions::default())?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|e| Error::TaskFailed("recovery runtime", e.to_string()))?;
-    let storage = |e: openraft::StorageError<NodeId>| Error::Corrupt {
-        what: "storage",
-        reason: e.to_string(),
-    };
-    let state = rt.block_on(log.get_log_state()).map_err(storage)?;
-    let vote = rt.block_on(log.read_vote()).map_err(storage)?;
+    let (log, sm) = open(data_dir, &StorageOptions::default())?;
+    let state = log.state()?;
+    let vote = log.vote()?;
     let (applied, stored) = sm.applied_state()?;
     let mut voters: BTreeSet<NodeId> = stored.membership().voter_ids().collect();
     // A membership entry after the applied one is the one in force.
-    if let Some(applied_index) = applied.map(|l| l.index) {
-        for entry in log.read_entries(applied_index + 1..)? {
-            if let EntryPayload::Membership(m) = &entry.payload {
-                voters = m.voter_ids().collect();
-            }
+    let first_unapplied = applied.map_or(0, |l| l.index + 1);
+    for entry in log.read_entries(first_unapplied..)? {
+        if let EntryPayload::Membership(m) = &entry.payload {
+            voters = m.voter_ids().collect();
         }
     }
     let last_log = state.last_log_id;
