@@ -2,23 +2,29 @@
 # Make a local DEVELOPMENT certificate authority and a TLS certificate for every node of a
 # cluster configuration, for the `[tls]` section of cluster.toml.
 #
-#   scripts/dev-certs.sh [--config cluster.toml] [--out DIR] [--node ID=IP[,IP...]]... [--force]
+#   scripts/dev-certs.sh [--config cluster.toml] [--out DIR] [--node ID=HOST[,HOST...]]... [--force]
 #
 #   --config FILE   the configuration whose [[node]]s get certificates (default: the repository's
-#                   cluster.toml); read with `sessionraft nodes`
+#                   cluster.toml); read with `sessionraft nodes --json` (a configuration that
+#                   takes its secrets from the environment needs them set here too)
 #   --out DIR       where the files go (default: certs/ next to the configuration):
 #                   ca.crt, ca.key, node<ID>.crt, node<ID>.key (keys mode 600)
-#   --node ID=IPS   also a certificate for a node outside the configuration (one to be added
-#                   later with `sessionraft cluster add-node`), valid for the given IPs
+#   --node ID=HOSTS also a certificate for a node outside the configuration (one to be added
+#                   later with `sessionraft cluster add-node`), valid for the given IPs and/or
+#                   DNS names (e.g. --node 4=10.0.0.14,sessionraft-3.sessionraft)
 #   --force         make a new CA (and so new node certificates) even if one exists
 #
 # The CA (EC P-256, 10 years) is kept when it exists, so running the script again only issues
-# what is missing: a node certificate is kept while it is signed by the CA, names the node's IPs
-# and is valid for 30 more days. Node certificates (EC P-256, 825 days) carry IP SANs for the
-# node's HTTP and Raft IPs plus DNS:localhost. Prints the [tls] snippet to paste into the config.
+# what is missing: a node certificate is kept while it is signed by the CA, names exactly the
+# node's hosts and is valid for 30 more days. Node certificates (EC P-256, 825 days) carry a
+# subjectAltName for every host the node is reached at — its http_addr, raft_addr and
+# resp_addr: an IP SAN for an IP address, a DNS SAN for a name (listen addresses and the
+# unspecified 0.0.0.0 / :: are not names of the node and get none) — plus DNS:localhost and
+# IP:127.0.0.1 (a health check on the node's own machine). Prints the [tls] snippet to paste
+# into the config.
 #
 # Environment: SESSIONRAFT_BIN (default target/release/sessionraft).
-# Needs openssl (scripts/install-deps.sh installs it).
+# Needs openssl (scripts/install-deps.sh installs it) and python3.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,7 +46,7 @@ while (($#)); do
     case "$1" in
     --config) config=${2:?--config needs a file}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
-    --node) extra+=("${2:?--node needs ID=IP[,IP...]}"); shift 2 ;;
+    --node) extra+=("${2:?--node needs ID=HOST[,HOST...]}"); shift 2 ;;
     --force) force=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -57,28 +63,82 @@ if ! command -v openssl >/dev/null; then
     command -v openssl >/dev/null || die "openssl is missing (apt-get install openssl)"
 fi
 
-# The IP of IP:PORT or [IPv6]:PORT.
-ip_of() {
-    local host=${1%:*}
-    host=${host#[}
-    echo "${host%]}"
-}
+command -v python3 >/dev/null || die "python3 is missing (apt-get install python3)"
 
-# id -> "IP,IP" of every node: the configuration's, then --node ones.
-declare -A ips=()
-nodes=$("$bin" nodes --config "$config") || die "cannot read the nodes of $config"
-while IFS=$'\t' read -r id http _data_dir raft; do
+# id -> the node's subjectAltName ("IP:10.0.0.11, DNS:node1.example, DNS:localhost, ...") and
+# the same as `openssl x509 -ext subjectAltName` prints it: the configuration's nodes (read by
+# field name from `sessionraft nodes --json`), then the --node ones.
+nodes_json=$("$bin" nodes --json --config "$config") || die "cannot read the nodes of $config"
+sans=$(python3 -c '
+import ipaddress, json, re, sys
+
+NAME = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+)
+
+
+def fail(message):
+    sys.exit("dev-certs.sh: " + message)
+
+
+def host_of(addr):
+    """The host of HOST:PORT or [IPv6]:PORT."""
+    host = addr.rsplit(":", 1)[0]
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def entry(host, where):
+    """("IP", address) or ("DNS", name); None for an unspecified address."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        name = host.lower().rstrip(".")
+        if not NAME.fullmatch(name) or name.rsplit(".", 1)[-1].isdigit():
+            fail(f"{where}: {host!r} is neither an IP address nor a DNS name")
+        return ("DNS", name)
+    return None if ip.is_unspecified else ("IP", ip)
+
+
+def printed(kind, value):
+    """As openssl prints it: IPv6 uncompressed, upper-case groups without leading zeros."""
+    if kind == "DNS":
+        return "DNS:" + value
+    if value.version == 6:
+        return "IP Address:" + ":".join(f"{int(g, 16):X}" for g in value.exploded.split(":"))
+    return f"IP Address:{value}"
+
+
+hosts = {}
+for node in json.loads(sys.stdin.read()):
+    where = "node " + str(node["id"])
+    hosts[int(node["id"])] = [
+        (host_of(node[key]), f"{where} {key}")
+        for key in ("http_addr", "raft_addr", "resp_addr")
+        if node.get(key)
+    ]
+for spec in sys.argv[1:]:
+    m = re.fullmatch(r"([0-9]+)=([^=]+)", spec)
+    if not m:
+        fail(f"--node {spec}: expected ID=HOST[,HOST...]")
+    hosts[int(m[1])] = [(h.strip(), "--node " + spec) for h in m[2].split(",") if h.strip()]
+if not hosts:
+    fail("no nodes")
+for node_id in sorted(hosts):
+    entries = []
+    for host, where in hosts[node_id] + [("localhost", ""), ("127.0.0.1", "")]:
+        e = entry(host, where)
+        if e is not None and e not in entries:
+            entries.append(e)
+    san = ", ".join(f"{kind}:{value}" for kind, value in entries)
+    print(f"{node_id}\t{san}\t" + ", ".join(printed(*e) for e in entries))
+' "${extra[@]}" <<<"$nodes_json")
+declare -A san_of=() san_want=()
+while IFS=$'\t' read -r id san want; do
     [[ -n $id ]] || continue
-    list=$(ip_of "$http")
-    raft_ip=$(ip_of "${raft:-$http}")
-    [[ $raft_ip == "$list" ]] || list+=",$raft_ip"
-    ips[$id]=$list
-done <<<"$nodes"
-for spec in "${extra[@]}"; do
-    [[ $spec =~ ^[0-9]+=[^=]+$ ]] || die "--node $spec: expected ID=IP[,IP...]"
-    ips[${spec%%=*}]=${spec#*=}
-done
-((${#ips[@]} > 0)) || die "$config has no nodes"
+    san_of[$id]=$san
+    san_want[$id]=$want
+done <<<"$sans"
+((${#san_of[@]} > 0)) || die "$config has no nodes"
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -114,24 +174,16 @@ EOF
     echo "made a new development CA: $ca_crt" >&2
 fi
 
-# subjectAltName value for "IP,IP": IP:a, IP:b, DNS:localhost
-san_of() {
-    local san="" ip
-    IFS=, read -ra list <<<"$1"
-    for ip in "${list[@]}"; do san+="IP:$ip, "; done
-    echo "${san}DNS:localhost"
-}
-
 # The SAN line openssl prints for a certificate ("IP Address:127.0.0.1, DNS:localhost").
 san_printed() {
     openssl x509 -in "$1" -noout -ext subjectAltName 2>/dev/null | sed -n '2{s/^ *//;p}'
 }
 
-for id in $(printf '%s\n' "${!ips[@]}" | sort -n); do
+for id in $(printf '%s\n' "${!san_of[@]}" | sort -n); do
     crt="$out/node$id.crt"
     key="$out/node$id.key"
-    san=$(san_of "${ips[$id]}")
-    want=${san//IP:/IP Address:}
+    san=${san_of[$id]}
+    want=${san_want[$id]}
     if [[ -f $crt && -f $key ]] &&
         openssl verify -CAfile "$ca_crt" "$crt" >/dev/null 2>&1 &&
         openssl x509 -in "$crt" -noout -checkend $((30 * 86400)) >/dev/null &&

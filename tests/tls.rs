@@ -8,6 +8,10 @@
 //! over HTTPS is read back on the other two, and its cookie is `Secure` and `HttpOnly`;
 //! `sessionraft status` and `sessionraft backup` work against the cluster; after SIGKILL of the
 //! leader a new one is elected and the session is still served and written by the survivors.
+//!
+//! And `scripts/dev-certs.sh` on its own: SANs from `sessionraft nodes --json` by field name, IP
+//! SANs for IP addresses and DNS SANs for names (the repository's `cluster.toml`, a configuration
+//! of names, `--node ID=IP,NAME`).
 
 mod common;
 
@@ -266,4 +270,101 @@ async fn tls_cluster_serves_https_only_and_survives_leader_loss() {
         (200, Some(3))
     );
     eprintln!("done in {:?}", started.elapsed());
+}
+
+/// The subjectAltName of a certificate as openssl prints it.
+fn san_of(crt: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(crt)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl x509 {}", crt.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// `scripts/dev-certs.sh` reads `sessionraft nodes --json` by field name: the repository's own
+/// `cluster.toml` (whose nodes have a `resp_addr`, the fifth column that broke the positional
+/// read) gets IP SANs, a configuration of names gets DNS SANs (listen addresses none), and
+/// `--node ID=NAME` works as `--node ID=IP`.
+#[test]
+fn dev_certs_issue_ip_and_dns_sans_from_the_node_listing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev-certs.sh");
+    let run = |config: &Path, out: &Path, extra: &[&str]| {
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("--config")
+            .arg(config)
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .env("SESSIONRAFT_BIN", binary())
+            .output()
+            .expect("run scripts/dev-certs.sh");
+        assert!(
+            out.status.success(),
+            "dev-certs.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    let repo_certs = dir.path().join("repo-certs");
+    run(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster.toml"),
+        &repo_certs,
+        &[],
+    );
+    for id in 1..=3 {
+        assert_eq!(
+            san_of(&repo_certs.join(format!("node{id}.crt"))),
+            "IP Address:127.0.0.1, DNS:localhost"
+        );
+    }
+
+    let config = dir.path().join("named.toml");
+    let mut text = format!(
+        "[cluster]\nname = \"named\"\nsecret = \"{}\"\nadmin_token = \"{}\"\n\n[listen]\nip = \"0.0.0.0\"\n",
+        common::SECRET,
+        common::ADMIN_TOKEN
+    );
+    for (id, host) in [
+        (1, "sessionraft-0.sessionraft"),
+        (2, "sessionraft-1.sessionraft"),
+    ] {
+        text.push_str(&format!(
+            "\n[[node]]\nid = {id}\nhttp_addr = \"{host}:7101\"\nresp_addr = \"{host}:7201\"\n\
+             data_dir = \"/data\"\n"
+        ));
+    }
+    text.push_str(
+        "\n[[node]]\nid = 3\nhttp_addr = \"10.0.0.13:7101\"\nraft_addr = \"sessionraft-2.sessionraft:7102\"\n\
+         data_dir = \"/data\"\n",
+    );
+    std::fs::write(&config, text).expect("write config");
+    let certs = dir.path().join("certs");
+    run(
+        &config,
+        &certs,
+        &["--node", "4=10.0.0.14,sessionraft-3.sessionraft"],
+    );
+    let want = [
+        "DNS:sessionraft-0.sessionraft, DNS:localhost, IP Address:127.0.0.1",
+        "DNS:sessionraft-1.sessionraft, DNS:localhost, IP Address:127.0.0.1",
+        "IP Address:10.0.0.13, DNS:sessionraft-2.sessionraft, DNS:localhost, IP Address:127.0.0.1",
+        "IP Address:10.0.0.14, DNS:sessionraft-3.sessionraft, DNS:localhost, IP Address:127.0.0.1",
+    ];
+    for (id, want) in (1..=4).zip(want) {
+        assert_eq!(
+            san_of(&certs.join(format!("node{id}.crt"))),
+            want,
+            "node {id}"
+        );
+    }
 }
