@@ -126,7 +126,7 @@ pub struct Cluster {
     /// The steps of a write and a read, timed (`/metrics`: `sessionraft_stage_seconds`).
     pub instruments: Arc<crate::node::instruments::Instruments>,
     /// Members whose Raft address does not resolve now (`peer_names::watch` keeps it).
-    pub peer_names: crate::node::peer_names::PeerNames,
+    pub peer_names: Arc<crate::node::peer_names::PeerNames>,
     /// This handle, for the worker threads' barrier tasks (which must not keep it alive).
     me: std::sync::Weak<Cluster>,
 }

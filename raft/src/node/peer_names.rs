@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::cluster::Cluster;
 use crate::NodeId;
 
 /// How often every member's address is looked up.
@@ -116,32 +115,36 @@ async fn lookup(addr: &str) -> Result<(), String> {
     }
 }
 
-/// Every [`CHECK_EVERY`], look up each other member's Raft address (those due) and record the
-/// outcome in `cluster.peer_names`. Runs until the cluster handle is dropped.
-pub async fn watch(cluster: Weak<Cluster>) {
+/// Every [`CHECK_EVERY`], look up each member's Raft address but `me`'s (those due) and record
+/// the outcome in `names`. Runs until `names` is dropped or Raft stops publishing metrics.
+pub async fn watch(
+    names: Weak<PeerNames>,
+    metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, openraft::BasicNode>>,
+    me: NodeId,
+) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(c) = cluster.upgrade() else {
+        let Some(names) = names.upgrade() else {
             return;
         };
-        let members: BTreeMap<NodeId, String> = c
-            .raft
-            .metrics()
+        if metrics.has_changed().is_err() {
+            return;
+        }
+        let members: BTreeMap<NodeId, String> = metrics
             .borrow()
             .membership_config
             .membership()
             .nodes()
-            .filter(|(id, _)| **id != c.id)
+            .filter(|(id, _)| **id != me)
             .map(|(id, n)| (*id, n.addr.clone()))
             .collect();
-        c.peer_names.retain(&members);
+        names.retain(&members);
         for (id, addr) in &members {
-            let now = Instant::now();
-            if c.peer_names.due(*id, addr, now) {
+            if names.due(*id, addr, Instant::now()) {
                 let result = lookup(addr).await;
-                c.peer_names.record(*id, addr, result, Instant::now());
+                names.record(*id, addr, result, Instant::now());
             }
         }
     }

@@ -176,7 +176,11 @@ impl ConsensusNode {
             PURGE_EVERY,
         ));
         rt.spawn(bootstrap(cluster.clone(), opts.initial_members.clone()));
-        rt.spawn(crate::node::peer_names::watch(Arc::downgrade(&cluster)));
+        rt.spawn(crate::node::peer_names::watch(
+            Arc::downgrade(&cluster.peer_names),
+            cluster.raft.metrics(),
+            cluster.id,
+        ));
         Ok(Self {
             rt,
             cluster,
