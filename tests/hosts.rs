@@ -883,6 +883,28 @@ async fn across_hosts_names_reschedules_a_lost_disk_a_cut_link_and_a_lost_majori
     if let Ok(r) = r {
         assert_ne!(r.status(), 200, "a write without a quorum");
     }
+    // The deleted hosts' names resolve no more: the survivor reports them (never a crash).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let unresolved: Vec<u64> = h
+            .status(survivor)
+            .await
+            .and_then(|s| {
+                s["unresolved"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|u| u["id"].as_u64()).collect())
+            })
+            .unwrap_or_default();
+        if unresolved == gone {
+            println!("hosts: majority lost: node {survivor} reports {gone:?} unresolved");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {survivor} never reported {gone:?} as unresolved (it says {unresolved:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     h.op(&["stop", &host(survivor)]).await;
     let sid = survivor.to_string();
     let dry = h

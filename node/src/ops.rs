@@ -313,13 +313,7 @@ pub fn rejoin_node(cfg: &Config, id: u64) -> anyhow::Result<()> {
     }
     if leader.members.iter().any(|m| m.id == id) {
         println!("removing node {id} from the membership (its data directory was lost)...");
-        let r = admin.json(
-            Method::POST,
-            &format!("/admin/nodes/{id}/remove"),
-            None,
-            Duration::from_secs(30),
-        )?;
-        println!("  {}", message(&r));
+        println!("  {}", remove_with(&admin, id)?);
         let deadline = Instant::now() + UNAVAILABLE_DEADLINE;
         while admin.leader_status()?.members.iter().any(|m| m.id == id) {
             if Instant::now() >= deadline {
@@ -406,15 +400,19 @@ pub fn recover(
 /// # Errors
 /// When the cluster refuses (the last voter, a change in progress, not a member).
 pub fn remove_node(cfg: &Config, id: u64) -> anyhow::Result<()> {
-    let admin = Admin::new(cfg)?;
+    println!("{}", remove_with(&Admin::new(cfg)?, id)?);
+    Ok(())
+}
+
+/// Asks the cluster to remove member `id`; the leader's message.
+fn remove_with(admin: &Admin, id: u64) -> anyhow::Result<String> {
     let r = admin.json(
         Method::POST,
         &format!("/admin/nodes/{id}/remove"),
         None,
         Duration::from_secs(30),
     )?;
-    println!("{}", message(&r));
-    Ok(())
+    Ok(message(&r))
 }
 
 fn print_summary(what: &str, path: &Path, s: &backup::BackupSummary) {
