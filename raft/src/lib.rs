@@ -9,6 +9,7 @@
 //!   - [`storage::types`]: the openraft type configuration (`TypeConfig`, `Raft`, aliases).
 //!   - [`storage::command`]: the replicated [`Command`]s, their [`Response`]s, the [`Session`].
 //!   - [`storage::codec`]: the versioned encoding of every persisted value.
+//!   - [`storage::format`]: the data directory's format marker (a newer release's data is refused).
 //!   - `storage::db`: the RocksDB instance, its column families and key layouts.
 //!   - [`storage::log_store`]: the Raft log and vote ([`LogStore`], `RaftLogStorage`).
 //!   - [`storage::state_machine`]: sessions, indexes, snapshots ([`StateMachineStore`]).

@@ -248,3 +248,68 @@ async fn force_new_cluster_keeps_the_log_and_leaves_one_voter() {
     let blank = force_new_cluster(empty.path(), 1, "n1:7101", true).unwrap_err();
     assert!(blank.to_string().contains("empty log"), "{blank}");
 }
+
+/// A data directory records its storage format and the release that wrote it; a release never
+/// opens one a newer release wrote (a higher format, or a column family it does not know), and
+/// says which release that was.
+#[test]
+fn a_newer_releases_data_directory_is_refused_naming_the_release() {
+    use sessionraft_raft::codec;
+    use sessionraft_raft::storage::format::{StorageMarker, MARKER_KEY, STORAGE_FORMAT};
+
+    let dir = tempfile::TempDir::new().unwrap();
+    drop(sessionraft_raft::open(dir.path(), &StorageOptions::default()).unwrap());
+    let db_path = dir.path().join("db");
+    let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), &db_path).unwrap();
+    let marker_of = |db: &rocksdb::DB| -> StorageMarker {
+        let cf = db.cf_handle("log_meta").unwrap();
+        codec::decode("marker", &db.get_cf(cf, MARKER_KEY).unwrap().unwrap()).unwrap()
+    };
+    let future = StorageMarker {
+        format: STORAGE_FORMAT + 1,
+        written_by: "9.8.7".into(),
+    };
+    {
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &db_path, &cfs).unwrap();
+        assert_eq!(marker_of(&db), StorageMarker::current(), "written on open");
+        let cf = db.cf_handle("log_meta").unwrap();
+        db.put_cf(cf, MARKER_KEY, codec::encode("marker", &future).unwrap())
+            .unwrap();
+    }
+    let e = sessionraft_raft::open(dir.path(), &StorageOptions::default())
+        .err()
+        .expect("a newer format is refused")
+        .to_string();
+    for needle in [
+        "newer release",
+        "9.8.7",
+        &format!("format {}", STORAGE_FORMAT + 1),
+    ] {
+        assert!(e.contains(needle), "{e}");
+    }
+
+    // A column family this release does not know: refused before RocksDB's own error, naming
+    // the release from the marker.
+    let dir = tempfile::TempDir::new().unwrap();
+    drop(sessionraft_raft::open(dir.path(), &StorageOptions::default()).unwrap());
+    let db_path = dir.path().join("db");
+    let mut opts = rocksdb::Options::default();
+    opts.create_missing_column_families(true);
+    let mut with_new = rocksdb::DB::list_cf(&opts, &db_path).unwrap();
+    with_new.push("added_by_a_newer_release".into());
+    {
+        let db = rocksdb::DB::open_cf(&opts, &db_path, &with_new).unwrap();
+        let cf = db.cf_handle("log_meta").unwrap();
+        let marker = StorageMarker {
+            format: STORAGE_FORMAT,
+            written_by: "9.8.8".into(),
+        };
+        db.put_cf(cf, MARKER_KEY, codec::encode("marker", &marker).unwrap())
+            .unwrap();
+    }
+    let e = sessionraft_raft::open(dir.path(), &StorageOptions::default())
+        .err()
+        .expect("an unknown column family is refused")
+        .to_string();
+    assert!(e.contains("9.8.8") && e.contains("newer release"), "{e}");
+}

@@ -271,7 +271,8 @@
     renderLag(f.lag, node.lag);
     renderHealth(f.health, node.healthy);
     setText(f.reads, typeof node.reads === 'string' && node.reads ? node.reads : '—');
-    const addr = typeof node.addr === 'string' && node.addr ? node.addr : '—';
+    const addr = (typeof node.addr === 'string' && node.addr ? node.addr : '—') +
+      (typeof node.version === 'string' && node.version ? ' · v' + node.version : '');
     // A member whose name does not resolve from the observer says so, with the resolver's answer.
     setText(f.addr, typeof node.unresolved === 'string' && node.unresolved
       ? addr + ' — name does not resolve: ' + node.unresolved

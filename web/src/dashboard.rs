@@ -40,6 +40,8 @@ pub struct NodeView {
     pub reads: String,
     /// Why its address (a DNS name) does not resolve from the observer, when it does not.
     pub unresolved: Option<String>,
+    /// The release it runs (`/cluster/status` `version`); empty when unreachable or older.
+    pub version: String,
 }
 
 /// The cluster as seen from one node.
@@ -232,6 +234,7 @@ impl ClusterWatcher {
                             "session · read index".into()
                         },
                         unresolved: resolve_error(id),
+                        version: s.version.clone(),
                     }
                 }
                 None => {
@@ -252,6 +255,7 @@ impl ClusterWatcher {
                         healthy: false,
                         reads: String::new(),
                         unresolved: resolve_error(id),
+                        version: String::new(),
                     }
                 }
             })

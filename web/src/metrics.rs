@@ -106,7 +106,22 @@ impl Metrics {
             )),
         };
         let r = &m.registry;
-        let own: [Box<dyn prometheus::core::Collector>; 13] = [
+        // The release this node runs, as Prometheus' build-info convention has it (always 1).
+        let build_info = must(IntGaugeVec::new(
+            Opts::new(
+                "build_info",
+                "The release this node runs (the value is always 1)",
+            ),
+            &["version", "storage_format"],
+        ));
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                &sessionraft_raft::storage::format::STORAGE_FORMAT.to_string(),
+            ])
+            .set(1);
+        let own: [Box<dyn prometheus::core::Collector>; 14] = [
+            Box::new(build_info),
             Box::new(m.kv_keys.clone()),
             Box::new(m.resp_commands.clone()),
             Box::new(m.resp_connections.clone()),

@@ -102,10 +102,12 @@ pub(crate) fn open_db(path: &Path, opts: &StorageOptions) -> Result<Arc<DB>> {
     let cfs = ALL_CFS
         .iter()
         .map(|name| ColumnFamilyDescriptor::new(*name, cf_opts()));
+    crate::storage::format::refuse_unknown_column_families(path, &ALL_CFS)?;
     let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| Error::Open {
         path: path.display().to_string(),
         source: e,
     })?;
+    crate::storage::format::check_and_mark(&db, path)?;
     Ok(Arc::new(db))
 }
 

@@ -13,6 +13,18 @@ pub enum Error {
         path: String,
         source: rocksdb::Error,
     },
+    /// The data directory was written by a newer release: never opened, never misread.
+    #[error(
+        "{path} holds data of a newer release ({found}); this release ({version}) reads storage \
+         format {supported} at most: run the newer release, or restore a backup into an empty \
+         data directory"
+    )]
+    NewerFormat {
+        path: String,
+        found: String,
+        supported: u32,
+        version: &'static str,
+    },
     #[error("RocksDB column family {0} is missing")]
     MissingColumnFamily(&'static str),
     #[error("RocksDB {op} failed: {source}")]

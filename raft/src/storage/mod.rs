@@ -7,6 +7,7 @@ pub mod codec;
 pub mod command;
 pub(crate) mod db;
 pub mod error;
+pub mod format;
 pub mod kv;
 pub mod log_store;
 pub mod recovery;
