@@ -34,7 +34,7 @@ pub(crate) const CF_SM_META: &str = "sm_meta";
 pub(crate) const CF_KV: &str = "kv";
 pub(crate) const CF_KV_EXPIRY: &str = "kv_expiry";
 
-const ALL_CFS: [&str; 8] = [
+pub(crate) const ALL_CFS: [&str; 8] = [
     CF_LOGS,
     CF_LOG_META,
     CF_SESSIONS,
@@ -102,12 +102,10 @@ pub(crate) fn open_db(path: &Path, opts: &StorageOptions) -> Result<Arc<DB>> {
     let cfs = ALL_CFS
         .iter()
         .map(|name| ColumnFamilyDescriptor::new(*name, cf_opts()));
-    crate::storage::format::refuse_unknown_column_families(path, &ALL_CFS)?;
     let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| Error::Open {
         path: path.display().to_string(),
         source: e,
     })?;
-    crate::storage::format::check_and_mark(&db, path)?;
     Ok(Arc::new(db))
 }
 

@@ -33,7 +33,11 @@ pub fn open(data_dir: &Path, opts: &StorageOptions) -> Result<(LogStore, StateMa
         path: data_dir.display().to_string(),
         source: e,
     })?;
-    let db = db::open_db(&data_dir.join("db"), opts)?;
+    let db_dir = data_dir.join("db");
+    // A directory a newer release wrote is refused before RocksDB opens (and would misread) it.
+    format::refuse_unknown_column_families(&db_dir, &db::ALL_CFS)?;
+    let db = db::open_db(&db_dir, opts)?;
+    format::check_and_mark(&db, &db_dir)?;
     let sm = StateMachineStore::open(db.clone(), data_dir)?;
     Ok((LogStore::new(db), sm))
 }
