@@ -149,9 +149,9 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
     })?;
 
     // Where the listeners bind: the listen addresses, or the advertised ones resolved now.
-    let mut addrs = vec![me.http_bind_addr()?];
-    let raft_bind = me.raft_bind_addr()?;
-    if !addrs.contains(&raft_bind) {
+    // (The HTTP one was resolved once, for the options; the node keeps it.)
+    let mut addrs = vec![node.http_addr()];
+    if let Some(raft_bind) = me.raft_bind_addr()?.filter(|a| !addrs.contains(a)) {
         addrs.push(raft_bind);
     }
     let served = actix_web::rt::System::new().block_on(async {

@@ -10,12 +10,13 @@ import os
 import random
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from sessionraft_bench.systems import free_ports
 
 from . import haproxy, plan, system
 from .plan import LB_NAME, Names
@@ -275,25 +276,6 @@ class Run:
 
 # ---------------------------------------------------------------------------------- helpers
 
-def free_port(used: set[int], rng: random.Random) -> int:
-    """A free port on 127.0.0.1 in 5000-9999 (below tests/common's 10000-19999, chaos.sh's
-    20000-32000 and the ephemeral range)."""
-    for _ in range(1000):
-        p = rng.randint(5000, 9999)
-        if p in used:
-            continue
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        finally:
-            s.close()
-        used.add(p)
-        return p
-    raise OpError("no free port in 127.0.0.1:5000-9999")
-
-
 def new_rid() -> str:
     for _ in range(100):
         rid = secrets.token_hex(3)[:5]
@@ -344,9 +326,10 @@ def up(d: Dir, binary: Path, hosts: int, env: dict, manifest: Path, start: bool)
                             "SESSIONRAFT_RESP_PASSWORD": secrets.token_hex(16)})
         names = [plan.host_name(i) for i in range(hosts)]
         st.hosts = {name: Host() for name in names}
-        used: set[int] = set()
-        st.lb.ports = {"lb": free_port(used, rng), "resp": free_port(used, rng),
-                       "direct": {name: free_port(used, rng) for name in names}}
+        # On 127.0.0.1 in 5000-9999: below tests/common's 10000-19999, chaos.sh's 20000-32000
+        # and the ephemeral range.
+        lb, resp, *direct = free_ports(2 + len(names), lo=5000, hi=9999, rng=rng)
+        st.lb.ports = {"lb": lb, "resp": resp, "direct": dict(zip(names, direct))}
         d.path.mkdir(parents=True, exist_ok=True)
         r = Run(d, st)
         r.save()

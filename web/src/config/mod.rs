@@ -702,15 +702,17 @@ impl NodeConfig {
         self.bind_addr("http", &self.http_addr, self.http_listen)
     }
 
-    /// Where the Raft listener binds (as [`NodeConfig::http_bind_addr`]).
+    /// Where the Raft listener binds (as [`NodeConfig::http_bind_addr`]); `None` when Raft
+    /// shares the HTTP listener (the same advertised and listen address).
     ///
     /// # Errors
     /// As [`NodeConfig::http_bind_addr`].
-    pub fn raft_bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+    pub fn raft_bind_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
         if self.raft_addr == self.http_addr && self.raft_listen == self.http_listen {
-            return self.http_bind_addr();
+            return Ok(None);
         }
         self.bind_addr("raft", &self.raft_addr, self.raft_listen)
+            .map(Some)
     }
 
     /// Where the Redis-protocol listener binds; `None` without `resp_addr`.
@@ -2267,7 +2269,7 @@ data_dir = "/data"
         let n2 = config.node(2).unwrap();
         assert_eq!(n2.raft_listen, Some("10.0.0.2:7102".parse().unwrap()));
         assert_eq!(
-            n2.raft_bind_addr().unwrap(),
+            n2.raft_bind_addr().unwrap().unwrap(),
             "10.0.0.2:7102".parse().unwrap()
         );
         let n3 = config.node(3).unwrap();
