@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Operate a local sessionraft cluster from cluster.toml, behind an HAProxy load balancer.
 #
-#   scripts/cluster.sh up               install what is missing, build if needed, start every node
+#   scripts/cluster.sh up [--bin BIN]   install what is missing, build if needed, start every node
 #                                       (not already running), wait until all are ready, start
 #                                       HAProxy on the [load_balancer] address, print the URLs
 #                                       (load balancer first; its Redis URL too when the config has a
@@ -10,8 +10,8 @@
 #                                       health-checked on its HTTP /readyz). Running it twice starts
 #                                       nothing twice.
 #   scripts/cluster.sh down             stop HAProxy and every node (SIGTERM, then SIGKILL after 10 s)
-#   scripts/cluster.sh status           table: node, pid, role, term, leader, applied, health, and a
-#                                       line for the load balancer (pid, address, servers UP)
+#   scripts/cluster.sh status           table: node, pid, role, term, leader, applied, health, version,
+#                                       and a line for the load balancer (pid, address, servers UP)
 #   scripts/cluster.sh lb-status        each HAProxy backend server: pxname, svname, status, last check
 #   scripts/cluster.sh start N | stop N | kill N | restart N
 #                                       one node: start (and wait until ready), SIGTERM, SIGKILL, both
@@ -27,6 +27,25 @@
 #                                       forgotten. Data left by an earlier node N is moved aside.
 #   scripts/cluster.sh remove-node N    remove node N from the cluster; then stop it and take it
 #                                       out of HAProxy (reload). On refusal nothing changes.
+#   scripts/cluster.sh upgrade BIN [--order followers-first|leader-first|IDS]
+#                                       rolling upgrade to the sessionraft binary BIN, one node at a
+#                                       time: SIGTERM it, start it with BIN (same config, id, data
+#                                       dir), wait until it is ready, has applied the leader's last
+#                                       log index read just before it went down, and is UP in
+#                                       HAProxy; a line per node (`upgrade 2/3: node 2 (follower)
+#                                       0.1.0 -> 0.2.0: ready in 0.4 s, caught up to index 1234`),
+#                                       then the cluster version the nodes report. Order: followers
+#                                       first and the leader last (default; leadership moves once),
+#                                       leader-first, or node ids (every node once, e.g. 3,1,2).
+#                                       Refused, with nothing changed, when `BIN --version` fails or
+#                                       BIN cannot read the config, a node is down or not ready, or a
+#                                       membership change is in progress (joint consensus, a
+#                                       learner). It stops at the first node that does not come back
+#                                       (the nodes after it keep their binary).
+#   --bin BIN (up, start, restart, add-node): start the nodes with BIN instead of SESSIONRAFT_BIN
+#                                       (no build), e.g. the previous release to rehearse an upgrade.
+#                                       BIN must be named sessionraft. A node started with --bin or
+#                                       upgraded runs that binary from then on (RUN_DIR/nodeN.bin).
 #
 # Environment: SESSIONRAFT_CONFIG (default: ./cluster.toml), SESSIONRAFT_RUN_DIR (default: ./run),
 # SESSIONRAFT_READY_TIMEOUT (seconds a node may take to become ready, default 60),
@@ -36,6 +55,8 @@
 # SESSIONRAFT_BIN, SESSIONRAFT_HAPROXY (binaries), SESSIONRAFT_REBUILD=1 (rebuild on up/start).
 #
 # RUN_DIR holds the state: nodeN.pid, haproxy.pid, haproxy.cfg (generated), logs/, and
+#   nodeN.bin      the binary node N runs when it was given (--bin, upgrade): every later start of
+#                  node N uses it, whatever SESSIONRAFT_BIN says; kept across down
 #   extra-nodes    nodes added with add-node: `id<TAB>http<TAB>data_dir<TAB>raft` per line. Every
 #                  command covers them like config nodes (up starts them again after a down). They
 #                  have no Redis-protocol port: the RESP frontend leaves them out.

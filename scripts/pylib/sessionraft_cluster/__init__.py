@@ -12,8 +12,9 @@ Module map (each depends only on those above it):
     console.py     stdout lines (thread-safe), `cluster.sh: ...` warnings, Die / Exit
     clock.py       now_ms, `1.234s` durations, monotonic deadlines
     settings.py    the environment read once (config, run dir, binaries, ready timeout, load
-                   balancer overrides); the build step (install-deps.sh --cluster, cargo)
-    rundir.py      the run dir's files: nodeN.pid, logs/, extra-nodes, removed-nodes, the flock
+                   balancer overrides), --bin; the build step (install-deps.sh --cluster, cargo)
+    rundir.py      the run dir's files: nodeN.pid, nodeN.bin, logs/, extra-nodes, removed-nodes,
+                   the flock
     procs.py       /proc/PID/cmdline checks (nothing is signalled by name), starting a process in
                    a session of its own, stop (SIGTERM, SIGKILL after 10 s) and kill
     topology.py    the nodes (`sessionraft nodes --json`, or the tab-separated listing) with
@@ -23,6 +24,8 @@ Module map (each depends only on those above it):
     status.py      the `status` table and `lb-status`
     commands.py    up, down, start, stop, kill, restart, logs
     rolling.py     rolling-restart: followers first, the leader last, one node out at a time
+    upgrade.py     upgrade BIN: the rolling upgrade (refusals, order, a line per node, the
+                   cluster version at the end)
     membership.py  add-node, remove-node
     cli.py         the command line; exit codes
     __main__.py    python3 -m sessionraft_cluster

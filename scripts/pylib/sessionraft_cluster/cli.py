@@ -1,8 +1,9 @@
-"""The command line of scripts/cluster.sh (unchanged from the shell script):
+"""The command line of scripts/cluster.sh (the shell script's, plus --bin and upgrade):
 
-    up | down | status | lb-status | rolling-restart
-    start N | stop N | kill N | restart N | logs N|haproxy [-f]
-    add-node N HTTP RAFT | remove-node N | -h | --help | help
+    up [--bin BIN] | down | status | lb-status | rolling-restart
+    start N [--bin BIN] | stop N | kill N | restart N [--bin BIN] | logs N|haproxy [-f]
+    add-node N HTTP RAFT [--bin BIN] | remove-node N
+    upgrade BIN [--order followers-first|leader-first|IDS] | -h | --help | help
 
 Extra arguments are ignored, as they were. Exit codes: 0 done; 1 failed (a `cluster.sh: ...`
 message on stderr); 2 no or an unknown command (the usage on stdout); the exit code of
@@ -15,13 +16,14 @@ import re
 import sys
 from typing import Callable
 
-from . import commands, membership, rolling, settings, status
+from . import commands, membership, rolling, settings, status, upgrade
 from .console import Die, Exit, warn
 from .procs import signal_node
 from .rundir import RunDir
 from .topology import load
 
 NEED_ID = ("start", "stop", "kill", "restart")
+TAKE_BIN = ("up", "start", "restart", "add-node")  # the commands that start nodes: --bin BIN
 
 
 def usage(root: str = settings.ROOT) -> str:
@@ -44,6 +46,10 @@ def dispatch(argv: list[str]) -> Callable[[], None] | None:
     Settings are read first (a bad SESSIONRAFT_READY_TIMEOUT ends every command, help included)."""
     s = settings.from_env()
     cmd, args = (argv[0] if argv else ""), argv[1:]
+    if cmd in TAKE_BIN:
+        args, bin_path = settings.split_bin(args)
+        if bin_path:
+            s = settings.with_bin(s, bin_path)
     run = RunDir(s.run_dir)
     if cmd in NEED_ID and not (args and args[0]):
         raise Die(f"usage: {cmd} N")
@@ -61,6 +67,7 @@ def dispatch(argv: list[str]) -> Callable[[], None] | None:
         "rolling-restart": lambda: rolling.rolling_restart(s, load(s, run), commands.start_node),
         "add-node": lambda: membership.add_node(s, run, args),
         "remove-node": lambda: membership.remove_node(s, run, args),
+        "upgrade": lambda: upgrade.upgrade(s, run, args),
         "-h": lambda: sys.stdout.write(usage()),
         "--help": lambda: sys.stdout.write(usage()),
         "help": lambda: sys.stdout.write(usage()),

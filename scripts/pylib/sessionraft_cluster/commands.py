@@ -7,16 +7,23 @@ import threading
 
 from . import clock, haproxy
 from .console import Die, Say, say
-from .procs import node_live_pid, signal_node, start_node_process
+from .procs import cmdline, node_live_pid, signal_node, start_node_process
 from .rundir import RunDir
 from .settings import Settings, build
 from .probe import wait_ready
 from .topology import Topology, load
 
 
+def node_binary(s: Settings, run: RunDir, node_id: str) -> str:
+    """The binary node N is started with: --bin (s.node_bin), else the one recorded for it
+    (RUN_DIR/nodeN.bin: by an earlier --bin or upgrade), else SESSIONRAFT_BIN's (s.bin)."""
+    return s.node_bin or run.node_bin(node_id) or s.bin
+
+
 def start_node(s: Settings, topo: Topology, node_id: str, out: Say = say) -> None:
     """Starts node N unless it runs (a node of the config, or of extra-nodes with its addresses
-    and data dir on the command line); records its pid."""
+    and data dir on the command line), with node_binary(); records its pid, and its binary when
+    given with --bin."""
     run = topo.run
     node = topo.node(node_id)
     if node is None:
@@ -27,16 +34,22 @@ def start_node(s: Settings, topo: Topology, node_id: str, out: Say = say) -> Non
     with run.lock():
         pid = node_live_pid(run, node_id)
         if pid is not None:
-            out(f"node {node_id} already running (pid {pid})")
+            running = (cmdline(pid) or [""])[0]
+            other = f"; it runs {running}, not {s.node_bin} (see upgrade)" if s.node_bin and running != s.node_bin else ""
+            out(f"node {node_id} already running (pid {pid}){other}")
             return
-        argv = [s.bin, "serve", "--config", s.config, "--node", node_id]
+        binary = node_binary(s, run, node_id)
+        if s.node_bin:
+            run.set_node_bin(node_id, s.node_bin)
+        argv = [binary, "serve", "--config", s.config, "--node", node_id]
         if topo.is_extra(node_id):
             argv += ["--http", node.http, "--raft", node.raft, "--data-dir", node.data_dir]
             os.makedirs(os.path.dirname(node.data_dir) or ".", exist_ok=True)
         # a session of its own: the node survives this program; its pid is recorded for every
         # later signal
         pid = start_node_process(run, node_id, argv)
-        out(f"node {node_id} started (pid {pid}, log {run.log_file(node_id)})")
+        recorded = f", binary {binary} ({run.bin_file(node_id)})" if binary != s.bin else ""
+        out(f"node {node_id} started (pid {pid}, log {run.log_file(node_id)}{recorded})")
 
 
 def up(s: Settings, run: RunDir) -> None:

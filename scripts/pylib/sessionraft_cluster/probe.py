@@ -60,6 +60,18 @@ def field(st: dict | None, key: str) -> str:
     return "" if v is None else str(v)
 
 
+# what a node that answers /cluster/status without a `version` runs: a build from before versions
+# meant something (0.1.0, or a development build that also called itself 0.1.0)
+OLD_VERSION = "0.1.0 or older"
+
+
+def node_version(st: dict | None) -> str:
+    """The release a node runs, from its /cluster/status ("" when there is no answer)."""
+    if st is None:
+        return ""
+    return field(st, "version") or OLD_VERSION
+
+
 def wait_http(run: RunDir, node: Node, path: str, until: float, timeout_s: int) -> bool:
     """Until node answers 200 on path. False (with a message) if its process exits or the
     deadline passes first."""

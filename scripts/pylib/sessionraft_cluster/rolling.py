@@ -37,6 +37,51 @@ def restart_in_order(ids: list[str], wait_leader: Callable[[], str],
         done.append(nxt)
 
 
+def lb_in_service(s: Settings, topo: Topology, ids: list[str], until: float, before: str) -> bool:
+    """Whether HAProxy runs (then its config is brought in line and every node of ids must be UP
+    in it, else Die: "fix it before BEFORE"); a warning when it is configured but not running."""
+    if topo.lb_addr and haproxy_live_pid(topo.run) is not None:
+        haproxy.sync(s, topo, "reload")
+        for node_id in ids:
+            if not haproxy.wait_up(topo, node_id, until, s.ready_timeout):
+                raise Die(f"HAProxy does not report node{node_id} UP; fix it before {before} "
+                          "(scripts/cluster.sh lb-status)")
+        return True
+    if topo.lb_addr:
+        warn("haproxy is not running: not waiting for it between nodes")
+    return False
+
+
+def wait_leader(s: Settings, topo: Topology, aborted: str) -> str:
+    """The leader's id once a live node reports one; Die (`ABORTED: no node reports a leader`)
+    after SESSIONRAFT_READY_TIMEOUT."""
+    until = clock.deadline(s.ready_timeout)
+    leader = probe.current_leader(topo)
+    while not leader:
+        if clock.expired(until):
+            raise Die(f"{aborted}: no node reports a leader after {s.ready_timeout}s")
+        clock.sleep(0.2)
+        leader = probe.current_leader(topo)
+    return leader
+
+
+def wait_applied(topo: Topology, node_id: str, target: int, until: float, timeout_s: int, where: str) -> int:
+    """Until node N's applied index reaches target; the index it reached. Die (`WHERE: ...`) if
+    the node exits or the deadline passes first."""
+    run = topo.run
+    node = topo.node(node_id)
+    while True:
+        applied = probe.field(probe.status(node.http), "applied_index")
+        if applied and int(applied) >= target:
+            return int(applied)
+        if node_live_pid(run, node_id) is None:
+            raise Die(f"{where}: the node exited; see {run.log_file(node_id)}")
+        if clock.expired(until):
+            raise Die(f"{where}: applied index {applied or 'none'} still below the leader's {target} "
+                      f"after {timeout_s}s")
+        clock.sleep(0.2)
+
+
 def rolling_restart(s: Settings, topo: Topology, start_node: Callable[..., None]) -> None:
     """The command. start_node(s, topo, id, out) starts one node (commands.start_node)."""
     run = topo.run
@@ -52,33 +97,14 @@ def rolling_restart(s: Settings, topo: Topology, start_node: Callable[..., None]
                           "a rolling restart takes one node out at a time")
             if not probe.wait_http(run, topo.node(node_id), "/readyz", until, s.ready_timeout):
                 raise Die(f"node {node_id} is not ready; fix it before a rolling restart (scripts/cluster.sh status)")
-        use_lb = False
-        if topo.lb_addr and haproxy_live_pid(run) is not None:
-            haproxy.sync(s, topo, "reload")
-            use_lb = True
-            for node_id in ids:
-                if not haproxy.wait_up(topo, node_id, until, s.ready_timeout):
-                    raise Die(f"HAProxy does not report node{node_id} UP; fix it before a rolling restart "
-                              "(scripts/cluster.sh lb-status)")
-        elif topo.lb_addr:
-            warn("haproxy is not running: not waiting for it between nodes")
+        use_lb = lb_in_service(s, topo, ids, until, "a rolling restart")
 
         t_all = now_ms()
-
-        def wait_leader() -> str:
-            until = clock.deadline(s.ready_timeout)
-            leader = probe.current_leader(topo)
-            while not leader:
-                if clock.expired(until):
-                    raise Die(f"rolling-restart aborted: no node reports a leader after {s.ready_timeout}s")
-                clock.sleep(0.2)
-                leader = probe.current_leader(topo)
-            return leader
 
         def restart(node_id: str, role: str, step: str) -> None:
             restart_one(s, topo, node_id, role, step, use_lb, start_node)
 
-        restart_in_order(ids, wait_leader, restart)
+        restart_in_order(ids, lambda: wait_leader(s, topo, "rolling-restart aborted"), restart)
     say(f"rolling restart done: {len(ids)} nodes in {since(t_all)}")
 
 
@@ -107,16 +133,7 @@ def restart_one(s: Settings, topo: Topology, node_id: str, role: str, step: str,
             if clock.expired(until):
                 raise Die(f"{where}: no other node reports a leader and its log index within {s.ready_timeout}s")
             clock.sleep(0.2)
-    while True:
-        applied = probe.field(probe.status(node.http), "applied_index")
-        if applied and int(applied) >= int(target):
-            break
-        if node_live_pid(run, node_id) is None:
-            raise Die(f"{where}: the node exited; see {run.log_file(node_id)}")
-        if clock.expired(until):
-            raise Die(f"{where}: applied index {applied or 'none'} still below the leader's {target} "
-                      f"after {s.ready_timeout}s")
-        clock.sleep(0.2)
+    applied = wait_applied(topo, node_id, int(target), until, s.ready_timeout, where)
     say(f"[{step}] node {node_id}: caught up (applied {applied} >= leader's last log index {target}) "
         f"after {since(t)}")
     if use_lb:

@@ -1,6 +1,9 @@
 """The run dir (SESSIONRAFT_RUN_DIR), the state of a cluster run by scripts/cluster.sh:
 
     nodeN.pid       the pid of node N's `sessionraft serve` (written when it is started)
+    nodeN.bin       the binary node N runs when it is not SESSIONRAFT_BIN's (or the default):
+                    its absolute path, written by `up|start|restart|add-node --bin BIN` and by
+                    `upgrade BIN`; every later start of node N uses it (kept across down)
     haproxy.pid     the pid of the HAProxy master
     haproxy.cfg     generated (haproxy.cfg.new while it is validated)
     logs/nodeN.log, logs/haproxy.log
@@ -89,6 +92,20 @@ class RunDir:
 
     def pid_file(self, node_id: str) -> str:
         return f"{self.path}/node{node_id}.pid"
+
+    def bin_file(self, node_id: str) -> str:
+        return f"{self.path}/node{node_id}.bin"
+
+    def node_bin(self, node_id: str) -> str | None:
+        """The binary recorded for node N (None: none recorded)."""
+        lines = [line.strip() for line in read_lines(self.bin_file(node_id)) if line.strip()]
+        return lines[0] if lines else None
+
+    def set_node_bin(self, node_id: str, path: str) -> None:
+        os.makedirs(self.path, exist_ok=True)
+        with open(self.bin_file(node_id) + ".tmp", "w") as f:
+            f.write(path + "\n")
+        os.replace(self.bin_file(node_id) + ".tmp", self.bin_file(node_id))
 
     def log_file(self, node_id: str) -> str:
         return f"{self.logs}/node{node_id}.log"

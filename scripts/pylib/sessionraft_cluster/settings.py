@@ -12,6 +12,10 @@ is missing or SESSIONRAFT_REBUILD=1).
     SESSIONRAFT_HAPROXY        the haproxy binary (default: haproxy on PATH, /usr/sbin, /usr/local/sbin)
     SESSIONRAFT_REBUILD=1      rebuild on up/start/restart/add-node
 
+`--bin BIN` (up, start, restart, add-node; upgrade's BIN) replaces SESSIONRAFT_BIN for the command
+and is the binary the nodes it starts run (recorded per node in the run dir, see rundir.py): no
+build then. A node's binary: --bin, else the one recorded for it, else SESSIONRAFT_BIN's.
+
 Relative paths are taken from the caller's working directory ($PWD, as the shell had them).
 """
 
@@ -21,7 +25,7 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 from .console import Die, Exit, flush
@@ -42,6 +46,7 @@ class Settings:
     lb_resp_addr: str = ""  # SESSIONRAFT_LB_RESP_ADDR ("" when unset)
     haproxy: str = ""  # SESSIONRAFT_HAPROXY ("" when unset)
     rebuild: bool = False
+    node_bin: str = ""  # --bin BIN: the nodes this command starts run it ("" when not given)
 
 
 def abspath(path: str, pwd: str) -> str:
@@ -83,6 +88,42 @@ def from_env(env: Mapping[str, str] | None = None, root: str = ROOT, pwd: str | 
     )
 
 
+def with_bin(s: Settings, path: str, env: Mapping[str, str] | None = None, pwd: str | None = None) -> Settings:
+    """s with `--bin PATH`: the binary of this command and of the nodes it starts. Die unless
+    it is named `sessionraft` (a node is told from other processes by its /proc/PID/cmdline,
+    `.../sessionraft serve ... --node N`: a node run from another name would count as gone)."""
+    env = os.environ if env is None else env
+    pwd = logical_cwd(env) if pwd is None else pwd
+    path = abspath(path, pwd)
+    if os.path.basename(path) != "sessionraft":
+        raise Die(f"{path}: the binary must be named sessionraft (put it in a directory of its own, "
+                  "e.g. DIR/0.2.0/sessionraft): nodes are recognised by that name")
+    return replace(s, bin=path, node_bin=path)
+
+
+def split_bin(args: list[str]) -> tuple[list[str], str]:
+    """(args without `--bin BIN` / `--bin=BIN`, BIN or ""). Die on a `--bin` without a value."""
+    rest: list[str] = []
+    path = ""
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--bin":
+            if i + 1 >= len(args) or not args[i + 1]:
+                raise Die("--bin needs a path to a sessionraft binary")
+            path = args[i + 1]
+            i += 2
+            continue
+        if a.startswith("--bin="):
+            path = a[len("--bin="):]
+            if not path:
+                raise Die("--bin needs a path to a sessionraft binary")
+        else:
+            rest.append(a)
+        i += 1
+    return rest, path
+
+
 def executable(path: str) -> bool:
     return os.access(path, os.X_OK)
 
@@ -94,6 +135,11 @@ def build(s: Settings) -> None:
     rc = subprocess.call([f"{s.root}/scripts/install-deps.sh", "--cluster"])
     if rc != 0:
         raise Exit(rc)
+    if s.node_bin:
+        # a binary of the operator's choice: never built here
+        if not executable(s.node_bin):
+            raise Die(f"--bin {s.node_bin}: no executable there")
+        return
     if not executable(s.bin) or s.rebuild:
         print("building sessionraft (release; the first build compiles RocksDB, ~10 min)...",
               file=sys.stderr, flush=True)

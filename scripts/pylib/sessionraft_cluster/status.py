@@ -1,4 +1,5 @@
-"""`status` (one row per node — pid, address, role, term, leader, applied index, health — and a
+"""`status` (one row per node — pid, address, role, term, leader, applied index, health, the
+version it runs (`0.1.0 or older` when its /cluster/status has none) — and a
 row for the load balancer) and `lb-status` (HAProxy's view of every server). The rows are built
 by pure functions from what was fetched, so that their layout is tested on canned answers."""
 
@@ -6,12 +7,13 @@ from __future__ import annotations
 
 from . import haproxy
 from .console import Die, say
-from .probe import http_code, status
+from .probe import http_code, node_version, status
 from .procs import haproxy_live_pid, node_live_pid
 from .settings import Settings
 from .topology import Topology
 
 ROW = "%-5s %-8s %-22s %-10s %6s %7s %9s %s"
+NODE_ROW = ROW[: ROW.rindex("%s")] + "%-9s %s"  # a node's row: health, then the version it runs
 LB_ROW = "%-10s %-10s %-10s %-12s %s"
 
 
@@ -20,7 +22,7 @@ def row(*cols: object) -> str:
 
 
 def header() -> str:
-    return row("node", "pid", "address", "role", "term", "leader", "applied", "health")
+    return NODE_ROW % ("node", "pid", "address", "role", "term", "leader", "applied", "health", "version")
 
 
 def dash(v: object) -> object:
@@ -33,8 +35,8 @@ def node_row(node_id: str, pid: int | None, addr: str, ready_code: int, st: dict
     pid_s = "-" if pid is None else str(pid)
     if st is not None:
         health = "ready" if ready_code == 200 else "not-ready"
-        return row(node_id, pid_s, addr, dash(st.get("role")), dash(st.get("term")), dash(st.get("leader")),
-                   dash(st.get("applied_index")), health)
+        return NODE_ROW % (node_id, pid_s, addr, dash(st.get("role")), dash(st.get("term")), dash(st.get("leader")),
+                           dash(st.get("applied_index")), health, node_version(st))
     if removed:
         return row(node_id, pid_s, addr, "removed", "-", "-", "-", "removed")
     return row(node_id, pid_s, addr, "unreachable", "-", "-", "-", "down")

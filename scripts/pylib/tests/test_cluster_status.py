@@ -18,13 +18,15 @@ CANDIDATE = json.loads('{"role":"candidate","term":4,"leader":null,"applied_inde
 class StatusTableTest(unittest.TestCase):
     def test_header(self):
         self.assertEqual(status.header(),
-                         "node  pid      address                role         term  leader   applied health")
+                         "node  pid      address                role         term  leader   applied health    version")
 
     def test_rows_from_canned_status(self):
         self.assertEqual(status.node_row("1", 12345, "127.0.0.1:7001", 200, LEADER, False),
-                         "1     12345    127.0.0.1:7001         leader          3       1        42 ready")
+                         "1     12345    127.0.0.1:7001         leader          3       1        42 ready     0.1.0 or older")
         self.assertEqual(status.node_row("2", None, "127.0.0.1:7002", 503, CANDIDATE, False),
-                         "2     -        127.0.0.1:7002         candidate       4       -         - not-ready")
+                         "2     -        127.0.0.1:7002         candidate       4       -         - not-ready 0.1.0 or older")
+        self.assertEqual(status.node_row("1", 12345, "127.0.0.1:7001", 200, {**LEADER, "version": "0.2.0"}, False),
+                         "1     12345    127.0.0.1:7001         leader          3       1        42 ready     0.2.0")
 
     def test_rows_of_silent_nodes(self):
         self.assertEqual(status.node_row("3", None, "127.0.0.1:7003", 0, None, False),
@@ -32,7 +34,7 @@ class StatusTableTest(unittest.TestCase):
         self.assertEqual(status.node_row("3", None, "127.0.0.1:7003", 0, None, True),
                          "3     -        127.0.0.1:7003         removed         -       -         - removed")
         # a status is shown even for a removed node that still answers
-        self.assertTrue(status.node_row("3", 7, "a:1", 200, LEADER, True).endswith(" ready"))
+        self.assertTrue(status.node_row("3", 7, "a:1", 200, LEADER, True).endswith(" ready     0.1.0 or older"))
 
     def test_load_balancer_rows(self):
         up = [Server("nodes", f"node{i}", st, "L7OK", "1") for i, st in ((1, "UP"), (2, "UP"), (3, "DOWN"))]
