@@ -24,8 +24,9 @@ use serde_json::Value;
 use sessionraft_raft::transport::auth::{PeerAuth, RequestSigner, SignedHeaders};
 use sessionraft_raft::transport::network::paths;
 use sessionraft_raft::transport::wire::{
-    self, AdminOp, AdminReply, ForwardedWrite, PreVoteRequest, WriteReply,
+    self, AdminOp, AdminReply, ForwardedWrite, PreVoteRequest, WriteReply, WriteReplyV1,
 };
+use sessionraft_raft::version::WIRE_HEADER;
 use sessionraft_raft::{Command, Response, TypeConfig};
 
 const READY: Duration = Duration::from_secs(30);
@@ -58,11 +59,29 @@ fn addr(c: &TestCluster, id: u64) -> String {
         .to_string()
 }
 
-/// POST `body` to `path` on node `id` with the given authentication headers.
+/// Sign as a node of a cluster at cluster version 0.2 does: wire format 2, which [`post`]
+/// names in its header.
+fn sign(signer: &RequestSigner, to: &str, path: &str, body: &[u8]) -> SignedHeaders {
+    signer.sign(to, &wire::signed_path(path, 2), body)
+}
+
+/// POST `body` to `path` on node `id` with the given authentication headers, in wire format 2.
 async fn post(
     c: &TestCluster,
     id: u64,
     path: &str,
+    headers: Option<&SignedHeaders>,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    post_in(c, id, path, Some("2"), headers, body).await
+}
+
+/// [`post`] with the `sessionraft-wire` header `wire` (`None`: no header, format 1).
+async fn post_in(
+    c: &TestCluster,
+    id: u64,
+    path: &str,
+    wire: Option<&str>,
     headers: Option<&SignedHeaders>,
     body: &[u8],
 ) -> (u16, String, Vec<u8>) {
@@ -71,6 +90,9 @@ async fn post(
         .header("content-type", "application/octet-stream");
     for (name, value) in headers.iter().flat_map(|h| h.pairs()) {
         r = r.header(name, value);
+    }
+    if let Some(w) = wire {
+        r = r.header(WIRE_HEADER, w);
     }
     let resp = r.body(body.to_vec()).send().await.expect("an answer");
     let status = resp.status().as_u16();
@@ -159,7 +181,7 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
     // (a) a forwarded write, captured on the wire: applied once...
     let term = term_of(&c, leader).await;
     let body = forwarded(term, create("replay-key-1", victim));
-    let captured = signer.sign(&to_leader, paths::WRITE, &body);
+    let captured = sign(&signer, &to_leader, paths::WRITE, &body);
     let before = last_log_index(&c, leader).await;
     let (status, text, bytes) = post(&c, leader, paths::WRITE, Some(&captured), &body).await;
     assert_eq!(status, 200, "the genuine request: {text}");
@@ -177,6 +199,32 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
         committed.index
     );
     assert_eq!(sessions_of(&c, leader, victim).await, 1, "it was applied");
+
+    // Wire format 1, what a 0.1.x node sends: the bare command, no header, the MAC over the
+    // bare path; answered in format 1 (no index).
+    let v1 = wire::encode(&create("wire-one-key", "wire-one")).expect("encode");
+    let h = signer.sign(&to_leader, paths::WRITE, &v1);
+    let (status, text, bytes) = post_in(&c, leader, paths::WRITE, None, Some(&h), &v1).await;
+    assert_eq!(status, 200, "a format-1 forwarded write: {text}");
+    let reply: WriteReplyV1 = wire::decode(&bytes).expect("a format-1 reply");
+    assert_eq!(
+        reply.expect("applied"),
+        Response::Batch(vec![Response::Written { version: 1 }])
+    );
+    // The header is covered by the MAC: a format-2 request with its header removed is read
+    // as format 1 and its MAC no longer checks out.
+    let body2 = forwarded(term, create("wire-two-key", "wire-two"));
+    let h = sign(&signer, &to_leader, paths::WRITE, &body2);
+    let (status, text, _) = post_in(&c, leader, paths::WRITE, None, Some(&h), &body2).await;
+    assert_eq!(status, 401, "a stripped wire header: {text}");
+    // A format this release does not know is refused by name.
+    let h = sign(&signer, &to_leader, paths::WRITE, &body2);
+    for unknown in ["3", "0", "two"] {
+        let (status, text, _) =
+            post_in(&c, leader, paths::WRITE, Some(unknown), Some(&h), &body2).await;
+        assert_eq!(status, 400, "wire {unknown}: {text}");
+        assert!(text.contains("wire format"), "{text}");
+    }
     // ...and refused when replayed byte for byte, to the same node or to another one
     refused_leaving_the_log(
         &c,
@@ -202,7 +250,7 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
     // across a leader change) is refused as not-leader, and not applied.
     for stale in [term - 1, term + 1] {
         let body = forwarded(stale, create("stale-term-key", "stale-term-user"));
-        let h = signer.sign(&to_leader, paths::WRITE, &body);
+        let h = sign(&signer, &to_leader, paths::WRITE, &body);
         let (status, text, bytes) = post(&c, leader, paths::WRITE, Some(&h), &body).await;
         assert_eq!(status, 200, "{text}");
         let reply: WriteReply = wire::decode(&bytes).expect("a write reply");
@@ -221,7 +269,7 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
             user: victim.to_string(),
         },
     );
-    let captured_delete = signer.sign(&to_leader, paths::WRITE, &delete);
+    let captured_delete = sign(&signer, &to_leader, paths::WRITE, &delete);
     let (status, text, bytes) =
         post(&c, leader, paths::WRITE, Some(&captured_delete), &delete).await;
     assert_eq!(status, 200, "{text}");
@@ -233,7 +281,7 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
     );
     assert_eq!(sessions_of(&c, leader, victim).await, 0);
     let again = forwarded(term, create("replay-key-2", victim));
-    let h = signer.sign(&to_leader, paths::WRITE, &again);
+    let h = sign(&signer, &to_leader, paths::WRITE, &again);
     let (status, text, _) = post(&c, leader, paths::WRITE, Some(&h), &again).await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(sessions_of(&c, leader, victim).await, 1);
@@ -254,7 +302,7 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
 
     // An admin op (a harmless one: a snapshot) runs once; its replay is refused.
     let op = wire::encode(&AdminOp::Snapshot).expect("encode");
-    let captured_op = signer.sign(&to_leader, paths::ADMIN, &op);
+    let captured_op = sign(&signer, &to_leader, paths::ADMIN, &op);
     let (status, text, bytes) = post(&c, leader, paths::ADMIN, Some(&captured_op), &op).await;
     assert_eq!(status, 200, "{text}");
     assert!(
@@ -271,7 +319,7 @@ async fn rpc_security_captured_requests_cannot_be_replayed_or_delayed() {
     // refused again (a refusal is not remembered as seen), nothing applied
     let late = forwarded(term, create("replay-key-3", victim));
     for ts in [now_ms() - 600_000, now_ms() + 600_000] {
-        let h = signer.sign_at(&to_leader, paths::WRITE, &late, ts);
+        let h = signer.sign_at(&to_leader, &wire::signed_path(paths::WRITE, 2), &late, ts);
         refused_leaving_the_log(
             &c,
             leader,
@@ -372,10 +420,11 @@ async fn sweep(c: &TestCluster, signer: &RequestSigner, id: u64) {
             .expect("answer");
         assert_eq!(r.status().as_u16(), 401, "{path} with only a MAC header");
         for (why, headers, body) in [
-            ("a wrong secret", wrong.sign(&to, path, &valid), &valid),
+            ("a wrong secret", sign(&wrong, &to, path, &valid), &valid),
             (
                 "a MAC for another path",
-                signer.sign(
+                sign(
+                    signer,
                     &to,
                     if path == paths::VOTE {
                         paths::APPEND
@@ -388,7 +437,7 @@ async fn sweep(c: &TestCluster, signer: &RequestSigner, id: u64) {
             ),
             (
                 "a MAC for another body",
-                signer.sign(&to, path, &garbage),
+                sign(signer, &to, path, &garbage),
                 &valid,
             ),
         ] {
@@ -416,7 +465,7 @@ async fn sweep(c: &TestCluster, signer: &RequestSigner, id: u64) {
             bodies.push(absurd);
         }
         for body in bodies {
-            let h = signer.sign(&to, path, &body);
+            let h = sign(signer, &to, path, &body);
             let (status, text, _) = post(c, id, path, Some(&h), &body).await;
             assert_eq!(status, 400, "{path} on node {id} with {body:?}: {text}");
         }

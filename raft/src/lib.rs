@@ -51,6 +51,7 @@ pub mod clock;
 pub mod node;
 pub mod storage;
 pub mod transport;
+pub mod version;
 
 pub use storage::command::{Command, Response, Session, SessionState};
 pub use storage::error::{Error, Result};

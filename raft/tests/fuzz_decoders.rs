@@ -112,8 +112,9 @@ fn read_snapshot(bytes: &[u8]) -> Result<Vec<(String, Session)>, sessionraft_raf
     while let Some(rec) = r.next_record()? {
         match rec {
             SnapshotRecord::Session(k, s) => out.push((k, s)),
-            // only mutated inputs decode to keyspace records here (the writer writes sessions)
-            SnapshotRecord::Kv(..) => {}
+            // only mutated inputs decode to keyspace or version records here (the writer
+            // writes sessions)
+            SnapshotRecord::Kv(..) | SnapshotRecord::ClusterVersion(_) => {}
         }
     }
     Ok(out)

@@ -1171,6 +1171,7 @@ async fn snapshot_carries_the_keyspace_and_rebuilds_its_expiry_index() {
                 sessions += 1;
             }
             SnapshotRecord::Kv(..) => keys += 1,
+            SnapshotRecord::ClusterVersion(v) => panic!("no cluster version was recorded: {v}"),
         }
     }
     assert_eq!((sessions, keys, kv_before_session), (2, stored, false));
@@ -1777,4 +1778,51 @@ async fn key_estimates_count_written_keys_and_an_open_writes_nothing() {
         assert_eq!(sm.estimated_sessions(), 1, "after a reopen");
         drop((log, sm));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cluster version (rolling upgrades)
+// ---------------------------------------------------------------------------------------------
+
+/// `SetClusterVersion` raises the applied version, never lowers it, survives a restart, and
+/// travels in snapshots; a snapshot is written in the oldest format that holds the state, so
+/// a 0.1.0 follower reads a leader's snapshot of sessions only (format 1).
+#[tokio::test]
+async fn cluster_version_is_applied_kept_and_carried_by_snapshots() {
+    use sessionraft_raft::version::ClusterVersion;
+    let v = ClusterVersion::new;
+    let mut n = Node::new();
+    assert_eq!(n.sm.cluster_version().get(), ClusterVersion::UNVERSIONED);
+    n.apply1(create("s1", None, NOW, NOW + 60_000)).await;
+
+    // sessions only, nothing recorded: what 0.1.0 writes and reads
+    let (_, bytes) = build_snapshot(&mut n).await;
+    assert_eq!(&bytes[..8], b"SRSNAP\0\x01", "format 1");
+
+    assert_eq!(
+        n.apply1(Command::SetClusterVersion(v(0, 2))).await,
+        Response::Empty
+    );
+    assert_eq!(n.sm.cluster_version().get(), v(0, 2));
+    n.apply1(Command::SetClusterVersion(v(0, 1))).await;
+    assert_eq!(n.sm.cluster_version().get(), v(0, 2), "never lowered");
+
+    let (meta, bytes) = build_snapshot(&mut n).await;
+    assert_eq!(&bytes[..8], b"SRSNAP\0\x03", "format 3");
+    let mut reader = SnapshotReader::new(bytes.as_slice()).unwrap();
+    assert_eq!(
+        reader.next_record().unwrap(),
+        Some(SnapshotRecord::ClusterVersion(v(0, 2)))
+    );
+
+    let mut follower = Node::new();
+    install(&mut follower, &meta, &bytes).await;
+    assert_eq!(follower.sm.cluster_version().get(), v(0, 2), "installed");
+    assert!(follower.sm.get_session("s1", NOW).unwrap().is_some());
+
+    // kept across a restart
+    let Node { dir, log, sm, .. } = n;
+    drop((log, sm));
+    let (_log, sm) = sessionraft_raft::open(dir.path(), &StorageOptions::default()).unwrap();
+    assert_eq!(sm.cluster_version().get(), v(0, 2), "after a restart");
 }

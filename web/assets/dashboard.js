@@ -4,7 +4,7 @@
  * Live data: Server-Sent Events from /cluster/events, one JSON snapshot per message:
  *   {ts_ms, observer, leader, term, nodes: [{id, addr, url, role, term, last_log_index,
  *    applied_index, lag, healthy, reads}], sessions, keys, resp_ops_per_sec, writes_per_sec, reads_per_sec,
- *    local_reads_per_sec, avg_batch_size}
+ *    local_reads_per_sec, avg_batch_size, cluster_version}
  *
  * Admin actions: same-origin fetches with "Authorization: Bearer <token>".
  *
@@ -163,6 +163,7 @@
     setText(el.localReads, fmtDec(snap.local_reads_per_sec));
     setText(el.batch, fmtDec(snap.avg_batch_size));
     setText(el.term, fmtInt(snap.term));
+    setText(el.clusterVersion, typeof snap.cluster_version === 'string' && snap.cluster_version ? snap.cluster_version : '–');
 
     const hasLeader = isNum(snap.leader);
     setText(el.leaderId, hasLeader ? String(snap.leader) : 'none');
@@ -655,6 +656,7 @@
       localReads: byId('stat-local-reads'),
       batch: byId('stat-batch'),
       term: byId('stat-term'),
+      clusterVersion: byId('stat-cluster-version'),
       leaderId: byId('leader-id'),
       leaderUnit: byId('leader-unit'),
       sparkWrites: byId('spark-writes'),

@@ -62,6 +62,8 @@ pub struct ClusterView {
     /// Of `reads_per_sec`, the token reads served from a follower's own replica.
     pub local_reads_per_sec: f64,
     pub avg_batch_size: f64,
+    /// The cluster version applied on the observing node (`MAJOR.MINOR`).
+    pub cluster_version: String,
 }
 
 /// Where SSE subscribers get the view.
@@ -272,6 +274,7 @@ impl ClusterWatcher {
             writes_per_sec: (writes * 10.0).round() / 10.0,
             reads_per_sec: (reads * 10.0).round() / 10.0,
             local_reads_per_sec: (local * 10.0).round() / 10.0,
+            cluster_version: self.cluster.sm.cluster_version().get().to_string(),
             avg_batch_size: if batches > 0 {
                 ((batched as f64 / batches as f64) * 10.0).round() / 10.0
             } else {

@@ -238,6 +238,18 @@ pub struct NodeStatus {
     /// The version of the `sessionraft` release this node runs.
     #[serde(default)]
     pub version: String,
+    /// The cluster version applied on this node (`MAJOR.MINOR`): the release line of the
+    /// cluster's oldest member once the leader recorded it; "0.1" before. Behaviour an older
+    /// release cannot read (session tokens, the keyspace, wire format 2) is on from 0.2.
+    #[serde(default)]
+    pub cluster_version: String,
+    /// What the leader would record as the cluster version now (the lowest release line among
+    /// the members it heard from); `None` on a follower or while a member is silent.
+    #[serde(default)]
+    pub cluster_version_target: Option<String>,
+    /// Whether a membership change is in progress (joint consensus).
+    #[serde(default)]
+    pub membership_joint: bool,
 }
 
 /// `/cluster/status` `reads`: the mode in force and the loads by path since start.
@@ -267,6 +279,11 @@ pub struct Member {
     pub voter: bool,
     /// Last log index replicated to it (known on the leader only).
     pub matched_index: Option<u64>,
+    /// The release it runs: this node's own; the others' as they named it in their replies to
+    /// the leader in the last seconds (known on the leader only; "0.1.0 or older" for a node
+    /// that names none).
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 fn role(s: ServerState) -> &'static str {
@@ -284,9 +301,15 @@ pub fn node_status(cluster: &Cluster, metrics: &Metrics) -> NodeStatus {
     let m = cluster.raft.metrics().borrow().clone();
     let membership = m.membership_config.membership();
     let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+    let releases: std::collections::BTreeMap<u64, Option<String>> =
+        sessionraft_raft::node::cluster_version::member_releases(cluster)
+            .into_iter()
+            .map(|m| (m.id, m.release))
+            .collect();
     let members = membership
         .nodes()
         .map(|(id, node)| Member {
+            version: releases.get(id).cloned().flatten(),
             id: *id,
             addr: node.addr.clone(),
             voter: voters.contains(id),
@@ -307,7 +330,13 @@ pub fn node_status(cluster: &Cluster, metrics: &Metrics) -> NodeStatus {
         snapshot_index: m.snapshot.map(|l| l.index),
         members,
         unresolved: cluster.peer_names.unresolved(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
+        version: sessionraft_raft::version::RELEASE.to_owned(),
+        cluster_version: cluster.sm.cluster_version().get().to_string(),
+        cluster_version_target: (m.state == ServerState::Leader)
+            .then(|| sessionraft_raft::node::cluster_version::target(cluster))
+            .flatten()
+            .map(|v| v.to_string()),
+        membership_joint: membership.get_joint_config().len() > 1,
         sessions_estimated: cluster.sm.estimated_sessions(),
         kv_keys_estimated: cluster.sm.estimated_kv_keys(),
         resp_ops: metrics.resp_ops.load(std::sync::atomic::Ordering::Relaxed),
@@ -359,7 +388,13 @@ pub async fn readiness(
         .saturating_sub(s.applied_index.unwrap_or(0));
     // Ready means "can serve now": a leader in contact with a quorum (CheckQuorum), a
     // follower in contact with its leader, within an election timeout.
-    let serving = cluster.can_serve();
+    let serving = cluster.can_serve().and_then(|()| {
+        if cluster.cluster_version_settled() {
+            Ok(())
+        } else {
+            Err("cluster version not settled yet: hearing from every member's release")
+        }
+    });
     let mut ready =
         s.leader.is_some() && lag <= READY_MAX_APPLY_LAG && s.role != "shutdown" && serving.is_ok();
     // A learner (a node being added) has an empty or short log: its local lag says nothing.

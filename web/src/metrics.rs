@@ -18,6 +18,8 @@ pub struct Metrics {
     pub unknown_session_ids: IntCounterVec,
     /// Session cookies under an older key of the ring, re-issued under the newest.
     pub cookies_reissued: prometheus::IntCounter,
+    /// The cluster version applied here, as a label (the value is always 1).
+    cluster_version: IntGaugeVec,
     term: IntGauge,
     leader: IntGauge,
     is_leader: IntGauge,
@@ -104,6 +106,13 @@ impl Metrics {
                 "session_cookies_reissued_total",
                 "Session cookies under an older key of the ring, re-issued under the newest",
             )),
+            cluster_version: must(IntGaugeVec::new(
+                Opts::new(
+                    "cluster_version_info",
+                    "The cluster version applied on this node: the release line of the oldest member once recorded (the value is always 1)",
+                ),
+                &["cluster_version"],
+            )),
         };
         let r = &m.registry;
         // The release this node runs, as Prometheus' build-info convention has it (always 1).
@@ -116,12 +125,13 @@ impl Metrics {
         ));
         build_info
             .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
+                sessionraft_raft::version::RELEASE,
                 &sessionraft_raft::storage::format::STORAGE_FORMAT.to_string(),
             ])
             .set(1);
-        let own: [Box<dyn prometheus::core::Collector>; 14] = [
+        let own: [Box<dyn prometheus::core::Collector>; 15] = [
             Box::new(build_info),
+            Box::new(m.cluster_version.clone()),
             Box::new(m.kv_keys.clone()),
             Box::new(m.resp_commands.clone()),
             Box::new(m.resp_connections.clone()),
@@ -161,6 +171,10 @@ impl Metrics {
             .set(as_i64(m.last_applied.map_or(0, |l| l.index)));
         self.sessions.set(as_i64(cluster.sm.estimated_sessions()));
         self.kv_keys.set(as_i64(cluster.sm.estimated_kv_keys()));
+        self.cluster_version.reset();
+        self.cluster_version
+            .with_label_values(&[&cluster.sm.cluster_version().get().to_string()])
+            .set(1);
         self.replication_lag.reset();
         if let Some(repl) = &m.replication {
             let last = m.last_log_index.unwrap_or(0);

@@ -38,6 +38,7 @@ use sessionraft_raft::clock::{key_hash, now_ms};
 use sessionraft_raft::node::batcher::WriteBatcher;
 use sessionraft_raft::node::cluster::{Cluster, ClusterError, Proposed};
 use sessionraft_raft::node::touch::PendingTouches;
+use sessionraft_raft::version::Feature;
 
 /// The state key holding the session's principal.
 pub const USER_KEY: &str = "user";
@@ -76,9 +77,11 @@ type State = HashMap<String, String>;
 
 /// The session token: what `RaftSessionStore` hands to actix-session as the session key, and
 /// so what the encrypted cookie carries — the session id and, after `.`, the index of the log
-/// entry that carried the session's latest write (`<sid>.<index>`). A key without an index (a
-/// cookie from before tokens, or from an older node) is a bare id: it is read the
-/// linearizable way. The id alphabet (base64url) has no `.`.
+/// entry that carried the session's latest write (`<sid>.<index>`). The id alphabet
+/// (base64url) has no `.`, and every release keeps the id first: a key without an index (a
+/// cookie from before tokens, from a 0.1.x node, or issued while the cluster version did not
+/// allow tokens) and a key whose suffix this release cannot read (a newer release's token)
+/// both name their session by the id, and are read the linearizable way — never reset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionToken {
     /// The session id (the state machine's key).
@@ -88,19 +91,17 @@ pub struct SessionToken {
 }
 
 impl SessionToken {
-    /// Parse a session key: `<sid>.<index>`, or a bare `<sid>`. A suffix that is not a number
-    /// is left in the id (that id names no session: a fresh one starts).
+    /// Parse a session key: `<sid>.<index>`, a bare `<sid>`, or `<sid>.<anything else>` (a
+    /// newer token format: the id, without an index).
     pub fn parse(key: &str) -> Self {
-        match key.rsplit_once('.') {
-            Some((sid, index)) => match index.parse::<u64>() {
-                Ok(index) => Self {
-                    sid: sid.to_string(),
-                    index: Some(index),
-                },
-                Err(_) => Self {
-                    sid: key.to_string(),
-                    index: None,
-                },
+        match key.split_once('.') {
+            Some((sid, rest)) => Self {
+                sid: sid.to_string(),
+                index: rest
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| rest.parse::<u64>().ok())
+                    .flatten(),
             },
             None => Self {
                 sid: key.to_string(),
@@ -370,13 +371,22 @@ impl RaftSessionStore {
     }
 }
 
-/// The session key (token) for `sid` written at `index`.
-fn key_or_err<E>(
-    (sid, index): (String, u64),
-    wrap: impl Fn(anyhow::Error) -> E,
-) -> Result<SessionKey, E> {
-    SessionKey::try_from(SessionToken::key(&sid, index))
-        .map_err(|e| wrap(anyhow::anyhow!("invalid session key: {e}")))
+impl RaftSessionStore {
+    /// The session key for `sid` written at `index`: a token once the cluster version allows
+    /// them (every member reads it), else the bare id, which every release reads.
+    fn key_or_err<E>(
+        &self,
+        (sid, index): (String, u64),
+        wrap: impl Fn(anyhow::Error) -> E,
+    ) -> Result<SessionKey, E> {
+        let tokens = self.inner.cluster.allows(Feature::SessionTokens);
+        let key = if tokens && index > 0 {
+            SessionToken::key(&sid, index)
+        } else {
+            sid
+        };
+        SessionKey::try_from(key).map_err(|e| wrap(anyhow::anyhow!("invalid session key: {e}")))
+    }
 }
 
 impl SessionStore for RaftSessionStore {
@@ -444,7 +454,7 @@ impl SessionStore for RaftSessionStore {
         self.inner
             .metrics
             .observe("save", if res.is_ok() { "ok" } else { "error" }, started);
-        key_or_err(res.map_err(SaveError::Other)?, SaveError::Other)
+        self.key_or_err(res.map_err(SaveError::Other)?, SaveError::Other)
     }
 
     async fn update(
@@ -481,7 +491,7 @@ impl SessionStore for RaftSessionStore {
         match p.response {
             Response::Written { .. } => {
                 m.observe("update", "ok", started);
-                key_or_err((key, p.log_index), UpdateError::Other)
+                self.key_or_err((key, p.log_index), UpdateError::Other)
             }
             Response::NotFound => {
                 // Expired or deleted meanwhile: save under a new key (as the Redis store does).
@@ -490,7 +500,7 @@ impl SessionStore for RaftSessionStore {
                     .create(state, user, ttl)
                     .await
                     .map_err(UpdateError::Other)?;
-                key_or_err(new, UpdateError::Other)
+                self.key_or_err(new, UpdateError::Other)
             }
             Response::VersionMismatch { .. } if p.after_ambiguous_attempt => {
                 // Our first attempt may have been applied: it was if the stored state is ours
@@ -499,7 +509,7 @@ impl SessionStore for RaftSessionStore {
                 match self.inner.cluster.sm.get_session(&key, now_ms()) {
                     Ok(Some(s)) if applied.is_ok() && s.state == state => {
                         m.observe("update", "ok", started);
-                        key_or_err((key, p.log_index), UpdateError::Other)
+                        self.key_or_err((key, p.log_index), UpdateError::Other)
                     }
                     _ => {
                         m.observe("update", "unavailable", started);
@@ -575,9 +585,12 @@ mod tests {
         // an older cookie: a bare id
         assert_eq!(SessionToken::parse("abc").index, None);
         assert_eq!(SessionToken::parse("abc").sid, "abc");
-        // a suffix that is no index stays in the id (which names no session)
-        let odd = SessionToken::parse("abc.x1");
-        assert_eq!((odd.sid.as_str(), odd.index), ("abc.x1", None));
-        assert_eq!(SessionToken::parse("a.b.7").sid, "a.b");
+        // a suffix this release cannot read (a newer token): the id, read without an index
+        let newer = SessionToken::parse("abc.x1");
+        assert_eq!((newer.sid.as_str(), newer.index), ("abc", None));
+        let newer = SessionToken::parse("abc.7.v3");
+        assert_eq!((newer.sid.as_str(), newer.index), ("abc", None));
+        assert_eq!(SessionToken::parse("abc.").index, None);
+        assert_eq!(SessionToken::parse("abc.+7").index, None);
     }
 }

@@ -73,6 +73,11 @@ impl WriteBatcher {
     /// # Errors
     /// What [`Cluster::propose`] fails with, for the whole batch.
     pub async fn write(self: &Arc<Self>, cmd: Command) -> Result<Proposed, ClusterError> {
+        // A command the cluster version does not allow yet is refused here, at once, rather
+        // than failing the batch it would join (the leader checks again: `Cluster`).
+        if let Some(refused) = self.cluster.refuse_unsupported(&cmd) {
+            return Err(refused);
+        }
         self.enqueue(cmd, None).await
     }
 

@@ -18,7 +18,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::node::freshness::{Freshness, ReadConsistency, SessionReads};
 use crate::node::lease::LeaseClock;
 use crate::transport::network::{paths, PeerClient};
-use crate::transport::wire::{ForwardedWrite, PeerRefusal, ReadIndexReply, WriteReply};
+use crate::transport::wire::{
+    Committed, ForwardedWrite, ForwardedWriteV1, PeerRefusal, ReadIndexReply, WriteReply,
+    WriteReplyV1,
+};
+use crate::version::{ClusterVersion, Feature};
 
 /// Why a replicated operation did not complete.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -313,12 +317,84 @@ impl Cluster {
         }
     }
 
+    /// The cluster version this node may act on now: the one applied here, or — before the
+    /// record reaches it — the target the leader computes from every member's release (this
+    /// node's own computation when it leads, else what its leader of the current term
+    /// announced in the last seconds). Every member heard from runs at least that release, so
+    /// everything that needs it is readable by all of them.
+    pub fn effective_cluster_version(&self) -> ClusterVersion {
+        let applied = self.sm.cluster_version().get();
+        let (leading, term) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.current_leader == Some(self.id), m.current_term)
+        };
+        let target = if leading {
+            crate::node::cluster_version::target(self)
+        } else {
+            self.peers.versions.leader_target(term).flatten()
+        };
+        target.map_or(applied, |t| applied.max(t))
+    }
+
+    /// Whether this node knows which cluster version to act on: the one applied here is this
+    /// release's own line (nothing newer to learn), or — as leader — it has heard every member
+    /// or waited long enough for a silent one, or — as follower — its leader announced a
+    /// version in the current term (a 0.1.x leader, announcing nothing, runs 0.1). A node that
+    /// does not know is not ready: a new cluster would otherwise refuse what its first requests
+    /// need until the leader's first round of heartbeats.
+    pub fn cluster_version_settled(&self) -> bool {
+        if self.sm.cluster_version().get() >= ClusterVersion::current() {
+            return true;
+        }
+        let (leading, term) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.current_leader == Some(self.id), m.current_term)
+        };
+        if leading {
+            self.peers.versions.announced().is_some()
+        } else {
+            self.peers
+                .versions
+                .leader_target(term)
+                .is_some_and(|said| said.is_some())
+        }
+    }
+
+    /// Whether this node may use `feature` now ([`Cluster::effective_cluster_version`]).
+    pub fn allows(&self, feature: Feature) -> bool {
+        self.sm.cluster_version().allows(feature)
+            || self.effective_cluster_version().allows(feature)
+    }
+
+    /// `cmd` refused (unproposed, not ambiguous) when it needs a feature the cluster version
+    /// has not switched on: a member of an older release could not decode it.
+    pub fn refuse_unsupported(&self, cmd: &Command) -> Option<ClusterError> {
+        let feature = cmd.required_feature()?;
+        if self.allows(feature) {
+            return None;
+        }
+        let version = self.effective_cluster_version();
+        Some(ClusterError::Unavailable {
+            reason: format!(
+                "the {} needs cluster version {} and the cluster runs {version} (a member runs an older release, or the leader has not heard from every member yet)",
+                feature.name(),
+                feature.since(),
+            ),
+            ambiguous: false,
+        })
+    }
+
     /// One `client_write` of `cmd` on this node, bounded by `timeout` (then ambiguous).
     async fn client_write_once(
         &self,
         cmd: Command,
         timeout: Duration,
     ) -> Result<LocalWrite, ClusterError> {
+        if let Some(refused) = self.refuse_unsupported(&cmd) {
+            return Err(refused);
+        }
         let started = Instant::now();
         match tokio::time::timeout(timeout, self.raft.client_write(cmd)).await {
             Ok(Ok(resp)) => {
@@ -403,17 +479,38 @@ impl Cluster {
             // waiting for the answer would hold the request for the whole deadline. Whether the old leader appended it
             // is unknown, so the outcome is ambiguous from here on (the retry below proposes
             // the same command to the new leader; session_store resolves a conflict it meets).
-            let forwarded = ForwardedWrite {
-                term,
-                cmd: cmd.clone(),
+            let call = async {
+                if self.peers.wire() >= 2 {
+                    let forwarded = ForwardedWrite {
+                        term,
+                        cmd: cmd.clone(),
+                    };
+                    self.peers
+                        .call_in::<ForwardedWrite, WriteReply>(
+                            2,
+                            &addr,
+                            paths::WRITE,
+                            &forwarded,
+                            Some(timeout),
+                        )
+                        .await
+                } else {
+                    // A cluster with a 0.1.x member: the bare command, which every release
+                    // reads, for whichever node leads; the reply has no index (no token is
+                    // issued at this cluster version).
+                    self.peers
+                        .call::<ForwardedWriteV1, WriteReplyV1>(
+                            &addr,
+                            paths::WRITE,
+                            &cmd,
+                            Some(timeout),
+                        )
+                        .await
+                        .map(|r| r.map(|response| Committed { response, index: 0 }))
+                }
             };
             let outcome = tokio::select! {
-                r = self.peers.call::<ForwardedWrite, WriteReply>(
-                    &addr,
-                    paths::WRITE,
-                    &forwarded,
-                    Some(timeout),
-                ) => r,
+                r = call => r,
                 () = self.forward_hopeless(leader) => {
                     ambiguous = true;
                     last_reason = format!("leader {leader} was replaced or cut off while it held the write");

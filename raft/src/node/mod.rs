@@ -7,6 +7,7 @@
 
 pub mod batcher;
 pub mod cluster;
+pub mod cluster_version;
 pub mod failover;
 pub mod freshness;
 pub mod instruments;

@@ -35,7 +35,10 @@ pub async fn run(cluster: Weak<Cluster>, every: Duration) {
             continue;
         }
         let now = now_ms();
+        // No key can exist before the cluster version allows the keyspace.
+        let keyspace = c.allows(crate::version::Feature::Keyspace);
         match c.sm.kv_has_expired(now) {
+            _ if !keyspace => {}
             Ok(false) => {}
             Ok(true) => {
                 let cmd = Command::Kv(KvCommand::Purge {

@@ -118,6 +118,7 @@ impl ConsensusNode {
                 opts.deadlines.rpc,
                 local_ip,
                 opts.tls_ca.as_deref(),
+                sm.cluster_version(),
             )
         })?;
         let lease = Arc::new(LeaseClock::new(opts.lease_reads.then(|| {
@@ -175,6 +176,7 @@ impl ConsensusNode {
             Arc::downgrade(&cluster),
             PURGE_EVERY,
         ));
+        rt.spawn(crate::node::cluster_version::run(Arc::downgrade(&cluster)));
         rt.spawn(bootstrap(cluster.clone(), opts.initial_members.clone()));
         rt.spawn(crate::node::peer_names::watch(
             Arc::downgrade(&cluster.peer_names),

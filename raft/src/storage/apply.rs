@@ -26,6 +26,9 @@ pub(crate) struct Txn<'a> {
     kv: HashMap<Vec<u8>, Option<KvEntry>>,
     kv_expiry: BTreeMap<Vec<u8>, bool>,
     pub(crate) batch: WriteBatch,
+    /// The highest cluster version a `SetClusterVersion` of this transaction named (the caller
+    /// stores it with the applied index, and never lowers what is stored).
+    pub(crate) cluster_version: Option<crate::version::ClusterVersion>,
 }
 
 fn check_key(key: &str) -> Option<Response> {
@@ -59,6 +62,7 @@ impl<'a> Txn<'a> {
             kv: HashMap::new(),
             kv_expiry: BTreeMap::new(),
             batch: WriteBatch::default(),
+            cluster_version: None,
         }
     }
 
@@ -360,6 +364,10 @@ impl<'a> Txn<'a> {
                 Ok(Response::Count(written))
             }
             Command::Kv(c) => Ok(Response::Kv(self.apply_kv(c)?)),
+            Command::SetClusterVersion(v) => {
+                self.cluster_version = Some(self.cluster_version.map_or(*v, |c| c.max(*v)));
+                Ok(Response::Empty)
+            }
             Command::Batch(cmds) => {
                 let mut out = Vec::with_capacity(cmds.len());
                 for c in cmds {

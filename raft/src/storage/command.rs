@@ -106,9 +106,24 @@ pub enum Command {
     /// A write on the Redis-protocol keyspace ([`crate::storage::kv`]); answers
     /// [`Response::Kv`]. (Appended last: variant indexes of persisted commands never change.)
     Kv(KvCommand),
+    /// Raise the cluster version (`crate::version`): the leader proposes it once every member
+    /// runs at least that release line, and behaviour older members cannot read is switched on
+    /// from it. Never lowers it. Answers [`Response::Empty`]. (Appended last: variant indexes of
+    /// persisted commands never change; proposed only when every member decodes it.)
+    SetClusterVersion(crate::version::ClusterVersion),
 }
 
 impl Command {
+    /// The feature a cluster must have switched on before this command may enter the log
+    /// (`crate::version`): a member of an older release could not decode it.
+    pub fn required_feature(&self) -> Option<crate::version::Feature> {
+        match self {
+            Command::Kv(_) => Some(crate::version::Feature::Keyspace),
+            Command::Batch(cmds) => cmds.iter().find_map(Command::required_feature),
+            _ => None,
+        }
+    }
+
     /// A cheap upper estimate of this command's encoded size in bytes (strings and state, plus
     /// a fixed allowance per field): what the write batcher uses to bound the size of a log
     /// entry, and so of an AppendEntries request.
@@ -136,6 +151,7 @@ impl Command {
             Command::CapUser { user, keep, .. } => FIELDS + user.len() + keep.len(),
             Command::PurgeExpired { .. } => FIELDS,
             Command::Kv(kv) => kv.approx_bytes(),
+            Command::SetClusterVersion(_) => FIELDS,
             Command::Batch(cmds) => FIELDS + cmds.iter().map(Command::approx_bytes).sum::<usize>(),
             Command::Import { sessions, .. } => {
                 FIELDS

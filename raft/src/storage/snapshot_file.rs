@@ -1,16 +1,21 @@
 //! The snapshot file format: every live and expired-but-unpurged session in key order, then every
-//! key of the Redis-protocol keyspace in its stored order (FNV-1a hash of the key, then the key).
+//! key of the Redis-protocol keyspace in its stored order (FNV-1a hash of the key, then the key),
+//! after the cluster version when the cluster recorded one.
 //!
 //! ```text
-//! magic "SRSNAP\0\x02"
+//! magic "SRSNAP\0\x03"
 //! repeated: u32 BE length (1..=MAX_RECORD) | record (codec-encoded [`SnapshotRecord`])
 //! u32 BE 0 (end marker) | u64 BE record count | u32 BE CRC-32 of every byte before it
 //! ```
-//! Version 1 (magic `SRSNAP\0\x01`, before the keyspace existed) held codec-encoded
-//! `(key, Session)` records; the reader still accepts it, so a node upgraded in a rolling restart
-//! installs an older leader's snapshot.
-//! The same state always gives the same bytes (keys are iterated in order, the session map is a
-//! `BTreeMap`, bincode is canonical), so two replicas can compare snapshots byte for byte.
+//! A writer uses the oldest format that holds the state ([`SnapshotFormat::for_state`]), so a
+//! leader of a mixed-version cluster sends its older followers a snapshot they read:
+//! - version 1 (magic `SRSNAP\0\x01`, 0.1.0): `(key, Session)` records, sessions only;
+//! - version 2 (`\x02`): [`SnapshotRecord`]s, sessions and keys, no cluster version;
+//! - version 3 (`\x03`): version 2 with a [`SnapshotRecord::ClusterVersion`] record first.
+//!
+//! The reader accepts all three. The same state always gives the same bytes (keys are iterated
+//! in order, the session map is a `BTreeMap`, bincode is canonical), so two replicas can compare
+//! snapshots byte for byte.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
@@ -18,9 +23,42 @@ use crate::storage::codec;
 use crate::storage::command::Session;
 use crate::storage::error::{Error, Result};
 use crate::storage::kv::KvEntry;
+use crate::version::ClusterVersion;
 
-const MAGIC: &[u8; 8] = b"SRSNAP\0\x02";
 const MAGIC_V1: &[u8; 8] = b"SRSNAP\0\x01";
+const MAGIC_V2: &[u8; 8] = b"SRSNAP\0\x02";
+const MAGIC_V3: &[u8; 8] = b"SRSNAP\0\x03";
+
+/// The version of a snapshot file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SnapshotFormat {
+    /// Sessions only (0.1.0 reads this and nothing else).
+    V1,
+    /// Sessions and keys.
+    V2,
+    /// Sessions and keys after the cluster version.
+    V3,
+}
+
+impl SnapshotFormat {
+    /// The oldest format that holds a state with a recorded cluster version (or none) and with
+    /// or without keys: what every member of that cluster reads.
+    pub fn for_state(cluster_version: Option<ClusterVersion>, has_keys: bool) -> Self {
+        match (cluster_version, has_keys) {
+            (Some(_), _) => Self::V3,
+            (None, true) => Self::V2,
+            (None, false) => Self::V1,
+        }
+    }
+
+    fn magic(self) -> &'static [u8; 8] {
+        match self {
+            Self::V1 => MAGIC_V1,
+            Self::V2 => MAGIC_V2,
+            Self::V3 => MAGIC_V3,
+        }
+    }
+}
 
 /// One record of a snapshot.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
@@ -29,6 +67,8 @@ pub enum SnapshotRecord {
     Session(String, Session),
     /// A keyspace entry under its key.
     Kv(Vec<u8>, KvEntry),
+    /// The cluster version the state was at (version 3, the first record).
+    ClusterVersion(ClusterVersion),
 }
 /// Largest record accepted when reading: bounds allocations driven by a corrupt length.
 const MAX_RECORD: u32 = 64 << 20;
@@ -38,20 +78,30 @@ pub struct SnapshotWriter<W: Write> {
     out: BufWriter<W>,
     crc: crc32fast::Hasher,
     count: u64,
+    format: SnapshotFormat,
 }
 
 impl<W: Write> SnapshotWriter<W> {
-    /// Start a snapshot on `out`.
+    /// Start a snapshot of the newest format on `out`.
     ///
     /// # Errors
     /// On a write error.
     pub fn new(out: W) -> io::Result<Self> {
+        Self::with_format(out, SnapshotFormat::V3)
+    }
+
+    /// Start a snapshot of `format` on `out` ([`SnapshotFormat::for_state`] picks it).
+    ///
+    /// # Errors
+    /// On a write error.
+    pub fn with_format(out: W, format: SnapshotFormat) -> io::Result<Self> {
         let mut w = Self {
             out: BufWriter::with_capacity(1 << 20, out),
             crc: crc32fast::Hasher::new(),
             count: 0,
+            format,
         };
-        w.put(MAGIC)?;
+        w.put(format.magic())?;
         Ok(w)
     }
 
@@ -65,7 +115,24 @@ impl<W: Write> SnapshotWriter<W> {
     /// # Errors
     /// On a write or encoding error.
     pub fn write_record(&mut self, key: &str, session: &Session) -> Result<()> {
+        if self.format == SnapshotFormat::V1 {
+            let payload = codec::encode("snapshot record", &(key, session))?;
+            return self.write_payload(&payload);
+        }
         self.write(&SnapshotRecord::Session(key.to_string(), session.clone()))
+    }
+
+    /// Record the cluster version (version 3 only; call it before any other record).
+    ///
+    /// # Errors
+    /// On a write or encoding error, or when the format has no place for it.
+    pub fn write_cluster_version(&mut self, version: ClusterVersion) -> Result<()> {
+        if self.format != SnapshotFormat::V3 || self.count != 0 {
+            return Err(corrupt(
+                "a cluster version goes first in a version 3 snapshot",
+            ));
+        }
+        self.write(&SnapshotRecord::ClusterVersion(version))
     }
 
     /// Append one keyspace entry.
@@ -73,11 +140,18 @@ impl<W: Write> SnapshotWriter<W> {
     /// # Errors
     /// On a write or encoding error.
     pub fn write_kv(&mut self, key: &[u8], entry: &KvEntry) -> Result<()> {
+        if self.format == SnapshotFormat::V1 {
+            return Err(corrupt("a version 1 snapshot holds no keys"));
+        }
         self.write(&SnapshotRecord::Kv(key.to_vec(), entry.clone()))
     }
 
     fn write(&mut self, record: &SnapshotRecord) -> Result<()> {
         let payload = codec::encode("snapshot record", record)?;
+        self.write_payload(&payload)
+    }
+
+    fn write_payload(&mut self, payload: &[u8]) -> Result<()> {
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|l| *l <= MAX_RECORD)
@@ -86,7 +160,7 @@ impl<W: Write> SnapshotWriter<W> {
                 reason: format!("{} bytes is larger than the format allows", payload.len()),
             })?;
         self.put(&len.to_be_bytes()).map_err(io_err)?;
-        self.put(&payload).map_err(io_err)?;
+        self.put(payload).map_err(io_err)?;
         self.count += 1;
         Ok(())
     }
@@ -126,7 +200,7 @@ pub struct SnapshotReader<R: Read> {
     crc: crc32fast::Hasher,
     count: u64,
     done: bool,
-    v1: bool,
+    format: SnapshotFormat,
 }
 
 impl<R: Read> SnapshotReader<R> {
@@ -140,17 +214,29 @@ impl<R: Read> SnapshotReader<R> {
             crc: crc32fast::Hasher::new(),
             count: 0,
             done: false,
-            v1: false,
+            format: SnapshotFormat::V1,
         };
         let mut magic = [0u8; 8];
         r.take(&mut magic)?;
-        r.v1 = &magic == MAGIC_V1;
-        if &magic != MAGIC && !r.v1 {
-            return Err(corrupt(
-                "bad magic: not a sessionraft snapshot (or an unknown format version)",
-            ));
-        }
+        r.format = match &magic {
+            MAGIC_V1 => SnapshotFormat::V1,
+            MAGIC_V2 => SnapshotFormat::V2,
+            MAGIC_V3 => SnapshotFormat::V3,
+            m if m[..7] == MAGIC_V3[..7] => {
+                return Err(corrupt(format!(
+                    "snapshot format {} is newer than this release ({}) reads (1 to 3)",
+                    m[7],
+                    crate::version::RELEASE
+                )))
+            }
+            _ => return Err(corrupt("bad magic: not a sessionraft snapshot")),
+        };
         Ok(r)
+    }
+
+    /// The version of the file being read.
+    pub fn format(&self) -> SnapshotFormat {
+        self.format
     }
 
     fn take(&mut self, buf: &mut [u8]) -> Result<()> {
@@ -206,11 +292,23 @@ impl<R: Read> SnapshotReader<R> {
         }
         let mut payload = vec![0u8; len as usize];
         self.take(&mut payload)?;
-        let record = if self.v1 {
-            let (key, session): (String, Session) = codec::decode("snapshot record", &payload)?;
-            SnapshotRecord::Session(key, session)
-        } else {
-            codec::decode("snapshot record", &payload)?
+        let record = match self.format {
+            SnapshotFormat::V1 => {
+                let (key, session): (String, Session) = codec::decode("snapshot record", &payload)?;
+                SnapshotRecord::Session(key, session)
+            }
+            SnapshotFormat::V2 | SnapshotFormat::V3 => {
+                let record: SnapshotRecord = codec::decode("snapshot record", &payload)?;
+                let first = self.count == 0;
+                match (&record, self.format, first) {
+                    (SnapshotRecord::ClusterVersion(_), SnapshotFormat::V3, true) => {}
+                    (SnapshotRecord::ClusterVersion(_), _, _) => {
+                        return Err(corrupt("a cluster version record out of place"))
+                    }
+                    _ => {}
+                }
+                record
+            }
         };
         self.count += 1;
         Ok(Some(record))
@@ -297,5 +395,63 @@ mod tests {
             SnapshotRecord::Session("k1".into(), session(3))
         );
         assert!(r.next_record().unwrap().is_none());
+    }
+
+    /// A leader of a cluster that still has a 0.1.0 member writes what 0.1.0 reads: the bytes
+    /// of a version-1 file, record for record; with a cluster version, version 3.
+    #[test]
+    fn writes_the_oldest_format_that_holds_the_state() {
+        assert_eq!(SnapshotFormat::for_state(None, false), SnapshotFormat::V1);
+        assert_eq!(SnapshotFormat::for_state(None, true), SnapshotFormat::V2);
+        let v = ClusterVersion::new(0, 2);
+        assert_eq!(
+            SnapshotFormat::for_state(Some(v), false),
+            SnapshotFormat::V3
+        );
+
+        let mut w = SnapshotWriter::with_format(Vec::new(), SnapshotFormat::V1).unwrap();
+        w.write_record("k1", &session(3)).unwrap();
+        assert!(w
+            .write_kv(
+                b"k",
+                &KvEntry {
+                    value: vec![1],
+                    expires_at_ms: None
+                }
+            )
+            .is_err());
+        let (v1, _) = w.finish().unwrap();
+        let mut by_hand = MAGIC_V1.to_vec();
+        let payload = codec::encode("v1", &("k1", session(3))).unwrap();
+        by_hand.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        by_hand.extend_from_slice(&payload);
+        by_hand.extend_from_slice(&0u32.to_be_bytes());
+        by_hand.extend_from_slice(&1u64.to_be_bytes());
+        let crc = crc32fast::hash(&by_hand);
+        by_hand.extend_from_slice(&crc.to_be_bytes());
+        assert_eq!(v1, by_hand);
+
+        let mut w = SnapshotWriter::with_format(Vec::new(), SnapshotFormat::V3).unwrap();
+        w.write_cluster_version(v).unwrap();
+        w.write_record("k1", &session(3)).unwrap();
+        assert!(w.write_cluster_version(v).is_err(), "only first");
+        let (v3, _) = w.finish().unwrap();
+        let mut r = SnapshotReader::new(&v3[..]).unwrap();
+        assert_eq!(r.format(), SnapshotFormat::V3);
+        assert_eq!(
+            r.next_record().unwrap(),
+            Some(SnapshotRecord::ClusterVersion(v))
+        );
+        assert_eq!(
+            r.next_record().unwrap(),
+            Some(SnapshotRecord::Session("k1".into(), session(3)))
+        );
+        assert_eq!(r.next_record().unwrap(), None);
+
+        // a file of a newer format is refused by name, not misread
+        let mut newer = v3.clone();
+        newer[7] = 4;
+        let err = SnapshotReader::new(&newer[..]).err().unwrap().to_string();
+        assert!(err.contains("snapshot format 4 is newer"), "{err}");
     }
 }

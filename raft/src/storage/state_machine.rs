@@ -33,15 +33,20 @@ use crate::storage::db::{
 };
 use crate::storage::error::{self, rocks, Error, Result};
 use crate::storage::kv::KvEntry;
-use crate::storage::snapshot_file::{SnapshotReader, SnapshotRecord, SnapshotWriter};
+use crate::storage::snapshot_file::{
+    SnapshotFormat, SnapshotReader, SnapshotRecord, SnapshotWriter,
+};
 use crate::storage::types::{
     Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
+use crate::version::{ClusterVersion, ClusterVersionCell};
 
 const KEY_GENERATION: &[u8] = b"generation";
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
+/// The cluster version the applied log recorded (absent: never recorded, 0.1).
+const KEY_CLUSTER_VERSION: &[u8] = b"cluster_version";
 
 /// One page of `SCAN`: the live entries found and the next cursor (0: done).
 pub type KvScanPage = (Vec<(Vec<u8>, KvEntry)>, u64);
@@ -78,6 +83,11 @@ struct Inner {
     applied: RwLock<Applied>,
     /// Serializes switching the current snapshot with opening it.
     snapshot_lock: Mutex<()>,
+    /// The applied cluster version (`crate::version`), shared with the peer client and the web
+    /// layer; written under `applied`'s lock.
+    cluster_version: Arc<ClusterVersionCell>,
+    /// Whether a cluster version was ever recorded (decides the snapshot format).
+    cluster_version_recorded: std::sync::atomic::AtomicBool,
 }
 
 /// Applies of at least this many (estimated) bytes run on a blocking thread, not on the Raft
@@ -180,6 +190,8 @@ impl StateMachineStore {
             get_meta::<Option<LogId>>(&db, None, KEY_APPLIED, "last applied log id")?.flatten();
         let membership: StoredMembership =
             get_meta(&db, None, KEY_MEMBERSHIP, "membership")?.unwrap_or_default();
+        let cluster_version: Option<ClusterVersion> =
+            get_meta(&db, None, KEY_CLUSTER_VERSION, "cluster version")?;
 
         // Data of any other generation is what a crashed install or an unfinished cleanup left.
         // A range is dropped only when it holds a key: a range tombstone written on every open
@@ -212,6 +224,10 @@ impl StateMachineStore {
                     membership,
                 }),
                 snapshot_lock: Mutex::new(()),
+                cluster_version: Arc::new(ClusterVersionCell::new(
+                    cluster_version.unwrap_or(ClusterVersion::UNVERSIONED),
+                )),
+                cluster_version_recorded: cluster_version.is_some().into(),
             }),
         };
         let keep = store.current_snapshot_info()?.map(|i| i.file_name);
@@ -233,6 +249,42 @@ impl StateMachineStore {
             .read()
             .map(|a| a.generation)
             .map_err(|_| lock_poisoned())
+    }
+
+    /// The cluster version as applied here (shared: it rises as the log is applied).
+    pub fn cluster_version(&self) -> Arc<ClusterVersionCell> {
+        self.inner.cluster_version.clone()
+    }
+
+    /// Record `v` as applied in `batch` when it raises the cluster version; returns whether it
+    /// did (the caller raises the cell once the batch is written).
+    fn stage_cluster_version(
+        &self,
+        v: Option<ClusterVersion>,
+        batch: &mut WriteBatch,
+    ) -> Result<Option<ClusterVersion>> {
+        use std::sync::atomic::Ordering::Acquire;
+        let Some(v) = v else { return Ok(None) };
+        let recorded = self.inner.cluster_version_recorded.load(Acquire);
+        if recorded && v <= self.inner.cluster_version.get() {
+            return Ok(None);
+        }
+        batch.put_cf(
+            db::cf(&self.inner.db, CF_SM_META)?,
+            KEY_CLUSTER_VERSION,
+            codec::encode("cluster version", &v)?,
+        );
+        Ok(Some(v))
+    }
+
+    fn raise_cluster_version(&self, v: Option<ClusterVersion>) {
+        if let Some(v) = v {
+            self.inner.cluster_version.raise(v);
+            self.inner
+                .cluster_version_recorded
+                .store(true, std::sync::atomic::Ordering::Release);
+            tracing::info!(cluster_version = %v, "cluster version raised");
+        }
     }
 
     /// Last applied log id and the log id of the applied membership, without copying the
@@ -645,10 +697,12 @@ impl StateMachineStore {
             KEY_MEMBERSHIP,
             codec::encode("membership", &membership)?,
         );
+        let raised = self.stage_cluster_version(txn.cluster_version, &mut batch)?;
         db.write_opt(batch, &db::unsynced())
             .map_err(rocks("apply entries"))?;
         applied.last_applied = last_applied;
         applied.membership = membership;
+        self.raise_cluster_version(raised);
         Ok(out)
     }
 
@@ -681,6 +735,8 @@ impl StateMachineStore {
                 .flatten();
         let last_membership: StoredMembership =
             get_meta(db, Some(&snap), KEY_MEMBERSHIP, "membership")?.unwrap_or_default();
+        let cluster_version: Option<ClusterVersion> =
+            get_meta(db, Some(&snap), KEY_CLUSTER_VERSION, "cluster version")?;
         let meta = SnapshotMeta {
             last_log_id,
             last_membership,
@@ -693,8 +749,20 @@ impl StateMachineStore {
             .join(format!("build-{}.tmp", rand::random::<u64>()));
         let result = (|| {
             let file = fs::File::create(&tmp).map_err(snap_io(&tmp))?;
-            let mut w = SnapshotWriter::new(file).map_err(snap_io(&tmp))?;
             let prefix = db::gen_prefix(generation);
+            let kv_cf = db::cf(db, CF_KV)?;
+            let has_keys = snap
+                .iterator_cf(kv_cf, IteratorMode::From(&prefix, Direction::Forward))
+                .next()
+                .transpose()
+                .map_err(rocks("scan kv for snapshot"))?
+                .is_some_and(|(k, _)| k.starts_with(&prefix));
+            // The oldest format that holds this state: a 0.1.0 member reads version 1.
+            let format = SnapshotFormat::for_state(cluster_version, has_keys);
+            let mut w = SnapshotWriter::with_format(file, format).map_err(snap_io(&tmp))?;
+            if let Some(v) = cluster_version {
+                w.write_cluster_version(v)?;
+            }
             let cf = db::cf(db, CF_SESSIONS)?;
             for item in snap.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
                 let (k, v) = item.map_err(rocks("scan sessions for snapshot"))?;
@@ -708,7 +776,6 @@ impl StateMachineStore {
                 let session: Session = codec::decode("session", &v)?;
                 w.write_record(key, &session)?;
             }
-            let kv_cf = db::cf(db, CF_KV)?;
             for item in snap.iterator_cf(kv_cf, IteratorMode::From(&prefix, Direction::Forward)) {
                 let (k, v) = item.map_err(rocks("scan kv for snapshot"))?;
                 if !k.starts_with(&prefix) {
@@ -776,7 +843,7 @@ impl StateMachineStore {
             .snapshot_dir
             .join(format!("install-{}.tmp", rand::random::<u64>()));
         let res = self.load_generation(meta, &mut source, &tmp);
-        let new_generation = match res {
+        let (new_generation, cluster_version) = match res {
             Ok(g) => g,
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
@@ -816,6 +883,7 @@ impl StateMachineStore {
             codec::encode("membership", &meta.last_membership)?,
         );
         self.set_current_snapshot(&info, &mut batch)?;
+        let raised = self.stage_cluster_version(cluster_version, &mut batch)?;
         // The switch: synced, and it also makes every unsynced write of the load durable (the
         // WAL is sequential).
         db.write_opt(batch, &db::synced())
@@ -823,6 +891,7 @@ impl StateMachineStore {
         applied.generation = new_generation;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
+        self.raise_cluster_version(raised);
         drop(applied);
 
         let mut cleanup = WriteBatch::default();
@@ -846,7 +915,7 @@ impl StateMachineStore {
         meta: &SnapshotMeta,
         source: &mut fs::File,
         local: &Path,
-    ) -> Result<u64> {
+    ) -> Result<(u64, Option<ClusterVersion>)> {
         let db = &self.inner.db;
         {
             let mut out = fs::File::create(local).map_err(snap_io(local))?;
@@ -874,10 +943,12 @@ impl StateMachineStore {
             let mut txn = Txn::new(db, generation);
             let mut in_batch = 0;
             let mut total = 0u64;
+            let mut cluster_version = None;
             while let Some(record) = reader.next_record()? {
                 match record {
                     SnapshotRecord::Session(key, session) => txn.load(&key, session)?,
                     SnapshotRecord::Kv(key, entry) => txn.load_kv(&key, entry)?,
+                    SnapshotRecord::ClusterVersion(v) => cluster_version = Some(v),
                 }
                 in_batch += 1;
                 total += 1;
@@ -891,13 +962,15 @@ impl StateMachineStore {
             db.write_opt(std::mem::take(&mut txn.batch), &db::unsynced())
                 .map_err(rocks("load snapshot"))?;
             tracing::info!(id = %meta.snapshot_id, sessions = total, "snapshot loaded");
-            Ok(())
+            Ok(cluster_version)
         })();
-        if let Err(e) = loaded {
-            clear(db)?;
-            return Err(e);
+        match loaded {
+            Ok(cluster_version) => Ok((generation, cluster_version)),
+            Err(e) => {
+                clear(db)?;
+                Err(e)
+            }
         }
-        Ok(generation)
     }
 }
 

@@ -22,9 +22,32 @@ use crate::node::instruments::since;
 use crate::transport::auth::{PeerAuth, PresentedHeaders};
 use crate::transport::network::paths;
 use crate::transport::wire::{
-    self, AdminOp, AdminRefusal, AdminReply, Committed, ForwardedWrite, PeerRefusal, WriteReply,
+    self, AdminOp, AdminRefusal, AdminReply, Committed, ForwardedWrite, ForwardedWriteV1,
+    PeerRefusal, WriteReply, WriteReplyV1,
 };
+use crate::version::{RELEASE, WIRE};
 use crate::{NodeId, TypeConfig};
+
+/// The headers of an internal request that say what it is: the authentication headers, the
+/// wire format (`sessionraft-wire`; `None`: format 1) and, on AppendEntries, the cluster version
+/// the leader announces (`sessionraft-cluster-target`). Unverified.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RpcHeaders<'a> {
+    pub presented: PresentedHeaders<'a>,
+    pub wire: Option<&'a str>,
+    pub cluster_target: Option<&'a str>,
+}
+
+/// One internal request as received.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    path: &'a str,
+    /// Its body's wire format (`crate::version`).
+    wire: u32,
+    presented: PresentedHeaders<'a>,
+    peer: Option<SocketAddr>,
+    body: &'a [u8],
+}
 
 /// What an internal request gets back.
 #[derive(Debug)]
@@ -61,45 +84,82 @@ impl Inbound {
         }
     }
 
-    /// Answer one internal request to `path` (one of [`paths`]) with the presented
-    /// authentication headers and `body`; `peer` is only for the log.
+    /// Answer one internal request to `path` (one of [`paths`]) with its `headers` and
+    /// `body`; `peer` is only for the log.
     pub async fn handle(
         &self,
         path: &str,
-        presented: PresentedHeaders<'_>,
+        headers: RpcHeaders<'_>,
         peer: Option<SocketAddr>,
         body: &[u8],
     ) -> Answer {
+        let RpcHeaders {
+            presented,
+            wire: wire_header,
+            cluster_target,
+        } = headers;
+        let wire = match wire_header.map(str::parse::<u32>) {
+            None => 1,
+            Some(Ok(w)) if (1..=WIRE).contains(&w) => w,
+            Some(_) => {
+                let named = wire_header.unwrap_or_default();
+                let named: String = named.chars().take(16).collect();
+                tracing::warn!(path, peer = ?peer, wire = %named, "internal request of an unknown wire format");
+                return Answer::BadRequest(format!(
+                    "wire format {named:?} is not one this release ({RELEASE}) reads (1 to {WIRE})"
+                ));
+            }
+        };
+        let call = Call {
+            path,
+            wire,
+            presented,
+            peer,
+            body,
+        };
         match path {
-            paths::APPEND => match self.open(path, presented, peer, body) {
+            paths::APPEND => match self.open(&call) {
                 // the MAC covered the stamp: it is the leader's clock when it signed
                 Ok(rpc) => {
                     let stamped = presented.ts.and_then(|t| t.parse::<u64>().ok());
-                    self.append(rpc, stamped).await
+                    self.append(rpc, stamped, cluster_target).await
                 }
                 Err(a) => a,
             },
-            paths::VOTE => match self.open(path, presented, peer, body) {
+            paths::VOTE => match self.open(&call) {
                 Ok(rpc) => self.vote(rpc).await,
                 Err(a) => a,
             },
-            paths::SNAPSHOT => match self.open(path, presented, peer, body) {
+            paths::SNAPSHOT => match self.open(&call) {
                 Ok(rpc) => reply(&self.cluster.raft.install_snapshot(rpc).await),
                 Err(a) => a,
             },
-            paths::WRITE => match self.open(path, presented, peer, body) {
-                Ok(cmd) => reply(&self.write(cmd).await),
+            paths::WRITE if wire >= 2 => match self.open(&call) {
+                Ok(fw) => reply(&self.write(fw).await),
                 Err(a) => a,
             },
-            paths::READ_INDEX => match self.open::<()>(path, presented, peer, body) {
+            // Format 1, from a 0.1.x node or a node of a cluster that has one: the bare
+            // command for whichever node leads now, and the response without the index.
+            paths::WRITE => match self.open::<ForwardedWriteV1>(&call) {
+                Ok(cmd) => {
+                    let term = self.cluster.raft.metrics().borrow().current_term;
+                    let out: WriteReplyV1 = self
+                        .write(ForwardedWrite { term, cmd })
+                        .await
+                        .map(|c| c.response);
+                    reply(&out)
+                }
+                Err(a) => a,
+            },
+            paths::READ_INDEX => match self.open::<()>(&call) {
                 Ok(()) => reply(&self.cluster.leader_read_index().await),
                 Err(a) => a,
             },
-            paths::ADMIN => match self.open(path, presented, peer, body) {
+            paths::ADMIN => match self.open(&call) {
                 Ok(op) => reply(&self.admin(op).await),
                 Err(a) => a,
             },
-            paths::PRE_VOTE => match self.open(path, presented, peer, body) {
+            paths::PRE_VOTE => match self.open(&call) {
                 Ok(req) => reply(&crate::node::prevote::answer(&self.cluster, &req)),
                 Err(a) => a,
             },
@@ -108,13 +168,14 @@ impl Inbound {
     }
 
     /// Authenticate, then decode the body.
-    fn open<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        presented: PresentedHeaders<'_>,
-        peer: Option<SocketAddr>,
-        body: &[u8],
-    ) -> Result<T, Answer> {
+    fn open<T: DeserializeOwned>(&self, call: &Call<'_>) -> Result<T, Answer> {
+        let Call {
+            path,
+            wire,
+            presented,
+            peer,
+            body,
+        } = *call;
         // Our own messages (forwarded writes, read index, admin ops) must be addressed to this
         // node once it knows its address from its membership: a copy captured on its way to
         // another node is refused here. A replay of openraft's messages is harmless (Raft's
@@ -130,9 +191,13 @@ impl Inbound {
             }
             _ => None,
         };
-        let checked = self
-            .auth
-            .check(path, body, presented, own_addr.as_deref(), now_ms());
+        let checked = self.auth.check(
+            &wire::signed_path(path, wire),
+            body,
+            presented,
+            own_addr.as_deref(),
+            now_ms(),
+        );
         if let Err(failure) = checked {
             // No header value is logged: the reason, the path and the peer say enough.
             tracing::warn!(
@@ -150,7 +215,12 @@ impl Inbound {
         })
     }
 
-    async fn append(&self, rpc: AppendEntriesRequest<TypeConfig>, stamped: Option<u64>) -> Answer {
+    async fn append(
+        &self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        stamped: Option<u64>,
+        target: Option<&str>,
+    ) -> Answer {
         let received_ms = now_ms();
         let received = std::time::Instant::now();
         let timed = !rpc.entries.is_empty();
@@ -167,6 +237,9 @@ impl Inbound {
             .is_ok_and(|r| !matches!(r, AppendEntriesResponse::HigherVote(_)))
         {
             self.cluster.leader_contact.note();
+        }
+        if let Ok(AppendEntriesResponse::Success) = &resp {
+            self.cluster.peers.versions.leader_sent(term, target);
         }
         if let (Ok(AppendEntriesResponse::Success), Some(ts)) = (&resp, stamped) {
             self.cluster

@@ -24,6 +24,9 @@ use crate::node::instruments::Instruments;
 use crate::node::lease::LeaseClock;
 use crate::transport::auth::{PeerAuth, RequestSigner};
 use crate::transport::wire::{self, WireError};
+use crate::version::{
+    ClusterVersionCell, PeerVersions, TARGET_HEADER, VERSION_HEADER, WIRE_HEADER,
+};
 
 /// Internal RPC paths.
 pub mod paths {
@@ -87,6 +90,10 @@ pub struct PeerClient {
     /// What the client was built from, for [`PeerClient::with_own_pool`].
     local_ip: Option<std::net::IpAddr>,
     tls_ca: Option<Arc<[u8]>>,
+    /// The releases peers named in their replies (shared by every clone).
+    pub versions: Arc<PeerVersions>,
+    /// The cluster version applied on this node: it decides the wire format of our requests.
+    cluster_version: Arc<ClusterVersionCell>,
 }
 
 /// `builder` made to speak HTTPS (rustls) trusting only the CA certificate(s) in `ca_pem` (PEM):
@@ -119,6 +126,7 @@ impl PeerClient {
         timeout: Duration,
         local_ip: Option<std::net::IpAddr>,
         tls_ca: Option<&[u8]>,
+        cluster_version: Arc<ClusterVersionCell>,
     ) -> Result<Self, reqwest::Error> {
         Ok(Self {
             http: Self::build_http(timeout, local_ip, tls_ca)?,
@@ -127,7 +135,14 @@ impl PeerClient {
             scheme: if tls_ca.is_some() { "https" } else { "http" },
             local_ip,
             tls_ca: tls_ca.map(Arc::from),
+            versions: Arc::default(),
+            cluster_version,
         })
+    }
+
+    /// The wire format this node sends its requests in now (`crate::version`).
+    pub fn wire(&self) -> u32 {
+        self.cluster_version.wire()
     }
 
     fn build_http(
@@ -161,7 +176,8 @@ impl PeerClient {
         })
     }
 
-    /// POST a bincode `req` to `{scheme}://{addr}{path}` and decode the bincode reply.
+    /// POST a bincode `req` to `{scheme}://{addr}{path}` in wire format 1 (the bodies every
+    /// release reads) and decode the bincode reply.
     ///
     /// # Errors
     /// See [`CallError`].
@@ -172,14 +188,39 @@ impl PeerClient {
         req: &Req,
         timeout: Option<Duration>,
     ) -> Result<Resp, CallError> {
+        self.call_in(1, addr, path, req, timeout).await
+    }
+
+    /// [`PeerClient::call`] with a body of wire format `wire`: above 1 it is named in the
+    /// request's header and covered by its MAC (`wire::signed_path`). The caller sends a
+    /// format above 1 only when [`PeerClient::wire`] allows it.
+    ///
+    /// # Errors
+    /// See [`CallError`].
+    pub async fn call_in<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        wire: u32,
+        addr: &str,
+        path: &str,
+        req: &Req,
+        timeout: Option<Duration>,
+    ) -> Result<Resp, CallError> {
         let body = wire::encode(req).map_err(|e| CallError::Unreachable {
             addr: addr.to_string(),
             reason: format!("cannot encode request: {e}"),
         })?;
-        let signed = self.signer.sign(addr, path, &body);
+        let signed = self
+            .signer
+            .sign(addr, &wire::signed_path(path, wire), &body);
         let mut request = self.http.post(format!("{}://{addr}{path}", self.scheme));
         for (name, value) in signed.pairs() {
             request = request.header(name, value);
+        }
+        if wire > 1 {
+            request = request.header(WIRE_HEADER, wire.to_string());
+        }
+        if path == paths::APPEND {
+            request = request.header(TARGET_HEADER, self.versions.target_header());
         }
         let sent = request
             .header("content-type", "application/octet-stream")
@@ -202,6 +243,12 @@ impl PeerClient {
             }
         };
         let status = resp.status();
+        // Every reply of a sessionraft node counts as hearing from it: 0.1.0 names no release.
+        let release = resp
+            .headers()
+            .get(VERSION_HEADER)
+            .and_then(|v| v.to_str().ok());
+        self.versions.heard(addr, release);
         let bytes = resp.bytes().await.map_err(|_| CallError::Timeout {
             addr: addr.to_string(),
         })?;

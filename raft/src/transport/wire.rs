@@ -44,6 +44,17 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
     Ok(v)
 }
 
+/// What a request's MAC covers as its path: the path, and the wire format when above 1 (so a
+/// changed `sessionraft-wire` header fails the MAC instead of having the body misread). Format 1
+/// signs the bare path, as 0.1.0 does.
+pub fn signed_path(path: &str, wire: u32) -> std::borrow::Cow<'_, str> {
+    if wire > 1 {
+        format!("{path}#wire={wire}").into()
+    } else {
+        path.into()
+    }
+}
+
 /// Why a forwarded write or a read-index request could not be served by the node asked.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum PeerRefusal {
@@ -78,6 +89,12 @@ pub struct ForwardedWrite {
 
 /// Reply to a forwarded write (`POST /raft/write`).
 pub type WriteReply = Result<Committed, PeerRefusal>;
+
+/// A forwarded write in wire format 1 (0.1.0): the bare command, for whichever node leads.
+pub type ForwardedWriteV1 = crate::Command;
+
+/// The reply to a format-1 forwarded write: the response without the entry's index.
+pub type WriteReplyV1 = Result<crate::Response, PeerRefusal>;
 
 /// Reply to a read-index request (`POST /raft/read-index`): the log index a linearizable read
 /// must wait for (applied index at least this), as confirmed by the leader with a quorum.

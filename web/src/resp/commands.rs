@@ -421,7 +421,16 @@ async fn read(shared: &Shared, f: impl FnOnce(u64) -> Result<Reply, Reply>) -> R
 
 /// Replicate one keyspace command; `answer` turns the state machine's response into the reply.
 async fn write(shared: &Shared, cmd: KvCommand, answer: impl FnOnce(KvResponse) -> Reply) -> Reply {
-    match shared.batcher.write(Command::Kv(cmd)).await {
+    let cmd = Command::Kv(cmd);
+    // A cluster with a member of an older release (a rolling upgrade under way) has no keyspace
+    // yet: refused at once, named as such, not as a lost quorum.
+    if let Some(ClusterError::Unavailable { reason, .. }) = shared.cluster.refuse_unsupported(&cmd)
+    {
+        return err(format!(
+            "TRYAGAIN not yet: {reason}; the command was not applied, resend it once every member is upgraded"
+        ));
+    }
+    match shared.batcher.write(cmd).await {
         Ok(p) => match p.response {
             Response::Kv(KvResponse::Rejected(reason)) => err(format!("ERR {reason}")),
             Response::Kv(r) => answer(r),

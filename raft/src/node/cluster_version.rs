@@ -1,0 +1,117 @@
+//! The cluster version's driver: on the leader, every [`TICK`], the lowest release line among
+//! the members (this node's own, and each other member's from its replies in the last
+//! [`HEARD_WITHIN`](crate::version::HEARD_WITHIN)) is compared with the cluster version
+//! applied here; when every member is known and the lowest is higher, the leader proposes
+//! [`Command::SetClusterVersion`]. A member not heard from holds it back; it never goes down.
+//!
+//! Voters and learners both count: a learner serves requests too, and will be a voter.
+
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+use crate::node::cluster::Cluster;
+use crate::version::{lowest_of, ClusterVersion};
+use crate::Command;
+
+/// How often the leader looks (and refreshes the target it announces in AppendEntries).
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// How long a new leader waits to hear from every member before it settles on the applied
+/// version (its followers and itself are not ready meanwhile, unless the applied version is
+/// already this release's: then there is nothing to wait for).
+pub const SETTLE_WITHIN: Duration = Duration::from_secs(1);
+
+/// What the leader knows of one member's release.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MemberRelease {
+    pub id: u64,
+    /// The release it named in its last reply (this node's own for itself); `None` when not
+    /// heard from within the window (or when this node does not lead: only the leader calls
+    /// every member).
+    pub release: Option<String>,
+}
+
+/// The releases of every member as this node knows them, in id order.
+pub fn member_releases(c: &Cluster) -> Vec<MemberRelease> {
+    let metrics = c.raft.metrics().borrow().clone();
+    let leading = metrics.current_leader == Some(c.id);
+    metrics
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, node)| MemberRelease {
+            id: *id,
+            release: if *id == c.id {
+                Some(crate::version::RELEASE.to_owned())
+            } else if leading {
+                c.peers.versions.release_of(&node.addr)
+            } else {
+                None
+            },
+        })
+        .collect()
+}
+
+/// What the cluster version should be now, as the leader sees it: `None` while a member has
+/// not been heard from.
+pub fn target(c: &Cluster) -> Option<ClusterVersion> {
+    let addrs: Vec<String> = {
+        let metrics = c.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != c.id)
+            .map(|(_, node)| node.addr.clone())
+            .collect()
+    };
+    let others: Vec<Option<ClusterVersion>> = addrs
+        .iter()
+        .map(|addr| c.peers.versions.line_of(addr))
+        .collect();
+    lowest_of(ClusterVersion::current(), &others)
+}
+
+/// Drive the cluster version while this node leads. Runs until the cluster handle is dropped.
+pub async fn run(cluster: Weak<Cluster>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leading_since: Option<(u64, Instant)> = None;
+    loop {
+        tick.tick().await;
+        let Some(c) = cluster.upgrade() else {
+            return;
+        };
+        let term = c.raft.metrics().borrow().current_term;
+        if !c.is_leader() {
+            leading_since = None;
+            c.peers.versions.announce(None);
+            continue;
+        }
+        let since = match leading_since {
+            Some((t, at)) if t == term => at,
+            _ => {
+                let now = Instant::now();
+                leading_since = Some((term, now));
+                now
+            }
+        };
+        let applied = c.sm.cluster_version().get();
+        let target = target(&c);
+        // A member silent since this node took over holds the version where it is; after a
+        // moment the leader stops waiting for it and settles on the applied version.
+        let settled = target.or_else(|| (since.elapsed() > SETTLE_WITHIN).then_some(applied));
+        c.peers.versions.announce(settled.map(|t| t.max(applied)));
+        let Some(target) = target else { continue };
+        if target <= applied {
+            continue;
+        }
+        tracing::info!(from = %applied, to = %target, "every member runs {target} or newer: raising the cluster version");
+        match c.propose_here(Command::SetClusterVersion(target)).await {
+            Ok(p) => {
+                tracing::info!(cluster_version = %target, index = p.log_index, "cluster version recorded")
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster version not recorded yet"),
+        }
+    }
+}
