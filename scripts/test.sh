@@ -27,6 +27,11 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --release --workspace --all-targets -- -D warnings
+echo "== the previous release's binary (RELEASES), for tests/upgrade.rs"
+# Before this tree's build: cargo copies every built binary to target/release/sessionraft, and the
+# tests run that one as this tree's.
+SESSIONRAFT_PREVIOUS_BIN=$(scripts/previous-release.sh)
+export SESSIONRAFT_PREVIOUS_BIN
 echo "== cargo build (release: binary, examples, tests — one build for every step)"
 cargo build --release --workspace --all-targets
 echo "== cargo test"

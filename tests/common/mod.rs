@@ -498,3 +498,289 @@ pub async fn resp_once(port: u16, args: &[&[u8]]) -> std::io::Result<Vec<u8>> {
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+// ---- Rolling upgrades (tests/upgrade.rs): other binaries on the same data dirs ---------------
+
+/// The previous release's `sessionraft` (the newest line of `RELEASES`): `SESSIONRAFT_PREVIOUS_BIN`
+/// when set, else where `scripts/previous-release.sh --path` says it is for this target directory.
+/// A missing binary fails the test (CI must build it: `scripts/test.sh` runs the script).
+pub fn previous_release_binary() -> PathBuf {
+    let bin = match std::env::var_os("SESSIONRAFT_PREVIOUS_BIN").filter(|v| !v.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+            // target/<profile>/deps/<test> -> target
+            let exe = std::env::current_exe().expect("current exe");
+            let target = exe
+                .parent()
+                .and_then(Path::parent)
+                .and_then(Path::parent)
+                .expect("target dir");
+            let out = Command::new(repo.join("scripts/previous-release.sh"))
+                .arg("--path")
+                .env("CARGO_TARGET_DIR", target)
+                .output()
+                .expect("run scripts/previous-release.sh --path");
+            assert!(
+                out.status.success(),
+                "scripts/previous-release.sh --path failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        }
+    };
+    assert!(
+        bin.is_file(),
+        "the previous release's binary {} is missing: build it with scripts/previous-release.sh \
+         (scripts/test.sh runs it before the build; then rebuild this tree: `cargo build --release \
+         --workspace`), or set SESSIONRAFT_PREVIOUS_BIN to one",
+        bin.display()
+    );
+    bin
+}
+
+impl TestCluster {
+    /// [`TestCluster::start_with`] without starting any node: start each with
+    /// [`TestCluster::start_node_as`] (e.g. another release's binary).
+    pub fn configured(n: usize, opts: ClusterOptions) -> Self {
+        let dir = TempDir::new().expect("temp dir");
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let hosts = opts
+            .hosts
+            .unwrap_or_else(|| vec!["127.0.0.1".to_string(); n]);
+        assert_eq!(hosts.len(), n, "one host per node");
+        let config = write_config_on(dir.path(), &hosts, &ports, &opts.tuning, None);
+        Self {
+            dir,
+            config,
+            ports,
+            hosts,
+            env: opts.env,
+            children: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    /// Start node `id` running `bin` (on its data dir and the cluster's config), with `env` added
+    /// to the cluster's environment. Its stderr goes on appending to the node's log, after a line
+    /// naming the binary.
+    pub fn start_node_as(&mut self, id: u64, bin: &Path, env: &[(String, String)]) {
+        use std::io::Write as _;
+        assert!(
+            self.children[id as usize - 1].is_none(),
+            "node {id} is already running"
+        );
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node{id}.log")))
+            .expect("log file");
+        let _ = writeln!(log, "=== test harness: starting {}", bin.display());
+        let child = Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .args(["--node", &id.to_string()])
+            .env("SESSIONRAFT_LOG", "info,openraft=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn sessionraft");
+        self.children[id as usize - 1] = Some(child);
+    }
+
+    /// Wait up to `timeout` for node `id` to exit on its own: its exit status (the node is then
+    /// no longer running), or `None` while it still runs.
+    pub async fn wait_exit(
+        &mut self,
+        id: u64,
+        timeout: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let slot = &mut self.children[id as usize - 1];
+            let child = slot.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                *slot = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM node `id` (by its pid) and wait up to `timeout` for it to exit: its exit status,
+    /// or `None` when it did not exit in time (it is then SIGKILLed and reaped).
+    pub async fn terminate(
+        &mut self,
+        id: u64,
+        timeout: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let pid = self.pid(id)?;
+        signal(pid, "TERM");
+        let status = self.wait_exit(id, timeout).await;
+        if status.is_none() {
+            self.kill(id);
+        }
+        status
+    }
+
+    /// The length of node `id`'s log now (to read what a later start wrote: `log(id)[len..]`).
+    pub fn log_len(&self, id: u64) -> usize {
+        self.log(id).len()
+    }
+}
+
+/// HAProxy (Debian's `haproxy`) in the foreground on free ports of 127.0.0.1, in front of nodes
+/// on 127.0.0.1: an HTTP frontend balancing `http_ports` round-robin with `/readyz` checks (the
+/// settings of `scripts/cluster.sh`'s: L7 retries only of refused connections and 503s), and a
+/// TCP frontend for `resp_ports` whose check is a TCP connect (a node without a door is out of
+/// the rotation). Stopped by its pid when dropped.
+pub struct Haproxy {
+    child: Option<Child>,
+    pub http_port: u16,
+    pub resp_port: u16,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Haproxy {
+    /// Write `haproxy.cfg` into `dir` and start HAProxy; waits until the HTTP frontend listens.
+    pub async fn start(dir: &Path, http_ports: &[u16], resp_ports: &[u16]) -> Self {
+        let http_port = free_port();
+        let resp_port = free_port();
+        let mut cfg = String::from(
+            "global\n    maxconn 4096\n\n\
+             defaults\n    mode http\n    option http-server-close\n    option idle-close-on-response\n\
+             \x20   timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
+             \x20   timeout http-request 10s\n    timeout http-keep-alive 10s\n    timeout queue 5s\n\
+             \x20   timeout check 250ms\n    retries 3\n    retry-on conn-failure 503\n\
+             \x20   option redispatch 1\n    option http-buffer-request\n\n",
+        );
+        let _ = write!(
+            cfg,
+            "frontend lb\n    bind 127.0.0.1:{http_port}\n    default_backend nodes\n\n\
+             backend nodes\n    balance roundrobin\n    option httpchk GET /readyz\n\
+             \x20   http-check expect status 200\n"
+        );
+        for (i, port) in http_ports.iter().enumerate() {
+            let _ = writeln!(
+                cfg,
+                "    server node{} 127.0.0.1:{port} check inter 250ms fastinter 100ms fall 2 rise 2",
+                i + 1
+            );
+        }
+        let _ = write!(
+            cfg,
+            "\ndefaults\n    mode tcp\n    timeout connect 1s\n    timeout client 1h\n\
+             \x20   timeout server 1h\n    timeout check 250ms\n    retries 3\n    option redispatch 1\n\n\
+             frontend resp\n    bind 127.0.0.1:{resp_port}\n    default_backend resp\n\n\
+             backend resp\n    balance leastconn\n"
+        );
+        for (i, port) in resp_ports.iter().enumerate() {
+            let _ = writeln!(
+                cfg,
+                "    server node{} 127.0.0.1:{port} check inter 250ms fastinter 100ms fall 2 rise 2",
+                i + 1
+            );
+        }
+        let config = dir.join("haproxy.cfg");
+        std::fs::write(&config, cfg).expect("write haproxy.cfg");
+        let log = dir.join("haproxy.log");
+        let out = std::fs::File::create(&log).expect("haproxy log");
+        let child = Command::new("haproxy")
+            .arg("-f")
+            .arg(&config)
+            .arg("-db")
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn haproxy (Debian's haproxy: scripts/install-deps.sh)");
+        let mut lb = Self {
+            child: Some(child),
+            http_port,
+            resp_port,
+            config,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", http_port))
+            .await
+            .is_err()
+        {
+            if let Some(Ok(Some(status))) = lb.child.as_mut().map(Child::try_wait) {
+                lb.child = None;
+                panic!(
+                    "haproxy exited ({status}): {}",
+                    std::fs::read_to_string(&lb.log).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "haproxy does not listen in 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        lb
+    }
+
+    /// `http://127.0.0.1:<http_port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One RESP2 connection kept open across commands (a client's connection).
+pub struct RespConnection {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RespConnection {
+    /// Connect to 127.0.0.1:`port` within `timeout`.
+    pub async fn connect(port: u16, timeout: Duration) -> std::io::Result<Self> {
+        let stream =
+            tokio::time::timeout(timeout, tokio::net::TcpStream::connect(("127.0.0.1", port)))
+                .await??;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Send one command (an array of bulk strings) and read its raw reply (a non-array reply);
+    /// each step bounded by `timeout`. An error leaves the connection unusable.
+    pub async fn command(&mut self, args: &[&[u8]], timeout: Duration) -> std::io::Result<Vec<u8>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut frame = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            frame.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            frame.extend_from_slice(a);
+            frame.extend_from_slice(b"\r\n");
+        }
+        tokio::time::timeout(timeout, self.stream.write_all(&frame)).await??;
+        loop {
+            if let Some(n) = (!self.buf.is_empty())
+                .then(|| resp_reply_len(&self.buf))
+                .flatten()
+            {
+                return Ok(self.buf.drain(..n).collect());
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(timeout, self.stream.read(&mut chunk)).await??;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
