@@ -7,7 +7,9 @@
 //!    out and back;
 //! 3. add a 4th node (`cluster.sh add-node` → `sessionraft cluster add-node`) and remove it;
 //!    unsafe steps refused;
-//! 4. `rolling-restart` under a light load: only 503s/504s (retried) fail, nothing lost;
+//! 4. `rolling-restart` under a light load: only 503s/504s (retried) fail, nothing lost; then
+//!    `upgrade BIN` (refused for a binary that does not run; leader first, to the same binary),
+//!    every session still there;
 //! 5. `sessionraft backup`, `down`, wipe, `up`, `restore`, compare checksums; the users'
 //!    cookies find their sessions again;
 //! 6. `down` leaves no process behind.
@@ -555,6 +557,40 @@ async fn operator_scripts_run_a_load_balanced_cluster_through_failures_changes_a
     }
     for u in &users {
         u.check(&counter, "after rolling restart").await;
+    }
+
+    // ---- 4b. upgrade: refused without a runnable binary; then node by node, leader first ----
+    // (to the same release: tests/upgrade.rs upgrades from the previous one; this runs the
+    // operator's command itself.)
+    let out = ops.sh(&["upgrade", "/nonexistent/sessionraft"]);
+    assert!(!out.status.success(), "a missing binary: {}", show(&out));
+    assert!(
+        show(&out).contains("nothing was changed"),
+        "refused before anything changed: {}",
+        show(&out)
+    );
+    let bin = binary();
+    let bin = bin.to_str().expect("a UTF-8 path");
+    let t = Instant::now();
+    let out = ops.sh(&["upgrade", bin, "--order", "leader-first"]);
+    let text = show(&out);
+    assert!(out.status.success(), "upgrade: {text}");
+    println!("upgrade took {:.2} s:\n{text}", t.elapsed().as_secs_f64());
+    for line in [
+        "upgrade 1/3: node",
+        "upgrade 3/3: node",
+        "caught up to index",
+        "upgrade done: 3 nodes",
+    ] {
+        assert!(text.contains(line), "the progress says {line:?}: {text}");
+    }
+    let version = format!("cluster version: {}", {
+        let mut v = env!("CARGO_PKG_VERSION").splitn(3, '.');
+        format!("{}.{}", v.next().unwrap_or("0"), v.next().unwrap_or("0"))
+    });
+    assert!(text.contains(&version), "{version}: {text}");
+    for u in &users {
+        u.check(&counter, "after upgrade").await;
     }
 
     // ---- 5. backup, wipe, restore, compare ----------------------------------------------------

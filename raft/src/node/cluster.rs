@@ -330,7 +330,7 @@ impl Cluster {
             (m.current_leader == Some(self.id), m.current_term)
         };
         let target = if leading {
-            crate::node::cluster_version::target(self)
+            self.cluster_version_target()
         } else {
             self.peers.versions.leader_target(term).flatten()
         };
@@ -360,6 +360,27 @@ impl Cluster {
                 .leader_target(term)
                 .is_some_and(|said| said.is_some())
         }
+    }
+
+    /// The lowest release line among the members — this node's own, and each other member's
+    /// from its replies in the last seconds (`PeerVersions`) — or `None` while a member has not
+    /// been heard from: what a leader records as the cluster version.
+    pub fn cluster_version_target(&self) -> Option<ClusterVersion> {
+        let addrs: Vec<String> = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            m.membership_config
+                .membership()
+                .nodes()
+                .filter(|(id, _)| **id != self.id)
+                .map(|(_, node)| node.addr.clone())
+                .collect()
+        };
+        let others: Vec<Option<ClusterVersion>> = addrs
+            .iter()
+            .map(|addr| self.peers.versions.line_of(addr))
+            .collect();
+        crate::version::lowest_of(ClusterVersion::current(), &others)
     }
 
     /// Whether this node may use `feature` now ([`Cluster::effective_cluster_version`]).

@@ -10,7 +10,7 @@ use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use crate::node::cluster::Cluster;
-use crate::version::{lowest_of, ClusterVersion};
+use crate::version::ClusterVersion;
 use crate::Command;
 
 /// How often the leader looks (and refreshes the target it announces in AppendEntries).
@@ -53,23 +53,9 @@ pub fn member_releases(c: &Cluster) -> Vec<MemberRelease> {
 }
 
 /// What the cluster version should be now, as the leader sees it: `None` while a member has
-/// not been heard from.
+/// not been heard from ([`Cluster::cluster_version_target`]).
 pub fn target(c: &Cluster) -> Option<ClusterVersion> {
-    let addrs: Vec<String> = {
-        let metrics = c.raft.metrics();
-        let m = metrics.borrow();
-        m.membership_config
-            .membership()
-            .nodes()
-            .filter(|(id, _)| **id != c.id)
-            .map(|(_, node)| node.addr.clone())
-            .collect()
-    };
-    let others: Vec<Option<ClusterVersion>> = addrs
-        .iter()
-        .map(|addr| c.peers.versions.line_of(addr))
-        .collect();
-    lowest_of(ClusterVersion::current(), &others)
+    c.cluster_version_target()
 }
 
 /// Drive the cluster version while this node leads. Runs until the cluster handle is dropped.
