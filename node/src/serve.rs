@@ -123,9 +123,10 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
         raft_threads,
         "threads ([runtime] in the configuration; automatic: cores / nodes on this host)"
     );
-    let opts = NodeOptions::from_config(&cfg, &me)?;
-    // [tls]: the certificate, key and CA are checked before storage is opened.
+    // [tls]: the certificate, key and CA are checked before storage is opened (and before the
+    // options read them again for the Redis-protocol door, which then speaks TLS only).
     let tls = crate::tls::server_config(&cfg, &me)?;
+    let opts = NodeOptions::from_config(&cfg, &me)?;
     if opts.store.unsafe_skip_read_barrier {
         tracing::warn!(
             node = me.id,

@@ -5,6 +5,12 @@
 //! SANs: nodes are addressed by `IP:PORT`). Peers and the CLI trust that CA alone, never the
 //! system roots. `scripts/dev-certs.sh` makes a development CA and the node certificates.
 //!
+//! The Redis-protocol door serves the same certificate over TLS; its rustls configuration (with
+//! the optional client-certificate verifier of `[resp] tls_auth_clients`) is made where the
+//! door is started, by `sessionraft_web::resp::tls::server_config`, so that a node embedded
+//! without this binary gets a TLS door from `[tls]` too. [`server_config`] checks the
+//! certificate for the door's host as well.
+//!
 //! The crypto provider is ring, chosen explicitly: a workspace build also links aws-lc (through
 //! the browser tests' fantoccini), and with two providers rustls has no default of its own.
 
@@ -100,9 +106,11 @@ pub fn server_config(
     Ok(Some(config))
 }
 
-/// Verifies `chain` the way a peer or the CLI will: against the CA alone, for each host the node
-/// is reached at (its advertised HTTP and Raft addresses: IPs as IP SANs, names as DNS SANs; an
-/// unspecified address such as `0.0.0.0` is not one a client dials).
+/// Verifies `chain` the way a peer, the CLI or a Redis client will: against the CA alone, for
+/// each host the node is reached at (its advertised HTTP, Raft and Redis-protocol addresses: IPs
+/// as IP SANs, names as DNS SANs; an unspecified address such as `0.0.0.0` is not one a client
+/// dials). The door serves the same certificate (`sessionraft_web::resp::tls`), so a
+/// `rediss://` client that verifies the host it dials needs the `resp_addr` host named too.
 fn verify_node_cert(
     tls: &TlsConfig,
     ca_pem: &[u8],
@@ -127,11 +135,16 @@ fn verify_node_cert(
         );
     };
     // Every host the node is reached at: IPs as IP SANs, names as DNS SANs.
-    let hosts: BTreeSet<String> = [&me.http_addr, &me.raft_addr]
-        .into_iter()
-        .filter(|a| !a.ip().is_some_and(|ip: IpAddr| ip.is_unspecified()))
-        .map(|a| a.ip().map_or_else(|| a.host(), |ip| ip.to_string()))
-        .collect();
+    let hosts: BTreeSet<String> = [
+        Some(&me.http_addr),
+        Some(&me.raft_addr),
+        me.resp_addr.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|a| !a.ip().is_some_and(|ip: IpAddr| ip.is_unspecified()))
+    .map(|a| a.ip().map_or_else(|| a.host(), |ip| ip.to_string()))
+    .collect();
     for host in hosts {
         let (name, san) = match host.parse::<IpAddr>() {
             Ok(ip) => (ServerName::IpAddress(ip.into()), "an IP SAN"),

@@ -89,6 +89,9 @@ pub struct NodeOptions {
     /// Where to serve the Redis protocol (the node's `resp_listen`, or its `resp_addr` resolved
     /// at start) and how; `None`: not at all.
     pub resp: Option<(SocketAddr, crate::config::RespConfig)>,
+    /// With `[tls]` and a door: the door's rustls configuration ([`crate::resp::tls`]), so that
+    /// it speaks TLS only; `None`: plaintext.
+    pub resp_tls: Option<crate::resp::tls::DoorTls>,
 }
 
 impl NodeOptions {
@@ -97,8 +100,9 @@ impl NodeOptions {
     /// configured nodes on `me`'s host.
     ///
     /// # Errors
-    /// openraft refuses the `[raft]` timings, the `[tls]` CA cannot be read, or an advertised
-    /// name without a listen address does not resolve.
+    /// openraft refuses the `[raft]` timings, the `[tls]` CA cannot be read (or, for a node
+    /// with a door, its certificate and key), or an advertised name without a listen address
+    /// does not resolve.
     pub fn from_config(cfg: &Config, me: &NodeConfig) -> Result<Self, ConfigError> {
         let consensus = ConsensusOptions {
             id: me.id,
@@ -139,6 +143,15 @@ impl NodeOptions {
                 unsafe_skip_freshness: unsafe_skip_freshness(),
             },
         };
+        let resp = me.resp_bind_addr()?.map(|a| (a, cfg.resp.clone()));
+        let resp_tls = match (&resp, &cfg.tls) {
+            (Some(_), Some(tls)) => Some(crate::resp::tls::server_config(
+                tls,
+                me.id,
+                cfg.resp.tls_auth_clients,
+            )?),
+            _ => None,
+        };
         Ok(Self {
             consensus,
             admin_token: cfg.cluster.admin_token.expose().to_vec(),
@@ -160,7 +173,8 @@ impl NodeOptions {
                 .map(|s| s.expose().to_vec())
                 .collect(),
             http_addr: me.http_bind_addr()?,
-            resp: me.resp_bind_addr()?.map(|a| (a, cfg.resp.clone())),
+            resp,
+            resp_tls,
         })
     }
 }
@@ -324,7 +338,7 @@ impl Node {
                     config,
                     addr.port(),
                 );
-                match RespServer::start(*addr, shared) {
+                match RespServer::start(*addr, shared, opts.resp_tls.clone()) {
                     Ok(server) => Some(server),
                     Err(source) => {
                         consensus.shutdown();

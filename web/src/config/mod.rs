@@ -227,7 +227,7 @@ impl ConfigError {
     }
 
     /// A validation error on `field` in the default-named file.
-    fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid {
             file: DEFAULT_FILE_LABEL.to_owned(),
             field: field.into(),
@@ -400,6 +400,35 @@ pub struct RespConfig {
     pub max_bulk_bytes: usize,
     /// The most elements of one command (array length), checked before they are read.
     pub max_array_len: usize,
+    /// Client certificates on the door (`tls_auth_clients`, Redis's `tls-auth-clients`): only
+    /// with `[tls]`, verified against `tls.ca`.
+    pub tls_auth_clients: TlsAuthClients,
+}
+
+/// `[resp] tls_auth_clients`: whether a client of the door (with `[tls]`) must present a
+/// certificate signed by the cluster CA (`tls.ca`), as Redis's `tls-auth-clients`. The door's
+/// password (`AUTH`) applies either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlsAuthClients {
+    /// `"no"` (default): no certificate is asked for.
+    #[default]
+    No,
+    /// `"optional"`: a certificate is asked for; one that is presented must be signed by the
+    /// CA, a client without one is let in.
+    Optional,
+    /// `"yes"`: a client without a certificate signed by the CA is refused in the handshake.
+    Yes,
+}
+
+impl TlsAuthClients {
+    /// The configuration's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::No => "no",
+            Self::Optional => "optional",
+            Self::Yes => "yes",
+        }
+    }
 }
 
 impl RespConfig {
@@ -417,6 +446,7 @@ impl Default for RespConfig {
             idle_timeout: Duration::from_secs(300),
             max_bulk_bytes: 512 * 1024,
             max_array_len: 65_536,
+            tls_auth_clients: TlsAuthClients::No,
         }
     }
 }
@@ -766,6 +796,18 @@ impl Config {
         let listen_ip = validate_listen(listen)?;
         let nodes = validate_nodes(nodes, base_dir, listen_ip)?;
         let (lb_addr, lb_resp_addr) = validate_load_balancer(load_balancer, &nodes)?;
+        let resp = validate_resp(resp)?;
+        let tls = validate_tls(tls, base_dir)?;
+        if tls.is_none() && resp.tls_auth_clients != TlsAuthClients::No {
+            return Err(ConfigError::invalid(
+                "resp.tls_auth_clients",
+                format!(
+                    "is \"{}\" but there is no [tls] section: client certificates need the door \
+                     to speak TLS, which it does with [tls]",
+                    resp.tls_auth_clients.as_str()
+                ),
+            ));
+        }
         Ok(Self {
             cluster: validate_cluster(cluster, base_dir)?,
             session: validate_session(session, base_dir)?,
@@ -773,9 +815,9 @@ impl Config {
             nodes,
             lb_addr,
             lb_resp_addr,
-            resp: validate_resp(resp)?,
+            resp,
             runtime: validate_runtime(runtime)?,
-            tls: validate_tls(tls, base_dir)?,
+            tls,
         })
     }
 
@@ -950,6 +992,8 @@ pub struct RawRespConfig {
     pub max_bulk_bytes: Option<i64>,
     /// `max_array_len` (default 65536).
     pub max_array_len: Option<i64>,
+    /// `tls_auth_clients`: `"no"` (default), `"optional"` or `"yes"`; needs `[tls]`.
+    pub tls_auth_clients: Option<String>,
 }
 
 /// `[tls]` as written.
@@ -1789,6 +1833,17 @@ fn validate_resp(raw: RawRespConfig) -> Result<RespConfig, ConfigError> {
             RespConfig::MAX_ARRAY_LEN,
             d.max_array_len,
         )?,
+        tls_auth_clients: match raw.tls_auth_clients.as_deref() {
+            None | Some("no") => TlsAuthClients::No,
+            Some("optional") => TlsAuthClients::Optional,
+            Some("yes") => TlsAuthClients::Yes,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "resp.tls_auth_clients",
+                    format!("{other:?} must be \"no\", \"optional\" or \"yes\""),
+                ))
+            }
+        },
     })
 }
 
@@ -2068,6 +2123,39 @@ data_dir = "d"
         let tls = parse(&text, base()).unwrap().tls.unwrap();
         assert_eq!(tls.cert_file(2), Path::new("/base/certs/node2.crt"));
         assert_eq!(tls.key_file(2), Path::new("/base/certs/node2.key"));
+    }
+
+    #[test]
+    fn resp_tls_auth_clients_is_no_optional_or_yes_and_needs_tls() {
+        let tls = "\n[tls]\ncert_dir = \"certs\"\nca = \"ca.crt\"\n";
+        assert_eq!(
+            parse(VALID, base()).unwrap().resp.tls_auth_clients,
+            TlsAuthClients::No
+        );
+        for (value, want) in [
+            ("no", TlsAuthClients::No),
+            ("optional", TlsAuthClients::Optional),
+            ("yes", TlsAuthClients::Yes),
+        ] {
+            let text = format!("{VALID}{tls}\n[resp]\ntls_auth_clients = \"{value}\"\n");
+            assert_eq!(parse(&text, base()).unwrap().resp.tls_auth_clients, want);
+        }
+        let bad = format!("{VALID}{tls}\n[resp]\ntls_auth_clients = \"required\"\n");
+        assert_rejected(
+            &bad,
+            &[
+                "resp.tls_auth_clients",
+                "\"required\"",
+                "\"no\", \"optional\" or \"yes\"",
+            ],
+        );
+        let boolean = format!("{VALID}{tls}\n[resp]\ntls_auth_clients = true\n");
+        assert_rejected(&boolean, &["tls_auth_clients", "expected a string"]);
+        let without_tls = format!("{VALID}\n[resp]\ntls_auth_clients = \"yes\"\n");
+        assert_rejected(&without_tls, &["resp.tls_auth_clients", "no [tls] section"]);
+        // "no" needs nothing.
+        let no = format!("{VALID}\n[resp]\ntls_auth_clients = \"no\"\n");
+        assert!(parse(&no, base()).is_ok());
     }
 
     #[test]

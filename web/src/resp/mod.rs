@@ -5,31 +5,49 @@
 //! - [`commands`]: what each command does and answers.
 //! - [`reply`]: replies in RESP2 or RESP3.
 //! - [`glob`]: `SCAN … MATCH` patterns.
+//! - [`tls`]: the door's rustls configuration, with `[tls]`.
 //!
 //! The server runs on a runtime of its own (two threads), so that client connections never
 //! compete with Raft's heartbeats on the consensus runtime. Each connection reads commands as
 //! they come (pipelined or not), runs them in order and writes the replies of everything that
 //! was buffered in one write. Closed: after a protocol error (answered first, as Redis does),
 //! `QUIT`, an idle timeout, or the node's shutdown.
+//!
+//! With `[tls]` the door speaks TLS only (rediss://): every connection starts with a rustls
+//! handshake, which must finish within [`HANDSHAKE_TIMEOUT`] (or the idle timeout, if shorter);
+//! a plaintext client fails it (its first bytes are not a TLS record) and is closed before
+//! anything it sent is read as a command. The connection code after the handshake is the same
+//! for both kinds of stream (see [`serve`]), so the limits, the password and the idle timeout
+//! apply alike. A connection counts against `max_connections` from its accept, handshake
+//! included.
 
 pub mod commands;
 pub mod frame;
 pub mod glob;
 pub mod reply;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 pub use commands::Shared;
+
+use crate::config::TlsAuthClients;
 use commands::{execute, Conn};
 use reply::Reply;
 
 /// Read buffer granularity.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// The longest a TLS handshake may take (shorter if the idle timeout is): a client that opens
+/// a TCP connection and says nothing holds a connection slot this long at most.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running door; stops when dropped.
 pub struct RespServer {
@@ -39,11 +57,15 @@ pub struct RespServer {
 
 impl RespServer {
     /// Bind `addr` now (so a taken port fails the node's start) and serve on a runtime of its
-    /// own.
+    /// own: over TLS only with `tls` (see [`tls::server_config`]), in plaintext without.
     ///
     /// # Errors
     /// The address cannot be bound, or the runtime cannot start.
-    pub fn start(addr: SocketAddr, shared: Shared) -> std::io::Result<Self> {
+    pub fn start(
+        addr: SocketAddr,
+        shared: Shared,
+        tls: Option<tls::DoorTls>,
+    ) -> std::io::Result<Self> {
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let local_addr = std_listener.local_addr()?;
@@ -56,8 +78,34 @@ impl RespServer {
             let _guard = runtime.enter();
             TcpListener::from_std(std_listener)?
         };
-        runtime.spawn(accept_loop(listener, Arc::new(shared)));
-        tracing::info!(%local_addr, "serving the Redis protocol");
+        match tls {
+            Some(tls::DoorTls {
+                config,
+                client_auth,
+            }) => {
+                let client_certs = match client_auth {
+                    TlsAuthClients::No => "not asked for",
+                    TlsAuthClients::Optional => "optional",
+                    TlsAuthClients::Yes => "required",
+                };
+                let handshake = handshake_timeout(shared.idle_timeout);
+                runtime.spawn(accept_loop(
+                    listener,
+                    Arc::new(shared),
+                    Some((TlsAcceptor::from(config), handshake)),
+                ));
+                tracing::info!(
+                    %local_addr,
+                    client_certs,
+                    ?handshake,
+                    "serving the Redis protocol over TLS (plaintext clients are refused)"
+                );
+            }
+            None => {
+                runtime.spawn(accept_loop(listener, Arc::new(shared), None));
+                tracing::info!(%local_addr, "serving the Redis protocol");
+            }
+        }
         Ok(Self {
             runtime: Some(runtime),
             local_addr,
@@ -79,7 +127,20 @@ impl Drop for RespServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+/// How long a TLS handshake may take: [`HANDSHAKE_TIMEOUT`], or the idle timeout if shorter.
+fn handshake_timeout(idle: Duration) -> Duration {
+    if idle.is_zero() {
+        HANDSHAKE_TIMEOUT
+    } else {
+        idle.min(HANDSHAKE_TIMEOUT)
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<(TlsAcceptor, Duration)>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -92,31 +153,64 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         let open = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
-        let shared = shared.clone();
-        if open > shared.max_connections {
+        let over = open > shared.max_connections;
+        if over {
             shared.connections.fetch_sub(1, Ordering::AcqRel);
-            tokio::spawn(async move {
-                let mut stream = stream;
-                let _ = stream
-                    .write_all(b"-ERR max number of clients reached\r\n")
-                    .await;
-                let _ = stream.shutdown().await;
-            });
-            continue;
+        } else {
+            shared.metrics.resp_connections.inc();
         }
-        shared.metrics.resp_connections.inc();
+        let shared = shared.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve(stream, &shared).await {
+            let served = match tls {
+                None => connection(stream, over, &shared).await,
+                Some((acceptor, limit)) => {
+                    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => connection(stream, over, &shared).await,
+                        // A plaintext client, a client that does not trust the node's
+                        // certificate or presents none (when required): nothing was read as a
+                        // command.
+                        Ok(Err(e)) => Err(std::io::Error::other(format!("TLS handshake: {e}"))),
+                        Err(_) => Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no TLS handshake within {limit:?}"),
+                        )),
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "RESP connection ended");
             }
-            shared.connections.fetch_sub(1, Ordering::AcqRel);
-            shared.metrics.resp_connections.dec();
+            if !over {
+                shared.connections.fetch_sub(1, Ordering::AcqRel);
+                shared.metrics.resp_connections.dec();
+            }
         });
     }
 }
 
-/// Serve one connection until it closes.
-async fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+/// One accepted connection (after its TLS handshake, with `[tls]`): refused with Redis's error
+/// when it is one more than `max_connections`, else served.
+async fn connection<S>(mut stream: S, over: bool, shared: &Shared) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if over {
+        stream
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await?;
+        stream.flush().await?;
+        return stream.shutdown().await;
+    }
+    serve(stream, shared).await
+}
+
+/// Serve one connection until it closes: a [`tokio::net::TcpStream`], or a TLS stream over one. Every
+/// write is flushed (a TLS stream may hold the records it made until then).
+async fn serve<S>(mut stream: S, shared: &Shared) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut conn = Conn::new(shared);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
@@ -135,6 +229,7 @@ async fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                         .encode(conn.proto, &mut out);
                     if conn.quit {
                         stream.write_all(&out).await?;
+                        stream.flush().await?;
                         return stream.shutdown().await;
                     }
                 }
@@ -142,6 +237,7 @@ async fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 Err(e) => {
                     Reply::error(format!("ERR {e}")).encode(conn.proto, &mut out);
                     stream.write_all(&out).await?;
+                    stream.flush().await?;
                     return stream.shutdown().await;
                 }
             }
@@ -149,6 +245,7 @@ async fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         buf.drain(..used);
         if !out.is_empty() {
             stream.write_all(&out).await?;
+            stream.flush().await?;
             out.clear();
         }
         buf.reserve(READ_CHUNK);
