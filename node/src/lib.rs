@@ -23,3 +23,4 @@ pub mod staleness;
 pub mod status;
 pub mod systemd;
 pub mod tls;
+pub mod trust;

@@ -64,6 +64,9 @@ enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// With `[tls]`: trust this CA (PEM) instead of the configuration's `[tls] ca`.
+        #[arg(long)]
+        ca: Option<PathBuf>,
     },
     /// Validate a configuration and exit.
     CheckConfig {
@@ -103,6 +106,12 @@ enum Cmd {
         /// The address of its Redis-protocol frontend (`[load_balancer] resp_addr`) instead.
         #[arg(long)]
         resp: bool,
+    },
+    /// Print the TLS files of a configuration as JSON, {"ca": PATH, "cert_dir": PATH} (paths as
+    /// resolved against the configuration's directory); nothing without `[tls]`. For scripts.
+    TlsFiles {
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Change the membership of a running cluster.
     Cluster {
@@ -167,6 +176,13 @@ enum Cmd {
         /// twice the cluster's reads.max_staleness_ms).
         #[arg(long)]
         probe_window_ms: Option<u64>,
+        /// The CA that verifies `https://` targets (PEM; default: the `[tls] ca` of --config).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// A cluster configuration whose `[tls] ca` verifies `https://` targets (default:
+        /// $SESSIONRAFT_CONFIG when set).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Check a load history: per-session linearizability of the counter, no lost or stale
     /// writes, convergence of the nodes. Writes verdict.json, summary.json and report.svg; exits
@@ -192,6 +208,13 @@ enum Cmd {
         /// reads.max_staleness_ms of the first of --nodes that answers, else 500).
         #[arg(long)]
         max_staleness_ms: Option<u64>,
+        /// The CA that verifies `https://` targets (PEM; default: the `[tls] ca` of --config).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// A cluster configuration whose `[tls] ca` verifies `https://` targets (default:
+        /// $SESSIONRAFT_CONFIG when set).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Closed-loop HTTP benchmark: C virtual users, one keep-alive connection and one request
     /// in flight each, against sessionraft nodes (or an app with the same /api/counter, e.g.
@@ -236,6 +259,13 @@ enum Cmd {
         /// Print the result as one JSON object on stdout (the summary line goes to stderr).
         #[arg(long)]
         json: bool,
+        /// The CA that verifies `https://` targets (PEM; default: the `[tls] ca` of --config).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// A cluster configuration whose `[tls] ca` verifies `https://` targets (default:
+        /// $SESSIONRAFT_CONFIG when set).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Write a synthetic backup of N live sessions (ascending keys, 24 h lifetime, state
     /// {"counter", "pad"}) for `sessionraft restore`: catch-up and memory measurements.
@@ -271,6 +301,13 @@ enum Cmd {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// The CA that verifies `https://` targets (PEM; default: the `[tls] ca` of --config).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// A cluster configuration whose `[tls] ca` verifies `https://` targets (default:
+        /// $SESSIONRAFT_CONFIG when set).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -367,10 +404,14 @@ fn main() -> ExitCode {
             threads,
             setup_timeout,
             json,
+            ca,
+            config,
         } => {
             let opts = (|| {
+                let targets = chaos_load::parse_targets(&targets.join(","));
+                trust(ca.as_deref(), config.as_deref(), &targets)?;
                 Ok(bench::BenchOptions {
-                    targets: chaos_load::parse_targets(&targets.join(",")),
+                    targets,
                     kind,
                     workload,
                     connections,
@@ -397,7 +438,13 @@ fn main() -> ExitCode {
             interval_ms,
             timeout,
             json,
-        } => run_staleness(targets, samples, interval_ms, timeout, json),
+            ca,
+            config,
+        } => {
+            let targets = chaos_load::parse_targets(&targets.join(","));
+            trust(ca.as_deref(), config.as_deref(), &targets)
+                .and_then(|()| run_staleness(targets, samples, interval_ms, timeout, json))
+        }
         Cmd::Load {
             targets,
             users,
@@ -409,18 +456,27 @@ fn main() -> ExitCode {
             final_targets,
             mix,
             probe_window_ms,
-        } => run_load(
-            targets,
-            final_targets,
-            users,
-            rate,
-            duration,
-            settle,
-            seed,
-            mix,
-            probe_window_ms,
-            out,
-        ),
+            ca,
+            config,
+        } => trust(
+            ca.as_deref(),
+            config.as_deref(),
+            &chaos_load::parse_targets(&[targets.join(","), final_targets.join(",")].join(",")),
+        )
+        .and_then(|()| {
+            run_load(
+                targets,
+                final_targets,
+                users,
+                rate,
+                duration,
+                settle,
+                seed,
+                mix,
+                probe_window_ms,
+                out,
+            )
+        }),
         Cmd::Check {
             history,
             nodes,
@@ -428,7 +484,16 @@ fn main() -> ExitCode {
             terms,
             out,
             max_staleness_ms,
-        } => return run_check(history, nodes, faults, terms, out, max_staleness_ms),
+            ca,
+            config,
+        } => {
+            let nodes = chaos_load::parse_targets(&nodes.join(","));
+            if let Err(e) = trust(ca.as_deref(), config.as_deref(), &nodes) {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+            return run_check(history, nodes, faults, terms, out, max_staleness_ms);
+        }
         Cmd::Serve {
             config,
             node,
@@ -452,7 +517,9 @@ fn main() -> ExitCode {
             node.map_err(anyhow::Error::from)
                 .and_then(|node| load(config).and_then(|cfg| serve::run(cfg, node, joining)))
         }
-        Cmd::Status { config, json } => load(config).and_then(|cfg| status::run(&cfg, json)),
+        Cmd::Status { config, json, ca } => {
+            load(config).and_then(|cfg| status::run(&cfg, json, ca))
+        }
         Cmd::Nodes { config, json } => load(config).and_then(|cfg| print_nodes(&cfg, json)),
         Cmd::Recover {
             config,
@@ -474,6 +541,17 @@ fn main() -> ExitCode {
         Cmd::LbAddr { config, resp } => load(config).map(|cfg| {
             if let Some(a) = if resp { cfg.lb_resp_addr } else { cfg.lb_addr } {
                 println!("{a}");
+            }
+        }),
+        Cmd::TlsFiles { config } => load(config).map(|cfg| {
+            if let Some(tls) = &cfg.tls {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "ca": tls.ca.display().to_string(),
+                        "cert_dir": tls.cert_dir.display().to_string(),
+                    })
+                );
             }
         }),
         Cmd::Cluster {
@@ -512,6 +590,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The CA the measurement tools trust for `https://` targets (`--ca`, else `[tls] ca` of
+/// `--config`), checked against the targets: an https target with no CA is refused, and so is
+/// one whose TLS handshake fails (the failure named).
+fn trust(
+    ca: Option<&std::path::Path>,
+    config: Option<&std::path::Path>,
+    targets: &[String],
+) -> anyhow::Result<()> {
+    sessionraft_node::trust::init(ca, config, targets)?;
+    sessionraft_node::trust::preflight_blocking(targets)
 }
 
 fn seconds(name: &str, v: f64) -> anyhow::Result<std::time::Duration> {
@@ -636,7 +726,7 @@ fn run_check(
 ) -> ExitCode {
     let opts = verdict::CheckOptions {
         history,
-        nodes: chaos_load::parse_targets(&nodes.join(",")),
+        nodes,
         faults,
         terms,
         out,

@@ -51,7 +51,7 @@ pub struct StalenessOptions {
 }
 
 fn client() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+    Ok(crate::trust::builder()
         .timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(4)
         .build()?)

@@ -6,7 +6,23 @@ use sessionraft_web::handlers::NodeStatus;
 
 use crate::config::Config;
 
-pub fn run(cfg: &Config, json: bool) -> anyhow::Result<()> {
+/// Prints every node's status; with `ca` (`--ca`), that CA is trusted instead of `[tls] ca`.
+///
+/// # Errors
+/// No runtime or client; `--ca` without `[tls]`; or a node whose TLS handshake failed (every
+/// row is printed first, the failure named in its row).
+pub fn run(cfg: &Config, json: bool, ca: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let mut cfg = cfg.clone();
+    if let Some(ca) = ca {
+        let Some(tls) = cfg.tls.as_mut() else {
+            anyhow::bail!(
+                "--ca {}: the configuration has no [tls] section (its nodes serve plain HTTP)",
+                ca.display()
+            );
+        };
+        tls.ca = ca;
+    }
+    let cfg = &cfg;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -19,10 +35,10 @@ pub fn run(cfg: &Config, json: bool) -> anyhow::Result<()> {
             let url = crate::tls::url(cfg, &n.http_addr, "/cluster/status");
             let r = match client.get(&url).send().await {
                 Ok(resp) => resp.json::<NodeStatus>().await.map_err(|e| e.to_string()),
-                Err(e) => Err(if e.is_connect() {
-                    "unreachable".to_string()
-                } else {
-                    e.to_string()
+                Err(e) => Err(match crate::trust::tls_failure(&e) {
+                    Some(why) => format!("TLS failure: {why}"),
+                    None if e.is_connect() => "unreachable".to_string(),
+                    None => e.to_string(),
                 }),
             };
             rows.push((n.id, n.http_addr.to_string(), r));
@@ -38,14 +54,14 @@ pub fn run(cfg: &Config, json: bool) -> anyhow::Result<()> {
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return tls_verdict(cfg, &rows);
     }
     println!(
         "{:<4} {:<22} {:<10} {:>6} {:>7} {:>10} {:>10}",
         "node", "address", "role", "term", "leader", "last_log", "applied"
     );
     let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
-    for (id, addr, r) in rows {
+    for (id, addr, r) in &rows {
         match r {
             Ok(s) => println!(
                 "{:<4} {:<22} {:<10} {:>6} {:>7} {:>10} {:>10}",
@@ -58,6 +74,27 @@ pub fn run(cfg: &Config, json: bool) -> anyhow::Result<()> {
                 opt(s.applied_index)
             ),
             Err(e) => println!("{id:<4} {addr:<22} {e}"),
+        }
+    }
+    tls_verdict(cfg, &rows)
+}
+
+/// An error naming the first node whose TLS handshake failed (the CA trusted does not match the
+/// nodes' certificates): that is a misconfiguration of this command, not a node being down.
+fn tls_verdict(
+    cfg: &Config,
+    rows: &[(u64, String, Result<NodeStatus, String>)],
+) -> anyhow::Result<()> {
+    for (id, addr, r) in rows {
+        if let Err(e) = r {
+            if e.starts_with("TLS failure") {
+                let ca = cfg.tls.as_ref().map(|t| t.ca.display().to_string());
+                anyhow::bail!(
+                    "node {id} at {addr}: {e} (trusting {}: the node certificates must be signed \
+                     by that CA)",
+                    ca.unwrap_or_else(|| "no CA".into())
+                );
+            }
         }
     }
     Ok(())

@@ -218,7 +218,7 @@ impl ClusterWatcher {
                     let lag = leader_last.map(|l| l.saturating_sub(s.last_log_index.unwrap_or(0)));
                     NodeView {
                         id,
-                        url: format!("http://{addr}"),
+                        url: format!("{}://{addr}", self.cluster.peers.scheme()),
                         addr,
                         role: s.role.clone(),
                         term: Some(s.term),
@@ -243,7 +243,7 @@ impl ClusterWatcher {
                     self.last_counters.remove(&id);
                     NodeView {
                         id,
-                        url: format!("http://{addr}"),
+                        url: format!("{}://{addr}", self.cluster.peers.scheme()),
                         addr,
                         role: if resolve_error(id).is_some() {
                             "unresolved".into()

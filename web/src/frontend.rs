@@ -59,11 +59,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<FrontendState>) 
 
 async fn nodes(state: web::Data<FrontendState>) -> HttpResponse {
     let m = state.cluster.raft.metrics().borrow().clone();
+    // The scheme the nodes serve: https with `[tls]`.
+    let scheme = state.cluster.peers.scheme();
     let nodes: Vec<serde_json::Value> = m
         .membership_config
         .membership()
         .nodes()
-        .map(|(id, n)| serde_json::json!({ "id": id, "url": format!("http://{}", n.addr) }))
+        .map(|(id, n)| serde_json::json!({ "id": id, "url": format!("{scheme}://{}", n.addr) }))
         .collect();
     HttpResponse::Ok().json(serde_json::json!({
         "self": state.cluster.id,

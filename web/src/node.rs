@@ -155,7 +155,11 @@ impl NodeOptions {
         Ok(Self {
             consensus,
             admin_token: cfg.cluster.admin_token.expose().to_vec(),
-            lb_url: cfg.lb_addr.as_ref().map(|a| format!("http://{a}/")),
+            // With [tls] the load balancer serves HTTPS too (scripts/cluster.sh: lb.crt of the CA).
+            lb_url: cfg.lb_addr.as_ref().map(|a| {
+                let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{a}/")
+            }),
             store: StoreSettings {
                 absolute_ttl: cfg.session.absolute_ttl,
                 max_state_bytes: cfg.session.max_state_bytes,

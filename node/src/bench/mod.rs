@@ -399,7 +399,7 @@ async fn drive(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         .map(|u| tokio::spawn(u.run(workload, measure_start, end)))
         .collect();
     let status_client = match opts.kind {
-        Kind::Session => reqwest::Client::builder()
+        Kind::Session => crate::trust::builder()
             .no_proxy()
             .timeout(Duration::from_secs(2))
             .build()
@@ -622,7 +622,7 @@ impl User {
     /// `setup_timeout`.
     async fn prepare(i: u32, opts: &BenchOptions) -> anyhow::Result<User> {
         let target = &opts.targets[i as usize % opts.targets.len()];
-        let client = reqwest::Client::builder()
+        let client = crate::trust::builder()
             .pool_max_idle_per_host(1)
             .tcp_nodelay(true)
             .no_proxy()

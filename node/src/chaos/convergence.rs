@@ -76,7 +76,7 @@ pub async fn await_convergence(
     timeout: Duration,
 ) -> (Convergence, Option<Violation>) {
     let started = Instant::now();
-    let client = reqwest::Client::builder()
+    let client = crate::trust::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap_or_default();

@@ -256,7 +256,7 @@ impl Sink {
 
 /// The staleness bound reported by the first target that answers `/cluster/status`.
 async fn cluster_max_staleness_ms(targets: &[String]) -> Option<u64> {
-    let client = reqwest::Client::builder()
+    let client = crate::trust::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .ok()?;
@@ -394,7 +394,7 @@ impl TabJar {
 /// A tab's client and its jar (kept to copy the cookie before a revoke).
 fn tab_client() -> anyhow::Result<(reqwest::Client, Arc<TabJar>)> {
     let jar = Arc::new(TabJar::default());
-    let client = reqwest::Client::builder()
+    let client = crate::trust::builder()
         .cookie_provider(jar.clone())
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(REQUEST_TIMEOUT)
@@ -434,7 +434,7 @@ impl VirtualUser {
             client,
             jar,
             signed_in: false,
-            probe_client: reqwest::Client::builder()
+            probe_client: crate::trust::builder()
                 .timeout(REQUEST_TIMEOUT)
                 .connect_timeout(REQUEST_TIMEOUT)
                 .build()

@@ -280,7 +280,7 @@ pub fn run(opts: &CheckOptions) -> Result<CheckReport, CheckError> {
 /// `reads.max_staleness_ms` and `reads.consistency` of the first node that answers
 /// `/cluster/status` with a bound.
 async fn read_settings(nodes: &[String]) -> Option<(u64, Option<String>)> {
-    let client = reqwest::Client::builder()
+    let client = crate::trust::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .ok()?;

@@ -162,6 +162,11 @@ impl PeerClient {
         builder.build()
     }
 
+    /// `https` when the nodes serve TLS (`[tls]`), else `http`: the scheme of every node URL.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+
     /// The same client (same signer, so one sequence space) with a connection pool of its
     /// own. A pooled connection is driven by a task on the runtime that opened it: a thread
     /// that calls peers through its own pool does its peer I/O itself, without waking another
