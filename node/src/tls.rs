@@ -158,8 +158,8 @@ fn verify_node_cert(
             .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
             .with_context(|| {
                 format!(
-                    "tls.cert_dir: {} would be refused by peers for node {} at {host} (it must be \
-                     signed by tls.ca, be valid now and name {host} as {san}; \
+                    "tls.cert_dir: {} would be refused by peers and clients for node {} at \
+                     {host} (it must be signed by tls.ca, be valid now and name {host} as {san}; \
                      scripts/dev-certs.sh makes such certificates)",
                     tls.cert_file(me.id).display(),
                     me.id
