@@ -8,7 +8,9 @@
 #                   cluster.toml); read with `sessionraft nodes --json` (a configuration that
 #                   takes its secrets from the environment needs them set here too)
 #   --out DIR       where the files go (default: certs/ next to the configuration):
-#                   ca.crt, ca.key, node<ID>.crt, node<ID>.key (keys mode 600)
+#                   ca.crt, ca.key, node<ID>.crt, node<ID>.key (keys mode 600), and lb.crt,
+#                   lb.key when it has a [load_balancer] (HAProxy's HTTPS frontend,
+#                   scripts/cluster.sh)
 #   --node ID=HOSTS also a certificate for a node outside the configuration (one to be added
 #                   later with `sessionraft cluster add-node`), valid for the given IPs and/or
 #                   DNS names (e.g. --node 4=10.0.0.14,sessionraft-3.sessionraft)
@@ -20,8 +22,9 @@
 # subjectAltName for every host the node is reached at — its http_addr, raft_addr and
 # resp_addr: an IP SAN for an IP address, a DNS SAN for a name (listen addresses and the
 # unspecified 0.0.0.0 / :: are not names of the node and get none) — plus DNS:localhost and
-# IP:127.0.0.1 (a health check on the node's own machine). Prints the [tls] snippet to paste
-# into the config.
+# IP:127.0.0.1 (a health check on the node's own machine). The load balancer's certificate
+# (lb.crt, same rules) names the host of [load_balancer] addr, localhost and 127.0.0.1. Prints
+# the [tls] snippet to paste into the config.
 #
 # Environment: SESSIONRAFT_BIN (default target/release/sessionraft).
 # Needs openssl (scripts/install-deps.sh installs it) and python3.
@@ -69,7 +72,9 @@ command -v python3 >/dev/null || die "python3 is missing (apt-get install python
 # the same as `openssl x509 -ext subjectAltName` prints it: the configuration's nodes (read by
 # field name from `sessionraft nodes --json`), then the --node ones.
 nodes_json=$("$bin" nodes --json --config "$config") || die "cannot read the nodes of $config"
-sans=$(python3 -c '
+lb_addr=$("$bin" lb-addr --config "$config") || die "cannot read the load balancer of $config"
+sans=$(LB_ADDR="$lb_addr" python3 -c '
+import os
 import ipaddress, json, re, sys
 
 NAME = re.compile(
@@ -123,7 +128,11 @@ for spec in sys.argv[1:]:
     hosts[int(m[1])] = [(h.strip(), "--node " + spec) for h in m[2].split(",") if h.strip()]
 if not hosts:
     fail("no nodes")
-for node_id in sorted(hosts):
+lb = os.environ.get("LB_ADDR", "").strip()
+ids = sorted(hosts) + (["lb"] if lb else [])
+if lb:
+    hosts["lb"] = [(host_of(lb), "[load_balancer] addr")]
+for node_id in ids:
     entries = []
     for host, where in hosts[node_id] + [("localhost", ""), ("127.0.0.1", "")]:
         e = entry(host, where)
@@ -180,8 +189,14 @@ san_printed() {
 }
 
 for id in $(printf '%s\n' "${!san_of[@]}" | sort -n); do
-    crt="$out/node$id.crt"
-    key="$out/node$id.key"
+    name=node$id
+    cn="sessionraft node $id"
+    if [[ $id == lb ]]; then
+        name=lb
+        cn="sessionraft load balancer"
+    fi
+    crt="$out/$name.crt"
+    key="$out/$name.key"
     san=${san_of[$id]}
     want=${san_want[$id]}
     if [[ -f $crt && -f $key ]] &&
@@ -200,7 +215,7 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 EOF
     new_key "$key"
-    openssl req -new -key "$key" -subj "/CN=sessionraft node $id" -out "$work/node.csr"
+    openssl req -new -key "$key" -subj "/CN=$cn" -out "$work/node.csr"
     openssl x509 -req -in "$work/node.csr" -CA "$ca_crt" -CAkey "$ca_key" \
         -set_serial "0x$(openssl rand -hex 16)" -days 825 -sha256 \
         -extfile "$work/node.ext" -out "$crt" 2>/dev/null

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-from . import clock, haproxy
+from . import clock, haproxy, tls
 from .console import Die, Say, say
 from .procs import cmdline, node_live_pid, signal_node, start_node_process
 from .rundir import RunDir
@@ -83,18 +83,19 @@ def urls(topo: Topology, ids: list[str]) -> list[str]:
     """The URLs `up` prints: the load balancer's (and its Redis URL), then each node's."""
     out = []
     lb = topo.lb_addr
+    redis = "rediss" if tls.files() is not None else "redis"
     if lb:
-        out.append(f"  load balancer: demo: http://{lb}/  dashboard: http://{lb}/cluster  "
-                   f"(HAProxy stats: http://{lb}/haproxy-stats)")
+        out.append(f"  load balancer: demo: {tls.url(lb, '/')}  dashboard: {tls.url(lb, '/cluster')}  "
+                   f"(HAProxy stats: {tls.url(lb, '/haproxy-stats')})")
         if topo.resp_lb():
-            out.append(f"  load balancer: Redis URL: redis://{topo.lb_resp_addr}  "
+            out.append(f"  load balancer: Redis URL: {redis}://{topo.lb_resp_addr}  "
                        "(express-session, Flask-Session, RedisSessionStore, redis-cli -u)")
         elif topo.lb_resp_addr:
             out.append(f"  load balancer: no Redis frontend on {topo.lb_resp_addr}: no node has a resp_addr")
     for node_id in ids:
         n = topo.node(node_id)
-        redis = f"   Redis redis://{n.resp}" if n.resp else ""
-        out.append(f"  node {node_id}: demo http://{n.http}/   dashboard http://{n.http}/cluster{redis}")
+        resp = f"   Redis {redis}://{n.resp}" if n.resp else ""
+        out.append(f"  node {node_id}: demo {tls.url(n.http, '/')}   dashboard {tls.url(n.http, '/cluster')}{resp}")
     return out
 
 

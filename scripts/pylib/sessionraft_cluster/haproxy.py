@@ -7,24 +7,38 @@ The HTTP frontend `lb` (stats on /haproxy-stats) balances backend `nodes`; with 
 [load_balancer] resp_addr and nodes that have a resp_addr, a TCP frontend/backend `resp` over
 their Redis-protocol ports, each node health-checked on its HTTP /readyz. Servers are named
 nodeN in both.
+
+With [tls] (the nodes serve HTTPS only): the HTTP frontend terminates TLS with the load
+balancer's certificate (cert_dir/lb.crt and lb.key, issued by scripts/dev-certs.sh from the
+cluster CA for [load_balancer] addr; written together into RUN_DIR/haproxy-lb.pem) and
+re-encrypts to the nodes, verifying their certificates against the cluster CA: HAProxy keeps
+seeing HTTP, so its L7 retries of requests that certainly changed nothing (retry-on
+conn-failure 503), the request log and the stats page stay. The Redis frontend passes TLS
+through (mode tcp: the clients' rediss:// handshake is with the node itself). Every /readyz
+check goes over HTTPS verifying the CA (`check-ssl verify required ca-file`); a node addressed
+by name is also checked for that name (`sni`/`check-sni` + `verifyhost`); one addressed by IP
+has its chain verified (HAProxy's verifyhost matches DNS names only; the CA signs only the
+cluster's own certificates).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import os
 import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
 
-from . import clock
+from . import clock, tls
 from .console import Die, err, say, warn
 from .procs import alive, children, cmdline, haproxy_live_pid, is_haproxy, show_tail, spawn, wait_exit_or_kill
 from .probe import http_code, http_get
 from .rundir import remove, write_pid
 from .settings import Settings
+from .tls import TlsFiles
 from .topology import Node, Topology, split_addr
 
 LB_BACKEND = "nodes"  # the HAProxy backend holding the nodes (pxname in the stats CSV)
@@ -129,25 +143,85 @@ backend {resp_backend}
 """
 
 
+@dataclass(frozen=True)
+class HaproxyTls:
+    """What HAProxy needs with [tls]: the cluster CA (to verify the nodes) and the PEM with the
+    load balancer's certificate and key (its HTTPS frontend)."""
+    ca: str
+    lb_pem: str
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def verify(host: str, ca: str, traffic: bool) -> str:
+    """The server options verifying a node's certificate against the CA: the checks over TLS
+    (and the traffic too when traffic), by name when the node is addressed by one."""
+    out = (" ssl" if traffic else "") + f" check-ssl verify required ca-file {ca}"
+    if not is_ip(host):
+        out += (f" sni str({host})" if traffic else "") + f" check-sni {host} verifyhost {host}"
+    return out
+
+
 def render(config: str, lb_addr: str, nodes: list[Node], lb_resp_addr: str = "",
-           resp_nodes: list[Node] | None = None) -> str:
+           resp_nodes: list[Node] | None = None, tls: HaproxyTls | None = None) -> str:
     """haproxy.cfg for the active nodes; with resp_nodes (the active nodes that have a
     resp_addr, when the RESP frontend is served), the Redis-protocol part too: each server
     checked on its node's HTTP port and host (an IPv6 host in brackets: the shell script wrote
-    `addr ::1`, which HAProxy refuses)."""
-    out = HTTP_PART.format(config=config, lb_addr=lb_addr, lb_backend=LB_BACKEND)
-    out += "".join(f"    server node{n.id} {n.http} check {CHECK}\n" for n in nodes)
+    `addr ::1`, which HAProxy refuses). With tls, HTTPS (see the module's doc)."""
+    bind = lb_addr if tls is None else f"{lb_addr} ssl crt {tls.lb_pem}"
+    out = HTTP_PART.format(config=config, lb_addr=bind, lb_backend=LB_BACKEND)
+    for n in nodes:
+        opts = "" if tls is None else verify(split_addr(n.http)[0], tls.ca, traffic=True)
+        out += f"    server node{n.id} {n.http} check{opts} {CHECK}\n"
     if resp_nodes:
         out += RESP_PART.format(lb_resp_addr=lb_resp_addr, resp_backend=RESP_BACKEND)
+        if tls is not None:
+            out += ("    # TLS passes through: the client's rediss:// handshake is with the node; the\n"
+                    "    # checks go to the node's HTTPS /readyz\n")
         for n in resp_nodes:
             host, port = split_addr(n.http)
-            out += f"    server node{n.id} {n.resp} check port {port} addr {host} {CHECK}\n"
+            opts = "" if tls is None else verify(host, tls.ca, traffic=False)
+            out += f"    server node{n.id} {n.resp} check port {port} addr {host}{opts} {CHECK}\n"
     return out
+
+
+def lb_pem_path(topo: Topology) -> str:
+    return os.path.join(topo.run.path, "haproxy-lb.pem")
+
+
+def haproxy_tls(topo: Topology) -> HaproxyTls | None:
+    if topo.tls is None:
+        return None
+    return HaproxyTls(ca=topo.tls.ca, lb_pem=lb_pem_path(topo))
+
+
+def write_lb_pem(files: TlsFiles, path: str) -> None:
+    """The load balancer's certificate and key in one PEM (mode 600), as HAProxy's `crt` takes
+    them. Die when scripts/dev-certs.sh has not issued them."""
+    parts = []
+    for p in (files.lb_crt, files.lb_key):
+        try:
+            with open(p) as f:
+                parts.append(f.read().rstrip("\n") + "\n")
+        except OSError as e:
+            raise Die(f"{p}: {e.strerror}: with [tls] the load balancer needs a certificate of the "
+                      "cluster CA for its address (scripts/dev-certs.sh --config CONFIG issues "
+                      "lb.crt and lb.key into cert_dir)") from e
+    fd = os.open(f"{path}.new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(parts))
+    os.replace(f"{path}.new", path)
 
 
 def render_for(topo: Topology, config: str) -> str:
     return render(config, topo.lb_addr, topo.active(), topo.lb_resp_addr,
-                  topo.resp_nodes() if topo.resp_lb() else None)
+                  topo.resp_nodes() if topo.resp_lb() else None, haproxy_tls(topo))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,7 +252,7 @@ def servers(lb_addr: str, backends: tuple[str, ...] = (LB_BACKEND,)) -> list[Ser
     """The servers of the backends (None: the load balancer does not answer)."""
     if not lb_addr:
         return None
-    code, body = http_get(f"http://{lb_addr}/haproxy-stats;csv")
+    code, body = http_get(tls.url(lb_addr, "/haproxy-stats;csv"))
     if code != 200:
         return None
     return parse_stats(body, backends)
@@ -276,6 +350,8 @@ def sync(s: Settings, topo: Topology, mode: str) -> None:
     haproxy = find(s)
     os.makedirs(run.logs, exist_ok=True)
     with run.lock():
+        if topo.tls is not None:
+            write_lb_pem(topo.tls, lb_pem_path(topo))
         tmp = f"{run.haproxy_cfg}.new"
         with open(tmp, "w") as f:
             f.write(render_for(topo, s.config))
@@ -303,7 +379,7 @@ def sync(s: Settings, topo: Topology, mode: str) -> None:
             pid = spawn([haproxy, "-W", "-db", "-f", run.haproxy_cfg], run.haproxy_log)
             write_pid(run.haproxy_pid, pid)
             until = clock.deadline(10)
-            while http_code(f"http://{topo.lb_addr}/haproxy-stats;csv") != 200:
+            while http_code(tls.url(topo.lb_addr, "/haproxy-stats;csv")) != 200:
                 if not alive(pid):
                     show_tail(run.haproxy_log)
                     remove(run.haproxy_pid)

@@ -18,7 +18,7 @@ import os
 import subprocess
 import time
 
-from . import clock, haproxy
+from . import clock, haproxy, tls
 from .clock import now_ms, since
 from .commands import start_node
 from .console import Die, err, flush, say, warn
@@ -121,7 +121,7 @@ def add_node(s: Settings, run: RunDir, args: list[str]) -> None:
             haproxy.sync(s, topo, "reload")
             if haproxy_live_pid(run) is not None and not haproxy.wait_up(topo, node_id, until, s.ready_timeout):
                 raise Die(f"node {node_id} was added but HAProxy does not report it UP")
-    say(f"node {node_id} added in {since(t0)}: http://{http}/ (raft {raft}, log {run.log_file(node_id)})")
+    say(f"node {node_id} added in {since(t0)}: {tls.url(http, '/')} (raft {raft}, log {run.log_file(node_id)})")
 
 
 def remove_node(s: Settings, run: RunDir, args: list[str]) -> None:

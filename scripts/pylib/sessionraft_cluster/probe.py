@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from typing import Callable
 
-from . import clock
+from . import clock, tls
 from .console import Exit, warn
 from .procs import node_live_pid, show_tail
 from .rundir import RunDir
@@ -23,7 +23,11 @@ _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def http_get(url: str, timeout: float = TIMEOUT_S) -> tuple[int, str]:
     """(HTTP status, body); status 0 when there was no answer."""
     try:
-        with _opener.open(url, timeout=timeout) as r:
+        opener = _opener
+        if url.startswith("https://"):
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                                 urllib.request.HTTPSHandler(context=tls.context()))
+        with opener.open(url, timeout=timeout) as r:
             return r.status, r.read().decode(errors="replace")
     except urllib.error.HTTPError as e:
         try:
@@ -50,7 +54,7 @@ def parse_status(body: str) -> dict | None:
 
 def status(addr: str) -> dict | None:
     """Node at addr's /cluster/status (None: no 200 with a JSON object)."""
-    code, body = http_get(f"http://{addr}/cluster/status")
+    code, body = http_get(tls.url(addr, "/cluster/status"))
     return parse_status(body) if code == 200 else None
 
 
@@ -75,7 +79,7 @@ def node_version(st: dict | None) -> str:
 def wait_http(run: RunDir, node: Node, path: str, until: float, timeout_s: int) -> bool:
     """Until node answers 200 on path. False (with a message) if its process exits or the
     deadline passes first."""
-    while http_code(f"http://{node.http}{path}") != 200:
+    while http_code(tls.url(node.http, path)) != 200:
         if node_live_pid(run, node.id) is None:
             show_tail(run.log_file(node.id))
             warn(f"node {node.id} exited; see {run.log_file(node.id)}")

@@ -5,7 +5,7 @@ by pure functions from what was fetched, so that their layout is tested on canne
 
 from __future__ import annotations
 
-from . import haproxy
+from . import haproxy, tls
 from .console import Die, say
 from .probe import http_code, node_version, status
 from .procs import haproxy_live_pid, node_live_pid
@@ -56,15 +56,20 @@ def lb_rows(lb_addr: str, pid: int | None, lb_resp_addr: str, resp_served: bool,
     out = [row("lb", pid, lb_addr, "haproxy", "-", "-", "-", f"{up_count(nodes_servers)} servers UP")]
     if resp_served:
         out.append(row("lb", pid, lb_resp_addr, "haproxy", "-", "-", "-",
-                       f"{up_count(resp_servers)} servers UP, Redis URL redis://{lb_resp_addr}"))
+                       f"{up_count(resp_servers)} servers UP, Redis URL {redis_scheme()}://{lb_resp_addr}"))
     return out
+
+
+def redis_scheme() -> str:
+    """rediss with [tls] (the load balancer passes the nodes' TLS through), else redis."""
+    return "rediss" if tls.files() is not None else "redis"
 
 
 def show_status(topo: Topology) -> None:
     say(header())
     for n in topo.all():
         st = status(n.http)
-        ready = http_code(f"http://{n.http}/readyz")
+        ready = http_code(tls.url(n.http, "/readyz"))
         say(node_row(n.id, node_live_pid(topo.run, n.id), n.http, ready, st, topo.is_removed(n.id)))
     pid = haproxy_live_pid(topo.run)
     nodes_servers: list[haproxy.Server] = []
@@ -91,6 +96,6 @@ def show_lb_status(s: Settings, topo: Topology) -> None:
         raise Die(f"haproxy is not running on {topo.lb_addr} (scripts/cluster.sh up)")
     servers = haproxy.servers(topo.lb_addr, (haproxy.LB_BACKEND, haproxy.RESP_BACKEND))
     if servers is None:
-        raise Die(f"haproxy does not answer on http://{topo.lb_addr}/haproxy-stats;csv")
+        raise Die(f"haproxy does not answer on {tls.url(topo.lb_addr, '/haproxy-stats;csv')}")
     for line in lb_status_lines(servers):
         say(line)

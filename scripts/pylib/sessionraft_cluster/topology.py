@@ -18,10 +18,12 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
+from . import tls
 from .console import Die
 from .procs import haproxy_live_pid
 from .rundir import RunDir, read_lines
 from .settings import Settings, executable
+from .tls import TlsFiles, parse as parse_tls
 
 HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 ADDRESS = re.compile(
@@ -113,6 +115,7 @@ class Topology:
     config_nodes: list[Node] = field(default_factory=list)
     lb_addr: str = ""
     lb_resp_addr: str = ""
+    tls: TlsFiles | None = None  # the config's [tls] (None: plain HTTP)
 
     def extra_nodes(self) -> list[Node]:
         return parse_extra(self.run.extra_lines())
@@ -182,6 +185,18 @@ def read_config_nodes(bin_path: str, config: str) -> tuple[list[Node] | None, bo
     return parse_nodes_tsv(out), False, ""
 
 
+def read_tls(bin_path: str, config: str) -> TlsFiles | None:
+    """The config's [tls] files (`sessionraft tls-files`); None without [tls], or with a binary
+    from before that command (which serves no TLS the tools here would need to know of)."""
+    rc, out = _run([bin_path, "tls-files", "--config", config], merge=False)
+    if rc != 0:
+        return None
+    try:
+        return parse_tls(out)
+    except ValueError as e:
+        raise Die(f"cannot read the [tls] section of {config}: {e}") from e
+
+
 def load(s: Settings, run: RunDir, quiet: bool = False) -> Topology:
     """The config read once through the binary (which validates it). With quiet, failures are
     not fatal (down must work with a broken config or no binary at all: it goes by the pid
@@ -197,6 +212,8 @@ def load(s: Settings, run: RunDir, quiet: bool = False) -> Topology:
             return topo
         raise Die(f"cannot read {s.config}: {error}")
     topo.config_nodes = nodes
+    topo.tls = read_tls(s.bin, s.config)
+    tls.use(topo.tls)
     if s.lb_addr:
         topo.lb_addr = s.lb_addr
     elif new_binary or re.search(r"^\s+lb-addr(\s|$)", _run([s.bin, "--help"], merge=False)[1], re.M):

@@ -24,7 +24,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-from . import clock, haproxy, probe
+from . import clock, haproxy, probe, tls
 from .clock import now_ms
 from .commands import start_node
 from .console import Die, quiet, say, warn
@@ -209,7 +209,7 @@ def gather(topo: Topology, ids: list[str]) -> list[NodeState]:
         if pid is None:
             out.append(NodeState(node_id, None, 0, None))
             continue
-        out.append(NodeState(node_id, pid, probe.http_code(f"http://{node.http}/readyz"), probe.status(node.http)))
+        out.append(NodeState(node_id, pid, probe.http_code(tls.url(node.http, "/readyz")), probe.status(node.http)))
     return out
 
 
