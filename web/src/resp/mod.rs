@@ -19,7 +19,7 @@
 //! anything it sent is read as a command. The connection code after the handshake is the same
 //! for both kinds of stream (see [`serve`]), so the limits, the password and the idle timeout
 //! apply alike. A connection counts against `max_connections` from its accept, handshake
-//! included.
+//! included; one over the cap gets at most 2 s to finish its handshake and be told so.
 
 pub mod commands;
 pub mod frame;
@@ -48,6 +48,11 @@ const READ_CHUNK: usize = 16 * 1024;
 /// The longest a TLS handshake may take (shorter if the idle timeout is): a client that opens
 /// a TCP connection and says nothing holds a connection slot this long at most.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The handshake time of a connection over `max_connections`, which holds no slot: long enough
+/// for a client to be told `max number of clients reached` over TLS, short enough that silent
+/// connections over the cap do not pile up.
+const OVER_CAP_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A running door; stops when dropped.
 pub struct RespServer {
@@ -165,6 +170,11 @@ async fn accept_loop(
             let served = match tls {
                 None => connection(stream, over, &shared).await,
                 Some((acceptor, limit)) => {
+                    let limit = if over {
+                        limit.min(OVER_CAP_HANDSHAKE_TIMEOUT)
+                    } else {
+                        limit
+                    };
                     match tokio::time::timeout(limit, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => connection(stream, over, &shared).await,
                         // A plaintext client, a client that does not trust the node's
