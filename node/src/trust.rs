@@ -35,9 +35,10 @@ pub fn init(ca: Option<&Path>, config: Option<&Path>, targets: &[String]) -> any
             std::fs::read(ca).with_context(|| format!("--ca {}: unreadable", ca.display()))?;
         (Some(pem), format!("--ca {}", ca.display()))
     } else {
+        // $SESSIONRAFT_CONFIG only when it is needed: plain http:// runs never read it.
         let config: Option<PathBuf> = config.map(Path::to_path_buf).or_else(|| {
             std::env::var_os(crate::config::CONFIG_FILE_ENV)
-                .filter(|p| !p.is_empty())
+                .filter(|p| !p.is_empty() && !https.is_empty())
                 .map(PathBuf::from)
         });
         match config {
