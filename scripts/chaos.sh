@@ -82,7 +82,9 @@
 # disk-full, default 64), CHAOS_WARMUP (seconds of load before the first fault, default 3),
 # CHAOS_FAKETIME_LIB (default /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1),
 # CHAOS_READ_CONSISTENCY (session or linearizable: the cluster's [raft] read_consistency; default
-# the node's default, session).
+# the node's default, session), CHAOS_TLS=1 (the cluster with [tls]: scripts/dev-certs.sh makes
+# a CA and certificates in the run dir; nodes, HAProxy and the load and check tools over https
+# verifying that CA; loopback only).
 #
 # Needs root for iptables (partition-*, mixed) and mount (disk-full, mixed), libfaketime for
 # clock-skew (scripts/install-deps.sh --all). One chaos run at a time (they share the node IPs).

@@ -49,6 +49,7 @@ class Options:
     clock_skew: str = ""
     keep_bin: bool = False
     read_consistency: str = ""  # CHAOS_READ_CONSISTENCY: session | linearizable | "" (default)
+    tls: bool = False  # CHAOS_TLS=1: the cluster with [tls] (scripts/dev-certs.sh), https everywhere
     bin: Path | None = None  # SESSIONRAFT_BIN, else CARGO_TARGET_DIR or ROOT/target, /release
 
 
@@ -110,6 +111,7 @@ def parse(argv: list[str], env: dict | None = None, root: Path = ROOT,
     o.read_consistency = env.get("CHAOS_READ_CONSISTENCY", "")
     if o.read_consistency not in ("", "session", "linearizable"):
         raise UsageError("CHAOS_READ_CONSISTENCY must be session or linearizable")
+    o.tls = env.get("CHAOS_TLS", "0") == "1"
     target = env.get("CARGO_TARGET_DIR") or str(root / "target")
     o.bin = Path(env.get("SESSIONRAFT_BIN") or f"{target}/release/sessionraft")
     return o

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -19,6 +20,14 @@ from .record import Recorder, now_ms
 from .schedule import NODE_IDS
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def trust_ca(ca: Path) -> None:
+    """https:// requests of this process verify against the cluster CA alone (CHAOS_TLS=1)."""
+    global _OPENER
+    ctx = ssl.create_default_context(cafile=str(ca))
+    _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                          urllib.request.HTTPSHandler(context=ctx))
 
 
 def http(url: str, timeout: float, method: str = "GET",

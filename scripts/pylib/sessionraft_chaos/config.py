@@ -25,6 +25,7 @@ class Layout:
     lb_port: int
     http_ports: dict[int, int]
     raft_ports: dict[int, int]
+    scheme: str = "http"  # https with [tls] (CHAOS_TLS=1)
 
     @property
     def lb_addr(self) -> str:
@@ -37,11 +38,11 @@ class Layout:
         return f"{node_ip(n)}:{self.raft_ports[n]}"
 
     def http_url(self, n: int) -> str:
-        return f"http://{self.http_addr(n)}"
+        return f"{self.scheme}://{self.http_addr(n)}"
 
     @property
     def lb_url(self) -> str:
-        return f"http://{self.lb_addr}"
+        return f"{self.scheme}://{self.lb_addr}"
 
 
 def free_port(ip: str, used: set[int], rng: random.Random) -> int:

@@ -15,6 +15,7 @@ not run (also: a command the run depends on failed); 3 valid but the cluster did
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from . import faults, procs, schedule
 from .cli import Options, UsageError
-from .cluster import Cluster
+from .cluster import Cluster, trust_ca
 from .hosts import HostsCluster, check_host_tools
 from .config import Layout, config_text, data_dirs, pick_layout
 from .netfilter import Chain, chain_name
@@ -66,22 +67,28 @@ def find_cmd(name: str) -> bool:
 
 
 def load_argv(bin_path: Path, targets: str, o: Options, history: Path,
-              final_targets: str | None = None) -> list[str]:
-    """`sessionraft load`; the final reads go to `final_targets` (default: `targets`)."""
-    return [str(bin_path), "load", "--targets", targets, "--users", str(o.users), "--rate",
+              final_targets: str | None = None, ca: Path | None = None) -> list[str]:
+    """`sessionraft load`; the final reads go to `final_targets` (default: `targets`); with ca
+    (CHAOS_TLS=1) https targets verified against it."""
+    argv = [str(bin_path), "load", "--targets", targets, "--users", str(o.users), "--rate",
             str(o.rate), "--duration", str(o.duration), "--seed", str(o.seed), "--out",
             str(history), "--settle", str(o.settle), "--final-targets",
             final_targets or targets]
+    if ca is not None:
+        argv += ["--ca", str(ca)]
+    return argv
 
 
 def check_argv(bin_path: Path, history: Path, nodes: str, faults_path: Path,
-               check_dir: Path, terms: Path | None = None) -> list[str]:
+               check_dir: Path, terms: Path | None = None, ca: Path | None = None) -> list[str]:
     """`sessionraft check`; with --terms only when terms is given (a binary from before
-    --terms refuses it)."""
+    --terms refuses it); with ca (CHAOS_TLS=1) the nodes verified against it."""
     argv = [str(bin_path), "check", "--history", str(history), "--nodes", nodes, "--faults",
             str(faults_path), "--out", str(check_dir)]
     if terms is not None:
         argv += ["--terms", str(terms)]
+    if ca is not None:
+        argv += ["--ca", str(ca)]
     return argv
 
 
@@ -263,11 +270,15 @@ class Run:
             self.data_dirs = {}
             self.admin_token = ""
             self.config = self.run_dir / "cluster.toml"
+            self.ca = None
             self.layout = None
             self.cluster = HostsCluster(self.root / "scripts" / "hosts.sh", self.run_dir,
                                         self.bin, self.ops_log, o.read_consistency)
             return
         self.layout: Layout = pick_layout()
+        self.ca: Path | None = None
+        if o.tls:
+            self.layout = dataclasses.replace(self.layout, scheme="https")
         self.admin_token = secrets.token_hex(24)
         secret = secrets.token_hex(32)
         self.schedule = Schedule(o.seed, o.scenario, self.have_faketime)
@@ -275,6 +286,8 @@ class Run:
         self.data_dirs = data_dirs(self.out, self.disk_node)
         self.config.write_text(config_text(o.scenario, o.seed, secret, self.admin_token,
                                            self.layout, self.data_dirs, o.read_consistency))
+        if o.tls:
+            self.ca = self.make_certs()
         check = [str(self.bin), "check-config", "--config", str(self.config)]
         if subprocess.run(check, capture_output=True).returncode != 0:
             subprocess.run(check, stdout=sys.stderr, stderr=sys.stderr)
@@ -294,6 +307,21 @@ class Run:
         if schedule.needs_iptables(o.scenario):
             with self.signals.critical():
                 self.chain.create()
+
+    def make_certs(self) -> Path:
+        """CHAOS_TLS=1: scripts/dev-certs.sh for the generated config (a CA, node certificates
+        for 127.0.0.1N, lb.crt for HAProxy), its [tls] snippet appended; this process trusts
+        the CA. The CA file."""
+        r = subprocess.run(["bash", str(self.root / "scripts" / "dev-certs.sh"), "--config", str(self.config)],
+                           capture_output=True, text=True, env={**os.environ, "SESSIONRAFT_BIN": str(self.bin)})
+        if r.returncode != 0 or "[tls]" not in r.stdout:
+            sys.stderr.write(r.stdout + r.stderr)
+            raise Fatal("scripts/dev-certs.sh failed for the generated config")
+        with self.config.open("a") as f:
+            f.write("\n" + r.stdout[r.stdout.index("[tls]"):])
+        ca = self.config.parent / "certs" / "ca.crt"
+        trust_ca(ca)
+        return ca
 
     def main(self) -> int:
         o, rec, cl, lay = self.o, self.rec, self.cluster, self.layout
@@ -325,7 +353,7 @@ class Run:
         targets = lay.lb_url if o.via == "lb" else every
         history = self.out / "history.jsonl"
         with self.signals.critical(), open(self.out / "load.log", "wb") as log:
-            self.load = subprocess.Popen(load_argv(self.bin, targets, o, history, every),
+            self.load = subprocess.Popen(load_argv(self.bin, targets, o, history, every, self.ca),
                                          stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
             (self.out / "load.pid").write_text(f"{self.load.pid}\n")
@@ -388,7 +416,7 @@ class Run:
             if terms is None:
                 warn(f"{self.bin} check has no --terms (an old build): no elections per fault")
             check_rc = self.tee(check_argv(self.bin, history, ",".join(node_urls), faults_path,
-                                           check_dir, terms), self.out / "check.log")
+                                           check_dir, terms, self.ca), self.out / "check.log")
 
         print()
         print(f"faults injected (times from the start of the load; {faults_path}):")

@@ -74,6 +74,20 @@ class CommandsTest(unittest.TestCase):
                                         Path("/o/check"), Path("/o/terms.jsonl"))[-2:],
                          ["--terms", "/o/terms.jsonl"])
 
+    def test_with_tls_the_urls_are_https_and_the_tools_trust_the_ca(self):
+        from sessionraft_chaos.config import Layout
+        lay = Layout(1000, {1: 1001}, {1: 1101}, scheme="https")
+        self.assertEqual(lay.lb_url, "https://127.0.0.1:1000")
+        self.assertEqual(lay.http_url(1), "https://127.0.0.11:1001")
+        self.assertEqual(Layout(1000, {1: 1001}, {1: 1101}).http_url(1), "http://127.0.0.11:1001")
+        o = Options(scenario="kill-leader", duration=10, rate=5, users=2, seed=1, settle=1)
+        self.assertEqual(run.load_argv(Path("/b"), lay.lb_url, o, Path("/h"), None, Path("/c/ca.crt"))[-2:],
+                         ["--ca", "/c/ca.crt"])
+        self.assertEqual(run.check_argv(Path("/b"), Path("/h"), "n1", Path("/f"), Path("/o"), None,
+                                        Path("/c/ca.crt"))[-2:], ["--ca", "/c/ca.crt"])
+        self.assertTrue(cli.parse(["kill-leader"], {"CHAOS_TLS": "1"}).tls)
+        self.assertFalse(cli.parse(["kill-leader"], {}).tls)
+
     def test_fault_windows_line(self):
         summary = {"fault_windows_ms": {"count": 2, "p50": 812.5, "max": 1505.25}}
         self.assertEqual(run.fault_windows_line(summary),
