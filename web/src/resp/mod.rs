@@ -17,7 +17,7 @@
 //! handshake, which must finish within [`HANDSHAKE_TIMEOUT`] (or the idle timeout, if shorter);
 //! a plaintext client fails it (its first bytes are not a TLS record) and is closed before
 //! anything it sent is read as a command. The connection code after the handshake is the same
-//! for both kinds of stream (see [`serve`]), so the limits, the password and the idle timeout
+//! for both kinds of stream (see `serve`), so the limits, the password and the idle timeout
 //! apply alike. A connection counts against `max_connections` from its accept, handshake
 //! included; one over the cap gets at most 2 s to finish its handshake and be told so.
 
