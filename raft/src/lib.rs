@@ -31,6 +31,7 @@
 //!     coalescing. [`node::purger`]: the expiry purge (leader only, only when a session is due).
 //!   - [`node::failover`]: early elections when the leader's process is gone.
 //!   - [`node::peer_names`]: whether the members' Raft addresses resolve (reported only).
+//!   - `node::cluster_version`: the leader's driver of the cluster version (announce, record).
 //!   - [`node::membership`]: membership changes and admin operations on the leader.
 //!   - [`node::instruments`]: the runtime's Prometheus collectors (registered by `web`).
 //! - [`transport`]: the peer transport.
@@ -40,6 +41,7 @@
 //!     openraft network.
 //!   - [`transport::inbound`]: what each incoming `/raft/*` request means and answers.
 //! - [`clock`]: wall-clock time for proposers, key hashes for logs.
+//! - `version`: releases, the cluster version, the features gated on it, the wire format.
 //!
 //! [`open`] gives the pair of stores, sharing one RocksDB, to hand to `openraft::Raft::new`.
 //!
