@@ -17,6 +17,11 @@
 //!
 //! The cookie key is derived from `REDIS_APP_SECRET` (at least 32 bytes; a development default
 //! otherwise), so several instances in front of one Redis accept each other's cookies.
+//!
+//! Over TLS: a `rediss://` URL (redis-rs with rustls, ring). The server is verified against the
+//! system's roots, which rustls-native-certs reads from `SSL_CERT_FILE` when it is set:
+//! `SSL_CERT_FILE=certs/ca.crt redis_app 127.0.0.1:8300 rediss://127.0.0.1:7200`. It presents no
+//! client certificate (`RedisSessionStore` is built from a URL, which cannot name one).
 
 use std::time::Duration;
 
@@ -89,6 +94,9 @@ fn main() -> anyhow::Result<()> {
     );
     let key = Key::derive_from(secret.as_bytes());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // rediss:// goes through rustls, and this build links both of its crypto providers (ring,
+    // and aws-lc-rs by way of other test dependencies): name one, as the nodes do.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 
     actix_web::rt::System::new().block_on(async move {
         let store = RedisSessionStore::new(redis_url.as_str())

@@ -2,7 +2,8 @@
 # Make a local DEVELOPMENT certificate authority and a TLS certificate for every node of a
 # cluster configuration, for the `[tls]` section of cluster.toml.
 #
-#   scripts/dev-certs.sh [--config cluster.toml] [--out DIR] [--node ID=HOST[,HOST...]]... [--force]
+#   scripts/dev-certs.sh [--config cluster.toml] [--out DIR] [--node ID=HOST[,HOST...]]...
+#                        [--client NAME]... [--force]
 #
 #   --config FILE   the configuration whose [[node]]s get certificates (default: the repository's
 #                   cluster.toml); read with `sessionraft nodes --json` (a configuration that
@@ -14,6 +15,11 @@
 #   --node ID=HOSTS also a certificate for a node outside the configuration (one to be added
 #                   later with `sessionraft cluster add-node`), valid for the given IPs and/or
 #                   DNS names (e.g. --node 4=10.0.0.14,sessionraft-3.sessionraft)
+#   --client NAME   also a client certificate for an application server, for a Redis-protocol
+#                   door with `[resp] tls_auth_clients = "yes"` (or "optional"):
+#                   client-NAME.crt, client-NAME.key (CN = NAME, extendedKeyUsage clientAuth
+#                   only, 825 days; NAME of letters, digits, '.', '_', '-'); e.g.
+#                   redis-cli --tls --cacert ca.crt --cert client-app.crt --key client-app.key
 #   --force         make a new CA (and so new node certificates) even if one exists
 #
 # The CA (EC P-256, 10 years) is kept when it exists, so running the script again only issues
@@ -45,11 +51,13 @@ config="$repo/cluster.toml"
 out=""
 force=0
 extra=()
+clients=()
 while (($#)); do
     case "$1" in
     --config) config=${2:?--config needs a file}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
     --node) extra+=("${2:?--node needs ID=HOST[,HOST...]}"); shift 2 ;;
+    --client) clients+=("${2:?--client needs a NAME}"); shift 2 ;;
     --force) force=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -57,6 +65,10 @@ while (($#)); do
 done
 
 [[ -f $config ]] || die "no configuration at $config"
+for name in "${clients[@]}"; do
+    [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] ||
+        die "--client $name: a name of letters, digits, '.', '_' and '-' (at most 64)"
+done
 config_dir=$(cd "$(dirname "$config")" && pwd)
 out=${out:-$config_dir/certs}
 bin=${SESSIONRAFT_BIN:-$repo/target/release/sessionraft}
@@ -221,6 +233,34 @@ EOF
         -extfile "$work/node.ext" -out "$crt" 2>/dev/null
     chmod 644 "$crt"
     echo "issued $crt ($san)" >&2
+done
+
+# Client certificates (--client NAME): kept while signed by the CA for client use, naming NAME
+# and valid 30 more days.
+for name in "${clients[@]}"; do
+    crt="$out/client-$name.crt"
+    key="$out/client-$name.key"
+    if [[ -f $crt && -f $key ]] &&
+        openssl verify -CAfile "$ca_crt" -purpose sslclient "$crt" >/dev/null 2>&1 &&
+        openssl x509 -in "$crt" -noout -checkend $((30 * 86400)) >/dev/null &&
+        [[ $(openssl x509 -in "$crt" -noout -subject -nameopt RFC2253) == "subject=CN=$name" ]]; then
+        echo "keeping $crt (client $name)" >&2
+        continue
+    fi
+    cat >"$work/client.ext" <<EOF
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+    new_key "$key"
+    openssl req -new -key "$key" -subj "/CN=$name" -out "$work/client.csr"
+    openssl x509 -req -in "$work/client.csr" -CA "$ca_crt" -CAkey "$ca_key" \
+        -set_serial "0x$(openssl rand -hex 16)" -days 825 -sha256 \
+        -extfile "$work/client.ext" -out "$crt" 2>/dev/null
+    chmod 644 "$crt"
+    echo "issued client certificate $crt (CN=$name)" >&2
 done
 
 # Paths in the snippet: relative to the configuration's directory when inside it.

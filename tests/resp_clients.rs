@@ -9,7 +9,7 @@
 //! cookie must then read nothing. Installed by `scripts/install-deps.sh --resp-clients` (in
 //! `--all`), pinned in `package-lock.json` and `requirements.txt`.
 //!
-//! Two tests:
+//! Three tests:
 //! - `clients_against_redis_server`: the same apps and driver against a real `redis-server` on a
 //!   free port — proves the clients and the driver, whatever sessionraft does.
 //! - `clients_against_a_cluster_through_haproxy`: `scripts/cluster.sh up` runs 3 nodes with a
@@ -18,8 +18,12 @@
 //!   while the Raft leader is SIGKILLed mid-run and restarted: every acknowledged increment is
 //!   there afterwards, none doubled (a request whose outcome was unknown — an error or no answer —
 //!   is retried by its user and may count once more).
+//! - `clients_over_tls_through_haproxy_with_the_leader_killed` (issue 28): the same over
+//!   `rediss://` on a TLS cluster (`[tls]` from `scripts/dev-certs.sh`, client certificates
+//!   optional then required), HAProxy passing TLS through; `redis-cli --tls --cacert`, and the
+//!   refusals of a plaintext client and of one without a certificate.
 //!
-//! Every app reaches its Redis through an in-process, transparent TCP relay that writes what
+//! Without TLS every app reaches its Redis through an in-process, transparent TCP relay that writes what
 //! each connection carried to `trace-<app>.log` (commands as words, replies as escaped bytes):
 //! a failure message quotes the end of it, so a protocol mismatch shows the exact command
 //! sequence. Set `SESSIONRAFT_RESP_TRACE=0` to point the apps straight at the Redis URL, and
@@ -99,8 +103,9 @@ impl App {
         }
     }
 
-    /// The command that serves the app on `addr` with its sessions at `redis_url`.
-    fn command(self, addr: &str, redis_url: &str) -> Command {
+    /// The command that serves the app on `addr` with its sessions at `redis_url` (with `tls`:
+    /// a `rediss://` URL, the CA and, where the app can present one, the client certificate).
+    fn command(self, addr: &str, redis_url: &str, tls: Option<&ClientTls>) -> Command {
         let install = "run `scripts/install-deps.sh --resp-clients`";
         match self {
             App::Express => {
@@ -113,6 +118,9 @@ impl App {
                 let mut c = Command::new("node");
                 c.arg(dir.join("app.js")).arg(addr);
                 c.env("REDIS_URL", redis_url);
+                if let Some(tls) = tls {
+                    tls.app_env(&mut c);
+                }
                 c
             }
             App::Flask => {
@@ -127,6 +135,9 @@ impl App {
                 c.arg(dir.join("app.py")).arg(addr);
                 c.env("REDIS_URL", redis_url);
                 c.env("PYTHONDONTWRITEBYTECODE", "1");
+                if let Some(tls) = tls {
+                    tls.app_env(&mut c);
+                }
                 c
             }
             App::Actix => {
@@ -141,9 +152,43 @@ impl App {
                 );
                 let mut c = Command::new(bin);
                 c.arg(addr).arg(redis_url);
+                if let Some(tls) = tls {
+                    // redis-rs with rustls trusts the system roots, read from SSL_CERT_FILE when
+                    // set (rustls-native-certs); a URL cannot name a client certificate.
+                    c.env("SSL_CERT_FILE", &tls.ca);
+                }
                 c
             }
         }
+    }
+}
+
+/// How the apps and redis-cli reach a door over TLS (`rediss://`): the cluster CA to verify the
+/// nodes by, and the client certificate (dev-certs.sh `--client app`) that Express, Flask and
+/// redis-cli present (actix's `RedisSessionStore` cannot: it is built from a URL).
+struct ClientTls {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl ClientTls {
+    /// For the Express and Flask apps (tests/resp_clients/*: REDIS_CA, REDIS_CERT, REDIS_KEY).
+    fn app_env(&self, c: &mut Command) {
+        c.env("REDIS_CA", &self.ca);
+        c.env("REDIS_CERT", &self.cert);
+        c.env("REDIS_KEY", &self.key);
+    }
+
+    /// redis-cli's options: TLS verifying the CA, with the client certificate when `cert`.
+    fn cli_args(&self, cert: bool) -> Vec<String> {
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let mut args = vec!["--tls".to_string(), "--cacert".to_string(), path(&self.ca)];
+        if cert {
+            args.extend(["--cert".to_string(), path(&self.cert)]);
+            args.extend(["--key".to_string(), path(&self.key)]);
+        }
+        args
     }
 }
 
@@ -158,11 +203,18 @@ struct RunningApp {
 }
 
 impl RunningApp {
-    /// Start `app` against `redis` (an `IP:PORT` speaking RESP) and wait for its `/healthz`.
-    async fn start(app: App, redis: SocketAddr, dir: &Path) -> Result<Self, String> {
+    /// Start `app` against `redis` (an `IP:PORT` speaking RESP; over TLS with `tls`) and wait
+    /// for its `/healthz`. Over TLS there is no trace: the relay would see ciphertext only.
+    async fn start(
+        app: App,
+        redis: SocketAddr,
+        dir: &Path,
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, String> {
         let kept = std::env::var_os("SESSIONRAFT_RESP_TRACE_DIR").map(PathBuf::from);
         let dir = kept.as_deref().unwrap_or(dir);
-        let traced = std::env::var("SESSIONRAFT_RESP_TRACE").map_or(true, |v| v != "0");
+        let traced =
+            tls.is_none() && std::env::var("SESSIONRAFT_RESP_TRACE").map_or(true, |v| v != "0");
         let (relay, trace, target) = if traced {
             let trace = dir.join(format!("trace-{}.log", app.name()));
             let relay = Relay::start(redis, &trace).await;
@@ -171,14 +223,15 @@ impl RunningApp {
         } else {
             (None, None, redis)
         };
-        let url = format!("redis://{target}");
+        let scheme = if tls.is_some() { "rediss" } else { "redis" };
+        let url = format!("{scheme}://{target}");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let log = dir.join(format!("{}.log", app.name()));
         let out = std::fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
         let err = out.try_clone().map_err(|e| format!("log file: {e}"))?;
         let child = app
-            .command(&addr, &url)
+            .command(&addr, &url, tls)
             .stdout(out)
             .stderr(err)
             .spawn()
@@ -673,6 +726,9 @@ struct Cluster {
     http: Vec<u16>,
     resp: Vec<u16>,
     lb_resp: SocketAddr,
+    /// `http`, or `https` with `[tls]`; and a client that trusts the nodes (the CA with TLS).
+    scheme: &'static str,
+    status: reqwest::Client,
 }
 
 impl Cluster {
@@ -703,11 +759,56 @@ impl Cluster {
             http,
             resp,
             lb_resp: SocketAddr::from(([127, 0, 0, 1], lb_resp)),
+            scheme: "http",
+            status: common::http(),
         }
+    }
+
+    /// As [`Cluster::new`], with the `[tls]` section of `scripts/dev-certs.sh` (node, load
+    /// balancer and `--client app` certificates in `certs/`) and then `resp` (a `[resp]`
+    /// section) appended; and what a client needs to reach the doors over TLS.
+    fn with_tls(resp: &str) -> (Self, ClientTls) {
+        let mut c = Self::new();
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/dev-certs.sh"))
+            .arg("--config")
+            .arg(&c.config)
+            .args(["--client", "app"])
+            .env("SESSIONRAFT_BIN", binary())
+            .output()
+            .expect("run scripts/dev-certs.sh");
+        assert!(out.status.success(), "dev-certs.sh: {}", show(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let snippet = &stdout[stdout.find("[tls]").expect("a [tls] snippet")..];
+        let mut text = std::fs::read_to_string(&c.config).expect("config");
+        text.push('\n');
+        text.push_str(snippet);
+        text.push_str(resp);
+        std::fs::write(&c.config, text).expect("write config");
+        let certs = c.dir().join("certs");
+        let ca = certs.join("ca.crt");
+        c.scheme = "https";
+        c.status = common::ca_client(&std::fs::read(&ca).expect("ca.crt"), false);
+        let tls = ClientTls {
+            ca,
+            cert: certs.join("client-app.crt"),
+            key: certs.join("client-app.key"),
+        };
+        (c, tls)
     }
 
     fn dir(&self) -> &Path {
         self._dir.path()
+    }
+
+    /// The end of every node's log, for a failure message.
+    fn logs(&self) -> String {
+        (1..=3)
+            .map(|id| {
+                let log = self.run_dir.join(format!("logs/node{id}.log"));
+                format!("\n--- node {id} log (end)\n{}", tail(&log, 2000))
+            })
+            .collect()
     }
 
     /// `scripts/cluster.sh ARGS` against this cluster.
@@ -732,8 +833,8 @@ impl Cluster {
         let t = Instant::now();
         loop {
             for (i, port) in self.http.iter().enumerate() {
-                let url = format!("http://127.0.0.1:{port}/cluster/status");
-                let status: Option<Value> = match common::http().get(url).send().await {
+                let url = format!("{}://127.0.0.1:{port}/cluster/status", self.scheme);
+                let status: Option<Value> = match self.status.get(url).send().await {
                     Ok(r) => r.json().await.ok(),
                     Err(_) => None,
                 };
@@ -811,10 +912,13 @@ async fn wait_pong(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
     }
 }
 
-/// `redis-cli -h IP -p PORT ARGS…` (Debian's redis-tools): its output, or what went wrong.
-fn redis_cli(addr: SocketAddr, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("redis-cli")
+/// `redis-cli -h IP -p PORT CONN… ARGS…` (Debian's redis-tools; CONN: its connection options,
+/// e.g. `--tls`), bounded by 20 s: its output, or what went wrong.
+fn redis_cli(addr: SocketAddr, conn: &[String], args: &[&str]) -> Result<String, String> {
+    let out = Command::new("timeout")
+        .args(["20", "redis-cli"])
         .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(conn)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -829,10 +933,10 @@ fn redis_cli(addr: SocketAddr, args: &[&str]) -> Result<String, String> {
 }
 
 /// PING, SET k v EX 100, GET k, TTL k, SCAN 0 MATCH k* (RESP2), and GET k over RESP3 (`-3`:
-/// HELLO 3 first).
-fn redis_cli_session(addr: SocketAddr) -> Result<(), String> {
+/// HELLO 3 first), each a `redis-cli` with the connection options `conn`.
+fn redis_cli_session(addr: SocketAddr, conn: &[String]) -> Result<(), String> {
     let expect = |args: &[&str], want: &dyn Fn(&str) -> bool| -> Result<String, String> {
-        let got = redis_cli(addr, args)?;
+        let got = redis_cli(addr, conn, args)?;
         if want(&got) {
             Ok(got)
         } else {
@@ -849,7 +953,7 @@ fn redis_cli_session(addr: SocketAddr) -> Result<(), String> {
     let mut cursor = "0".to_string();
     let mut keys = Vec::new();
     for _ in 0..1000 {
-        let got = redis_cli(addr, &["SCAN", &cursor, "MATCH", "k*"])?;
+        let got = redis_cli(addr, conn, &["SCAN", &cursor, "MATCH", "k*"])?;
         let mut lines = got.lines();
         cursor = lines.next().unwrap_or_default().to_string();
         if cursor.parse::<u64>().is_err() {
@@ -1028,11 +1132,11 @@ async fn failover_run(app: &RunningApp, crash: Crash<'_>) -> Result<(), String> 
 async fn clients_against_redis_server() {
     let dir = TempDir::new().expect("temp dir");
     let server = RedisServer::start(dir.path()).await;
-    redis_cli_session(server.addr).expect("redis-cli against redis-server");
+    redis_cli_session(server.addr, &[]).expect("redis-cli against redis-server");
 
     let mut failures = Vec::new();
     for app in App::ALL {
-        let result = match RunningApp::start(app, server.addr, dir.path()).await {
+        let result = match RunningApp::start(app, server.addr, dir.path(), None).await {
             Ok(running) => match plain_run(&running).await {
                 Ok(()) => failover_run(&running, Crash::Redis(&server)).await,
                 Err(e) => Err(e),
@@ -1064,11 +1168,11 @@ async fn clients_against_a_cluster_through_haproxy() {
         .expect("HAProxy's RESP frontend relays to the nodes");
 
     let mut failures = Vec::new();
-    if let Err(e) = redis_cli_session(node1) {
+    if let Err(e) = redis_cli_session(node1, &[]) {
         failures.push(format!("redis-cli against node 1 ({node1}): {e}"));
     }
     for app in App::ALL {
-        let result = match RunningApp::start(app, cluster.lb_resp, cluster.dir()).await {
+        let result = match RunningApp::start(app, cluster.lb_resp, cluster.dir(), None).await {
             Ok(running) => match plain_run(&running).await {
                 Ok(()) => failover_run(&running, Crash::Leader(&cluster)).await,
                 Err(e) => Err(e),
@@ -1080,12 +1184,117 @@ async fn clients_against_a_cluster_through_haproxy() {
         }
     }
     if !failures.is_empty() {
-        let logs: String = (1..=3)
-            .map(|id| {
-                let log = cluster.run_dir.join(format!("logs/node{id}.log"));
-                format!("\n--- node {id} log (end)\n{}", tail(&log, 2000))
-            })
-            .collect();
-        panic!("{}\n{logs}", failures.join("\n\n"));
+        panic!("{}\n{}", failures.join("\n\n"), cluster.logs());
+    }
+}
+
+/// Until `redis-cli CONN… PING` through `addr` prints PONG, at most `timeout`.
+async fn wait_pong_cli(addr: SocketAddr, conn: &[String], timeout: Duration) -> Result<(), String> {
+    let t = Instant::now();
+    loop {
+        match redis_cli(addr, conn, &["PING"]) {
+            Ok(s) if s == "PONG" => return Ok(()),
+            r if t.elapsed() > timeout => return Err(format!("PING through {addr}: {r:?}")),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// A plaintext RESP client (`SET key plaintext`) through `addr`, where the door speaks TLS
+/// only: it gets no RESP reply (a TLS alert record, 0x15, or nothing before the close).
+async fn plaintext_refused(addr: SocketAddr, key: &str) -> Result<(), String> {
+    match resp_call(addr, &["SET", key, "plaintext"]).await {
+        Ok(b) if b.is_empty() || b[0] == 0x15 => Ok(()),
+        Ok(b) => Err(format!(
+            "a plaintext SET through {addr} was answered {:?}",
+            escape(&b, 200)
+        )),
+        // reset or timed out without a reply: refused too
+        Err(_) => Ok(()),
+    }
+}
+
+/// Issue 28's end to end: a TLS cluster (`[tls]` from dev-certs.sh, `[resp] tls_auth_clients =
+/// "optional"`) behind `scripts/cluster.sh`'s HAProxy, whose RESP frontend passes TLS through.
+/// `redis-cli --tls --cacert` (with the client certificate) through the load balancer; a
+/// plaintext RESP client is refused and its SET not executed; then Express + connect-redis,
+/// Flask-Session + redis-py (both presenting the `--client app` certificate) and actix's
+/// `RedisSessionStore` over rustls (no certificate: "optional" lets it in) over `rediss://`
+/// through HAProxy, each while the Raft leader is SIGKILLed mid-run and restarted: every
+/// acknowledged increment there afterwards, none doubled. Last, `tls_auth_clients = "yes"` by a
+/// `cluster.sh rolling-restart`: through the load balancer a client without a certificate is
+/// refused (its SET not executed), one with the certificate is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_over_tls_through_haproxy_with_the_leader_killed() {
+    let (cluster, tls) = Cluster::with_tls("\n[resp]\ntls_auth_clients = \"optional\"\n");
+    let out = cluster.sh_ok(&["up"]);
+    assert!(
+        out.contains(&cluster.lb_resp.to_string()),
+        "cluster.sh up prints the Redis URL of the load balancer: {out}"
+    );
+    let lb = cluster.lb_resp;
+    let (with_cert, no_cert) = (tls.cli_args(true), tls.cli_args(false));
+    wait_pong_cli(lb, &with_cert, Duration::from_secs(20))
+        .await
+        .expect("HAProxy's RESP frontend passes TLS through to the nodes");
+
+    let mut failures = Vec::new();
+    if let Err(e) = redis_cli_session(lb, &with_cert) {
+        failures.push(format!(
+            "redis-cli --tls through the load balancer ({lb}): {e}"
+        ));
+    }
+    if let Err(e) = plaintext_refused(lb, "plain-optional").await {
+        failures.push(e);
+    }
+    match redis_cli(lb, &with_cert, &["EXISTS", "plain-optional"]) {
+        Ok(n) if n == "0" => {}
+        r => failures.push(format!("the plaintext SET was executed: EXISTS said {r:?}")),
+    }
+    for app in App::ALL {
+        let result = match RunningApp::start(app, lb, cluster.dir(), Some(&tls)).await {
+            Ok(running) => failover_run(&running, Crash::Leader(&cluster)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            failures.push(e);
+        }
+    }
+    if !failures.is_empty() {
+        panic!("{}\n{}", failures.join("\n\n"), cluster.logs());
+    }
+
+    // Client certificates required from now on: the operator's rolling restart.
+    let text = std::fs::read_to_string(&cluster.config).expect("config");
+    let required = text.replace(
+        "tls_auth_clients = \"optional\"",
+        "tls_auth_clients = \"yes\"",
+    );
+    assert_ne!(text, required);
+    std::fs::write(&cluster.config, required).expect("write config");
+    cluster.sh_ok(&["rolling-restart"]);
+    wait_pong_cli(lb, &with_cert, Duration::from_secs(20))
+        .await
+        .expect("a client with the certificate is served after the rolling restart");
+    match redis_cli(lb, &no_cert, &["SET", "no-cert", "1"]) {
+        Err(_) => {}
+        Ok(s) => panic!("a client without a certificate was served: {s:?}"),
+    }
+    let exists = redis_cli(lb, &with_cert, &["EXISTS", "no-cert"]);
+    assert_eq!(
+        exists.as_deref(),
+        Ok("0"),
+        "the SET without a certificate must not be executed"
+    );
+    plaintext_refused(lb, "plain-required")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for id in 1..=3 {
+        let node = SocketAddr::from(([127, 0, 0, 1], cluster.resp[id - 1]));
+        let r = redis_cli(node, &no_cert, &["PING"]);
+        assert!(
+            r.is_err(),
+            "node {id} served a client without a certificate: {r:?}"
+        );
     }
 }

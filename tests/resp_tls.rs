@@ -11,8 +11,8 @@
 //!   a rustls client reconnecting to a node resumes its TLS session;
 //! - a 1-node cluster with `tls_auth_clients = "yes"`, a password, `max_connections = 2` and a
 //!   2 s idle timeout: a client without a certificate, or with one of another CA, is refused
-//!   (and its command not executed); one with a certificate signed by the cluster CA (made
-//!   here with openssl) works, and still needs `AUTH`; two silent TCP connections fill the
+//!   (and its command not executed); one with the client certificate `dev-certs.sh --client app`
+//!   issued works, and still needs `AUTH`; two silent TCP connections fill the
 //!   slots (a TLS client is told "max number of clients reached") and are closed once the
 //!   handshake time (the idle timeout) is up;
 //! - `tls_auth_clients = "optional"`: served with no certificate or the CA's, refused with
@@ -23,7 +23,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,7 +34,8 @@ const READY: Duration = Duration::from_secs(30);
 const PASSWORD: &str = "door-password-0123456789";
 
 /// A cluster of `n` nodes, each with a door (`resp_addr` on a free port), `[tls]` from
-/// `scripts/dev-certs.sh` and `extra` appended; the doors' ports.
+/// `scripts/dev-certs.sh` (which also issues the client certificate `certs/client-app.{crt,key}`)
+/// and `extra` appended; the doors' ports.
 fn tls_cluster(n: usize, extra: &str) -> (TestCluster, Vec<u16>) {
     let doors: Vec<u16> = (0..n).map(|_| free_port()).collect();
     let c = TestCluster::start_prepared(n, Tuning::default(), |dir, config| {
@@ -52,6 +53,7 @@ fn tls_cluster(n: usize, extra: &str) -> (TestCluster, Vec<u16>) {
             .arg(config)
             .arg("--out")
             .arg(dir.join("certs"))
+            .args(["--client", "app"])
             .env("SESSIONRAFT_BIN", binary())
             .output()
             .expect("run scripts/dev-certs.sh");
@@ -298,23 +300,17 @@ fn door_speaks_tls_only_on_every_node() {
     eprintln!("done in {:?}", started.elapsed());
 }
 
-/// Makes `dir/client.{crt,key}` (signed by the cluster CA in `certs`, for client
-/// authentication) and `dir/stranger.{crt,key}` (self-signed) with openssl.
-fn client_certs(dir: &Path) -> (PathBuf, PathBuf) {
+/// Makes `dir/stranger.{crt,key}` (self-signed, not of the cluster CA) with openssl; the
+/// cluster's own client certificate is `certs/client-app.{crt,key}` from dev-certs.sh.
+fn stranger_cert(dir: &Path) {
     let script = r#"
 set -euo pipefail
 cd "$1"
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out client.key 2>/dev/null
-openssl req -new -key client.key -subj "/CN=app server" -out client.csr
-printf 'basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = clientAuth\n' >client.ext
-openssl x509 -req -in client.csr -CA certs/ca.crt -CAkey certs/ca.key \
-    -set_serial "0x$(openssl rand -hex 16)" -days 30 -sha256 -extfile client.ext \
-    -out client.crt 2>/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
     -subj "/CN=stranger" -keyout stranger.key -out stranger.crt 2>/dev/null
 "#;
     let out = Command::new("bash")
-        .args(["-c", script, "client-certs"])
+        .args(["-c", script, "stranger-cert"])
         .arg(dir)
         .output()
         .expect("bash");
@@ -323,7 +319,6 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
         "openssl: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (dir.join("client.crt"), dir.join("client.key"))
 }
 
 #[test]
@@ -337,9 +332,13 @@ fn client_certificates_when_required_and_limits_over_tls() {
     );
     let port = doors[0];
     let dir = c.dir.path();
-    client_certs(dir);
+    stranger_cert(dir);
     let path = |name: &str| dir.join(name).to_str().expect("utf-8 path").to_owned();
-    let (ca, crt, key) = (path("certs/ca.crt"), path("client.crt"), path("client.key"));
+    let (ca, crt, key) = (
+        path("certs/ca.crt"),
+        path("certs/client-app.crt"),
+        path("certs/client-app.key"),
+    );
     let (stranger_crt, stranger_key) = (path("stranger.crt"), path("stranger.key"));
     let with_cert: &[&str] = &[
         "--tls",
@@ -462,14 +461,14 @@ fn client_certificates_when_optional() {
     let (c, doors) = tls_cluster(1, "\n[resp]\ntls_auth_clients = \"optional\"\n");
     let port = doors[0];
     let dir = c.dir.path();
-    client_certs(dir);
+    stranger_cert(dir);
     let path = |name: &str| dir.join(name).to_str().expect("utf-8 path").to_owned();
     let ca = path("certs/ca.crt");
     let no_cert: &[&str] = &["--tls", "--cacert", &ca];
     wait_writable(&c, 1, port, no_cert);
     // Without a certificate, and with one of the cluster CA: served.
     expect(port, no_cert, &["SET", "k", "v"], |s| s == "OK");
-    let (crt, key) = (path("client.crt"), path("client.key"));
+    let (crt, key) = (path("certs/client-app.crt"), path("certs/client-app.key"));
     let with_cert: &[&str] = &["--tls", "--cacert", &ca, "--cert", &crt, "--key", &key];
     expect(port, with_cert, &["GET", "k"], |s| s == "v");
     // A certificate that is presented must be the CA's.

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{binary, increment, read, TestCluster, Tuning};
+use common::{binary, ca_client, increment, read, TestCluster, Tuning};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -52,18 +52,6 @@ fn make_certs(dir: &Path, config: &Path) {
     for file in ["ca.crt", "node1.crt", "node1.key", "node3.key"] {
         assert!(dir.join("certs").join(file).exists(), "{file} missing");
     }
-}
-
-/// A client that trusts the cluster's CA alone (and keeps cookies when `cookies`).
-fn ca_client(ca_pem: &[u8], cookies: bool) -> reqwest::Client {
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).expect("CA PEM"))
-        .cookie_store(cookies)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
 }
 
 fn https(c: &TestCluster, id: u64, path: &str) -> String {
@@ -327,6 +315,13 @@ fn dev_certs_issue_ip_and_dns_sans_from_the_node_listing() {
             "IP Address:127.0.0.1, DNS:localhost"
         );
     }
+    client_certificate_from_dev_certs(&repo_certs, &|extra| {
+        run(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster.toml"),
+            &repo_certs,
+            extra,
+        )
+    });
 
     let config = dir.path().join("named.toml");
     let mut text = format!(
@@ -367,4 +362,57 @@ fn dev_certs_issue_ip_and_dns_sans_from_the_node_listing() {
             "node {id}"
         );
     }
+}
+
+/// `dev-certs.sh --client app` (run by `issue`) issues `client-app.{crt,key}` in `certs`: CN=app,
+/// for client authentication only, signed by the CA beside it; a second run keeps it; a name
+/// that is not one is refused (exit 1, naming it) before anything is written.
+fn client_certificate_from_dev_certs(certs: &Path, issue: &dyn Fn(&[&str])) {
+    issue(&["--client", "app"]);
+    let crt = certs.join("client-app.crt");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("run openssl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let ca = certs.join("ca.crt");
+    let (ca, crt_s) = (ca.to_str().expect("utf-8"), crt.to_str().expect("utf-8"));
+    let (ok, text) = openssl(&["verify", "-CAfile", ca, "-purpose", "sslclient", crt_s]);
+    assert!(
+        ok,
+        "client-app.crt verifies as a client certificate: {text}"
+    );
+    let (ok, text) = openssl(&["verify", "-CAfile", ca, "-purpose", "sslserver", crt_s]);
+    assert!(
+        !ok,
+        "client-app.crt must not be a server certificate: {text}"
+    );
+    let (_, text) = openssl(&[
+        "x509", "-in", crt_s, "-noout", "-subject", "-nameopt", "RFC2253",
+    ]);
+    assert_eq!(text.trim(), "subject=CN=app");
+    let before = std::fs::read(&crt).expect("client-app.crt");
+    issue(&["--client", "app"]);
+    assert_eq!(
+        std::fs::read(&crt).expect("client-app.crt"),
+        before,
+        "kept on a second run"
+    );
+
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev-certs.sh"))
+        .args(["--out"])
+        .arg(certs)
+        .args(["--client", "app server"])
+        .env("SESSIONRAFT_BIN", binary())
+        .output()
+        .expect("run scripts/dev-certs.sh");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--client app server"), "{err}");
+    assert!(!certs.join("client-app server.crt").exists());
 }

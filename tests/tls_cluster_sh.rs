@@ -150,14 +150,7 @@ async fn cluster_sh_runs_a_tls_cluster_behind_an_https_haproxy() {
 
     // A session through HAProxy over HTTPS, trusting the cluster CA alone.
     let pem = std::fs::read(&ca).expect("ca.crt");
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA PEM"))
-        .cookie_store(true)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let client = common::ca_client(&pem, true);
     let url = format!("{lb_https}api/counter");
     for want in 1..=3 {
         let (status, counter, _) = increment(&client, &url).await;

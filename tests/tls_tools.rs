@@ -154,12 +154,7 @@ fn the_tools_run_against_a_tls_cluster_trusting_its_ca_and_only_it() {
         tokio::runtime::Runtime::new()
             .expect("runtime")
             .block_on(async {
-                reqwest::Client::builder()
-                    .use_rustls_tls()
-                    .tls_built_in_root_certs(false)
-                    .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA PEM"))
-                    .build()
-                    .expect("client")
+                common::ca_client(&pem, false)
                     .get(format!("{}/api/nodes", https[0]))
                     .send()
                     .await

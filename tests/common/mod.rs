@@ -313,6 +313,19 @@ pub fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// A client that trusts the cluster's CA (PEM) alone, with a request timeout, keeping cookies
+/// when `cookies`.
+pub fn ca_client(ca_pem: &[u8], cookies: bool) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).expect("CA PEM"))
+        .cookie_store(cookies)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
 /// A browser-like user: its own cookie jar, shared across nodes (cookies ignore ports).
 pub fn user() -> reqwest::Client {
     reqwest::Client::builder()

@@ -8,6 +8,7 @@
 //   GET  /healthz       "ok" once the Redis client is connected
 //
 //   REDIS_URL=redis://127.0.0.1:7200 node app.js 127.0.0.1:8301   (or LISTEN_ADDR=...)
+//   REDIS_URL=rediss://127.0.0.1:7200 REDIS_CA=certs/ca.crt [REDIS_CERT=app.crt REDIS_KEY=app.key] node app.js ...
 //
 // The cookie (`id`) is express-session's: HttpOnly, SameSite=Lax, signed with SESSION_SECRET
 // (a development default otherwise), no Max-Age (a browser session; the store keeps it a day).
@@ -16,6 +17,7 @@
 // save at res.end would have sent the 200's headers before the store answered).
 "use strict";
 
+const fs = require("fs");
 const express = require("express");
 const session = require("express-session");
 const { RedisStore } = require("connect-redis");
@@ -46,6 +48,28 @@ function storeFailed(res, what, err) {
   }
 }
 
+// With a rediss:// URL: the CA to verify the server by (REDIS_CA, a PEM file; the system's
+// roots otherwise) and a client certificate to present (REDIS_CERT + REDIS_KEY), for a door
+// with `tls_auth_clients`. Without TLS in the URL these must not be set.
+function tlsOptions(url) {
+  const files = { ca: process.env.REDIS_CA, cert: process.env.REDIS_CERT, key: process.env.REDIS_KEY };
+  const given = Object.entries(files).filter(([, v]) => v);
+  if (!url.startsWith("rediss://")) {
+    if (given.length > 0) {
+      throw new Error(`REDIS_${given[0][0].toUpperCase()} is set but REDIS_URL is not rediss://`);
+    }
+    return undefined;
+  }
+  if (Boolean(files.cert) !== Boolean(files.key)) {
+    throw new Error("REDIS_CERT and REDIS_KEY go together");
+  }
+  const socket = { tls: true };
+  for (const [name, path] of given) {
+    socket[name] = fs.readFileSync(path);
+  }
+  return socket;
+}
+
 async function main() {
   const { host, port } = listenAddress();
   const url = process.env.REDIS_URL;
@@ -57,7 +81,7 @@ async function main() {
     throw new Error("SESSION_SECRET must be at least 32 characters");
   }
 
-  const client = createClient({ url });
+  const client = createClient({ url, socket: tlsOptions(url) });
   // node-redis reconnects by itself; without a listener an 'error' event would kill the process
   client.on("error", (err) => console.error(`express app: redis client: ${err.message}`));
   await client.connect();

@@ -8,6 +8,7 @@ sessionraft cluster's RESP door behind its load balancer), served by waitress (t
     GET  /healthz       "ok" once Redis answers PING
 
     REDIS_URL=redis://127.0.0.1:7200 .venv/bin/python app.py 127.0.0.1:8302   (or LISTEN_ADDR=...)
+    REDIS_URL=rediss://127.0.0.1:7200 REDIS_CA=certs/ca.crt [REDIS_CERT=app.crt REDIS_KEY=app.key] ...
 
 The cookie (`id`) holds the session id signed with SESSION_SECRET (a development default
 otherwise): HttpOnly, SameSite=Lax, a browser session; the store keeps a session 30 minutes
@@ -40,9 +41,28 @@ def listen_address() -> str:
     return addr
 
 
+def tls_options(redis_url: str) -> dict:
+    """With a rediss:// URL: the CA to verify the server by (REDIS_CA, a PEM file; the system's
+    roots otherwise) and a client certificate to present (REDIS_CERT + REDIS_KEY), for a door
+    with `tls_auth_clients`. Without TLS in the URL these must not be set."""
+    files = {
+        "ssl_ca_certs": os.environ.get("REDIS_CA"),
+        "ssl_certfile": os.environ.get("REDIS_CERT"),
+        "ssl_keyfile": os.environ.get("REDIS_KEY"),
+    }
+    given = {k: v for k, v in files.items() if v}
+    if not redis_url.startswith("rediss://"):
+        if given:
+            raise SystemExit("flask app: REDIS_CA/REDIS_CERT/REDIS_KEY are set but REDIS_URL is not rediss://")
+        return {}
+    if bool(files["ssl_certfile"]) != bool(files["ssl_keyfile"]):
+        raise SystemExit("flask app: REDIS_CERT and REDIS_KEY go together")
+    return given
+
+
 def create_app(redis_url: str, secret: str) -> Flask:
     app = Flask(__name__)
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(redis_url, **tls_options(redis_url))
     app.config.update(
         SECRET_KEY=secret,
         SESSION_TYPE="redis",
