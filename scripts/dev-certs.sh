@@ -3,7 +3,7 @@
 # cluster configuration, for the `[tls]` section of cluster.toml.
 #
 #   scripts/dev-certs.sh [--config cluster.toml] [--out DIR] [--node ID=HOST[,HOST...]]...
-#                        [--client NAME]... [--force]
+#                        [--lb HOST[,HOST...]] [--client NAME]... [--force]
 #
 #   --config FILE   the configuration whose [[node]]s get certificates (default: the repository's
 #                   cluster.toml); read with `sessionraft nodes --json` (a configuration that
@@ -15,6 +15,8 @@
 #   --node ID=HOSTS also a certificate for a node outside the configuration (one to be added
 #                   later with `sessionraft cluster add-node`), valid for the given IPs and/or
 #                   DNS names (e.g. --node 4=10.0.0.14,sessionraft-3.sessionraft)
+#   --lb HOSTS      also (or instead of [load_balancer] addr) name these IPs and/or DNS names in
+#                   lb.crt (scripts/hosts.sh --tls: the load balancer's host name)
 #   --client NAME   also a client certificate for an application server, for a Redis-protocol
 #                   door with `[resp] tls_auth_clients = "yes"` (or "optional"):
 #                   client-NAME.crt, client-NAME.key (CN = NAME, extendedKeyUsage clientAuth
@@ -52,12 +54,14 @@ out=""
 force=0
 extra=()
 clients=()
+lb_hosts=""
 while (($#)); do
     case "$1" in
     --config) config=${2:?--config needs a file}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
     --node) extra+=("${2:?--node needs ID=HOST[,HOST...]}"); shift 2 ;;
     --client) clients+=("${2:?--client needs a NAME}"); shift 2 ;;
+    --lb) lb_hosts=${2:?--lb needs HOST[,HOST...]}; shift 2 ;;
     --force) force=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -85,7 +89,7 @@ command -v python3 >/dev/null || die "python3 is missing (apt-get install python
 # field name from `sessionraft nodes --json`), then the --node ones.
 nodes_json=$("$bin" nodes --json --config "$config") || die "cannot read the nodes of $config"
 lb_addr=$("$bin" lb-addr --config "$config") || die "cannot read the load balancer of $config"
-sans=$(LB_ADDR="$lb_addr" python3 -c '
+sans=$(LB_ADDR="$lb_addr" LB_HOSTS="$lb_hosts" python3 -c '
 import os
 import ipaddress, json, re, sys
 
@@ -141,9 +145,12 @@ for spec in sys.argv[1:]:
 if not hosts:
     fail("no nodes")
 lb = os.environ.get("LB_ADDR", "").strip()
-ids = sorted(hosts) + (["lb"] if lb else [])
-if lb:
-    hosts["lb"] = [(host_of(lb), "[load_balancer] addr")]
+lb_hosts = [h.strip() for h in os.environ.get("LB_HOSTS", "").split(",") if h.strip()]
+ids = sorted(hosts) + (["lb"] if lb or lb_hosts else [])
+if lb or lb_hosts:
+    hosts["lb"] = ([(host_of(lb), "[load_balancer] addr")] if lb else []) + [
+        (h, "--lb") for h in lb_hosts
+    ]
 for node_id in ids:
     entries = []
     for host, where in hosts[node_id] + [("localhost", ""), ("127.0.0.1", "")]:

@@ -7,7 +7,11 @@
 # namespace of its own, its listeners on this machine's 127.0.0.1. Nothing touches the machine's
 # own interfaces or routes.
 #
-#   scripts/hosts.sh --state DIR up [--hosts 3] [--bin PATH] [--env K=V]... [--no-start]
+#   scripts/hosts.sh --state DIR up [--hosts 3] [--bin PATH] [--env K=V]... [--no-start] [--tls]
+#                                               --tls: [tls] on every node (scripts/dev-certs.sh,
+#                                               certificates by host name in DIR/certs), HAProxy
+#                                               over HTTPS verifying them; the Redis protocol TLS
+#                                               passed through
 #   scripts/hosts.sh --state DIR down           everything the run made removed (also after a failure)
 #   scripts/hosts.sh --state DIR status         hosts, addresses, pids, URLs (JSON)
 #   scripts/hosts.sh --state DIR start|stop|kill HOST

@@ -13,8 +13,9 @@
 //! - a follower's faults (`partition-minority`, `pause-follower`, 25 s each, `--via lb`): the
 //!   cluster's term is the same after each fault as before it — a returning follower deposes
 //!   nobody (PreVote) — and no window exceeds 1 s.
-//! - across hosts (`--on hosts`, `scripts/hosts.sh`): `kill-leader` and `partition-leader` (the
-//!   leader's link cut), 25 s each, windows at most 2 s.
+//! - across hosts (`--on hosts`, `scripts/hosts.sh`): `kill-leader` on a TLS cluster
+//!   (`CHAOS_TLS=1`: the nodes, HAProxy, the load and the checker over TLS) and
+//!   `partition-leader` (the leader's link cut), 25 s each, windows at most 2 s.
 //!
 //! Needs root (iptables, tmpfs mounts), as CI runs. chaos.sh allows one run at a time (the runs
 //! share the nodes' loopback addresses), so the tests take turns ([`CHAOS_RUNS`]). Each report
@@ -224,8 +225,10 @@ fn leader_fault_windows_within_bound(scenario: &str) {
 }
 
 /// Across hosts (`--on hosts`: a network namespace per node, started as its Kubernetes pod;
-/// HAProxy in its own namespace): the leader SIGKILLed, then the leader's link cut (its switch
-/// port down, not iptables). Same checker; every fault's window at most
+/// HAProxy in its own namespace): the leader SIGKILLed on a TLS cluster (`CHAOS_TLS=1`: `[tls]`
+/// with certificates by host name, HAProxy HTTPS re-encrypting to the nodes, the load and the
+/// checker over https trusting the CA alone), then the leader's link cut (its switch port down,
+/// not iptables) without TLS. Same checker; every fault's window at most
 /// [`MAX_LEADER_FAULT_WINDOW_MS`].
 #[test]
 fn chaos_across_hosts_killed_or_cut_off_leader_leaves_the_load_without_success_for_at_most_2s() {
@@ -239,8 +242,9 @@ fn chaos_across_hosts_killed_or_cut_off_leader_leaves_the_load_without_success_f
         "--on",
         "hosts",
     ];
-    for scenario in ["kill-leader", "partition-leader"] {
-        let run = chaos_run(scenario, &args, "20261207", &[]);
+    for (scenario, tls) in [("kill-leader", true), ("partition-leader", false)] {
+        let env: &[(&str, &str)] = if tls { &[("CHAOS_TLS", "1")] } else { &[] };
+        let run = chaos_run(scenario, &args, "20261207", env);
         run.print_faults();
         run.assert_passed();
         assert!(
@@ -248,6 +252,29 @@ fn chaos_across_hosts_killed_or_cut_off_leader_leaves_the_load_without_success_f
             "{scenario} ran on hosts and took them down: {}",
             run.report()
         );
+        if tls {
+            let read = |p: &str| std::fs::read_to_string(run.out.join(p)).unwrap_or_default();
+            let (config, haproxy) = (read("hosts/cluster.toml"), read("hosts/lb/haproxy.cfg"));
+            assert!(
+                config.contains("[tls]"),
+                "the hosts' config has [tls]: {config}"
+            );
+            assert!(
+                haproxy.contains(" ssl crt ") && haproxy.contains("verify required ca-file"),
+                "HAProxy serves HTTPS and verifies the nodes: {haproxy}"
+            );
+            // every operation of the history went to an https:// target
+            let history = read("history.jsonl");
+            let ops = history.lines().count();
+            let https = history
+                .lines()
+                .filter(|l| l.contains("\"target\":\"https://"))
+                .count();
+            assert!(
+                ops > 0 && https == ops,
+                "{https} of {ops} operations over https"
+            );
+        }
         let too_long: Vec<String> = run
             .faults()
             .iter()

@@ -15,7 +15,8 @@ consistency through the environment), HAProxy in a namespace of its own with its
 The nodes are read through HAProxy's one-node listeners (each node's own /cluster/status,
 /readyz, /cluster/digest), the users go through its load balancer (and, with --via all, the
 one-node listeners). The hosts' state directory is OUT/hosts (its hosts/NAME/node.log are the
-node logs).
+node logs). With CHAOS_TLS=1 the hosts run with [tls] (`hosts.sh up --tls`: certificates by host
+name in OUT/hosts/certs), HAProxy's listeners are HTTPS, and the run trusts that CA alone.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sessionraft_hosts.state import StateError
 
 from . import procs
 from .cli import HOSTS_SCENARIOS as SUPPORTED  # noqa: F401 - the one list lives in cli.py
-from .cluster import Cluster
+from .cluster import Cluster, trust_ca
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class HostsLayout:
 
     lb_port: int
     direct_ports: dict[int, int]
+    scheme: str = "http"  # https with --tls (CHAOS_TLS=1)
 
     @property
     def lb_addr(self) -> str:
@@ -50,13 +52,13 @@ class HostsLayout:
 
     @property
     def lb_url(self) -> str:
-        return f"http://{self.lb_addr}"
+        return f"{self.scheme}://{self.lb_addr}"
 
     def http_addr(self, n: int) -> str:
         return f"127.0.0.1:{self.direct_ports[n]}"
 
     def http_url(self, n: int) -> str:
-        return f"http://{self.http_addr(n)}"
+        return f"{self.scheme}://{self.http_addr(n)}"
 
     @property
     def raft_ports(self) -> dict[int, int]:
@@ -67,7 +69,8 @@ def layout_of(state: dict) -> HostsLayout:
     """From sessionraft_hosts' state.json (as a dict)."""
     ports = state["lb"]["ports"]
     return HostsLayout(int(ports["lb"]), {hosts_plan.node_id_of(name): int(p)
-                                          for name, p in ports["direct"].items()})
+                                          for name, p in ports["direct"].items()},
+                       "https" if state.get("tls") else "http")
 
 
 def node_env(read_consistency: str) -> list[str]:
@@ -80,8 +83,11 @@ def node_env(read_consistency: str) -> list[str]:
     return env
 
 
-def up_argv(script: Path, state_dir: Path, bin_path: Path, read_consistency: str) -> list[str]:
+def up_argv(script: Path, state_dir: Path, bin_path: Path, read_consistency: str,
+            tls: bool = False) -> list[str]:
     argv = [str(script), "--state", str(state_dir), "up", "--bin", str(bin_path)]
+    if tls:
+        argv.append("--tls")
     for e in node_env(read_consistency):
         argv += ["--env", e]
     return argv
@@ -92,12 +98,13 @@ class HostsCluster(Cluster):
     over scripts/hosts.sh."""
 
     def __init__(self, hosts_sh: Path, state_dir: Path, bin_path: Path, ops_log: Path,
-                 read_consistency: str = ""):
+                 read_consistency: str = "", tls: bool = False):
         super().__init__(hosts_sh, state_dir / "cluster.toml", state_dir, bin_path, ops_log,
                          None)
         self.hosts_sh = hosts_sh
         self.state_dir = state_dir
         self.read_consistency = read_consistency
+        self.tls = tls
 
     def _state(self) -> dict:
         return json.loads((self.state_dir / "state.json").read_text())
@@ -113,9 +120,11 @@ class HostsCluster(Cluster):
         cmd, rest = args[0], list(args[1:])
         if cmd == "up":
             rc = procs.run_logged(up_argv(self.hosts_sh, self.state_dir, self.bin,
-                                          self.read_consistency), self.ops_log)
+                                          self.read_consistency, self.tls), self.ops_log)
             if rc == 0:
                 self.layout = layout_of(self._state())
+                if self.tls:
+                    trust_ca(self.ca())
             return rc
         if cmd == "down":
             return self.hosts("down")
@@ -128,6 +137,10 @@ class HostsCluster(Cluster):
             rc = self.hosts("stop", *rest)
             return rc if rc != 0 else self.sh("start", *rest)
         raise ValueError(f"{cmd}: not a command of a run across hosts")
+
+    def ca(self) -> Path:
+        """The cluster CA of a --tls run (hosts.sh's DIR/certs)."""
+        return self.state_dir / "certs" / "ca.crt"
 
     def wait_ready(self, n: int, timeout_s: float = 30) -> int:
         deadline = time.monotonic() + timeout_s

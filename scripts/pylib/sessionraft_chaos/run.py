@@ -273,7 +273,7 @@ class Run:
             self.ca = None
             self.layout = None
             self.cluster = HostsCluster(self.root / "scripts" / "hosts.sh", self.run_dir,
-                                        self.bin, self.ops_log, o.read_consistency)
+                                        self.bin, self.ops_log, o.read_consistency, o.tls)
             return
         self.layout: Layout = pick_layout()
         self.ca: Path | None = None
@@ -338,6 +338,8 @@ class Run:
             raise Fatal(f"the cluster did not come up; see {self.ops_log} and "
                         f"{self.run_dir}/logs/")
         lay = self.layout = cl.layout
+        if o.on == "hosts" and o.tls:
+            self.ca = cl.ca()  # made by hosts.sh up --tls (and trusted by this process)
         if cl.wait_healthy(rec, o.recover_timeout, self.problems) is None:
             raise Fatal("the fresh cluster is not healthy")
         leader = cl.find_leader()

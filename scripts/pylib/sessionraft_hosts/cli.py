@@ -52,6 +52,9 @@ def parser() -> argparse.ArgumentParser:
                    default=ROOT / "deploy" / "kubernetes" / "configmap.yaml",
                    help="the ConfigMap whose cluster.toml the nodes read")
     u.add_argument("--no-start", action="store_true", help="do not start the nodes")
+    u.add_argument("--tls", action="store_true",
+                   help="[tls] on every node (scripts/dev-certs.sh: certificates by host name, "
+                        "in DIR/certs); HAProxy serves HTTPS and checks the nodes over HTTPS")
 
     sub.add_parser("down", help="stop everything, remove every namespace, link and file made")
     sub.add_parser("status", help="the run: hosts, addresses, pids, URLs, HAProxy's servers")
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.cmd == "up":
             return ops.up(d, a.bin or default_binary(), a.hosts, parse_env(a.env), a.manifest,
-                          not a.no_start)
+                          not a.no_start, a.tls)
         if a.cmd == "down":
             return ops.down(d)
         if a.cmd == "status":

@@ -10,6 +10,7 @@ import os
 import random
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -23,6 +24,16 @@ from .plan import LB_NAME, Names
 from .state import Dir, Host, State
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+REPO = Path(__file__).resolve().parents[3]
+
+
+def opener(ca: Path | None) -> urllib.request.OpenerDirector:
+    """No proxy; https verified against the cluster CA alone when ca (up --tls)."""
+    if ca is None:
+        return _OPENER
+    ctx = ssl.create_default_context(cafile=str(ca))
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                       urllib.request.HTTPSHandler(context=ctx))
 
 
 class OpError(Exception):
@@ -180,8 +191,38 @@ class Run:
 
     # ------------------------------------------------------------------ HAProxy
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self.st.tls else "http"
+
+    @property
+    def ca(self) -> Path | None:
+        return self.d.certs / "ca.crt" if self.st.tls else None
+
     def lb_url(self) -> str:
-        return f"http://127.0.0.1:{self.st.lb.ports['lb']}"
+        return f"{self.scheme}://127.0.0.1:{self.st.lb.ports['lb']}"
+
+    def lb_pem(self) -> Path:
+        return self.d.lb_dir / "haproxy-lb.pem"
+
+    def make_certs(self) -> None:
+        """up --tls: scripts/dev-certs.sh for the run's configuration (node certificates naming
+        each host's name, lb.crt naming the load balancer's), its [tls] snippet appended to
+        cluster.toml; HAProxy's PEM (certificate and key, mode 600)."""
+        env = {**os.environ, **self.st.secrets, "SESSIONRAFT_BIN": self.st.binary}
+        p = system.run(["bash", str(REPO / "scripts" / "dev-certs.sh"), "--config",
+                        str(self.d.config), "--out", str(self.d.certs), "--lb", LB_NAME],
+                       check=False, env=env)
+        if p.returncode != 0 or "[tls]" not in p.stdout:
+            raise OpError(f"scripts/dev-certs.sh failed: {p.stdout.strip()} {p.stderr.strip()}")
+        with self.d.config.open("a") as f:
+            f.write("\n" + p.stdout[p.stdout.index("[tls]"):])
+        pem = self.lb_pem()
+        pem.parent.mkdir(parents=True, exist_ok=True)
+        text = (self.d.certs / "lb.crt").read_text() + (self.d.certs / "lb.key").read_text()
+        fd = os.open(pem, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
 
     def lb_files(self) -> tuple[Path, Path, Path]:
         d = self.d.lb_dir
@@ -191,8 +232,10 @@ class Run:
         cfg, _, sock = self.lb_files()
         ports = haproxy.Ports(self.st.lb.ports["lb"], self.st.lb.ports["resp"],
                               self.st.lb.ports["direct"])
+        tls = (haproxy.HaproxyTls(ca=str(self.ca), lb_pem=str(self.lb_pem()))
+               if self.st.tls else None)
         text = haproxy.render(self.n.root, ports, self.names(), str(sock),
-                              self.st.lb.generation)
+                              self.st.lb.generation, tls)
         cfg.parent.mkdir(parents=True, exist_ok=True)
         tmp = cfg.with_suffix(".new")
         tmp.write_text(text)
@@ -205,7 +248,7 @@ class Run:
 
     def lb_generation(self) -> int | None:
         try:
-            with _OPENER.open(f"{self.lb_url()}/hosts-generation", timeout=1) as r:
+            with opener(self.ca).open(f"{self.lb_url()}/hosts-generation", timeout=1) as r:
                 return int(r.read().decode().strip())
         except Exception:  # noqa: BLE001 - not answering (yet)
             return None
@@ -243,7 +286,7 @@ class Run:
 
     def lb_servers(self) -> dict[str, str]:
         try:
-            with _OPENER.open(f"{self.lb_url()}/haproxy-stats;csv", timeout=2) as r:
+            with opener(self.ca).open(f"{self.lb_url()}/haproxy-stats;csv", timeout=2) as r:
                 return haproxy.parse_stats(r.read().decode(errors="replace"))
         except Exception:  # noqa: BLE001
             return {}
@@ -260,13 +303,14 @@ class Run:
                 "ns": self.ns_of(name), "ip": h.ip, "link": h.link, "pid": h.pid,
                 "running": h.pid is not None and system.in_netns(h.pid, self.ns_of(name)),
                 "incarnation": h.incarnation,
-                "direct_url": f"http://127.0.0.1:{ports['direct'][name]}",
+                "direct_url": f"{self.scheme}://127.0.0.1:{ports['direct'][name]}",
                 "data_dir": str(self.d.data(name)), "log": str(self.d.node_log(name)),
             })
         return {
             "run": self.st.rid, "state_dir": str(self.d.path), "subnet": self.st.subnet,
             "config": str(self.d.config), "binary": self.st.binary,
             "lb_url": self.lb_url(), "resp_addr": f"127.0.0.1:{ports['resp']}",
+            "tls": self.st.tls, "ca": str(self.ca) if self.ca else None,
             "lb_ns": self.n.lb, "lb_ip": self.st.lb.ip, "lb_pid": self.st.lb.pid,
             "admin_token": self.st.secrets.get("SESSIONRAFT_ADMIN_TOKEN"),
             "resp_password": self.st.secrets.get("SESSIONRAFT_RESP_PASSWORD"),
@@ -306,7 +350,8 @@ def find_tools() -> None:
 
 # ---------------------------------------------------------------------------------- commands
 
-def up(d: Dir, binary: Path, hosts: int, env: dict, manifest: Path, start: bool) -> int:
+def up(d: Dir, binary: Path, hosts: int, env: dict, manifest: Path, start: bool,
+       tls: bool = False) -> int:
     find_tools()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         raise OpError(f"no binary at {binary}")
@@ -320,7 +365,7 @@ def up(d: Dir, binary: Path, hosts: int, env: dict, manifest: Path, start: bool)
         st = State(rid=new_rid(), subnet=str(plan.pick_subnet(rng.randrange(1 << 30),
                                                               machine_networks())),
                    binary=str(binary.resolve()), next_octet=plan.FIRST_LATER_OCTET,
-                   env=dict(env),
+                   env=dict(env), tls=tls,
                    secrets={"SESSIONRAFT_CLUSTER_SECRET": secrets.token_hex(32),
                             "SESSIONRAFT_ADMIN_TOKEN": secrets.token_hex(16),
                             "SESSIONRAFT_RESP_PASSWORD": secrets.token_hex(16)})
@@ -335,6 +380,8 @@ def up(d: Dir, binary: Path, hosts: int, env: dict, manifest: Path, start: bool)
         r.save()
         try:
             d.config.write_text(config)
+            if tls:
+                r.make_certs()
             d.data_mount.mkdir(parents=True, exist_ok=True)
             say(f"run {st.rid}: subnet {st.subnet}, state {d.path}")
             r.record_netns(r.n.switch)

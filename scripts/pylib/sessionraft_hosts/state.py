@@ -6,7 +6,8 @@ Layout of DIR:
     cluster.toml          the nodes' configuration (from deploy/kubernetes/configmap.yaml)
     mnt/data              the mount point every node sees its data directory at (as /data in a pod)
     hosts/NAME/data       host NAME's volume; hosts/NAME/node.log its node's output (appended)
-    lb/haproxy.cfg, lb/haproxy.log, lb/haproxy.sock
+    lb/haproxy.cfg, lb/haproxy.log, lb/haproxy.sock (and lb/haproxy-lb.pem with --tls)
+    certs/                with --tls: scripts/dev-certs.sh's CA, node and load balancer certificates
     events.jsonl          every event the commands printed
     .lock                 flock held by a command that changes the run
 
@@ -62,6 +63,7 @@ class State:
     etc_netns: list = field(default_factory=list)
     root_handle: str | None = None
     etc_netns_made: bool = False   # /etc/netns itself did not exist before the run
+    tls: bool = False              # up --tls: [tls] in cluster.toml, HAProxy over HTTPS
     version: int = VERSION
 
     def to_json(self) -> str:
@@ -106,6 +108,10 @@ class Dir:
 
     def node_log(self, name: str) -> Path:
         return self.host_dir(name) / "node.log"
+
+    @property
+    def certs(self) -> Path:
+        return self.path / "certs"
 
     @property
     def lb_dir(self) -> Path:

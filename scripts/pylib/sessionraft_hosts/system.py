@@ -20,9 +20,10 @@ class CommandFailed(Exception):
         self.argv, self.rc, self.err = argv, rc, err
 
 
-def run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
+def run(argv: list[str], check: bool = True,
+        env: dict | None = None) -> subprocess.CompletedProcess:
     p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                       errors="replace")
+                       errors="replace", env=env)
     if check and p.returncode != 0:
         raise CommandFailed(argv, p.returncode, p.stderr)
     return p

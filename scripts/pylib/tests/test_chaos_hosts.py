@@ -58,6 +58,11 @@ class LayoutTest(unittest.TestCase):
         self.assertEqual(lay.http_addr(2), "127.0.0.1:5302")
         self.assertEqual(lay.raft_ports, {1: 7101, 2: 7101, 3: 7101})
 
+    def test_https_on_a_tls_run(self):
+        lay = layout_of({**STATE, "tls": True})
+        self.assertEqual(lay.lb_url, "https://127.0.0.1:5100")
+        self.assertEqual(lay.http_url(2), "https://127.0.0.1:5302")
+
 
 class NodesTest(unittest.TestCase):
     def test_environment(self):
@@ -72,6 +77,10 @@ class NodesTest(unittest.TestCase):
         self.assertEqual(argv[:6], ["/r/scripts/hosts.sh", "--state", "/o/hosts", "up", "--bin",
                                     "/o/bin/sessionraft"])
         self.assertEqual(argv[6::2], ["--env"] * 3)
+        self.assertNotIn("--tls", argv)
+        tls = up_argv(Path("/r/scripts/hosts.sh"), Path("/o/hosts"), Path("/o/bin/sessionraft"),
+                      "", tls=True)
+        self.assertEqual(tls[6], "--tls")
 
     def test_no_pid_without_a_run(self):
         with tempfile.TemporaryDirectory() as t:

@@ -4,6 +4,7 @@ namespace's loopback, one-node backends) and the stats CSV."""
 import re
 import unittest
 
+from sessionraft_cluster.haproxy import HaproxyTls
 from sessionraft_hosts import haproxy
 
 NAMES = ["sessionraft-1", "sessionraft-0", "sessionraft-2"]
@@ -13,6 +14,39 @@ PORTS = haproxy.Ports(5100, 5200, {"sessionraft-0": 5301, "sessionraft-1": 5302,
 
 def render(generation=4):
     return haproxy.render("sr-abcde-root", PORTS, NAMES, "/s/lb/haproxy.sock", generation)
+
+
+def render_tls():
+    tls = HaproxyTls(ca="/s/certs/ca.crt", lb_pem="/s/lb/haproxy-lb.pem")
+    return haproxy.render("sr-abcde-root", PORTS, NAMES, "/s/lb/haproxy.sock", 4, tls)
+
+
+class TlsTest(unittest.TestCase):
+    def test_http_listeners_serve_https_and_the_redis_protocol_passes_tls_through(self):
+        binds = re.findall(r"^\s*bind (.*)$", render_tls(), re.M)
+        pem = " ssl crt /s/lb/haproxy-lb.pem"
+        self.assertIn(f"127.0.0.1:5100 namespace sr-abcde-root{pem}", binds)
+        self.assertIn(f":7100{pem}", binds)
+        for port in (5301, 5302, 5303):
+            self.assertIn(f"127.0.0.1:{port} namespace sr-abcde-root{pem}", binds)
+        self.assertIn("127.0.0.1:5200 namespace sr-abcde-root", binds)  # resp: no ssl
+
+    def test_every_node_verified_by_its_name_against_the_ca(self):
+        cfg = render_tls()
+        servers = re.findall(r"^\s*server (node\d) (\S+):(\d+)(.*)$", cfg, re.M)
+        self.assertEqual(len(servers), 9)  # nodes, resp, direct
+        for _, host, port, opts in servers:
+            self.assertIn(f"check-ssl verify required ca-file /s/certs/ca.crt", opts)
+            self.assertIn(f"check-sni {host} verifyhost {host}", opts)
+            # HTTP re-encrypted to the node (with SNI); the Redis protocol is TLS end to end
+            if port == "7201":
+                self.assertNotIn(" ssl ", opts + " ")
+            else:
+                self.assertIn(f" ssl check-ssl", opts)
+                self.assertIn(f"sni str({host})", opts)
+
+    def test_without_tls_nothing_of_it(self):
+        self.assertNotIn("ssl", render())
 
 
 class RenderTest(unittest.TestCase):
