@@ -78,6 +78,14 @@
 #   --trials N     failover trials (default 10)
 #   --sessions N   sessions for the catch-up and memory (default 1000000)
 #   --keep         keep the systems' data directories (default: deleted at the end)
+#   --tls          every sessionraft cluster with [tls] (scripts/dev-certs.sh, one CA per run in the
+#                  run's certs/): the load over https:// (`sessionraft bench/load --ca`), the
+#                  Redis-protocol cells over TLS (redis-benchmark --tls --cacert), the checks too
+#   --only resp-tls  (not in a full run) the Redis protocol with TLS against without: per pair
+#                  (--pairs, default 3) a fresh cluster without TLS, then one with [tls],
+#                  redis-benchmark -t set, get at 32 and 256 connections, one thread, on the
+#                  leader; the ratios TLS/plain per pair, median and range, to --out (default
+#                  bench/RESP-TLS.md)
 #   --compare BIN  the A/B mode above (B = BIN); with --pairs N (default 3) and, to run fewer
 #                  cells, --workloads write,read,mixed and --connections 32,256 (comma lists)
 #

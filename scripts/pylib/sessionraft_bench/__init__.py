@@ -22,6 +22,8 @@ Module map:
   resp.py      the `resp` part (issue 20): redis-benchmark's command, its CSV and a cell's record;
                sessionraft's RESP on the leader, redis-server as a cache and durable, etcd's put and
                linearizable range, every cell with a one-thread load tool
+  resp_tls.py  the `resp-tls` part (issue 28, --only resp-tls): the door with TLS against without,
+               alternating clusters per pair, and its table
   failover.py  the failover trials (SIGKILL the leader, time to the first 200 and to a new
                leader seen by a watcher thread) under `sessionraft load`
   catchup.py   restore N sessions, add a 4th node, time its catch-up; memory of every node

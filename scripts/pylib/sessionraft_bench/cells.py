@@ -46,11 +46,14 @@ def reads_cell_name(system, consistency, workload, connections):
     return f"reads-{system}{mode}-{workload}-{connections}"
 
 
-def bench_command(binary, targets, workload, connections, duration, warmup, kind, value_bytes=200, threads=None):
+def bench_command(binary, targets, workload, connections, duration, warmup, kind, value_bytes=200, threads=None,
+                  ca=None):
     """The argv of `sessionraft bench` for one cell (etcd: with --value-bytes; with --threads
-    when THREADS is given, else the tool's default)."""
+    when THREADS is given, else the tool's default; https targets verified against CA)."""
     args = [binary, "bench", "--targets", targets, "--workload", workload, "--connections", str(connections),
             "--duration", str(duration), "--warmup", str(warmup), "--kind", kind, "--json"]
+    if ca is not None:
+        args += ["--ca", ca]
     if kind == "etcd":
         args += ["--value-bytes", str(value_bytes)]
     if threads is not None:

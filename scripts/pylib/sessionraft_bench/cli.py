@@ -11,6 +11,8 @@ from . import report
 from .common import Usage
 
 PARTS_ALL = ("sessionraft", "redis", "etcd", "reads", "resp", "failover", "catchup")
+# asked for by name only (--only), not part of a full run
+PARTS_ON_DEMAND = ("resp-tls",)
 WORKLOADS_ALL = ("write", "read", "mixed")
 WORKLOADS = ["write", "read", "mixed"]
 CONNECTIONS = [32, 256]
@@ -62,6 +64,7 @@ class Options:
     failover_rate: int = 40
     catchup_timeout: int = 300
     args_text: str = ""            # the options as given, for the report's command
+    tls: bool = False              # --tls: every sessionraft cluster with [tls] (https, rediss)
 
     def want(self, part):
         return part in self.parts
@@ -92,6 +95,9 @@ def parse_run_args(argv, env=None, cwd=None, root=None):
             i += 1
         elif a == "--keep":
             o.keep = True
+            i += 1
+        elif a == "--tls":
+            o.tls = True
             i += 1
         elif a in _VALUED:
             if i + 1 >= len(argv):
@@ -162,10 +168,12 @@ def parse_run_args(argv, env=None, cwd=None, root=None):
     if only:
         wanted = set()
         for p in bash_split(only):
-            if p not in PARTS_ALL:
-                raise Usage(f"--only: unknown part '{p}' (one of: {' '.join(PARTS_ALL)})")
+            if p not in PARTS_ALL + PARTS_ON_DEMAND:
+                raise Usage(f"--only: unknown part '{p}' (one of: {' '.join(PARTS_ALL + PARTS_ON_DEMAND)})")
             wanted.add(p)
-        o.parts = tuple(p for p in PARTS_ALL if p in wanted)
+        o.parts = tuple(p for p in PARTS_ALL + PARTS_ON_DEMAND if p in wanted)
+        if "resp-tls" in o.parts and o.tls:
+            raise Usage("--only resp-tls compares with and without TLS itself: no --tls")
     if o.mode == "smoke":
         o.parts = ("sessionraft", "redis", "etcd")
     return o

@@ -21,19 +21,22 @@ def survivors(leader):
     return leader % 3 + 1, (leader + 1) % 3 + 1
 
 
-def load_command(binary, targets, rate, trials, history):
-    """`sessionraft load` for the whole run: 8 users, increments only, open loop at RATE/s."""
-    return [binary, "load", "--targets", targets, "--users", "8", "--rate", str(rate), "--mix", "inc=100",
+def load_command(binary, targets, rate, trials, history, ca=None):
+    """`sessionraft load` for the whole run: 8 users, increments only, open loop at RATE/s (https
+    targets verified against CA)."""
+    argv = [binary, "load", "--targets", targets, "--users", "8", "--rate", str(rate), "--mix", "inc=100",
             "--duration", str(trials * 60 + 120), "--settle", "0", "--seed", "1", "--out", history]
+    return argv + (["--ca", ca] if ca else [])
 
 
-def post_counter(addr, jar, write_out=False):
+def post_counter(addr, jar, write_out=False, scheme="http", ca=None):
     """POST /api/counter through curl with the cookie jar: (http code text, body)."""
     args = ["curl", "-s", "--noproxy", "*", "-m", "5", "-c", jar, "-b", jar, "-X", "POST"]
+    args += ["--cacert", ca] if ca else []
     if write_out:
-        args += ["-w", "\n%{http_code}", f"http://{addr}/api/counter"]
+        args += ["-w", "\n%{http_code}", f"{scheme}://{addr}/api/counter"]
     else:
-        args += ["-o", "/dev/null", "-w", "%{http_code}", f"http://{addr}/api/counter"]
+        args += ["-o", "/dev/null", "-w", "%{http_code}", f"{scheme}://{addr}/api/counter"]
     r = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     out = r.stdout.decode(errors="replace")
     if not write_out:
@@ -87,7 +90,7 @@ def run_failover(run, sr):
                      "8 users, all 3 nodes)")
         with open(os.path.join(d, "load.log"), "wb") as log:
             p = procs.start(load_command(run.bin, sr.targets(), run.opts.failover_rate, run.opts.trials,
-                                         os.path.join(d, "load-history.jsonl")), stdout=log, session=True)
+                                         os.path.join(d, "load-history.jsonl"), sr.ca), stdout=log, session=True)
         run.load = p
         run.children.append((p, "sessionraft", True))
         nap(2)
@@ -115,7 +118,7 @@ def run_failover(run, sr):
         if os.path.exists(jar):
             os.remove(jar)
         # the session exists before the kill
-        code, _ = post_counter(sr.addr(s1), jar)
+        code, _ = post_counter(sr.addr(s1), jar, scheme=sr.scheme, ca=sr.ca)
         if code != "200":
             run.problem(f"failover: trial {trial}: POST before the kill answered {code}")
             continue
@@ -135,7 +138,7 @@ def run_failover(run, sr):
         while True:
             target = s1 if attempts % 2 == 0 else s2
             attempts += 1
-            code, body = post_counter(sr.addr(target), jar, write_out=True)
+            code, body = post_counter(sr.addr(target), jar, write_out=True, scheme=sr.scheme, ca=sr.ca)
             if code == "200":
                 t1, ok, served = now_ms(), True, served_by(body)
                 break

@@ -45,12 +45,15 @@ def cell_name(system, test, connections):
 
 
 def benchmark_command(host, port, test, connections, requests, value_bytes=200, threads=LOAD_THREADS,
-                      keyspace=KEYSPACE):
+                      keyspace=KEYSPACE, tls_ca=None):
     """The argv of one redis-benchmark run: TEST (set or get) over CONNECTIONS connections,
     REQUESTS requests in all, VALUE_BYTES-byte values, random keys out of KEYSPACE, THREADS load
-    threads (None: the tool's default, one event loop), CSV on stdout."""
+    threads (None: the tool's default, one event loop), CSV on stdout; over TLS verifying TLS_CA
+    when given."""
     argv = ["redis-benchmark", "-h", host, "-p", str(port), "-t", test, "-c", str(connections),
             "-n", str(requests), "-d", str(value_bytes), "-r", str(keyspace)]
+    if tls_ca is not None:
+        argv += ["--tls", "--cacert", tls_ca]
     if threads is not None:
         argv += ["--threads", str(threads)]
     return argv + ["--csv"]
@@ -154,10 +157,12 @@ def cell_line(rec):
 # the part on a run
 
 
-def ping(host, port, timeout_s=3):
-    """`redis-cli PING` against HOST:PORT: (True, 'PONG') or (False, what came back)."""
+def ping(host, port, timeout_s=3, tls_ca=None):
+    """`redis-cli PING` against HOST:PORT (over TLS verifying TLS_CA when given): (True, 'PONG') or
+    (False, what came back)."""
+    tls = ["--tls", "--cacert", tls_ca] if tls_ca is not None else []
     try:
-        r = subprocess.run(["redis-cli", "-h", host, "-p", str(port), "PING"], stdin=subprocess.DEVNULL,
+        r = subprocess.run(["redis-cli", "-h", host, "-p", str(port), *tls, "PING"], stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return False, f"no answer within {timeout_s} s"
@@ -184,10 +189,10 @@ class RespPart:
     def tool(self):
         return f"redis-benchmark --threads {self.threads}" if self.threads is not None else "redis-benchmark"
 
-    def bench_once(self, base, host, port, test, c, n):
+    def bench_once(self, base, host, port, test, c, n, tls_ca=None):
         """One redis-benchmark run (stdout to BASE.csv, stderr to BASE.err): (exit status, stdout,
         stderr, seconds). Stopped (by pid) when it takes far longer than its requests should."""
-        argv = benchmark_command(host, port, test, c, n, VALUE_BYTES, self.threads)
+        argv = benchmark_command(host, port, test, c, n, VALUE_BYTES, self.threads, tls_ca=tls_ca)
         with open(base + ".cmd", "w") as f:
             f.write(cells.quoted(argv))
         limit = 60 + 4 * (self.o.duration + self.o.warmup)
@@ -208,30 +213,32 @@ class RespPart:
             rc = 124
         return (rc if rc >= 0 else 128 - rc), out, err, elapsed
 
-    def cell(self, system, test, c, host, port, node=None):
+    def cell(self, system, test, c, host, port, node=None, tls_ca=None, name=None):
         """Probe (which warms up too), warm-up sized from the probe, then the measured run sized
-        for --duration seconds from the last rate."""
+        for --duration seconds from the last rate (over TLS verifying TLS_CA when given); the
+        record, also written. NAME: the cell's files (default from system, test, c)."""
         o = self.o
-        base = os.path.join(self.run.work, "cells", cell_name(system, test, c))
+        base = os.path.join(self.run.work, "cells", name or cell_name(system, test, c))
         target = f"{host}:{port}"
         say(f"resp: {LABELS[system]}: {test.upper()}, {c} connections, {self.tool()} "
             f"(probe + {o.warmup}s warm-up + ~{o.duration}s)")
         n = max(PROBE_MIN_REQUESTS, 20 * c)
-        rc, out, err, el = self.bench_once(base + ".probe", host, port, test, c, n)
+        rc, out, err, el = self.bench_once(base + ".probe", host, port, test, c, n, tls_ca)
         rec = record(system, test, c, rc, out, err, requests=n, elapsed_s=round(el, 3), tool=self.tool(),
                      threads=self.threads, target=target, node=node)
         if rec["status"] == "ok" and o.warmup > 0:
             n = requests_for(rec["result"]["throughput_per_s"], o.warmup, c)
-            rc, out, err, el = self.bench_once(base + ".warmup", host, port, test, c, n)
+            rc, out, err, el = self.bench_once(base + ".warmup", host, port, test, c, n, tls_ca)
             rec = record(system, test, c, rc, out, err, requests=n, elapsed_s=round(el, 3), tool=self.tool(),
                          threads=self.threads, target=target, node=node)
         if rec["status"] == "ok":
             n = requests_for(rec["result"]["throughput_per_s"], o.duration, c)
-            rc, out, err, el = self.bench_once(base, host, port, test, c, n)
+            rc, out, err, el = self.bench_once(base, host, port, test, c, n, tls_ca)
             rec = record(system, test, c, rc, out, err, requests=n, elapsed_s=round(el, 3), tool=self.tool(),
                          threads=self.threads, target=target, node=node)
         self.write(rec)
         nap(1)
+        return rec
 
     def sessionraft(self, conns):
         run = self.run
@@ -248,7 +255,7 @@ class RespPart:
                 why = "no leader after the cluster came up"
             else:
                 addr = sr.resp_addr(node)
-                ok, answer = ping(*addr.rsplit(":", 1))
+                ok, answer = ping(*addr.rsplit(":", 1), tls_ca=sr.ca)
                 if not ok:
                     why = (f"node {node} (the leader) does not answer the Redis protocol on its resp_addr {addr}: "
                            f"PING -> {answer} (a binary without issue 20's RESP listener?)")
@@ -265,7 +272,7 @@ class RespPart:
             host, port = addr.rsplit(":", 1)
             for c in conns:
                 for t in TESTS:
-                    self.cell("sessionraft", t, c, host, int(port), node)
+                    self.cell("sessionraft", t, c, host, int(port), node, tls_ca=sr.ca)
         else:
             self.run.problem(f"resp: sessionraft not measured: {why}")
             for c in conns:
@@ -304,10 +311,14 @@ class RespPart:
                 nap(1)
         etcd.down()
 
-    def go(self):
+    def detect_tool(self):
+        """redis-benchmark's version, and whether it takes --threads."""
         help_text = _out(["redis-benchmark", "--help"])
         self.threads = LOAD_THREADS if supports_threads(help_text) else None
         self.version = _out(["redis-benchmark", "--version"]).strip()
+
+    def go(self):
+        self.detect_tool()
         open(self.path, "w").close()
         with open(os.path.join(self.run.work, "resp.json"), "w") as f:
             json.dump({"redis_benchmark": self.version, "load_threads": self.threads or 1,

@@ -16,8 +16,9 @@ from .cli import VALUE_BYTES
 from .common import (Interrupted, Usage, deferred, ignore_signals, install_signal_handlers, nap, say, warn)
 from .failover import run_failover
 from .resp import run_resp
+from .resp_tls import run_resp_tls
 from . import meta
-from .systems import Etcd, Redis, Sessionraft, cluster_down_quietly, free_ports, http_code
+from .systems import Etcd, Redis, Sessionraft, cluster_down_quietly, free_ports, http_code, trust_ca
 
 
 def has_command(help_text, name):
@@ -182,8 +183,8 @@ class Run:
         self.help = r.stdout.decode(errors="replace")
         if o.mode != "bench":
             return
-        if self.want("resp") and not shutil.which("redis-benchmark"):
-            raise Usage("no redis-benchmark on PATH (Debian's redis-tools; needed for --only resp)")
+        if (self.want("resp") or self.want("resp-tls")) and not shutil.which("redis-benchmark"):
+            raise Usage("no redis-benchmark on PATH (Debian's redis-tools; needed for --only resp, resp-tls)")
         if self.want("sessionraft") or self.want("redis") or self.want("etcd") or self.want("reads") or self.want("resp"):
             if not self.has_cmd("bench"):
                 raise Usage(f"{src_bin} has no 'bench' command (needed for the matrix; --only failover,catchup runs "
@@ -240,11 +241,32 @@ class Run:
         self.etcd_peer = {1: ports[9], 2: ports[10], 3: ports[11]}
         self.sr_resp_ports = {1: ports[12], 2: ports[13], 3: ports[14]}
 
+    # TLS (--tls, the resp-tls part): one development CA per run, in WORK/certs
+    def ca(self):
+        return os.path.join(self.work, "certs", "ca.crt")
+
+    def ca_for(self, targets):
+        """The CA of https:// targets (None for http://)."""
+        return self.ca() if targets.startswith("https://") else None
+
+    def tls_snippet(self, config):
+        """scripts/dev-certs.sh for CONFIG (the run's CA in WORK/certs, made once; node
+        certificates for the run's ports); its [tls] section. curl trusts the CA from now on."""
+        # node 4: the catch-up part adds it later
+        r = subprocess.run(["bash", os.path.join(self.root, "scripts", "dev-certs.sh"), "--config", config,
+                            "--out", os.path.join(self.work, "certs"), "--node", "4=127.0.0.1"], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, env=dict(os.environ, SESSIONRAFT_BIN=self.bin))
+        if r.returncode != 0 or "[tls]" not in r.stdout:
+            raise Usage(f"scripts/dev-certs.sh failed for {config}: {(r.stdout + r.stderr).strip()}")
+        trust_ca(self.ca())
+        return r.stdout[r.stdout.index("[tls]"):]
+
     # the matrix
     def cell(self, system, kind, targets, w, c):
         o = self.opts
         name = cells.cell_name(system, w, c)
-        argv = cells.bench_command(self.bin, targets, w, c, o.duration, o.warmup, kind, VALUE_BYTES)
+        argv = cells.bench_command(self.bin, targets, w, c, o.duration, o.warmup, kind, VALUE_BYTES,
+                                   ca=self.ca_for(targets))
         say(f"{system}: {w}, {c} connections ({o.warmup}s warm-up + {o.duration}s)")
         base = os.path.join(self.work, "cells", name)
         with open(base + ".cmd", "w") as f:
@@ -268,7 +290,8 @@ class Run:
         o = self.opts
         threads = cells.READS_LOAD_THREADS
         name = cells.reads_cell_name(system, consistency, w, c)
-        argv = cells.bench_command(self.bin, targets, w, c, o.duration, o.warmup, "session", VALUE_BYTES, threads)
+        argv = cells.bench_command(self.bin, targets, w, c, o.duration, o.warmup, "session", VALUE_BYTES, threads,
+                                   ca=self.ca_for(targets))
         mode = f", {consistency} mode" if consistency else ""
         say(f"reads: {system}{mode}: {w}, {c} connections, {threads}-thread load tool "
             f"({o.warmup}s warm-up + {o.duration}s)")
@@ -315,7 +338,7 @@ class Run:
         sr = Sessionraft(self, "smoke", self.bin).setup()
         sr.up()
         for i in (1, 2, 3):
-            code = http_code(f"http://{sr.addr(i)}/api/counter", 5, ("-X", "POST"))
+            code = http_code(f"{sr.scheme}://{sr.addr(i)}/api/counter", 5, ("-X", "POST"))
             if code != "200":
                 raise Usage(f"sessionraft node {i}: POST /api/counter answered {code}")
             say(f"sessionraft node {i}: POST /api/counter 200")
@@ -357,6 +380,8 @@ class Run:
 
     def bench(self):
         o = self.opts
+        if o.parts == ("resp-tls",):
+            return self.resp_tls_only()
         parts = [p for p in ("sessionraft", "redis", "etcd", "reads", "resp", "failover", "catchup") if self.want(p)]
         say(f"benchmark run {self.work}: parts {' '.join(parts)}; cells {o.warmup}s + {o.duration}s; "
             f"failover {o.trials} trials; catch-up {self.sessions} sessions")
@@ -406,16 +431,35 @@ class Run:
             run_resp(self)
         if self.want("catchup"):
             run_catchup(self)
+        resp_tls = run_resp_tls(self) if self.want("resp-tls") else ""
         raw = os.path.join(os.path.dirname(o.out), f"raw-{self.stamp}.json")
         os.makedirs(os.path.dirname(o.out), exist_ok=True)
         report.assemble(self.work, raw)
         report.write_report(raw, o.out)
+        if resp_tls:
+            with open(o.out, "a") as f:
+                f.write("\n" + resp_tls)
         say(f"results: {o.out} (raw: {raw}; logs: {self.work})")
         with open(o.out) as f:
             lines = f.read().splitlines(keepends=True)
         start = next((i for i, line in enumerate(lines) if line.startswith("## Targets")), len(lines))
         sys.stdout.write("".join(lines[start:]))
         sys.stdout.flush()
+        return 1 if self.failed else 0
+
+    def resp_tls_only(self):
+        """`--only resp-tls`: the part alone; its Markdown to --out (default
+        bench/RESP-TLS.md, not the full run's RESULTS.md) and stdout."""
+        o = self.opts
+        say(f"benchmark run {self.work}: part resp-tls; {o.pairs} pairs; cells {o.warmup}s + {o.duration}s")
+        md = run_resp_tls(self)
+        out = o.out if o.out_given else os.path.join(self.root, "bench", "RESP-TLS.md")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "w") as f:
+            f.write(f"# sessionraft: TLS on the Redis protocol\n\n`scripts/bench.sh {o.args_text}` "
+                    f"at {meta.local_time()} (git {meta.git_rev(self.root)}).\n\n" + md)
+        say(f"results: {out} (logs: {self.work})")
+        sys.stdout.write(md)
         return 1 if self.failed else 0
 
     def go(self):

@@ -77,10 +77,24 @@ def cluster_config(src_text, src_name, name, data_root, addrs, read_consistency=
 # HTTP through curl
 
 
+# The cluster CA curl verifies https:// against (bench.sh --tls; set by trust_ca).
+_CA = None
+
+
+def trust_ca(ca):
+    """https:// requests of this process (curl) verify against CA alone."""
+    global _CA
+    _CA = ca
+
+
+def _ca_args():
+    return ["--cacert", _CA] if _CA else []
+
+
 def curl(args, timeout_s=2):
     """curl's stdout ('' when it failed)."""
     try:
-        r = subprocess.run(["curl", "-sS", "--noproxy", "*", "-m", str(timeout_s), *args],
+        r = subprocess.run(["curl", "-sS", "--noproxy", "*", "-m", str(timeout_s), *_ca_args(), *args],
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     except OSError:
         return ""
@@ -91,7 +105,7 @@ def http_code(url, timeout_s=2, extra=()):
     """The HTTP status as text ('000' or '' when there was no answer)."""
     try:
         r = subprocess.run(["curl", "-s", "--noproxy", "*", "-o", "/dev/null", "-w", "%{http_code}",
-                            "-m", str(timeout_s), *extra, url],
+                            "-m", str(timeout_s), *_ca_args(), *extra, url],
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     except OSError:
         return ""
@@ -121,8 +135,11 @@ class Sessionraft:
     """One 3-node cluster of a run, in the directory WORK/NAME (config.toml, run/, data/,
     ops.log); nodes 1-4 on the run's ports."""
 
-    def __init__(self, run, name, serve_bin, read_consistency=None, resp=False):
+    def __init__(self, run, name, serve_bin, read_consistency=None, resp=False, tls=None):
         self.run = run
+        # [tls] (bench.sh --tls, or tls=True): https and rediss, certificates of the run's CA
+        self.tls = run.opts.tls if tls is None else tls
+        self.scheme = "https" if self.tls else "http"
         self.read_consistency = read_consistency  # None: cluster.toml's (the default)
         self.resp = resp  # every node also serves the Redis protocol (resp_addr, the run's resp ports)
         self.dir = os.path.join(run.work, name)
@@ -138,7 +155,12 @@ class Sessionraft:
         return f"127.0.0.1:{self.run.sr_resp_ports[node_id]}"
 
     def targets(self):
-        return ",".join(f"http://{self.addr(i)}" for i in (1, 2, 3))
+        return ",".join(f"{self.scheme}://{self.addr(i)}" for i in (1, 2, 3))
+
+    @property
+    def ca(self):
+        """The CA file to verify this cluster by (None without TLS)."""
+        return self.run.ca() if self.tls else None
 
     def env(self, binary=None, **extra):
         e = dict(os.environ, SESSIONRAFT_CONFIG=self.config, SESSIONRAFT_RUN_DIR=self.rundir,
@@ -158,6 +180,9 @@ class Sessionraft:
                                   [self.resp_addr(i) for i in (1, 2, 3)] if self.resp else None)
         with open(self.config, "w") as f:
             f.write(text)
+        if self.tls:
+            with open(self.config, "a") as f:
+                f.write("\n" + self.run.tls_snippet(self.config))
         check = [self.run.bin, "check-config", "--config", self.config]
         if subprocess.run(check, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL).returncode != 0:
@@ -195,10 +220,10 @@ class Sessionraft:
 
     # a node's state
     def status(self, node_id):
-        return parse_status(curl([f"http://{self.addr(node_id)}/cluster/status"]))
+        return parse_status(curl([f"{self.scheme}://{self.addr(node_id)}/cluster/status"]))
 
     def ready(self, node_id):
-        return http_code(f"http://{self.addr(node_id)}/readyz", 1) == "200"
+        return http_code(f"{self.scheme}://{self.addr(node_id)}/readyz", 1) == "200"
 
     def node_pid(self, node_id):
         """Node N's pid from cluster.sh's pid file, if alive and `sessionraft serve ... --node N`."""
