@@ -23,6 +23,8 @@ echo "== python: the operator programs' own tests (scripts/pylib)"
 python3 -m unittest discover -s scripts/pylib -t scripts/pylib -p 'test_*.py'
 echo "== no circular imports between the files of a crate (ARCHITECTURE.md)"
 python3 scripts/pylib/import_cycles.py raft web node
+echo "== ARCHITECTURE.md's crate maps name every module, and only modules that exist"
+python3 scripts/pylib/crate_map.py
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
