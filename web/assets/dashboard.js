@@ -3,7 +3,7 @@
  *
  * Live data: Server-Sent Events from /cluster/events, one JSON snapshot per message:
  *   {ts_ms, observer, leader, term, nodes: [{id, addr, url, role, term, last_log_index,
- *    applied_index, lag, healthy, reads}], sessions, keys, resp_ops_per_sec, writes_per_sec, reads_per_sec,
+ *    applied_index, lag, healthy, reads, version, actors: [{name, restarts}]}], sessions, keys, resp_ops_per_sec, writes_per_sec, reads_per_sec,
  *    local_reads_per_sec, avg_batch_size, cluster_version}
  *
  * Admin actions: same-origin fetches with "Authorization: Bearer <token>".
@@ -213,6 +213,7 @@
       applied: statRow(dl, 'Applied index'),
       health: statRow(dl, 'Health'),
       reads: statRow(dl, 'Reads'),
+      actors: statRow(dl, 'Actors'),
       addr: statRow(dl, 'Address'),
     };
     fields.addr.classList.add('mono');
@@ -234,6 +235,25 @@
       } else {
         text = fmtInt(lag) + (lag === 1 ? ' entry' : ' entries');
         cls = lag > LAG_FAR ? 'lag-far' : 'lag-behind';
+      }
+    }
+    setText(dd, text);
+    setAttr(dd, 'class', cls);
+  }
+
+  /** "6 supervised · no restarts", or the restarted ones ("purger ×1") in warning colour. */
+  function renderActors(dd, actors) {
+    let text = '—';
+    let cls = '';
+    if (Array.isArray(actors) && actors.length > 0) {
+      const restarted = actors.filter(function (a) { return a && isNum(a.restarts) && a.restarts > 0; });
+      if (restarted.length === 0) {
+        text = actors.length + ' supervised · no restarts';
+      } else {
+        text = 'restarted after a panic: ' + restarted.map(function (a) {
+          return String(a.name) + ' ×' + fmtInt(a.restarts);
+        }).join(', ');
+        cls = 'lag-behind';
       }
     }
     setText(dd, text);
@@ -272,6 +292,7 @@
     renderLag(f.lag, node.lag);
     renderHealth(f.health, node.healthy);
     setText(f.reads, typeof node.reads === 'string' && node.reads ? node.reads : '—');
+    renderActors(f.actors, node.actors);
     const addr = (typeof node.addr === 'string' && node.addr ? node.addr : '—') +
       (typeof node.version === 'string' && node.version ? ' · v' + node.version : '');
     // A member whose name does not resolve from the observer says so, with the resolver's answer.

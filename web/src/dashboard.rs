@@ -42,6 +42,9 @@ pub struct NodeView {
     pub unresolved: Option<String>,
     /// The release it runs (`/cluster/status` `version`); empty when unreachable or older.
     pub version: String,
+    /// Its actors and their restarts after a panic (`/cluster/status` `actors`); empty when
+    /// unreachable.
+    pub actors: Vec<crate::handlers::ActorStatus>,
 }
 
 /// The cluster as seen from one node.
@@ -93,7 +96,9 @@ impl DashboardFeed {
     }
 }
 
-/// The watcher: builds the view every 500 ms (`POLL_EVERY`) and publishes it to the feed.
+/// The watcher: builds the view every 500 ms (`POLL_EVERY`) and publishes it to the feed. An
+/// actor on the node's [`ActorHost`](sessionraft_raft::node::actors::ActorHost) (`dashboard`):
+/// a poll waits for the previous one, so a slow peer delays the view, never piles polls up.
 pub struct ClusterWatcher {
     cluster: Arc<Cluster>,
     metrics: Arc<Metrics>,
@@ -113,20 +118,6 @@ impl ClusterWatcher {
             metrics,
             feed,
             last_counters: HashMap::new(),
-        }
-    }
-
-    /// Poll and publish until the cluster handle is the last one left (the node stopped).
-    /// A poll waits for the previous one: a slow peer delays the view, never piles polls up.
-    pub async fn run(mut self) {
-        let mut tick = tokio::time::interval(POLL_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if Arc::strong_count(&self.cluster) == 1 {
-                return;
-            }
-            self.poll().await;
         }
     }
 
@@ -237,6 +228,7 @@ impl ClusterWatcher {
                         },
                         unresolved: resolve_error(id),
                         version: s.version.clone(),
+                        actors: s.actors.clone(),
                     }
                 }
                 None => {
@@ -258,6 +250,7 @@ impl ClusterWatcher {
                         reads: String::new(),
                         unresolved: resolve_error(id),
                         version: String::new(),
+                        actors: Vec::new(),
                     }
                 }
             })
@@ -305,4 +298,19 @@ pub async fn events(feed: web::Data<DashboardFeed>) -> HttpResponse {
         .insert_header(("cache-control", "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(initial.chain(updates))
+}
+
+impl sessionraft_raft::node::actors::Step for ClusterWatcher {
+    const NAME: &'static str = "dashboard";
+
+    fn pause(&self) -> std::time::Duration {
+        POLL_EVERY
+    }
+
+    fn step(mut self) -> sessionraft_raft::node::actors::StepFuture<Self> {
+        Box::pin(async move {
+            self.poll().await;
+            Some(self)
+        })
+    }
 }

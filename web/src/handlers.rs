@@ -250,6 +250,18 @@ pub struct NodeStatus {
     /// Whether a membership change is in progress (joint consensus).
     #[serde(default)]
     pub membership_joint: bool,
+    /// This node's actors (its long-lived components) and how often each was restarted after
+    /// a panic.
+    #[serde(default)]
+    pub actors: Vec<ActorStatus>,
+}
+
+/// `/cluster/status` `actors[]`: one supervised actor of the node.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ActorStatus {
+    pub name: String,
+    /// Restarts after a panic since the node started.
+    pub restarts: u64,
 }
 
 /// `/cluster/status` `reads`: the mode in force and the loads by path since start.
@@ -337,6 +349,12 @@ pub fn node_status(cluster: &Cluster, metrics: &Metrics) -> NodeStatus {
             .flatten()
             .map(|v| v.to_string()),
         membership_joint: membership.get_joint_config().len() > 1,
+        actors: metrics
+            .instruments
+            .actor_restart_counts()
+            .into_iter()
+            .map(|(name, restarts)| ActorStatus { name, restarts })
+            .collect(),
         sessions_estimated: cluster.sm.estimated_sessions(),
         kv_keys_estimated: cluster.sm.estimated_kv_keys(),
         resp_ops: metrics.resp_ops.load(std::sync::atomic::Ordering::Relaxed),

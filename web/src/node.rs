@@ -356,9 +356,10 @@ impl Node {
             None => None,
         };
         let feed = DashboardFeed::default();
-        cluster
-            .rt
-            .spawn(ClusterWatcher::new(cluster.clone(), metrics.clone(), feed.clone()).run());
+        let (c, m, f) = (cluster.clone(), metrics.clone(), feed.clone());
+        consensus
+            .actors
+            .start_actor(move || ClusterWatcher::new(c.clone(), m.clone(), f.clone()));
         let inner = Inner {
             inbound: web::Data::new(consensus.inbound()),
             admin: web::Data::new(AdminState::new(

@@ -1,4 +1,4 @@
-//! The cluster version's driver: on the leader, every [`TICK`], the lowest release line among
+//! The cluster version's driver (an actor, [`VersionDriver`]): on the leader, every [`TICK`], the lowest release line among
 //! the members (this node's own, and each other member's from its replies in the last
 //! [`HEARD_WITHIN`](crate::version::HEARD_WITHIN)) is compared with the cluster version
 //! applied here; when every member is known and the lowest is higher, the leader proposes
@@ -9,6 +9,7 @@
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
+use crate::node::actors::{Step, StepFuture};
 use crate::node::cluster::Cluster;
 use crate::version::ClusterVersion;
 use crate::Command;
@@ -58,46 +59,70 @@ pub fn target(c: &Cluster) -> Option<ClusterVersion> {
     c.cluster_version_target()
 }
 
-/// Drive the cluster version while this node leads. Runs until the cluster handle is dropped.
-pub async fn run(cluster: Weak<Cluster>) {
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut leading_since: Option<(u64, Instant)> = None;
-    loop {
-        tick.tick().await;
-        let Some(c) = cluster.upgrade() else {
-            return;
-        };
-        let term = c.raft.metrics().borrow().current_term;
-        if !c.is_leader() {
-            leading_since = None;
-            c.peers.versions.announce(None);
-            continue;
-        }
-        let since = match leading_since {
-            Some((t, at)) if t == term => at,
-            _ => {
-                let now = Instant::now();
-                leading_since = Some((term, now));
-                now
-            }
-        };
-        let applied = c.sm.cluster_version().get();
-        let target = target(&c);
-        // A member silent since this node took over holds the version where it is; after a
-        // moment the leader stops waiting for it and settles on the applied version.
-        let settled = target.or_else(|| (since.elapsed() > SETTLE_WITHIN).then_some(applied));
-        c.peers.versions.announce(settled.map(|t| t.max(applied)));
-        let Some(target) = target else { continue };
-        if target <= applied {
-            continue;
-        }
-        tracing::info!(from = %applied, to = %target, "every member runs {target} or newer: raising the cluster version");
-        match c.propose_here(Command::SetClusterVersion(target)).await {
-            Ok(p) => {
-                tracing::info!(cluster_version = %target, index = p.log_index, "cluster version recorded")
-            }
-            Err(e) => tracing::warn!(error = %e, "cluster version not recorded yet"),
+/// Drives the cluster version while this node leads, every [`TICK`]; its steps end when the
+/// cluster handle is dropped.
+pub struct VersionDriver {
+    pub cluster: Weak<Cluster>,
+    /// The term this node leads in and since when (`None` while it does not lead).
+    leading_since: Option<(u64, Instant)>,
+}
+
+impl VersionDriver {
+    pub fn new(cluster: Weak<Cluster>) -> Self {
+        Self {
+            cluster,
+            leading_since: None,
         }
     }
+}
+
+impl Step for VersionDriver {
+    const NAME: &'static str = "cluster_version";
+
+    fn pause(&self) -> Duration {
+        TICK
+    }
+
+    fn step(mut self) -> StepFuture<Self> {
+        Box::pin(async move {
+            let c = self.cluster.upgrade()?;
+            self.leading_since = drive(&c, self.leading_since).await;
+            Some(self)
+        })
+    }
+}
+
+/// One look at the cluster version (see the module's doc); the term this node leads in and
+/// since when, for the next look.
+async fn drive(c: &Cluster, leading_since: Option<(u64, Instant)>) -> Option<(u64, Instant)> {
+    let term = c.raft.metrics().borrow().current_term;
+    if !c.is_leader() {
+        c.peers.versions.announce(None);
+        return None;
+    }
+    let since = match leading_since {
+        Some((t, at)) if t == term => at,
+        _ => Instant::now(),
+    };
+    let leading_since = Some((term, since));
+    let applied = c.sm.cluster_version().get();
+    let target = target(c);
+    // A member silent since this node took over holds the version where it is; after a
+    // moment the leader stops waiting for it and settles on the applied version.
+    let settled = target.or_else(|| (since.elapsed() > SETTLE_WITHIN).then_some(applied));
+    c.peers.versions.announce(settled.map(|t| t.max(applied)));
+    let Some(target) = target else {
+        return leading_since;
+    };
+    if target <= applied {
+        return leading_since;
+    }
+    tracing::info!(from = %applied, to = %target, "every member runs {target} or newer: raising the cluster version");
+    match c.propose_here(Command::SetClusterVersion(target)).await {
+        Ok(p) => {
+            tracing::info!(cluster_version = %target, index = p.log_index, "cluster version recorded")
+        }
+        Err(e) => tracing::warn!(error = %e, "cluster version not recorded yet"),
+    }
+    leading_since
 }

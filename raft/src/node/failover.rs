@@ -27,6 +27,7 @@ use crate::NodeId;
 use openraft::ServerState;
 use rand::Rng;
 
+use crate::node::actors::{Step, StepFuture};
 use crate::node::cluster::Cluster;
 use crate::node::prevote;
 
@@ -63,63 +64,89 @@ struct View {
     rank: u32,
 }
 
-/// Run the election loop on the Raft runtime until the cluster handle is dropped.
-pub async fn watch(cluster: Weak<Cluster>, t: Timings) {
-    let tick = (t.heartbeat / 2).max(Duration::from_millis(10));
-    // When the last campaign was started, and how long to wait before another.
-    let mut last_campaign: Option<(Instant, Duration)> = None;
-    loop {
-        tokio::time::sleep(tick).await;
-        let Some(c) = cluster.upgrade() else {
-            return;
-        };
-        let Some(view) = view(&c) else {
-            last_campaign = None;
-            continue;
-        };
-        let since = c.leader_contact.since();
-        if since < t.due(view.rank, true) {
-            continue;
+/// The election watcher (an actor): every half heartbeat, whether this voter should campaign
+/// (see the module's doc). Its steps end when the cluster handle is dropped.
+pub struct ElectionWatcher {
+    pub cluster: Weak<Cluster>,
+    pub timings: Timings,
+    /// When the last campaign was started, and how long to wait before another.
+    last_campaign: Option<(Instant, Duration)>,
+}
+
+impl ElectionWatcher {
+    pub fn new(cluster: Weak<Cluster>, timings: Timings) -> Self {
+        Self {
+            cluster,
+            timings,
+            last_campaign: None,
         }
-        if last_campaign.is_some_and(|(at, wait)| at.elapsed() < wait) {
-            continue;
-        }
-        let dead = match &view.leader {
-            Some((_, addr)) => probe_refused(addr, t.heartbeat).await,
-            None => false,
-        };
-        if since < t.due(view.rank, dead) {
-            continue;
-        }
-        let wait = rand::thread_rng().gen_range(t.election_min..=t.lease);
-        last_campaign = Some((Instant::now(), wait));
-        let pre = prevote::ask(&c, t.heartbeat * 2).await;
-        c.leader_contact.set_isolated(pre.isolated);
-        if !pre.won {
-            tracing::debug!(
-                term = view.term,
-                granted = ?pre.granted,
-                refused = ?pre.refused,
-                silent = ?pre.silent,
-                "pre-vote lost: not campaigning"
-            );
-            continue;
-        }
-        // A heartbeat that arrived while we asked means a leader is back: stand down.
-        if c.leader_contact.since() < since {
-            continue;
-        }
-        tracing::info!(
+    }
+}
+
+impl Step for ElectionWatcher {
+    const NAME: &'static str = "failover";
+
+    fn pause(&self) -> Duration {
+        (self.timings.heartbeat / 2).max(Duration::from_millis(10))
+    }
+
+    fn step(mut self) -> StepFuture<Self> {
+        Box::pin(async move {
+            let c = self.cluster.upgrade()?;
+            look(&c, &self.timings, &mut self.last_campaign).await;
+            Some(self)
+        })
+    }
+}
+
+/// One look: campaign (after a won pre-vote) when the leader has been silent for long enough.
+async fn look(c: &Cluster, t: &Timings, last_campaign: &mut Option<(Instant, Duration)>) {
+    let Some(view) = view(c) else {
+        *last_campaign = None;
+        return;
+    };
+    let since = c.leader_contact.since();
+    if since < t.due(view.rank, true) {
+        return;
+    }
+    if last_campaign.is_some_and(|(at, wait)| at.elapsed() < wait) {
+        return;
+    }
+    let dead = match &view.leader {
+        Some((_, addr)) => probe_refused(addr, t.heartbeat).await,
+        None => false,
+    };
+    if since < t.due(view.rank, dead) {
+        return;
+    }
+    let wait = rand::thread_rng().gen_range(t.election_min..=t.lease);
+    *last_campaign = Some((Instant::now(), wait));
+    let pre = prevote::ask(c, t.heartbeat * 2).await;
+    c.leader_contact.set_isolated(pre.isolated);
+    if !pre.won {
+        tracing::debug!(
             term = view.term,
-            last_leader = ?view.leader.as_ref().map(|l| l.0),
-            silent_ms = since.as_millis() as u64,
-            leader_process_gone = dead,
             granted = ?pre.granted,
-            "pre-vote won: starting an election"
+            refused = ?pre.refused,
+            silent = ?pre.silent,
+            "pre-vote lost: not campaigning"
         );
-        if let Err(e) = c.raft.trigger().elect().await {
-            tracing::warn!(error = %e, "could not start an election");
-        }
+        return;
+    }
+    // A heartbeat that arrived while we asked means a leader is back: stand down.
+    if c.leader_contact.since() < since {
+        return;
+    }
+    tracing::info!(
+        term = view.term,
+        last_leader = ?view.leader.as_ref().map(|l| l.0),
+        silent_ms = since.as_millis() as u64,
+        leader_process_gone = dead,
+        granted = ?pre.granted,
+        "pre-vote won: starting an election"
+    );
+    if let Err(e) = c.raft.trigger().elect().await {
+        tracing::warn!(error = %e, "could not start an election");
     }
 }
 

@@ -122,6 +122,9 @@ pub struct Instruments {
     /// Session writes and reads served by this node, and write batches it proposed with the
     /// writes they carried (for the dashboard's rates).
     pub counters: OpCounters,
+    /// Restarts of each actor after a panic (`sessionraft_actor_restarts_total{actor}`).
+    pub actor_restarts: IntCounterVec,
+    actor_names: std::sync::Mutex<Vec<&'static str>>,
 }
 
 impl Instruments {
@@ -151,7 +154,43 @@ impl Instruments {
                 ]),
             )),
             counters: OpCounters::default(),
+            actor_restarts: must(IntCounterVec::new(
+                Opts::new(
+                    "actor_restarts_total",
+                    "Restarts of a node's actor after a panic (see the actor label)",
+                ),
+                &["actor"],
+            )),
+            actor_names: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// One restart of the actor `name` after a panic.
+    pub fn actor_restarted(&self, name: &str) {
+        self.actor_restarts.with_label_values(&[name]).inc();
+    }
+
+    /// How often the actor `name` was restarted.
+    pub fn actor_restarts(&self, name: &str) -> u64 {
+        self.actor_restarts.with_label_values(&[name]).get()
+    }
+
+    /// An actor started: its restarts show (as 0) from now on, here and in `/metrics`.
+    pub fn actor_started(&self, name: &'static str) {
+        let _ = self.actor_restarts.with_label_values(&[name]);
+        let mut names = self.actor_names.lock().unwrap_or_else(|e| e.into_inner());
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+
+    /// Every actor started and its restarts, in the order they started.
+    pub fn actor_restart_counts(&self) -> Vec<(String, u64)> {
+        let names = self.actor_names.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .iter()
+            .map(|n| ((*n).to_owned(), self.actor_restarts(n)))
+            .collect()
     }
 
     /// The collectors to register (once) in a registry.
@@ -161,6 +200,7 @@ impl Instruments {
             Box::new(self.session_op_seconds.clone()),
             Box::new(self.write_batch_size.clone()),
             Box::new(self.stages.vec.clone()),
+            Box::new(self.actor_restarts.clone()),
         ]
     }
 

@@ -1,10 +1,12 @@
-//! The runtime that drives openraft on one node: start and stop ([`runtime`]), propose and
+//! The runtime that drives openraft on one node: start and stop ([`runtime`]), the supervised
+//! actors its long-lived components run as ([`actors`]), propose and
 //! read ([`cluster`]), group commit ([`batcher`]), touches ([`touch`]), the purge
 //! ([`purger`]), elections ([`failover`]) with pre-vote ([`prevote`]), the lease ([`lease`]), leader contact
 //! ([`leader_contact`]), the freshness of token reads ([`freshness`]), membership changes ([`membership`]), whether the peers' names resolve
 //! ([`peer_names`]) and what it measures
 //! ([`instruments`]).
 
+pub mod actors;
 pub mod batcher;
 pub mod cluster;
 pub mod cluster_version;

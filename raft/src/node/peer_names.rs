@@ -1,4 +1,4 @@
-//! Whether the members' Raft addresses resolve: a task that looks every member's name up
+//! Whether the members' Raft addresses resolve: an actor ([`NameChecker`]) that looks every member's name up
 //! every [`CHECK_EVERY`] (backing off to [`MAX_BACKOFF`] for a name that keeps failing) and
 //! keeps the failures for `/cluster/status` and the dashboard.
 //!
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::node::actors::{Step, StepFuture};
 use crate::NodeId;
 
 /// How often every member's address is looked up.
@@ -115,37 +116,53 @@ async fn lookup(addr: &str) -> Result<(), String> {
     }
 }
 
-/// Every [`CHECK_EVERY`], look up each member's Raft address but `me`'s (those due) and record
-/// the outcome in `names`. Runs until `names` is dropped or Raft stops publishing metrics.
-pub async fn watch(
-    names: Weak<PeerNames>,
-    metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, openraft::BasicNode>>,
+/// Every [`CHECK_EVERY`], looks up each member's Raft address but `me`'s (those due) and
+/// records the outcome in `names`. Its steps end when `names` is dropped or Raft stops
+/// publishing metrics.
+pub struct NameChecker {
+    pub names: Weak<PeerNames>,
+    pub metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, openraft::BasicNode>>,
+    pub me: NodeId,
+}
+
+impl Step for NameChecker {
+    const NAME: &'static str = "peer_names";
+
+    fn pause(&self) -> Duration {
+        CHECK_EVERY
+    }
+
+    fn step(self) -> StepFuture<Self> {
+        Box::pin(async move {
+            let names = self.names.upgrade()?;
+            if self.metrics.has_changed().is_err() {
+                return None;
+            }
+            check(&names, &self.metrics, self.me).await;
+            Some(self)
+        })
+    }
+}
+
+/// One round of lookups (those due).
+async fn check(
+    names: &PeerNames,
+    metrics: &tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, openraft::BasicNode>>,
     me: NodeId,
 ) {
-    let mut tick = tokio::time::interval(CHECK_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(names) = names.upgrade() else {
-            return;
-        };
-        if metrics.has_changed().is_err() {
-            return;
-        }
-        let members: BTreeMap<NodeId, String> = metrics
-            .borrow()
-            .membership_config
-            .membership()
-            .nodes()
-            .filter(|(id, _)| **id != me)
-            .map(|(id, n)| (*id, n.addr.clone()))
-            .collect();
-        names.retain(&members);
-        for (id, addr) in &members {
-            if names.due(*id, addr, Instant::now()) {
-                let result = lookup(addr).await;
-                names.record(*id, addr, result, Instant::now());
-            }
+    let members: BTreeMap<NodeId, String> = metrics
+        .borrow()
+        .membership_config
+        .membership()
+        .nodes()
+        .filter(|(id, _)| **id != me)
+        .map(|(id, n)| (*id, n.addr.clone()))
+        .collect();
+    names.retain(&members);
+    for (id, addr) in &members {
+        if names.due(*id, addr, Instant::now()) {
+            let result = lookup(addr).await;
+            names.record(*id, addr, result, Instant::now());
         }
     }
 }

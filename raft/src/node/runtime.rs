@@ -14,12 +14,18 @@ use std::time::Duration;
 
 use openraft::BasicNode;
 
+use crate::node::actors::ActorHost;
 use crate::node::batcher::WriteBatcher;
 use crate::node::cluster::{Cluster, Deadlines};
+use crate::node::cluster_version::VersionDriver;
+use crate::node::failover::ElectionWatcher;
 use crate::node::freshness::SessionReads;
 use crate::node::instruments::Instruments;
 use crate::node::lease::LeaseClock;
+use crate::node::peer_names::NameChecker;
+use crate::node::purger::Purger;
 use crate::node::touch::PendingTouches;
+use crate::node::touch::TouchFlusher;
 use crate::transport::auth::PeerAuth;
 use crate::transport::inbound::Inbound;
 use crate::transport::network::{Network, PeerClient, Records};
@@ -85,6 +91,9 @@ pub struct ConsensusNode {
     pub touches: Arc<PendingTouches>,
     /// What the runtime records (registered by the HTTP layer's metrics).
     pub instruments: Arc<Instruments>,
+    /// The supervised actors of the long-lived components (the web layer starts its own
+    /// dashboard watcher here too).
+    pub actors: ActorHost,
     auth: PeerAuth,
 }
 
@@ -156,39 +165,53 @@ impl ConsensusNode {
             records,
             opts.reads,
         );
-        rt.spawn(crate::node::failover::watch(
-            Arc::downgrade(&cluster),
-            crate::node::failover::Timings {
-                heartbeat: Duration::from_millis(opts.raft.heartbeat_interval),
-                election_min: Duration::from_millis(opts.raft.election_timeout_min),
-                lease: Duration::from_millis(opts.raft.election_timeout_max),
-            },
-        ));
         let batcher = WriteBatcher::new(cluster.clone());
         let touches = Arc::new(PendingTouches::default());
-        rt.spawn(crate::node::touch::run(
-            touches.clone(),
+        let actors = ActorHost::start(opts.id, instruments.clone())?;
+        let weak = Arc::downgrade(&cluster);
+        let timings = crate::node::failover::Timings {
+            heartbeat: Duration::from_millis(opts.raft.heartbeat_interval),
+            election_min: Duration::from_millis(opts.raft.election_timeout_min),
+            lease: Duration::from_millis(opts.raft.election_timeout_max),
+        };
+        let w = weak.clone();
+        actors.start_actor(move || ElectionWatcher::new(w.clone(), timings));
+        let (pending, b, ins) = (
+            Arc::downgrade(&touches),
             batcher.clone(),
-            TOUCH_TICK,
             instruments.clone(),
-        ));
-        rt.spawn(crate::node::purger::run(
-            Arc::downgrade(&cluster),
-            PURGE_EVERY,
-        ));
-        rt.spawn(crate::node::cluster_version::run(Arc::downgrade(&cluster)));
-        rt.spawn(bootstrap(cluster.clone(), opts.initial_members.clone()));
-        rt.spawn(crate::node::peer_names::watch(
+        );
+        actors.start_actor(move || TouchFlusher {
+            pending: pending.clone(),
+            batcher: b.clone(),
+            tick: TOUCH_TICK,
+            instruments: ins.clone(),
+        });
+        let w = weak.clone();
+        actors.start_actor(move || Purger {
+            cluster: w.clone(),
+            every: PURGE_EVERY,
+        });
+        let w = weak.clone();
+        actors.start_actor(move || VersionDriver::new(w.clone()));
+        let (names, metrics, me) = (
             Arc::downgrade(&cluster.peer_names),
             cluster.raft.metrics(),
             cluster.id,
-        ));
+        );
+        actors.start_actor(move || NameChecker {
+            names: names.clone(),
+            metrics: metrics.clone(),
+            me,
+        });
+        rt.spawn(bootstrap(cluster.clone(), opts.initial_members.clone()));
         Ok(Self {
             rt,
             cluster,
             batcher,
             touches,
             instruments,
+            actors,
             auth,
         })
     }
@@ -204,7 +227,9 @@ impl ConsensusNode {
 
     /// Shut Raft down, then let storage close. Call after the HTTP server stopped; runs on a
     /// thread of its own, so it may be called from inside an async runtime.
-    pub fn shutdown(self) {
+    pub fn shutdown(mut self) {
+        // First the actors: none of them acts on a Raft that is stopping.
+        self.actors.stop();
         std::thread::scope(|s| {
             s.spawn(move || {
                 let raft = self.cluster.raft.clone();

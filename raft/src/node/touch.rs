@@ -1,4 +1,4 @@
-//! The touch coalescer: a task on the Raft runtime that collects TTL extensions (`update_ttl`) per session
+//! The touch coalescer: an actor ([`TouchFlusher`]) that collects TTL extensions (`update_ttl`) per session
 //! key and flushes them as one `Command::Touch` per tick, so that extending the TTL on every
 //! request does not cost one Raft entry per request.
 //!
@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::Command;
 
 use crate::clock::now_ms;
+use crate::node::actors::{Step, StepFuture};
 use crate::node::batcher::WriteBatcher;
 use crate::node::instruments::Instruments;
 
@@ -40,43 +41,54 @@ impl PendingTouches {
     }
 }
 
-/// Every `tick`, flush the touches added to `pending` through `batcher` as one
-/// `Command::Touch` (in the background: a slow flush does not delay the next tick). Runs on
-/// the Raft runtime until `pending` is the last reference left (the node is gone).
-pub async fn run(
-    pending: Arc<PendingTouches>,
-    batcher: Arc<WriteBatcher>,
-    tick: Duration,
-    instruments: Arc<Instruments>,
-) {
-    let mut every = tokio::time::interval(tick);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        if Arc::strong_count(&pending) == 1 {
-            return;
-        }
-        let taken = pending.take();
-        if taken.is_empty() {
-            continue;
-        }
-        let mut entries: Vec<(String, u64)> = taken.into_iter().collect();
-        entries.sort();
-        let n = entries.len();
-        let cmd = Command::Touch {
-            entries,
-            now_ms: now_ms(),
-        };
-        let (batcher, instruments) = (batcher.clone(), instruments.clone());
-        tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            match batcher.write(cmd).await {
-                Ok(_) => instruments.observe("touch_flush", "ok", started),
-                Err(e) => {
-                    instruments.observe("touch_flush", "unavailable", started);
-                    tracing::warn!(keys = n, error = %e, "dropped coalesced TTL extensions");
-                }
-            }
-        });
+/// Every `tick`, flushes the touches added to `pending` through `batcher` as one
+/// `Command::Touch` (in the background: a slow flush does not delay the next tick). Its steps
+/// end when `pending` is gone (the node is stopping).
+pub struct TouchFlusher {
+    pub pending: std::sync::Weak<PendingTouches>,
+    pub batcher: Arc<WriteBatcher>,
+    pub tick: Duration,
+    pub instruments: Arc<Instruments>,
+}
+
+impl Step for TouchFlusher {
+    const NAME: &'static str = "touch";
+
+    fn pause(&self) -> Duration {
+        self.tick
     }
+
+    fn step(self) -> StepFuture<Self> {
+        Box::pin(async move {
+            let pending = self.pending.upgrade()?;
+            flush(&pending, &self.batcher, &self.instruments);
+            Some(self)
+        })
+    }
+}
+
+/// Takes every pending touch and writes them as one `Command::Touch`, in the background.
+fn flush(pending: &PendingTouches, batcher: &Arc<WriteBatcher>, instruments: &Arc<Instruments>) {
+    let taken = pending.take();
+    if taken.is_empty() {
+        return;
+    }
+    let mut entries: Vec<(String, u64)> = taken.into_iter().collect();
+    entries.sort();
+    let n = entries.len();
+    let cmd = Command::Touch {
+        entries,
+        now_ms: now_ms(),
+    };
+    let (batcher, instruments) = (batcher.clone(), instruments.clone());
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        match batcher.write(cmd).await {
+            Ok(_) => instruments.observe("touch_flush", "ok", started),
+            Err(e) => {
+                instruments.observe("touch_flush", "unavailable", started);
+                tracing::warn!(keys = n, error = %e, "dropped coalesced TTL extensions");
+            }
+        }
+    });
 }
