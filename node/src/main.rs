@@ -369,6 +369,11 @@ struct MigrateArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// After copying, delete the destination's matching keys that the source no longer holds
+    /// (sessions logged out since an earlier pass). For the final pass of a cut-over, while no
+    /// app writes to the destination yet: a key an app created there would be deleted too.
+    #[arg(long)]
+    delete_missing: bool,
 }
 
 // The variants are the subcommands' names (`cluster add-node`, `remove-node`, `rejoin-node`).
@@ -717,6 +722,7 @@ fn run_migrate(
             connections: args.connections,
             batch: args.batch,
             max_bytes,
+            delete_missing: args.delete_missing,
         })
     })();
     let summary = match result {

@@ -8,8 +8,9 @@
 //!   counting; `import` into a 3-node cluster (scripts/cluster.sh: HAProxy in front) while they
 //!   keep counting, the apps stopped, a final `import` pass, the apps started again with the
 //!   load balancer as their Redis URL: every user's next increment carries on from their last
-//!   acknowledged counter, with the same cookie. Then `export` into a fresh redis-server: the
-//!   same keys, values and lifetimes (± 1 s).
+//!   acknowledged counter, with the same cookie, and a user who logged out on the old Redis
+//!   after the first pass stays logged out (`--delete-missing`). Then `export` into a fresh
+//!   redis-server: the same keys, values and lifetimes (± 1 s).
 //! - `import_names_what_it_cannot_copy_and_copies_the_rest`: a hash, a list and a value over
 //!   `max_bulk_bytes` are named and counted as failed while the rest is copied; keys that
 //!   expire during the copy do not come back; a source that is not Redis, a wrong and a missing
@@ -269,23 +270,36 @@ async fn sessions_move_in_while_users_count_and_back_out() {
     );
     assert_eq!(count(&first, "failed"), 0, "{stderr}");
 
-    // 3. the apps stop (the cut-over's pause); the final pass copies what changed since
+    // one Express user logs out on the old Redis after the first pass copied their session
+    let leaver = &mut users[0][0];
+    let base: reqwest::Url = apps[0].base.parse().expect("url");
+    let left_cookie = leaver.jar.cookies(&base).expect("a session cookie");
+    leaver
+        .logout(&apps[0], None)
+        .await
+        .expect("logout on redis-server");
+
+    // 3. the apps stop (the cut-over's pause); the final pass copies what changed since, and
+    //    deletes what the old Redis no longer holds
     let bases: Vec<String> = apps.iter().map(|a| a.base.clone()).collect();
     drop(apps);
-    let (ok, last, stderr) = sessionraft(&import).await;
+    let final_pass = [&import[..], &["--delete-missing"]].concat();
+    let (ok, last, stderr) = sessionraft(&final_pass).await;
     assert!(ok, "the final import pass failed: {stderr}");
     println!("final pass: {last}");
     assert!(
         count(&last, "updated") > 0
             && count(&last, "created") == 0
-            && count(&last, "updated") + count(&last, "unchanged") == 200
-            && count(&last, "failed") + count(&last, "expired") == 0,
-        "the final pass updates the sessions that changed during the first, and only those: {last}"
+            && count(&last, "updated") + count(&last, "unchanged") == 199
+            && count(&last, "failed") + count(&last, "expired") == 0
+            && count(&last, "deleted") == 1,
+        "the final pass updates the sessions that changed during the first, and only those, \
+         and deletes the one logged out: {last}"
     );
     let n = same_keyspace(old.addr, cluster.lb_resp)
         .await
         .expect("after the final pass the cluster holds what redis-server holds");
-    assert_eq!(n, 200);
+    assert_eq!(n, 199);
 
     // 4. the switch: the apps start again with the load balancer as their Redis URL
     let mut apps = Vec::new();
@@ -297,10 +311,22 @@ async fn sessions_move_in_while_users_count_and_back_out() {
         );
     }
 
-    // 5. every user's next increment carries on from the last acknowledged one, same cookie
+    // 5. every user's next increment carries on from the last acknowledged one, same cookie;
+    //    the one who logged out stays logged out
+    let (status, v, _) = super::send(
+        super::common::http()
+            .get(apps[0].counter())
+            .header(reqwest::header::COOKIE, left_cookie.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, v["counter"].as_i64()),
+        (200, Some(0)),
+        "a cookie logged out on redis-server before the switch reads a session on the cluster"
+    );
     let mut next = Vec::new();
     for ((app, old_base), us) in apps.iter().zip(&bases).zip(users.iter_mut()) {
-        for u in us.iter_mut() {
+        for u in us.iter_mut().filter(|u| u.id != 0) {
             next.push(async move {
                 let jar = u.jar.clone();
                 let cookie = |base: &str| jar.cookies(&base.parse().expect("url"));
@@ -338,13 +364,13 @@ async fn sessions_move_in_while_users_count_and_back_out() {
     println!("export: {out}");
     assert_eq!(
         (count(&out, "created"), count(&out, "failed")),
-        (200, 0),
+        (199, 0),
         "{out}"
     );
     let n = same_keyspace(cluster.lb_resp, fresh.addr)
         .await
         .expect("the exported keyspace is the cluster's");
-    assert_eq!(n, 200);
+    assert_eq!(n, 199);
     println!(
         "200 users moved from redis-server to the cluster and their sessions back out: ok in \
          {:.1} s",

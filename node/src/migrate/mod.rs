@@ -67,6 +67,10 @@ pub struct MigrateOptions {
     pub batch: usize,
     /// The destination's limit on a key's or value's length.
     pub max_bytes: Option<usize>,
+    /// After the copy, delete the destination's matching keys that the source no longer holds
+    /// (sessions logged out there since an earlier pass). Only while nothing else writes to
+    /// the destination: a key an app created there would go too.
+    pub delete_missing: bool,
 }
 
 /// Runs the copy to the end and returns its summary (which names the keys that failed, by
@@ -133,6 +137,9 @@ async fn copy_all(opts: MigrateOptions) -> anyhow::Result<Summary> {
         if let (Err(e), None) = (result, &first_error) {
             first_error = Some(e);
         }
+    }
+    if opts.delete_missing && first_error.is_none() {
+        first_error = delete_missing(&run, &opts.patterns, opts.batch).await.err();
     }
     ticker.abort();
     run.progress.finish();
@@ -212,6 +219,54 @@ async fn scan(
         let _ = tx.send(pending).await;
     }
     Ok(())
+}
+
+/// Deletes the destination's matching keys that the source does not hold: `SCAN` of the
+/// destination, `EXISTS` of each key on the source (at the rate limit), `DEL` of the absent.
+async fn delete_missing(run: &copy::Run, patterns: &Patterns, batch: usize) -> anyhow::Result<()> {
+    let mut src = copy::Side::new(&run.source);
+    let mut dst = copy::Side::new(&run.destination);
+    let mut cursor = "0".to_string();
+    loop {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SCAN").arg(&cursor).arg("COUNT").arg(batch);
+        let (next, keys) = dst.send(&pipe).await.and_then(|mut r| {
+            scan_reply(r.pop().unwrap_or(redis::Value::Nil), &run.destination.shown)
+        })?;
+        let keys: Vec<Vec<u8>> = keys.into_iter().filter(|k| patterns.matches(k)).collect();
+        if !keys.is_empty() {
+            run.limit.acquire(keys.len()).await;
+            let mut exists = redis::pipe();
+            for k in &keys {
+                exists.cmd("EXISTS").arg(k);
+            }
+            let held = src.send(&exists).await?;
+            let gone: Vec<&Vec<u8>> = keys
+                .iter()
+                .zip(&held)
+                .filter(|(_, h)| matches!(h, redis::Value::Int(0)))
+                .map(|(k, _)| k)
+                .collect();
+            if !gone.is_empty() {
+                let mut del = redis::pipe();
+                for k in &gone {
+                    del.cmd("DEL").arg(k);
+                }
+                let replies = dst.send(&del).await?;
+                let deleted = replies
+                    .iter()
+                    .filter(|r| matches!(r, redis::Value::Int(1)))
+                    .count();
+                run.tally
+                    .deleted
+                    .fetch_add(deleted as u64, Ordering::Relaxed);
+            }
+        }
+        if next == "0" {
+            return Ok(());
+        }
+        cursor = next;
+    }
 }
 
 /// `SCAN`'s reply: the next cursor and the keys; an error reply (a cluster without quorum) is

@@ -33,6 +33,8 @@ pub struct Tally {
     pub expired: AtomicU64,
     /// Not copied: another type, too large, refused.
     pub failed: AtomicU64,
+    /// Deleted from the destination: gone from the source (`--delete-missing`).
+    pub deleted: AtomicU64,
 }
 
 /// The summary of a run (`--json` prints it as is).
@@ -53,6 +55,8 @@ pub struct Summary {
     pub newer_on_destination: u64,
     pub expired: u64,
     pub failed: u64,
+    /// Deleted from the destination (`--delete-missing`).
+    pub deleted: u64,
     pub seconds: f64,
     pub keys_per_second: f64,
 }
@@ -85,6 +89,7 @@ impl Tally {
             newer_on_destination: newer,
             expired: get(&self.expired),
             failed: get(&self.failed),
+            deleted: get(&self.deleted),
             seconds,
             keys_per_second: if seconds > 0.0 {
                 matched as f64 / seconds
@@ -112,7 +117,7 @@ impl Summary {
         format!(
             "{verb} {} -> {}: {} keys matched ({}) of {} scanned in {:.1} s ({:.0} keys/s): \
              copied {} ({} new, {} updated), skipped {} ({} unchanged, {} newer on the \
-             destination), expired {}, failed {}",
+             destination), expired {}, failed {}, deleted {}",
             self.source,
             self.destination,
             self.matched,
@@ -127,7 +132,8 @@ impl Summary {
             self.unchanged,
             self.newer_on_destination,
             self.expired,
-            self.failed
+            self.failed,
+            self.deleted
         )
     }
 }
