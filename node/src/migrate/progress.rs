@@ -205,7 +205,7 @@ impl Progress {
         );
     }
 
-    /// A key that could not be copied, named (the first [`NAMED_FAILURES`] of them).
+    /// A key that could not be copied, named (the first 100 of them; the rest are counted).
     pub fn failed(&self, key: &[u8], why: &str) {
         let n = self.named.fetch_add(1, Ordering::Relaxed);
         let line = match n {
