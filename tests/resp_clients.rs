@@ -23,6 +23,10 @@
 //!   optional then required), HAProxy passing TLS through; `redis-cli --tls --cacert`, and the
 //!   refusals of a plaintext client and of one without a certificate.
 //!
+//! - `import_export` (`tests/resp_clients/import_export.rs`, issue 31): 200 users of the Express
+//!   and Flask apps move from a redis-server to the cluster with `sessionraft import` while they
+//!   count, and `sessionraft export` takes the keys back out; bad input to `import`.
+//!
 //! Without TLS every app reaches its Redis through an in-process, transparent TCP relay that writes what
 //! each connection carried to `trace-<app>.log` (commands as words, replies as escaped bytes):
 //! a failure message quotes the end of it, so a protocol mismatch shows the exact command
@@ -31,6 +35,8 @@
 //! Every process is stopped by pid (also when the test fails).
 
 mod common;
+#[path = "resp_clients/import_export.rs"]
+mod import_export;
 
 use std::fmt::Write as _;
 use std::io::Write as _;

@@ -13,10 +13,13 @@
 //!   the same API, etcd) and `sessionraft bench-backup` (synthetic backup files).
 //! - [`chaos`]: `sessionraft load` (recorded load) and `sessionraft check` (history checker,
 //!   convergence, report) for chaos testing.
+//! - [`migrate`]: `sessionraft import` / `export` — the live keys of a Redis session store into
+//!   the cluster's keyspace with their lifetimes, and back.
 
 pub mod bench;
 pub mod chaos;
 pub use sessionraft_web::config;
+pub mod migrate;
 pub mod ops;
 pub mod serve;
 pub mod staleness;

@@ -7,6 +7,8 @@
 //! - `sessionraft backup --to FILE` / `restore --from FILE` / `backup-info FILE`.
 //! - `sessionraft load` drives recorded load (chaos testing); `sessionraft check` judges the
 //!   history (exit 1 on a violation, 2 on unreadable input).
+//! - `sessionraft import --from redis://…` / `export --to redis://…` copy the live sessions of a
+//!   Redis session store into the cluster's keyspace with their lifetimes, and back.
 //! - `sessionraft bench` drives closed-loop load at sessionraft, an app with the same API or
 //!   etcd and reports throughput and latency; `sessionraft bench-backup` writes a synthetic
 //!   backup of N sessions (for `restore`).
@@ -15,6 +17,7 @@
 
 use sessionraft_node::bench::{self, backup_gen};
 use sessionraft_node::chaos::{load as chaos_load, verdict};
+use sessionraft_node::migrate::{self, endpoint::Endpoint, patterns::Patterns};
 use sessionraft_node::{config, ops, serve, status};
 
 use sessionraft_node::config::Address;
@@ -141,6 +144,34 @@ enum Cmd {
     /// Verify a backup file and print its summary (sessions, keys, applied index, format,
     /// content checksum).
     BackupInfo { file: PathBuf },
+    /// Copy the live sessions of a Redis session store (connect-redis, Flask-Session,
+    /// actix-session) into the cluster's keyspace, each with its remaining lifetime, through the
+    /// cluster's Redis-protocol door. Repeatable: a re-run copies only what is missing or changed
+    /// (README, "Move in from Redis"). Exit 1 when a key could not be copied (each is named).
+    Import {
+        /// The Redis to read: redis://[[USER]:PASSWORD@]HOST:PORT[/DB] (rediss:// for TLS).
+        #[arg(long)]
+        from: String,
+        /// The cluster's Redis URL (default: `[load_balancer] resp_addr` of --config, else a
+        /// node's `resp_addr`; the `[resp]` password unless the URL has one).
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        common: MigrateArgs,
+    },
+    /// Copy the cluster's live keys (by default the sessions of connect-redis, Flask-Session and
+    /// actix-session) into a Redis, each with its remaining lifetime: the way back. Repeatable,
+    /// like `import`.
+    Export {
+        /// The Redis to write: redis://[[USER]:PASSWORD@]HOST:PORT[/DB] (rediss:// for TLS).
+        #[arg(long)]
+        to: String,
+        /// The cluster's Redis URL (default: as `import --to`).
+        #[arg(long)]
+        from: Option<String>,
+        #[command(flatten)]
+        common: MigrateArgs,
+    },
     /// Drive recorded load for chaos testing: virtual users (one cookie jar each, one operation
     /// at a time) at an offered rate; every operation is one JSON line in --out.
     Load {
@@ -311,6 +342,40 @@ enum Cmd {
     },
 }
 
+/// What `import` and `export` share.
+#[derive(clap::Args)]
+struct MigrateArgs {
+    /// Copy the keys matching PATTERN (Redis glob; repeat for several). Default: `sess:*`
+    /// (connect-redis), `session:*` (Flask-Session), 64 letters and digits (actix-session).
+    #[arg(long = "match", value_name = "PATTERN")]
+    patterns: Vec<String>,
+    /// Keys read from the source per second at most (0: no limit).
+    #[arg(long, default_value_t = 10_000.0)]
+    rate: f64,
+    /// Parallel workers, each with a connection to either side.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Keys per SCAN and per pipeline.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// The cluster's configuration (default: $SESSIONRAFT_CONFIG, else the embedded one): its
+    /// Redis address, `[resp]` password and `max_bulk_bytes`, and `[tls] ca` for rediss://.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The CA (PEM) that verifies every rediss:// server of the run (default: the cluster's
+    /// `[tls] ca` for the cluster, the system's roots for the other side).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// After copying, delete the destination's matching keys that the source no longer holds
+    /// (sessions logged out since an earlier pass). For the final pass of a cut-over, while no
+    /// app writes to the destination yet: a key an app created there would be deleted too.
+    #[arg(long)]
+    delete_missing: bool,
+}
+
 // The variants are the subcommands' names (`cluster add-node`, `remove-node`, `rejoin-node`).
 #[allow(clippy::enum_variant_names)]
 #[derive(Subcommand)]
@@ -444,6 +509,12 @@ fn main() -> ExitCode {
             let targets = chaos_load::parse_targets(&targets.join(","));
             trust(ca.as_deref(), config.as_deref(), &targets)
                 .and_then(|()| run_staleness(targets, samples, interval_ms, timeout, json))
+        }
+        Cmd::Import { from, to, common } => {
+            return run_migrate(migrate::Direction::Import, &from, to.as_deref(), common)
+        }
+        Cmd::Export { to, from, common } => {
+            return run_migrate(migrate::Direction::Export, &to, from.as_deref(), common)
         }
         Cmd::Load {
             targets,
@@ -610,6 +681,81 @@ fn seconds(name: &str, v: f64) -> anyhow::Result<std::time::Duration> {
         "--{name} must be a number of seconds"
     );
     Ok(std::time::Duration::from_secs_f64(v))
+}
+
+/// `sessionraft import` / `export`: `other` is the Redis outside the cluster, `cluster` the
+/// cluster's URL if given. 0 when every matching key was copied or skipped, 1 otherwise.
+fn run_migrate(
+    direction: migrate::Direction,
+    other: &str,
+    cluster: Option<&str>,
+    args: MigrateArgs,
+) -> ExitCode {
+    let result = (|| {
+        let cfg = load(args.config.clone())?;
+        let ca = match &args.ca {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("--ca {}: unreadable: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let (cluster_role, other_role) = match direction {
+            migrate::Direction::Import => ("destination", "source"),
+            migrate::Direction::Export => ("source", "destination"),
+        };
+        let cluster = match cluster {
+            Some(url) => Endpoint::parse_for_cluster(cluster_role, url, &cfg, ca.clone())?,
+            None => Endpoint::cluster(cluster_role, &cfg, ca.clone())?,
+        };
+        let other = Endpoint::parse(other_role, other, None, ca)?;
+        let (source, destination, max_bytes) = match direction {
+            migrate::Direction::Import => (other, cluster, Some(cfg.resp.max_bulk_bytes)),
+            migrate::Direction::Export => (cluster, other, None),
+        };
+        migrate::run(migrate::MigrateOptions {
+            direction,
+            source,
+            destination,
+            patterns: Patterns::new(&args.patterns),
+            rate: args.rate,
+            connections: args.connections,
+            batch: args.batch,
+            max_bytes,
+            delete_missing: args.delete_missing,
+        })
+    })();
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let verb = match direction {
+        migrate::Direction::Import => "import",
+        migrate::Direction::Export => "export",
+    };
+    if args.json {
+        eprintln!("{}", summary.human(verb));
+        match serde_json::to_string(&summary) {
+            Ok(j) => println!("{j}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        println!("{}", summary.human(verb));
+    }
+    if summary.failed > 0 {
+        eprintln!(
+            "error: {} keys were not copied (named above); the others were",
+            summary.failed
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 /// `sessionraft bench`: 0 when some request succeeded, 1 otherwise (or on bad options).
