@@ -248,7 +248,13 @@ where
             }
         }
         buf.drain(..used);
-        pipeline::run(shared, &mut conn, commands, &mut stream, &mut out).await?;
+        if pipeline::run(shared, &mut conn, commands, &mut stream, &mut buf, &mut out)
+            .await?
+            .is_err()
+        {
+            // The client went away while its commands waited: their queued writes are dropped.
+            return Ok(());
+        }
         if conn.quit || protocol_error.is_some() {
             // A protocol error is answered after the commands before it, then the connection
             // closes (as Redis does); nothing after a QUIT runs.
@@ -258,6 +264,11 @@ where
                 stream.flush().await?;
             }
             return stream.shutdown().await;
+        }
+        if !matches!(frame::next_command(&buf, shared.limits), Ok(None)) {
+            // Commands (or bad bytes) arrived while the last ones waited: handle them before
+            // reading more.
+            continue;
         }
         buf.reserve(READ_CHUNK);
         let read = stream.read_buf(&mut buf);

@@ -14,6 +14,9 @@
 //! - connection commands (`PING`, `HELLO`, `CLIENT`, …) are answered where they stand.
 //!
 //! Replies go out in order; the ones complete before a group waits are written before it waits.
+//! While a group waits, the connection is still read (into the buffer of the next round, up to
+//! [`READ_AHEAD`]): a client that closes it has given up, and its writes still queued are
+//! dropped, never proposed (the batcher skips a write nobody waits for).
 //!
 //! Why the applied index of a write of this pipeline is a read barrier for the reads after it:
 //! every command of the pipeline was received before any of its writes was proposed, so a
@@ -24,7 +27,9 @@
 //!
 //! [`WriteBatcher::submit`]: sessionraft_raft::node::batcher::WriteBatcher::submit
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use std::future::Future;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use sessionraft_raft::clock::now_ms;
 use sessionraft_raft::node::batcher::Queued;
@@ -34,6 +39,13 @@ use super::commands::{
     is_write, no_quorum, plan, record, upper, Answer, Conn, ReadOp, Shared, Step,
 };
 use super::reply::Reply;
+
+/// How much a connection may buffer of its next commands while its current ones wait.
+pub(crate) const READ_AHEAD: usize = 1 << 20;
+
+/// The client closed the connection (or it failed) while its commands waited: nothing more is
+/// answered.
+pub(crate) struct Gone;
 
 /// One command's place in the replies.
 struct Slot {
@@ -60,18 +72,21 @@ struct Pipeline<'a> {
 
 /// Run `commands` (each non-empty, parsed from one read of the connection) and write their
 /// replies to `stream` in order, through `out` (left empty). Stops after a `QUIT` (answered).
+/// Bytes that arrive meanwhile are appended to `buf`.
 ///
 /// # Errors
-/// Writing to the stream failed.
+/// Writing to the stream failed (`Err`), or the client went away while a group waited
+/// (`Ok(Err(Gone))`: its queued writes are abandoned).
 pub(crate) async fn run<S>(
     shared: &Shared,
     conn: &mut Conn,
     commands: Vec<Vec<Vec<u8>>>,
     stream: &mut S,
+    buf: &mut Vec<u8>,
     out: &mut Vec<u8>,
-) -> std::io::Result<()>
+) -> std::io::Result<Result<(), Gone>>
 where
-    S: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut p = Pipeline {
         shared,
@@ -87,8 +102,11 @@ where
         }
         let name = upper(&args[0]);
         // A write waits for the reads before it, and takes its `now` after them.
-        if !p.reads.is_empty() && is_write(&name) {
-            p.run_reads().await;
+        let write_next = is_write(&name);
+        if !p.reads.is_empty() && write_next {
+            if p.run_reads(stream, buf).await.is_err() {
+                return Ok(Err(Gone));
+            }
             p.write_answered(stream, out).await?;
         }
         let step = plan(shared, conn, &name, args);
@@ -98,42 +116,83 @@ where
             proto: conn.proto,
             reply: None,
         });
-        match step {
-            Step::Now(reply) => p.slots[slot].reply = Some(reply),
+        let ran = match step {
+            Step::Now(reply) => {
+                p.slots[slot].reply = Some(reply);
+                false
+            }
             Step::Write(cmd, answer) => {
-                if !p.reads.is_empty() {
-                    p.run_reads().await;
-                    p.write_answered(stream, out).await?;
+                let ran = !p.reads.is_empty();
+                if ran && p.run_reads(stream, buf).await.is_err() {
+                    return Ok(Err(Gone));
                 }
                 p.writes.push((slot, cmd, answer));
+                ran
             }
             Step::Read(op) => {
-                if !p.writes.is_empty() {
-                    p.run_writes().await;
-                    p.write_answered(stream, out).await?;
+                let ran = !p.writes.is_empty();
+                if ran && p.run_writes(stream, buf).await.is_err() {
+                    return Ok(Err(Gone));
                 }
                 p.reads.push((slot, op));
+                ran
             }
+        };
+        if ran {
+            p.write_answered(stream, out).await?;
         }
     }
-    p.run_writes().await;
-    p.run_reads().await;
-    p.write_answered(stream, out).await
+    if p.run_writes(stream, buf).await.is_err() || p.run_reads(stream, buf).await.is_err() {
+        return Ok(Err(Gone));
+    }
+    p.write_answered(stream, out).await?;
+    Ok(Ok(()))
+}
+
+/// Wait for `work` while reading what the client sends meanwhile into `buf` (up to
+/// [`READ_AHEAD`]); `Err(Gone)` — `work` dropped — when the client closes the connection.
+async fn watching<S, F>(work: F, stream: &mut S, buf: &mut Vec<u8>) -> Result<F::Output, Gone>
+where
+    S: AsyncRead + Unpin,
+    F: Future,
+{
+    tokio::pin!(work);
+    loop {
+        if buf.len() >= READ_AHEAD {
+            return Ok(work.await);
+        }
+        buf.reserve(16 * 1024);
+        tokio::select! {
+            done = &mut work => return Ok(done),
+            // `read_buf` is cancel safe: what it read is in `buf`.
+            read = stream.read_buf(buf) => match read {
+                Ok(0) | Err(_) => return Err(Gone),
+                Ok(_) => {}
+            },
+        }
+    }
 }
 
 impl Pipeline<'_> {
     /// Queue the gathered writes together and wait for all of them.
-    async fn run_writes(&mut self) {
+    async fn run_writes<S>(&mut self, stream: &mut S, buf: &mut Vec<u8>) -> Result<(), Gone>
+    where
+        S: AsyncRead + Unpin,
+    {
         if self.writes.is_empty() {
-            return;
+            return Ok(());
         }
         let (places, cmds): (Vec<(usize, Answer)>, Vec<Command>) = std::mem::take(&mut self.writes)
             .into_iter()
             .map(|(slot, cmd, answer)| ((slot, answer), cmd))
             .unzip();
         let queued = self.shared.batcher.submit(cmds);
-        let outcomes =
-            futures_util::future::join_all(queued.into_iter().map(Queued::outcome)).await;
+        let outcomes = watching(
+            futures_util::future::join_all(queued.into_iter().map(Queued::outcome)),
+            stream,
+            buf,
+        )
+        .await?;
         for ((slot, answer), outcome) in places.into_iter().zip(outcomes) {
             if let Ok(p) = &outcome {
                 // Index 0: a cluster version that returns no index (0.1 forwarding).
@@ -143,21 +202,35 @@ impl Pipeline<'_> {
             }
             self.slots[slot].reply = Some(answer.reply(outcome));
         }
+        Ok(())
     }
 
     /// Make the gathered reads linearizable — after this pipeline's acknowledged writes when
     /// there are any, else after a read barrier — and read them at one `now`.
-    async fn run_reads(&mut self) {
+    async fn run_reads<S>(&mut self, stream: &mut S, buf: &mut Vec<u8>) -> Result<(), Gone>
+    where
+        S: AsyncRead + Unpin,
+    {
         if self.reads.is_empty() {
-            return;
+            return Ok(());
         }
         let reads = std::mem::take(&mut self.reads);
         let cluster = &self.shared.cluster;
         let ready = if reads.iter().any(|(_, op)| op.needs_barrier()) {
-            Some(match self.fence {
-                Some(index) => cluster.applied_at_least(index).await,
-                None => cluster.read_barrier().await,
-            })
+            let fence = self.fence;
+            Some(
+                watching(
+                    async move {
+                        match fence {
+                            Some(index) => cluster.applied_at_least(index).await,
+                            None => cluster.read_barrier().await,
+                        }
+                    },
+                    stream,
+                    buf,
+                )
+                .await?,
+            )
         } else {
             None
         };
@@ -169,6 +242,7 @@ impl Pipeline<'_> {
             };
             self.slots[slot].reply = Some(reply);
         }
+        Ok(())
     }
 
     /// Encode and write the replies answered so far, in order, up to the first one still
