@@ -10,7 +10,7 @@ import sys
 from . import report
 from .common import Usage
 
-PARTS_ALL = ("sessionraft", "redis", "etcd", "reads", "resp", "failover", "catchup")
+PARTS_ALL = ("sessionraft", "redis", "etcd", "reads", "resp", "clients", "failover", "catchup")
 WORKLOADS_ALL = ("write", "read", "mixed")
 WORKLOADS = ["write", "read", "mixed"]
 CONNECTIONS = [32, 256]

@@ -248,7 +248,7 @@ struct ScanArgs {
 }
 
 impl ReadOp {
-    fn new(kind: ReadKind, args: Vec<Vec<u8>>) -> Step {
+    fn step(kind: ReadKind, args: Vec<Vec<u8>>) -> Step {
         Step::Read(Self { kind, args })
     }
 
@@ -438,21 +438,21 @@ pub fn plan(shared: &Shared, conn: &mut Conn, name: &str, args: Vec<Vec<u8>>) ->
             Err(e) => e,
         }),
         "CLIENT" if argc >= 2 => now(client(conn, &args)),
-        "INFO" => ReadOp::new(ReadKind::Info, args),
+        "INFO" => ReadOp::step(ReadKind::Info, args),
         "COMMAND" => now(command(conn, &args)),
-        "GET" if argc == 2 => ReadOp::new(ReadKind::Get, args),
-        "MGET" if argc >= 2 => ReadOp::new(ReadKind::MGet, args),
-        "EXISTS" if argc >= 2 => ReadOp::new(ReadKind::Exists, args),
-        "TYPE" if argc == 2 => ReadOp::new(ReadKind::Type, args),
-        "TTL" | "PTTL" if argc == 2 => ReadOp::new(
+        "GET" if argc == 2 => ReadOp::step(ReadKind::Get, args),
+        "MGET" if argc >= 2 => ReadOp::step(ReadKind::MGet, args),
+        "EXISTS" if argc >= 2 => ReadOp::step(ReadKind::Exists, args),
+        "TYPE" if argc == 2 => ReadOp::step(ReadKind::Type, args),
+        "TTL" | "PTTL" if argc == 2 => ReadOp::step(
             ReadKind::Ttl {
                 millis: name == "PTTL",
             },
             args,
         ),
-        "DBSIZE" if argc == 1 => ReadOp::new(ReadKind::DbSize, args),
+        "DBSIZE" if argc == 1 => ReadOp::step(ReadKind::DbSize, args),
         "SCAN" if argc >= 2 => match scan(&args) {
-            Ok(s) => ReadOp::new(ReadKind::Scan(s), args),
+            Ok(s) => ReadOp::step(ReadKind::Scan(s), args),
             Err(e) => now(e),
         },
         "SET" if argc >= 3 => write(shared, set(args)),
@@ -485,7 +485,7 @@ pub fn plan(shared: &Shared, conn: &mut Conn, name: &str, args: Vec<Vec<u8>>) ->
             write(shared, Ok((cmd, Answer::Value)))
         }
         "GETEX" if argc >= 2 => match getex(&args) {
-            Ok(None) => ReadOp::new(ReadKind::Get, args),
+            Ok(None) => ReadOp::step(ReadKind::Get, args),
             Ok(Some(expiry)) => {
                 let mut args = args;
                 let cmd = KvCommand::GetExpire {
