@@ -54,6 +54,16 @@
 #                and 256 (`sessionraft bench --kind etcd --threads 1`). Targets: RESP SET >= 2x etcd's
 #                puts, RESP GET >= 2x etcd's linearizable ranges, at 32 and 256; the ratios to both
 #                Redis settings reported as they are. Alone: --only resp
+# clients (issue 29): the clients people run, sessionraft's Redis-protocol door (the leader of a
+#                fresh 3-node cluster) against one durable redis-server (--appendonly yes
+#                --appendfsync always), the two alternating over --pairs pairs (default 3; the first
+#                system of a pair alternates; each system fresh for each turn): the Express app and
+#                the Flask app of tests/resp_clients/ (POST /api/counter, 32 connections, the
+#                one-thread `sessionraft bench --workload write --threads 1`; their dependencies from
+#                scripts/install-deps.sh --resp-clients, or BENCH_CLIENTS_DIR=another checkout's
+#                tests/resp_clients), and `redis-benchmark -P 16 -t set -c 32 --threads 1 -d 200`.
+#                Per cell each pair's ratio, the median and the spread, in WORK/clients.md (printed).
+#                Alone: --only clients
 # Then, on sessionraft:
 #   failover     under a light write load (`sessionraft load`, 40 increments/s), SIGKILL the leader
 #                --trials times (default 10): the time from the kill to the first successful
@@ -74,7 +84,9 @@
 #                  raw-YYYYmmdd-HHMMSS.json
 #   --only PARTS   comma-separated subset of: sessionraft, redis, etcd (their matrix cells),
 #                  reads (the one-thread read cells above), resp (the Redis-protocol cells above),
-#                  failover, catchup (catch-up and memory). Default: all
+#                  clients (the real-client pairs above), failover, catchup (catch-up and
+#                  memory). Default: all
+#   --pairs N      alternating pairs of the clients part, and of --compare (default 3)
 #   --trials N     failover trials (default 10)
 #   --sessions N   sessions for the catch-up and memory (default 1000000)
 #   --keep         keep the systems' data directories (default: deleted at the end)

@@ -1645,3 +1645,202 @@ async fn idle_connections_are_closed() {
     d.is("GET idle", "$-1\r\n").await;
     assert_eq!(readyz(&c, 1).await, 200);
 }
+
+// ---- pipelines against a real redis-server ------------------------------------------------------
+
+/// A throwaway `redis-server` on a free port (nothing persisted: only its answers matter),
+/// stopped by its pid when dropped.
+struct RedisServer {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl RedisServer {
+    async fn start(dir: &std::path::Path) -> RedisServer {
+        let port = common::free_port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server not found: run `scripts/install-deps.sh --resp-clients`");
+        let server = RedisServer {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let deadline = Instant::now() + READY;
+        loop {
+            if let Ok(Ok(mut s)) =
+                tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(server.addr)).await
+            {
+                let _ = s.write_all(b"PING\r\n").await;
+                let mut b = [0u8; 16];
+                if matches!(
+                    tokio::time::timeout(Duration::from_secs(2), s.read(&mut b)).await,
+                    Ok(Ok(n)) if b[..n].starts_with(b"+PONG")
+                ) {
+                    return server;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One random command on `keys`, from what session stores send (`GET`, `SET … EX|NX|XX|GET`,
+/// `EXPIRE`, `DEL`) and the rest of the door's keyspace commands. Expiries are days away, so
+/// none passes during the test; `EXPIRE k 0` deletes at once, as on Redis.
+fn random_command(rng: &mut Rng, keys: &[String]) -> Vec<String> {
+    let k = keys[rng.below(keys.len() as u64) as usize].clone();
+    let k2 = keys[rng.below(keys.len() as u64) as usize].clone();
+    let v = format!("v{}", rng.below(1000));
+    let words: &[&str] = match rng.below(24) {
+        0..=2 => &["SET", &k, &v],
+        3 => &["SET", &k, &v, "NX"],
+        4 => &["SET", &k, &v, "XX"],
+        5 => &["SET", &k, &v, "GET"],
+        6 => &["SET", &k, &v, "NX", "GET"],
+        7 => &["SET", &k, &v, "EX", "100000"],
+        8 => &["SET", &k, &v, "XX", "KEEPTTL"],
+        9 => &["SETEX", &k, "200000", &v],
+        10..=12 => &["GET", &k],
+        13 => &["MGET", &k, &k2],
+        14 => &["EXISTS", &k, &k2],
+        15 => &["DEL", &k, &k2],
+        16 => &["GETDEL", &k],
+        17 => match rng.below(3) {
+            0 => &["GETEX", &k],
+            1 => &["GETEX", &k, "PERSIST"],
+            _ => &["GETEX", &k, "EX", "300000"],
+        },
+        18 => match rng.below(6) {
+            0 => &["EXPIRE", &k, "100000"],
+            1 => &["EXPIRE", &k, "150000", "NX"],
+            2 => &["EXPIRE", &k, "250000", "XX"],
+            3 => &["EXPIRE", &k, "400000", "GT"],
+            4 => &["PEXPIRE", &k, "50000000", "LT"],
+            _ => &["EXPIRE", &k, "0"],
+        },
+        19 => &["PERSIST", &k],
+        20 => &["TTL", &k],
+        21 => &["PTTL", &k],
+        22 => &["TYPE", &k],
+        _ => match rng.below(4) {
+            0 => &["DBSIZE"],
+            1 => &["PING"],
+            2 => &["ECHO", &v],
+            _ => &["SET", &k, &v, "EX", "0"],
+        },
+    };
+    words.iter().map(|w| (*w).to_string()).collect()
+}
+
+/// A reply made comparable between two servers: the remaining time of a `TTL`/`PTTL` that has
+/// one is only "some" (the two servers set it a few milliseconds apart).
+fn comparable(cmd: &[String], raw: Vec<u8>) -> String {
+    if matches!(cmd[0].as_str(), "TTL" | "PTTL") && raw.starts_with(b":") && !raw.starts_with(b":-")
+    {
+        return ":<positive>".into();
+    }
+    show(&raw)
+}
+
+/// Send `cmds` in one write and read one reply per command.
+async fn pipeline_replies(d: &mut Door, cmds: &[Vec<String>]) -> Vec<String> {
+    let mut bytes = Vec::new();
+    for c in cmds {
+        bytes.extend(encode(c));
+    }
+    d.send_raw(&bytes).await;
+    let mut out = Vec::with_capacity(cmds.len());
+    for c in cmds {
+        out.push(comparable(c, d.reply().await.1));
+    }
+    out
+}
+
+/// Seeded random pipelines on a few keys, each sent in one write to a node (the leader and the
+/// followers in turn: the forwarded path too) and to a real redis-server: every reply equal,
+/// byte for byte. Then the final values through every node, and one log entry for a pipeline
+/// of writes, through the leader and through a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_answer_as_redis_does() {
+    let t0 = Instant::now();
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let redis = RedisServer::start(dir.path()).await;
+    let (c, addrs) = start_doors(3, Tuning::default(), "").await;
+    let mut reference = Door::connect(redis.addr).await;
+    let mut doors = Vec::new();
+    for a in &addrs {
+        doors.push(Door::connect(*a).await);
+    }
+    let keys: Vec<String> = (0..3).map(|i| format!("pipe-redis:{i}")).collect();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut commands = 0;
+    for round in 0..60 {
+        let n = 10 + rng.below(50) as usize;
+        let cmds: Vec<Vec<String>> = (0..n).map(|_| random_command(&mut rng, &keys)).collect();
+        commands += n;
+        let node = round % doors.len();
+        let got = pipeline_replies(&mut doors[node], &cmds).await;
+        let want = pipeline_replies(&mut reference, &cmds).await;
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(
+                g,
+                w,
+                "round {round} (node {}), command {i} {:?}; the pipeline: {:?}",
+                node + 1,
+                cmds[i],
+                cmds
+            );
+        }
+    }
+    eprintln!(
+        "{commands} pipelined commands equal to redis-server's in {:?}",
+        t0.elapsed()
+    );
+    let all: Vec<String> = std::iter::once("MGET".to_string())
+        .chain(keys.iter().cloned())
+        .collect();
+    let want = pipeline_replies(&mut reference, std::slice::from_ref(&all)).await;
+    for (i, d) in doors.iter_mut().enumerate() {
+        let got = pipeline_replies(d, std::slice::from_ref(&all)).await;
+        assert_eq!(got, want, "final values through node {}", i + 1);
+    }
+
+    // A pipeline of writes shares one log entry, through the leader and through a follower
+    // (the cluster is otherwise idle: no expiry is due, nothing else proposes).
+    let leader = c.leader(READY).await;
+    let follower = if leader == 1 { 2 } else { 1 };
+    for via in [leader, follower] {
+        let last = || async {
+            c.status(leader).await.expect("leader status")["last_log_index"]
+                .as_u64()
+                .expect("last_log_index")
+        };
+        let before = last().await;
+        let sets: Vec<Vec<String>> = (0..50)
+            .map(|i| vec!["SET".into(), format!("one-entry:{via}:{i}"), format!("{i}")])
+            .collect();
+        let replies = pipeline_replies(&mut doors[via as usize - 1], &sets).await;
+        assert!(replies.iter().all(|r| r == "+OK\\r\\n"), "{replies:?}");
+        let after = last().await;
+        assert_eq!(
+            after - before,
+            1,
+            "50 pipelined SETs through node {via} took {} log entries",
+            after - before
+        );
+    }
+    eprintln!("whole test {:?}", t0.elapsed());
+}

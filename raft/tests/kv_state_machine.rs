@@ -1696,6 +1696,8 @@ fn check_against_model(ops: &[(u64, Op)], chunks: &[(usize, bool)]) -> Result<()
 
         for n in [&chunked, &single] {
             prop_assert_eq!(n.sm.kv_len().unwrap(), model.stored.len() as u64);
+            // the exact count the state machine keeps, without a scan
+            prop_assert_eq!(n.sm.kv_keys(), model.stored.len() as u64);
             for t in now..now + 12 {
                 for k in KEYS {
                     let want = model.live(k, t).map(|(value, expires_at_ms)| KvEntry {
@@ -1768,12 +1770,22 @@ async fn key_estimates_count_written_keys_and_an_open_writes_nothing() {
     n.apply1(create("s1", None, NOW, NOW + 60_000)).await;
     assert_eq!(n.sm.estimated_kv_keys(), 3);
     assert_eq!(n.sm.estimated_sessions(), 1);
+    assert_eq!(
+        (n.sm.kv_keys(), n.sm.sessions_stored()),
+        (3, 1),
+        "exact counts"
+    );
     let Node { dir, log, sm, .. } = n;
     drop((log, sm));
     for _ in 0..3 {
         let (log, sm) =
             sessionraft_raft::open(dir.path(), &StorageOptions::default()).expect("reopen");
         assert_eq!(sm.kv_len().expect("kv_len"), 3);
+        assert_eq!(
+            (sm.kv_keys(), sm.sessions_stored()),
+            (3, 1),
+            "exact counts after a reopen"
+        );
         assert_eq!(sm.estimated_kv_keys(), 3, "after a reopen");
         assert_eq!(sm.estimated_sessions(), 1, "after a reopen");
         drop((log, sm));

@@ -163,8 +163,8 @@ impl ClusterWatcher {
             .unwrap_or_default();
         let leader = local.leader;
         let term = local.term;
-        let sessions = local.sessions_estimated;
-        let keys = local.kv_keys_estimated;
+        let sessions = local.sessions.unwrap_or(local.sessions_estimated);
+        let keys = local.kv_keys.unwrap_or(local.kv_keys_estimated);
         statuses.push((local.id, self_addr, Some(local)));
         statuses.sort_by_key(|(id, _, _)| *id);
         let leader_last = statuses

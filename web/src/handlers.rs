@@ -219,10 +219,19 @@ pub struct NodeStatus {
     pub applied_index: Option<u64>,
     pub snapshot_index: Option<u64>,
     pub members: Vec<Member>,
+    /// Stored sessions, RocksDB's estimate (overwrites and deletes not yet compacted count
+    /// too): kept for older readers; `sessions` is exact.
     pub sessions_estimated: u64,
     /// Keys of the Redis-protocol keyspace (estimated, as `sessions_estimated`).
     #[serde(default)]
     pub kv_keys_estimated: u64,
+    /// Stored sessions (live, or expired and not purged yet), exact: kept by the state machine.
+    /// `None` from a member of an older release.
+    #[serde(default)]
+    pub sessions: Option<u64>,
+    /// Stored keys of the Redis-protocol keyspace (as `DBSIZE` counts them), exact.
+    #[serde(default)]
+    pub kv_keys: Option<u64>,
     /// Redis-protocol commands this node served since start.
     #[serde(default)]
     pub resp_ops: u64,
@@ -357,6 +366,8 @@ pub fn node_status(cluster: &Cluster, metrics: &Metrics) -> NodeStatus {
             .collect(),
         sessions_estimated: cluster.sm.estimated_sessions(),
         kv_keys_estimated: cluster.sm.estimated_kv_keys(),
+        sessions: Some(cluster.sm.sessions_stored()),
+        kv_keys: Some(cluster.sm.kv_keys()),
         resp_ops: metrics.resp_ops.load(std::sync::atomic::Ordering::Relaxed),
         ops: metrics.instruments.counters.snapshot(),
         reads: ReadsStatus {

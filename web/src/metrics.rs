@@ -26,6 +26,9 @@ pub struct Metrics {
     last_log_index: IntGauge,
     applied_index: IntGauge,
     sessions: IntGauge,
+    /// Exact counts kept by the state machine (`sessions_stored`, `kv_keys_stored`).
+    sessions_stored: IntGauge,
+    kv_keys_stored: IntGauge,
     replication_lag: IntGaugeVec,
     read_index: IntCounterVec,
     kv_keys: IntGauge,
@@ -72,6 +75,14 @@ impl Metrics {
             last_log_index: gauge("raft_last_log_index", "Last log index on this node"),
             applied_index: gauge("raft_applied_index", "Last applied log index on this node"),
             sessions: gauge("sessions_estimated", "Estimated stored sessions"),
+            sessions_stored: gauge(
+                "sessions_stored",
+                "Stored sessions (live, or expired and not purged yet), exact",
+            ),
+            kv_keys_stored: gauge(
+                "kv_keys_stored",
+                "Stored keys of the Redis-protocol keyspace (as DBSIZE counts them), exact",
+            ),
             replication_lag: must(IntGaugeVec::new(
                 Opts::new(
                     "raft_replication_lag",
@@ -129,10 +140,12 @@ impl Metrics {
                 &sessionraft_raft::storage::format::STORAGE_FORMAT.to_string(),
             ])
             .set(1);
-        let own: [Box<dyn prometheus::core::Collector>; 15] = [
+        let own: [Box<dyn prometheus::core::Collector>; 17] = [
             Box::new(build_info),
             Box::new(m.cluster_version.clone()),
             Box::new(m.kv_keys.clone()),
+            Box::new(m.sessions_stored.clone()),
+            Box::new(m.kv_keys_stored.clone()),
             Box::new(m.resp_commands.clone()),
             Box::new(m.resp_connections.clone()),
             Box::new(m.unknown_session_ids.clone()),
@@ -171,6 +184,9 @@ impl Metrics {
             .set(as_i64(m.last_applied.map_or(0, |l| l.index)));
         self.sessions.set(as_i64(cluster.sm.estimated_sessions()));
         self.kv_keys.set(as_i64(cluster.sm.estimated_kv_keys()));
+        self.sessions_stored
+            .set(as_i64(cluster.sm.sessions_stored()));
+        self.kv_keys_stored.set(as_i64(cluster.sm.kv_keys()));
         self.cluster_version.reset();
         self.cluster_version
             .with_label_values(&[&cluster.sm.cluster_version().get().to_string()])

@@ -129,6 +129,7 @@ impl NodeOptions {
                 rpc: cfg.raft.rpc_timeout,
                 contact: cfg.raft.election_timeout_max,
             },
+            max_queued_writes: cfg.raft.max_queued_writes,
             storage: StorageOptions::default(),
             raft_threads: cfg.threads_per_node(me, cores()).1,
             tls_ca: cfg

@@ -136,13 +136,7 @@ fn user_of(state: &State) -> Option<String> {
 fn unavailable(e: &ClusterError) -> anyhow::Error {
     request_scope::fail(StoreFailure::Unavailable {
         retry_after_secs: 1,
-        not_applied: matches!(
-            e,
-            ClusterError::Unavailable {
-                ambiguous: false,
-                ..
-            }
-        ),
+        not_applied: e.not_applied(),
     });
     anyhow::anyhow!("session store unavailable: {e}")
 }
@@ -267,13 +261,7 @@ impl RaftSessionStore {
                 tracing::warn!(sid = %key_hash(key), error = %e, "delete failed");
                 Err(StoreFailure::Unavailable {
                     retry_after_secs: 1,
-                    not_applied: matches!(
-                        e,
-                        ClusterError::Unavailable {
-                            ambiguous: false,
-                            ..
-                        }
-                    ),
+                    not_applied: e.not_applied(),
                 })
             }
         }

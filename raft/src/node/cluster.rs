@@ -34,9 +34,24 @@ pub enum ClusterError {
     /// The node is shutting down or its storage failed.
     #[error("node failure: {0}")]
     Fatal(String),
+    /// Refused at once, before it was queued: this node's write queue is full (writes arrive
+    /// faster than the cluster commits them). Certainly not applied; resend after a moment.
+    #[error("overloaded ({0})")]
+    Overloaded(String),
 }
 
 impl ClusterError {
+    /// Whether the operation certainly was not applied (a client may resend it anywhere).
+    pub fn not_applied(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable {
+                ambiguous: false,
+                ..
+            } | Self::Overloaded(_)
+        )
+    }
+
     /// A write for the leader of `term` refused unproposed: this node does not lead in it.
     pub(crate) fn not_leader_of(term: u64) -> Self {
         Self::Unavailable {
@@ -292,6 +307,7 @@ impl Cluster {
         &self,
         cmd: Command,
         term: u64,
+        deadline: Instant,
     ) -> Result<Proposed, ClusterError> {
         if !self.is_leader() || self.raft.metrics().borrow().current_term != term {
             return Err(ClusterError::not_leader_of(term));
@@ -299,7 +315,14 @@ impl Cluster {
         if let Some(refused) = self.check_quorum() {
             return Err(refused);
         }
-        match self.client_write_once(cmd, self.deadlines.request).await? {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(ClusterError::Unavailable {
+                reason: "the request deadline passed before the write was proposed".into(),
+                ambiguous: false,
+            });
+        }
+        match self.client_write_once(cmd, remaining).await? {
             LocalWrite::Committed(p) if p.term == term => Ok(p.proposed),
             // Leadership was lost and won again between the check and the proposal: applied,
             // but perhaps after the follower's retry, which it cannot tell.
@@ -447,7 +470,18 @@ impl Cluster {
 
     /// [`Cluster::propose`] on the current task, which must run on the Raft runtime.
     pub(crate) async fn propose_here(&self, cmd: Command) -> Result<Proposed, ClusterError> {
-        let deadline = Instant::now() + self.deadlines.request;
+        self.propose_until(cmd, Instant::now() + self.deadlines.request)
+            .await
+    }
+
+    /// [`Cluster::propose_here`] bounded by `deadline` (the batcher passes the earliest
+    /// deadline of the writes in a batch: a write is never proposed after its client was told
+    /// it failed).
+    pub(crate) async fn propose_until(
+        &self,
+        cmd: Command,
+        deadline: Instant,
+    ) -> Result<Proposed, ClusterError> {
         let mut ambiguous = false;
         let mut last_reason = String::from("no leader known");
         loop {

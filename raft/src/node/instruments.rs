@@ -2,7 +2,7 @@
 //! here: the HTTP layer (`sessionraft-web`'s `Metrics`) registers them in its registry and
 //! renders `/metrics`. Recording is a few atomic adds (label handles resolved once).
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
 
 /// Monotonic operation counters of one node.
 #[derive(Default, Debug)]
@@ -125,6 +125,39 @@ pub struct Instruments {
     /// Restarts of each actor after a panic (`sessionraft_actor_restarts_total{actor}`).
     pub actor_restarts: IntCounterVec,
     actor_names: std::sync::Mutex<Vec<&'static str>>,
+    /// Writes the batcher did not propose (`sessionraft_write_queue_refused_total{reason}`).
+    pub write_queue: WriteQueueRefusals,
+}
+
+/// Writes the batcher refused or dropped without proposing them, by reason (label handles
+/// resolved once).
+#[derive(Debug)]
+pub struct WriteQueueRefusals {
+    vec: IntCounterVec,
+    /// The queue held `max_queued_writes` already: refused at once (503 / `-TRYAGAIN`).
+    pub full: IntCounter,
+    /// Still queued when its request deadline passed: refused unproposed.
+    pub deadline: IntCounter,
+    /// Its caller stopped waiting (the client went away) before it left the queue: dropped.
+    pub abandoned: IntCounter,
+}
+
+impl WriteQueueRefusals {
+    fn new() -> Self {
+        let vec = must(IntCounterVec::new(
+            Opts::new(
+                "write_queue_refused_total",
+                "Writes the batcher did not propose: queue full, deadline passed in the queue, or abandoned by their caller",
+            ),
+            &["reason"],
+        ));
+        Self {
+            full: vec.with_label_values(&["full"]),
+            deadline: vec.with_label_values(&["deadline"]),
+            abandoned: vec.with_label_values(&["abandoned"]),
+            vec,
+        }
+    }
 }
 
 impl Instruments {
@@ -162,6 +195,7 @@ impl Instruments {
                 &["actor"],
             )),
             actor_names: std::sync::Mutex::new(Vec::new()),
+            write_queue: WriteQueueRefusals::new(),
         }
     }
 
@@ -201,6 +235,7 @@ impl Instruments {
             Box::new(self.write_batch_size.clone()),
             Box::new(self.stages.vec.clone()),
             Box::new(self.actor_restarts.clone()),
+            Box::new(self.write_queue.vec.clone()),
         ]
     }
 

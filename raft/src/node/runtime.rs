@@ -52,6 +52,9 @@ pub struct ConsensusOptions {
     /// heartbeat round each.
     pub lease_reads: bool,
     pub deadlines: Deadlines,
+    /// The most writes the batcher queues (`[raft] max_queued_writes`); one more is refused at
+    /// once, [`crate::node::cluster::ClusterError::Overloaded`].
+    pub max_queued_writes: usize,
     pub storage: StorageOptions,
     /// Worker threads of the Raft runtime (at least 1).
     pub raft_threads: usize,
@@ -165,7 +168,7 @@ impl ConsensusNode {
             records,
             opts.reads,
         );
-        let batcher = WriteBatcher::new(cluster.clone());
+        let batcher = WriteBatcher::new(cluster.clone(), opts.max_queued_writes);
         let touches = Arc::new(PendingTouches::default());
         let actors = ActorHost::start(opts.id, instruments.clone())?;
         let weak = Arc::downgrade(&cluster);

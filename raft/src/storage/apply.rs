@@ -29,6 +29,10 @@ pub(crate) struct Txn<'a> {
     /// The highest cluster version a `SetClusterVersion` of this transaction named (the caller
     /// stores it with the applied index, and never lowers what is stored).
     pub(crate) cluster_version: Option<crate::version::ClusterVersion>,
+    /// How many stored sessions and keyspace keys this transaction adds (removes, when
+    /// negative): the state machine's exact counts move by these once the batch is written.
+    pub(crate) sessions_added: i64,
+    pub(crate) keys_added: i64,
 }
 
 fn check_key(key: &str) -> Option<Response> {
@@ -63,6 +67,8 @@ impl<'a> Txn<'a> {
             kv_expiry: BTreeMap::new(),
             batch: WriteBatch::default(),
             cluster_version: None,
+            sessions_added: 0,
+            keys_added: 0,
         }
     }
 
@@ -87,9 +93,12 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
+    /// Store `new` under `key`, where `old` is what is stored there now (live or expired):
+    /// `None` means nothing is, and the count of stored sessions grows.
     fn put(&mut self, key: &str, old: Option<&Session>, new: Session) -> Result<()> {
-        if let Some(old) = old {
-            self.drop_indexes(key, old)?;
+        match old {
+            Some(old) => self.drop_indexes(key, old)?,
+            None => self.sessions_added += 1,
         }
         let g = self.generation;
         if let Some(u) = &new.user {
@@ -134,6 +143,7 @@ impl<'a> Txn<'a> {
 
     fn remove(&mut self, key: &str, old: &Session) -> Result<()> {
         self.drop_indexes(key, old)?;
+        self.sessions_added -= 1;
         self.batch.delete_cf(
             db::cf(self.db, CF_SESSIONS)?,
             db::session_key(self.generation, key),
@@ -412,9 +422,12 @@ impl Txn<'_> {
         Ok(())
     }
 
+    /// Store `new` under `key`, where `old` is what is stored there now (live or expired):
+    /// `None` means nothing is, and the count of stored keys grows.
     fn kv_put(&mut self, key: &[u8], old: Option<&KvEntry>, new: KvEntry) -> Result<()> {
-        if let Some(old) = old {
-            self.kv_drop_expiry(key, old)?;
+        match old {
+            Some(old) => self.kv_drop_expiry(key, old)?,
+            None => self.keys_added += 1,
         }
         if let Some(at) = new.expires_at_ms {
             let k = db::kv_expiry_key(self.generation, at, key);
@@ -432,6 +445,7 @@ impl Txn<'_> {
 
     fn kv_remove(&mut self, key: &[u8], old: &KvEntry) -> Result<()> {
         self.kv_drop_expiry(key, old)?;
+        self.keys_added -= 1;
         self.batch
             .delete_cf(db::cf(self.db, CF_KV)?, db::kv_key(self.generation, key));
         self.kv.insert(key.to_vec(), None);

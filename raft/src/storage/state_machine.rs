@@ -88,6 +88,51 @@ struct Inner {
     cluster_version: Arc<ClusterVersionCell>,
     /// Whether a cluster version was ever recorded (decides the snapshot format).
     cluster_version_recorded: std::sync::atomic::AtomicBool,
+    /// How many sessions and keyspace keys are stored: exact, kept by `apply` and set by a
+    /// count at open and at snapshot install (nothing of it is persisted).
+    counts: Counts,
+}
+
+/// The exact numbers of stored sessions and keyspace keys (live, or expired and not purged
+/// yet), for `DBSIZE`, `INFO keyspace`, `/cluster/status` and the dashboard. Changed only under
+/// the `applied` lock, after the write that changed the data.
+#[derive(Default)]
+struct Counts {
+    sessions: std::sync::atomic::AtomicU64,
+    keys: std::sync::atomic::AtomicU64,
+}
+
+impl Counts {
+    fn set(&self, sessions: u64, keys: u64) {
+        use std::sync::atomic::Ordering::Release;
+        self.sessions.store(sessions, Release);
+        self.keys.store(keys, Release);
+    }
+
+    fn add(&self, sessions: i64, keys: i64) {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        for (n, by) in [(&self.sessions, sessions), (&self.keys, keys)] {
+            if by != 0 {
+                // Never below zero, whatever happens (a count only ever drifts by a bug).
+                let _ = n.fetch_update(AcqRel, Acquire, |v| Some(v.saturating_add_signed(by)));
+            }
+        }
+    }
+}
+
+/// How many keys of `generation` the column family `cf_name` holds (a key-only scan).
+fn count_keys(db: &DB, cf_name: &'static str, generation: u64) -> Result<u64> {
+    let prefix = db::gen_prefix(generation);
+    let cf = db::cf(db, cf_name)?;
+    let mut n = 0u64;
+    for item in db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+        let (k, _) = item.map_err(rocks("count stored keys"))?;
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Applies of at least this many (estimated) bytes run on a blocking thread, not on the Raft
@@ -228,8 +273,14 @@ impl StateMachineStore {
                     cluster_version.unwrap_or(ClusterVersion::UNVERSIONED),
                 )),
                 cluster_version_recorded: cluster_version.is_some().into(),
+                counts: Counts::default(),
             }),
         };
+        // The exact counts, from the data itself: a scan at open (no format holds them).
+        store.inner.counts.set(
+            count_keys(&store.inner.db, CF_SESSIONS, generation)?,
+            count_keys(&store.inner.db, CF_KV, generation)?,
+        );
         let keep = store.current_snapshot_info()?.map(|i| i.file_name);
         store.remove_snapshot_files_except(keep.as_deref());
         Ok(store)
@@ -412,24 +463,40 @@ impl StateMachineStore {
     }
 
     /// The number of keyspace entries stored (live or expired but not yet purged, as Redis's
-    /// `DBSIZE` counts), by a scan of the keyspace.
+    /// `DBSIZE` counts), by a scan of the keyspace (what [`Self::kv_keys`] keeps exactly).
     ///
     /// # Errors
     /// On a RocksDB error.
     pub fn kv_len(&self) -> Result<u64> {
-        let generation = self.generation()?;
-        let db = &self.inner.db;
-        let prefix = db::gen_prefix(generation);
-        let cf = db::cf(db, CF_KV)?;
-        let mut n = 0u64;
-        for item in db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
-            let (k, _) = item.map_err(rocks("count kv"))?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            n += 1;
-        }
-        Ok(n)
+        count_keys(&self.inner.db, CF_KV, self.generation()?)
+    }
+
+    /// The number of sessions stored (live or expired but not yet purged), by a scan (what
+    /// [`Self::sessions_stored`] keeps exactly).
+    ///
+    /// # Errors
+    /// On a RocksDB error.
+    pub fn sessions_len(&self) -> Result<u64> {
+        count_keys(&self.inner.db, CF_SESSIONS, self.generation()?)
+    }
+
+    /// The number of keyspace entries stored (live, or expired and not purged yet: what
+    /// Redis's `DBSIZE` counts), exact and without a scan: counted at open and at snapshot
+    /// install, kept by every apply.
+    pub fn kv_keys(&self) -> u64 {
+        self.inner
+            .counts
+            .keys
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The number of sessions stored (live, or expired and not purged yet — the purger removes
+    /// those within seconds), exact and without a scan, as [`Self::kv_keys`].
+    pub fn sessions_stored(&self) -> u64 {
+        self.inner
+            .counts
+            .sessions
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether a keyspace key is due for purging at `now_ms` (see [`Self::has_expired`]).
@@ -700,6 +767,7 @@ impl StateMachineStore {
         let raised = self.stage_cluster_version(txn.cluster_version, &mut batch)?;
         db.write_opt(batch, &db::unsynced())
             .map_err(rocks("apply entries"))?;
+        self.inner.counts.add(txn.sessions_added, txn.keys_added);
         applied.last_applied = last_applied;
         applied.membership = membership;
         self.raise_cluster_version(raised);
@@ -843,7 +911,7 @@ impl StateMachineStore {
             .snapshot_dir
             .join(format!("install-{}.tmp", rand::random::<u64>()));
         let res = self.load_generation(meta, &mut source, &tmp);
-        let (new_generation, cluster_version) = match res {
+        let (new_generation, cluster_version, (sessions, keys)) = match res {
             Ok(g) => g,
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
@@ -891,6 +959,7 @@ impl StateMachineStore {
         applied.generation = new_generation;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
+        self.inner.counts.set(sessions, keys);
         self.raise_cluster_version(raised);
         drop(applied);
 
@@ -915,7 +984,7 @@ impl StateMachineStore {
         meta: &SnapshotMeta,
         source: &mut fs::File,
         local: &Path,
-    ) -> Result<(u64, Option<ClusterVersion>)> {
+    ) -> Result<(u64, Option<ClusterVersion>, (u64, u64))> {
         let db = &self.inner.db;
         {
             let mut out = fs::File::create(local).map_err(snap_io(local))?;
@@ -943,11 +1012,18 @@ impl StateMachineStore {
             let mut txn = Txn::new(db, generation);
             let mut in_batch = 0;
             let mut total = 0u64;
+            let (mut sessions, mut keys) = (0u64, 0u64);
             let mut cluster_version = None;
             while let Some(record) = reader.next_record()? {
                 match record {
-                    SnapshotRecord::Session(key, session) => txn.load(&key, session)?,
-                    SnapshotRecord::Kv(key, entry) => txn.load_kv(&key, entry)?,
+                    SnapshotRecord::Session(key, session) => {
+                        txn.load(&key, session)?;
+                        sessions += 1;
+                    }
+                    SnapshotRecord::Kv(key, entry) => {
+                        txn.load_kv(&key, entry)?;
+                        keys += 1;
+                    }
                     SnapshotRecord::ClusterVersion(v) => cluster_version = Some(v),
                 }
                 in_batch += 1;
@@ -961,11 +1037,11 @@ impl StateMachineStore {
             }
             db.write_opt(std::mem::take(&mut txn.batch), &db::unsynced())
                 .map_err(rocks("load snapshot"))?;
-            tracing::info!(id = %meta.snapshot_id, sessions = total, "snapshot loaded");
-            Ok(cluster_version)
+            tracing::info!(id = %meta.snapshot_id, records = total, sessions, keys, "snapshot loaded");
+            Ok((cluster_version, (sessions, keys)))
         })();
         match loaded {
-            Ok(cluster_version) => Ok((generation, cluster_version)),
+            Ok((cluster_version, counts)) => Ok((generation, cluster_version, counts)),
             Err(e) => {
                 clear(db)?;
                 Err(e)

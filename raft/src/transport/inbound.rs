@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::clock::now_ms;
 use crate::node::batcher::WriteBatcher;
-use crate::node::cluster::{Cluster, ClusterError};
+use crate::node::cluster::Cluster;
 use crate::node::instruments::since;
 use crate::transport::auth::{PeerAuth, PresentedHeaders};
 use crate::transport::network::paths;
@@ -296,9 +296,7 @@ impl Inbound {
                 "outcome ambiguous: leadership moved while committing".into(),
             )),
             // Refused before it was proposed: certainly not applied.
-            Err(ClusterError::Unavailable {
-                ambiguous: false, ..
-            }) => Err(not_leader()),
+            Err(e) if e.not_applied() => Err(not_leader()),
             Err(e) => Err(PeerRefusal::Failed(e.to_string())),
         }
     }

@@ -10,7 +10,7 @@ import sys
 from . import report
 from .common import Usage
 
-PARTS_ALL = ("sessionraft", "redis", "etcd", "reads", "resp", "failover", "catchup")
+PARTS_ALL = ("sessionraft", "redis", "etcd", "reads", "resp", "clients", "failover", "catchup")
 # asked for by name only (--only), not part of a full run
 PARTS_ON_DEMAND = ("resp-tls",)
 WORKLOADS_ALL = ("write", "read", "mixed")

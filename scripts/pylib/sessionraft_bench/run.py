@@ -15,6 +15,7 @@ from .catchup import run_catchup
 from .cli import VALUE_BYTES
 from .common import (Interrupted, Usage, deferred, ignore_signals, install_signal_handlers, nap, say, warn)
 from .failover import run_failover
+from .clients import run_clients
 from .resp import run_resp
 from .resp_tls import run_resp_tls
 from . import meta
@@ -129,7 +130,8 @@ class Run:
                 shutil.rmtree(os.path.join(d, "data"), ignore_errors=True)
                 shutil.rmtree(os.path.join(d, "run", "data"), ignore_errors=True)
             shutil.rmtree(os.path.join(self.work, "etcd", "data"), ignore_errors=True)
-            for name in ("redis", "resp-redis-cache", "resp-redis-durable"):
+            for name in ("redis", "resp-redis-cache", "resp-redis-durable",
+                         *(f"clients-redis-{i}" for i in range(self.opts.pairs))):
                 shutil.rmtree(os.path.join(self.work, name, "data"), ignore_errors=True)
             try:
                 os.remove(os.path.join(self.work, "catchup-backup.bin"))
@@ -183,9 +185,10 @@ class Run:
         self.help = r.stdout.decode(errors="replace")
         if o.mode != "bench":
             return
-        if (self.want("resp") or self.want("resp-tls")) and not shutil.which("redis-benchmark"):
-            raise Usage("no redis-benchmark on PATH (Debian's redis-tools; needed for --only resp, resp-tls)")
-        if self.want("sessionraft") or self.want("redis") or self.want("etcd") or self.want("reads") or self.want("resp"):
+        for part in ("resp", "clients", "resp-tls"):
+            if self.want(part) and not shutil.which("redis-benchmark"):
+                raise Usage(f"no redis-benchmark on PATH (Debian's redis-tools; needed for --only {part})")
+        if any(self.want(p) for p in ("sessionraft", "redis", "etcd", "reads", "resp", "clients")):
             if not self.has_cmd("bench"):
                 raise Usage(f"{src_bin} has no 'bench' command (needed for the matrix; --only failover,catchup runs "
                             "without it)")
@@ -382,11 +385,12 @@ class Run:
         o = self.opts
         if o.parts == ("resp-tls",):
             return self.resp_tls_only()
-        parts = [p for p in ("sessionraft", "redis", "etcd", "reads", "resp", "failover", "catchup") if self.want(p)]
+        parts = [p for p in ("sessionraft", "redis", "etcd", "reads", "resp", "clients", "failover", "catchup")
+                 if self.want(p)]
         say(f"benchmark run {self.work}: parts {' '.join(parts)}; cells {o.warmup}s + {o.duration}s; "
             f"failover {o.trials} trials; catch-up {self.sessions} sessions")
         redis_ver = etcd_ver = app_mtime = ""
-        if self.want("redis") or self.want("reads") or self.want("resp"):
+        if self.want("redis") or self.want("reads") or self.want("resp") or self.want("clients"):
             redis_ver = meta.first_line(meta._out(["redis-server", "--version"]))
             if self.redis_app:
                 app_mtime = meta.mtime_text(self.redis_app)
@@ -429,6 +433,8 @@ class Run:
             self.reads()
         if self.want("resp"):
             run_resp(self)
+        if self.want("clients"):
+            run_clients(self)
         if self.want("catchup"):
             run_catchup(self)
         resp_tls = run_resp_tls(self) if self.want("resp-tls") else ""

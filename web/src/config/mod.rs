@@ -687,6 +687,9 @@ pub struct RaftTimings {
     /// The staleness bound of `session` reads: a change acknowledged at t is visible on every
     /// node serving reads by t + this.
     pub max_staleness: Duration,
+    /// The most writes a node's batcher queues (at least 1); one more is refused at once
+    /// (HTTP 503 `not-applied`, RESP `-TRYAGAIN`).
+    pub max_queued_writes: usize,
 }
 
 /// `raft.read_consistency`: see `sessionraft_raft::node::freshness::ReadConsistency`.
@@ -1104,6 +1107,8 @@ pub struct RawRaftConfig {
     pub read_consistency: String,
     /// `max_staleness_ms` (default 500).
     pub max_staleness_ms: u64,
+    /// `max_queued_writes` (default 4096).
+    pub max_queued_writes: u64,
 }
 
 impl Default for RawRaftConfig {
@@ -1120,6 +1125,7 @@ impl Default for RawRaftConfig {
             lease_reads: true,
             read_consistency: "session".into(),
             max_staleness_ms: 500,
+            max_queued_writes: sessionraft_raft::node::batcher::DEFAULT_MAX_QUEUED_WRITES as u64,
         }
     }
 }
@@ -1443,6 +1449,7 @@ fn validate_raft(raw: RawRaftConfig) -> Result<RaftTimings, ConfigError> {
         lease_reads,
         read_consistency,
         max_staleness_ms,
+        max_queued_writes,
     } = raw;
     if heartbeat_ms == 0 {
         return Err(ConfigError::invalid(
@@ -1518,6 +1525,12 @@ fn validate_raft(raw: RawRaftConfig) -> Result<RaftTimings, ConfigError> {
             ),
         ));
     }
+    if max_queued_writes == 0 {
+        return Err(ConfigError::invalid(
+            "raft.max_queued_writes",
+            "must be at least 1",
+        ));
+    }
     Ok(RaftTimings {
         heartbeat: Duration::from_millis(heartbeat_ms),
         election_timeout_min: Duration::from_millis(min_ms),
@@ -1530,6 +1543,7 @@ fn validate_raft(raw: RawRaftConfig) -> Result<RaftTimings, ConfigError> {
         lease_reads,
         read_consistency,
         max_staleness: Duration::from_millis(max_staleness_ms),
+        max_queued_writes: usize::try_from(max_queued_writes).unwrap_or(usize::MAX),
     })
 }
 

@@ -1,12 +1,13 @@
 //! The commands of the Redis-protocol door: the part of Redis that session stores use, with
 //! Redis's reply types and error texts.
 //!
-//! Reads (`GET`, `MGET`, `EXISTS`, `TTL`, `SCAN`, …) wait for a read barrier (read index, or the
-//! leader's lease) and then read this node's replica: linearizable. Writes are one
-//! [`KvCommand`] each, through the node's write batcher (the group commit of session writes),
-//! answered after commit on a majority and apply; conditions (`NX`, `XX`, `GET`, `GT`, …) are
-//! decided in apply. The proposing node picks `now` and expiry instants; they travel in the
-//! command.
+//! [`plan`] decides what a command needs — a [`Step`] — without running anything; the
+//! connection's pipeline (`pipeline.rs`) runs the steps. Reads (`GET`, `MGET`, `EXISTS`, `TTL`,
+//! `SCAN`, …) read this node's replica once that is linearizable (a read barrier: read index,
+//! or the leader's lease). Writes are one [`KvCommand`] each, through the node's write batcher
+//! (the group commit of session writes), answered after commit on a majority and apply;
+//! conditions (`NX`, `XX`, `GET`, `GT`, …) are decided in apply. The proposing node picks `now`
+//! and expiry instants; they travel in the command.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use sessionraft_raft::clock::now_ms;
 use sessionraft_raft::node::batcher::WriteBatcher;
-use sessionraft_raft::node::cluster::{Cluster, ClusterError};
+use sessionraft_raft::node::cluster::{Cluster, ClusterError, Proposed};
 use sessionraft_raft::storage::kv::{
     ExpireCondition, KvCommand, KvEntry, KvResponse, SetCondition, SetExpiry,
 };
@@ -139,11 +140,13 @@ fn int(b: &[u8]) -> Result<i64, Reply> {
         .ok_or_else(not_int)
 }
 
-fn upper(b: &[u8]) -> String {
+/// `b` in upper case (a command's name).
+pub(crate) fn upper(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_ascii_uppercase()
 }
 
-fn no_quorum(e: &ClusterError) -> Reply {
+/// The reply to a command the cluster could not serve.
+pub(crate) fn no_quorum(e: &ClusterError) -> Reply {
     match e {
         ClusterError::Unavailable {
             reason,
@@ -157,26 +160,185 @@ fn no_quorum(e: &ClusterError) -> Reply {
         } => err(format!(
             "CLUSTERDOWN no quorum: {reason}; the write may or may not have been applied"
         )),
+        ClusterError::Overloaded(reason) => err(format!(
+            "TRYAGAIN overloaded: {reason}; the command was not applied, resend it in a moment"
+        )),
         ClusterError::Fatal(reason) => err(format!("ERR node failure: {reason}")),
     }
 }
 
-/// Run one command. Never fails: every problem is an error reply.
-pub async fn execute(shared: &Shared, conn: &mut Conn, args: Vec<Vec<u8>>) -> Reply {
-    let Some(first) = args.first() else {
-        return Reply::Null;
-    };
-    let name = upper(first);
-    let reply = dispatch(shared, conn, &name, &args).await;
-    let outcome = match &reply {
+/// What one command needs, decided by [`plan`] before anything of its pipeline runs; the
+/// connection's pipeline (`pipeline.rs`) runs the steps in the order Redis promises.
+pub enum Step {
+    /// Answered at once: connection commands, and every error found in the arguments.
+    Now(Reply),
+    /// One keyspace write (a `Command::Kv`) through the write batcher; the [`Answer`] makes
+    /// its reply.
+    Write(Command, Answer),
+    /// A read of this node's replica, after the connection's earlier commands and (unless
+    /// [`ReadOp::needs_barrier`] says otherwise) a read barrier.
+    Read(ReadOp),
+}
+
+/// How a write's [`KvResponse`] becomes its reply.
+#[derive(Clone, Copy, Debug)]
+pub enum Answer {
+    /// `+OK` (`SETEX`, `PSETEX`).
+    Ok,
+    /// An integer (`DEL`, `EXPIRE`, `PERSIST`, …).
+    Int,
+    /// A value or null (`GETDEL`, `GETEX` with an option).
+    Value,
+    /// `SET`: `+OK` or null, or the old value with `GET`.
+    Set { want_old: bool },
+}
+
+impl Answer {
+    /// The reply to a write whose batch came to `outcome`.
+    pub fn reply(self, outcome: Result<Proposed, ClusterError>) -> Reply {
+        let r = match outcome {
+            Ok(Proposed {
+                response: Response::Kv(r),
+                ..
+            }) => r,
+            Ok(p) => return unexpected(&p.response),
+            Err(e) => return no_quorum(&e),
+        };
+        match (self, r) {
+            (_, KvResponse::Rejected(reason)) => err(format!("ERR {reason}")),
+            (Answer::Ok, _) => Reply::ok(),
+            (Answer::Int, KvResponse::Int(n)) => Reply::Int(n),
+            (Answer::Value, KvResponse::Value(v)) => Reply::bulk_or_null(v),
+            (Answer::Set { want_old: true }, KvResponse::Set { old, .. }) => {
+                Reply::bulk_or_null(old)
+            }
+            (Answer::Set { .. }, KvResponse::Set { written: true, .. }) => Reply::ok(),
+            (Answer::Set { .. }, KvResponse::Set { written: false, .. }) => Reply::Null,
+            (_, other) => unexpected(&other),
+        }
+    }
+}
+
+fn unexpected(answer: &impl std::fmt::Debug) -> Reply {
+    err(format!("ERR unexpected state machine answer {answer:?}"))
+}
+
+/// A read command, evaluated on this node's replica by [`ReadOp::run`].
+pub struct ReadOp {
+    kind: ReadKind,
+    args: Vec<Vec<u8>>,
+}
+
+enum ReadKind {
+    Get,
+    MGet,
+    Exists,
+    Type,
+    Ttl { millis: bool },
+    DbSize,
+    Scan(ScanArgs),
+    Info,
+}
+
+struct ScanArgs {
+    cursor: u64,
+    count: usize,
+    pattern: Option<Vec<u8>>,
+    only_strings: bool,
+}
+
+impl ReadOp {
+    fn step(kind: ReadKind, args: Vec<Vec<u8>>) -> Step {
+        Step::Read(Self { kind, args })
+    }
+
+    /// Whether it needs the read barrier: every read of the keyspace does; `INFO` reports this
+    /// node's own view, and answers without a quorum.
+    pub fn needs_barrier(&self) -> bool {
+        !matches!(self.kind, ReadKind::Info)
+    }
+
+    /// The reply, read from this node's replica at `now` (the caller made that linearizable).
+    pub fn run(&self, shared: &Shared, now: u64) -> Reply {
+        match self.evaluate(shared, now) {
+            Ok(r) | Err(r) => r,
+        }
+    }
+
+    fn evaluate(&self, shared: &Shared, now: u64) -> Result<Reply, Reply> {
+        let args = &self.args;
+        Ok(match &self.kind {
+            ReadKind::Get => Reply::bulk_or_null(get(shared, &args[1], now)?.map(|e| e.value)),
+            ReadKind::MGet => {
+                let mut out = Vec::with_capacity(args.len() - 1);
+                for k in &args[1..] {
+                    out.push(Reply::bulk_or_null(get(shared, k, now)?.map(|e| e.value)));
+                }
+                Reply::Array(out)
+            }
+            ReadKind::Exists => {
+                let mut n = 0;
+                for k in &args[1..] {
+                    n += i64::from(get(shared, k, now)?.is_some());
+                }
+                Reply::Int(n)
+            }
+            ReadKind::Type => Reply::Simple(
+                if get(shared, &args[1], now)?.is_some() {
+                    "string"
+                } else {
+                    "none"
+                }
+                .into(),
+            ),
+            ReadKind::Ttl { millis } => Reply::Int(match get(shared, &args[1], now)? {
+                None => -2,
+                Some(KvEntry {
+                    expires_at_ms: None,
+                    ..
+                }) => -1,
+                Some(KvEntry {
+                    expires_at_ms: Some(at),
+                    ..
+                }) => {
+                    let left = at.saturating_sub(now);
+                    let left = if *millis { left } else { (left + 500) / 1000 };
+                    i64::try_from(left).unwrap_or(i64::MAX)
+                }
+            }),
+            ReadKind::DbSize => {
+                Reply::Int(i64::try_from(shared.cluster.sm.kv_keys()).unwrap_or(i64::MAX))
+            }
+            ReadKind::Scan(s) => {
+                let keep = |k: &[u8]| {
+                    s.only_strings && s.pattern.as_deref().is_none_or(|p| glob::matches(p, k))
+                };
+                let (found, next) = shared
+                    .cluster
+                    .sm
+                    .kv_scan(s.cursor, s.count, now, keep)
+                    .map_err(storage_error)?;
+                Reply::Array(vec![
+                    Reply::text(next.to_string()),
+                    Reply::Array(found.into_iter().map(|(k, _)| Reply::Bulk(k)).collect()),
+                ])
+            }
+            ReadKind::Info => info(shared, args),
+        })
+    }
+}
+
+/// Count one command's outcome (`sessionraft_resp_commands_total`, the dashboard's rate).
+pub fn record(shared: &Shared, name: &str, reply: &Reply) {
+    let outcome = match reply {
         Reply::Error(e) if e.starts_with("TRYAGAIN") || e.starts_with("CLUSTERDOWN") => {
             "unavailable"
         }
         Reply::Error(_) => "error",
         _ => "ok",
     };
-    let label = if KNOWN.contains(&name.as_str()) {
-        name.as_str()
+    let label = if KNOWN.contains(&name) {
+        name
     } else {
         "unknown"
     };
@@ -189,7 +351,26 @@ pub async fn execute(shared: &Shared, conn: &mut Conn, args: Vec<Vec<u8>>) -> Re
         .metrics
         .resp_ops
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    reply
+}
+
+/// Whether the command `name` may change the keyspace (then it waits for the reads before it
+/// in a pipeline: see `pipeline.rs`).
+pub fn is_write(name: &str) -> bool {
+    matches!(
+        name,
+        "SET"
+            | "SETEX"
+            | "PSETEX"
+            | "GETDEL"
+            | "GETEX"
+            | "DEL"
+            | "UNLINK"
+            | "EXPIRE"
+            | "PEXPIRE"
+            | "EXPIREAT"
+            | "PEXPIREAT"
+            | "PERSIST"
+    )
 }
 
 /// The commands served (for `COMMAND`, and metric labels).
@@ -225,111 +406,56 @@ pub const KNOWN: &[&str] = &[
     "TYPE",
 ];
 
-async fn dispatch(shared: &Shared, conn: &mut Conn, name: &str, args: &Args) -> Reply {
+/// Decide what the command `args` (non-empty; `name` is its first word in upper case) needs.
+/// Never fails: every problem is an error reply. What it changes of the connection (`HELLO`,
+/// `AUTH`, `CLIENT SETNAME`, `QUIT`) is changed now, for the commands after it.
+pub fn plan(shared: &Shared, conn: &mut Conn, name: &str, args: Vec<Vec<u8>>) -> Step {
     let argc = args.len();
     if !conn.authed && !matches!(name, "AUTH" | "HELLO" | "QUIT") {
-        return err("NOAUTH Authentication required.");
+        return Step::Now(err("NOAUTH Authentication required."));
     }
+    let now = |r: Reply| Step::Now(r);
     match name {
-        "PING" => match argc {
+        "PING" => now(match argc {
             1 => Reply::Simple("PONG".into()),
             2 => Reply::Bulk(args[1].clone()),
             _ => arity("ping"),
-        },
-        "ECHO" if argc == 2 => Reply::Bulk(args[1].clone()),
+        }),
+        "ECHO" if argc == 2 => now(Reply::Bulk(args[1].clone())),
         "QUIT" => {
             conn.quit = true;
-            Reply::ok()
+            now(Reply::ok())
         }
-        "HELLO" => hello(shared, conn, args),
-        "AUTH" => match argc {
+        "HELLO" => now(hello(shared, conn, &args)),
+        "AUTH" => now(match argc {
             2 => auth(shared, conn, b"default", &args[1]),
             3 => auth(shared, conn, &args[1], &args[2]),
             _ => arity("auth"),
-        },
-        "SELECT" if argc == 2 => match int(&args[1]) {
+        }),
+        "SELECT" if argc == 2 => now(match int(&args[1]) {
             Ok(0) => Reply::ok(),
             Ok(_) => err("ERR DB index is out of range"),
             Err(e) => e,
+        }),
+        "CLIENT" if argc >= 2 => now(client(conn, &args)),
+        "INFO" => ReadOp::step(ReadKind::Info, args),
+        "COMMAND" => now(command(conn, &args)),
+        "GET" if argc == 2 => ReadOp::step(ReadKind::Get, args),
+        "MGET" if argc >= 2 => ReadOp::step(ReadKind::MGet, args),
+        "EXISTS" if argc >= 2 => ReadOp::step(ReadKind::Exists, args),
+        "TYPE" if argc == 2 => ReadOp::step(ReadKind::Type, args),
+        "TTL" | "PTTL" if argc == 2 => ReadOp::step(
+            ReadKind::Ttl {
+                millis: name == "PTTL",
+            },
+            args,
+        ),
+        "DBSIZE" if argc == 1 => ReadOp::step(ReadKind::DbSize, args),
+        "SCAN" if argc >= 2 => match scan(&args) {
+            Ok(s) => ReadOp::step(ReadKind::Scan(s), args),
+            Err(e) => now(e),
         },
-        "CLIENT" if argc >= 2 => client(conn, args),
-        "INFO" => info(shared, args).await,
-        "COMMAND" => command(conn, args),
-        "GET" if argc == 2 => {
-            read(shared, |now| {
-                Ok(Reply::bulk_or_null(
-                    get(shared, &args[1], now)?.map(|e| e.value),
-                ))
-            })
-            .await
-        }
-        "MGET" if argc >= 2 => {
-            read(shared, |now| {
-                let mut out = Vec::with_capacity(argc - 1);
-                for k in &args[1..] {
-                    out.push(Reply::bulk_or_null(get(shared, k, now)?.map(|e| e.value)));
-                }
-                Ok(Reply::Array(out))
-            })
-            .await
-        }
-        "EXISTS" if argc >= 2 => {
-            read(shared, |now| {
-                let mut n = 0;
-                for k in &args[1..] {
-                    n += i64::from(get(shared, k, now)?.is_some());
-                }
-                Ok(Reply::Int(n))
-            })
-            .await
-        }
-        "TYPE" if argc == 2 => {
-            read(shared, |now| {
-                Ok(Reply::Simple(
-                    if get(shared, &args[1], now)?.is_some() {
-                        "string"
-                    } else {
-                        "none"
-                    }
-                    .into(),
-                ))
-            })
-            .await
-        }
-        "TTL" | "PTTL" if argc == 2 => {
-            let millis = name == "PTTL";
-            read(shared, |now| {
-                Ok(Reply::Int(match get(shared, &args[1], now)? {
-                    None => -2,
-                    Some(KvEntry {
-                        expires_at_ms: None,
-                        ..
-                    }) => -1,
-                    Some(KvEntry {
-                        expires_at_ms: Some(at),
-                        ..
-                    }) => {
-                        let left = at.saturating_sub(now);
-                        let left = if millis { left } else { (left + 500) / 1000 };
-                        i64::try_from(left).unwrap_or(i64::MAX)
-                    }
-                }))
-            })
-            .await
-        }
-        "DBSIZE" if argc == 1 => {
-            read(shared, |_| {
-                shared
-                    .cluster
-                    .sm
-                    .kv_len()
-                    .map(|n| Reply::Int(i64::try_from(n).unwrap_or(i64::MAX)))
-                    .map_err(storage_error)
-            })
-            .await
-        }
-        "SCAN" if argc >= 2 => scan(shared, args).await,
-        "SET" if argc >= 3 => set(shared, args).await,
+        "SET" if argc >= 3 => write(shared, set(args)),
         "SETEX" | "PSETEX" if argc == 4 => {
             let lower = name.to_ascii_lowercase();
             let at = match int(&args[2]) {
@@ -337,47 +463,61 @@ async fn dispatch(shared: &Shared, conn: &mut Conn, name: &str, args: &Args) -> 
                 Ok(_) => Err(invalid_expire(&lower)),
                 Err(e) => Err(e),
             };
-            match at {
-                Ok(at) => {
-                    let cmd = KvCommand::Set {
-                        key: args[1].clone(),
-                        value: args[3].clone(),
-                        condition: SetCondition::Always,
-                        expiry: SetExpiry::At(at),
-                        now_ms: now_ms(),
-                    };
-                    write(shared, cmd, |_| Reply::ok()).await
-                }
-                Err(e) => e,
-            }
+            let cmd = at.map(|at| {
+                let mut args = args;
+                let cmd = KvCommand::Set {
+                    value: args.swap_remove(3),
+                    key: args.swap_remove(1),
+                    condition: SetCondition::Always,
+                    expiry: SetExpiry::At(at),
+                    now_ms: now_ms(),
+                };
+                (cmd, Answer::Ok)
+            });
+            write(shared, cmd)
         }
         "GETDEL" if argc == 2 => {
+            let mut args = args;
             let cmd = KvCommand::GetDelete {
-                key: args[1].clone(),
+                key: args.swap_remove(1),
                 now_ms: now_ms(),
             };
-            write(shared, cmd, value_reply).await
+            write(shared, Ok((cmd, Answer::Value)))
         }
-        "GETEX" if argc >= 2 => getex(shared, args).await,
+        "GETEX" if argc >= 2 => match getex(&args) {
+            Ok(None) => ReadOp::step(ReadKind::Get, args),
+            Ok(Some(expiry)) => {
+                let mut args = args;
+                let cmd = KvCommand::GetExpire {
+                    key: args.swap_remove(1),
+                    expiry,
+                    now_ms: now_ms(),
+                };
+                write(shared, Ok((cmd, Answer::Value)))
+            }
+            Err(e) => now(e),
+        },
         "DEL" | "UNLINK" if argc >= 2 => {
+            let mut args = args;
             let cmd = KvCommand::Delete {
-                keys: args[1..].to_vec(),
+                keys: args.split_off(1),
                 now_ms: now_ms(),
             };
-            write(shared, cmd, int_reply).await
+            write(shared, Ok((cmd, Answer::Int)))
         }
         "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" if argc >= 3 => {
-            expire(shared, name, args).await
+            write(shared, expire(name, args))
         }
         "PERSIST" if argc == 2 => {
+            let mut args = args;
             let cmd = KvCommand::Persist {
-                key: args[1].clone(),
+                key: args.swap_remove(1),
                 now_ms: now_ms(),
             };
-            write(shared, cmd, int_reply).await
+            write(shared, Ok((cmd, Answer::Int)))
         }
-        known if KNOWN.contains(&known) => arity(&known.to_ascii_lowercase()),
-        _ => unknown_command(args),
+        known if KNOWN.contains(&known) => now(arity(&known.to_ascii_lowercase())),
+        _ => now(unknown_command(&args)),
     }
 }
 
@@ -409,49 +549,22 @@ fn get(shared: &Shared, key: &[u8], now: u64) -> Result<Option<KvEntry>, Reply> 
     shared.cluster.sm.kv_get(key, now).map_err(storage_error)
 }
 
-/// A linearizable read: a read barrier, then `f` on this node's replica at `now`.
-async fn read(shared: &Shared, f: impl FnOnce(u64) -> Result<Reply, Reply>) -> Reply {
-    if let Err(e) = shared.cluster.read_barrier().await {
-        return no_quorum(&e);
-    }
-    match f(now_ms()) {
-        Ok(r) | Err(r) => r,
-    }
-}
-
-/// Replicate one keyspace command; `answer` turns the state machine's response into the reply.
-async fn write(shared: &Shared, cmd: KvCommand, answer: impl FnOnce(KvResponse) -> Reply) -> Reply {
+/// A write step for `cmd` (or the error found in its arguments). A cluster with a member of an
+/// older release (a rolling upgrade under way) has no keyspace yet: refused at once, named as
+/// such, not as a lost quorum.
+fn write(shared: &Shared, cmd: Result<(KvCommand, Answer), Reply>) -> Step {
+    let (cmd, answer) = match cmd {
+        Ok(c) => c,
+        Err(e) => return Step::Now(e),
+    };
     let cmd = Command::Kv(cmd);
-    // A cluster with a member of an older release (a rolling upgrade under way) has no keyspace
-    // yet: refused at once, named as such, not as a lost quorum.
     if let Some(ClusterError::Unavailable { reason, .. }) = shared.cluster.refuse_unsupported(&cmd)
     {
-        return err(format!(
+        return Step::Now(err(format!(
             "TRYAGAIN not yet: {reason}; the command was not applied, resend it once every member is upgraded"
-        ));
+        )));
     }
-    match shared.batcher.write(cmd).await {
-        Ok(p) => match p.response {
-            Response::Kv(KvResponse::Rejected(reason)) => err(format!("ERR {reason}")),
-            Response::Kv(r) => answer(r),
-            other => err(format!("ERR unexpected state machine answer {other:?}")),
-        },
-        Err(e) => no_quorum(&e),
-    }
-}
-
-fn int_reply(r: KvResponse) -> Reply {
-    match r {
-        KvResponse::Int(n) => Reply::Int(n),
-        other => err(format!("ERR unexpected state machine answer {other:?}")),
-    }
-}
-
-fn value_reply(r: KvResponse) -> Reply {
-    match r {
-        KvResponse::Value(v) => Reply::bulk_or_null(v),
-        other => err(format!("ERR unexpected state machine answer {other:?}")),
-    }
+    Step::Write(cmd, answer)
 }
 
 /// `now + n` seconds (or milliseconds), checked.
@@ -483,7 +596,7 @@ fn expiry_option(opt: &str, n: &[u8], cmd: &str) -> Result<u64, Reply> {
     }
 }
 
-async fn set(shared: &Shared, args: &Args) -> Reply {
+fn set(args: Vec<Vec<u8>>) -> Result<(KvCommand, Answer), Reply> {
     let mut condition = SetCondition::Always;
     let mut expiry = SetExpiry::Clear;
     let mut expiry_given = false;
@@ -505,75 +618,45 @@ async fn set(shared: &Shared, args: &Args) -> Reply {
                 expiry_given = true;
             }
             "EX" | "PX" | "EXAT" | "PXAT" if !expiry_given && i + 1 < args.len() => {
-                match expiry_option(&opt, &args[i + 1], "set") {
-                    Ok(at) => expiry = SetExpiry::At(at),
-                    Err(e) => return e,
-                }
+                expiry = SetExpiry::At(expiry_option(&opt, &args[i + 1], "set")?);
                 expiry_given = true;
                 i += 1;
             }
-            _ => return syntax(),
+            _ => return Err(syntax()),
         }
         i += 1;
     }
+    let mut args = args;
+    args.truncate(3);
     let cmd = KvCommand::Set {
-        key: args[1].clone(),
-        value: args[2].clone(),
+        value: args.swap_remove(2),
+        key: args.swap_remove(1),
         condition,
         expiry,
         now_ms: now_ms(),
     };
-    write(shared, cmd, |r| match r {
-        KvResponse::Set { old, .. } if want_old => Reply::bulk_or_null(old),
-        KvResponse::Set { written: true, .. } => Reply::ok(),
-        KvResponse::Set { written: false, .. } => Reply::Null,
-        other => err(format!("ERR unexpected state machine answer {other:?}")),
-    })
-    .await
+    Ok((cmd, Answer::Set { want_old }))
 }
 
-async fn getex(shared: &Shared, args: &Args) -> Reply {
-    let expiry = match args.len() {
-        2 => None,
-        3 if upper(&args[2]) == "PERSIST" => Some(SetExpiry::Clear),
+/// `GETEX`'s option: `None` (a plain read) or the expiry to set.
+fn getex(args: &Args) -> Result<Option<SetExpiry>, Reply> {
+    match args.len() {
+        2 => Ok(None),
+        3 if upper(&args[2]) == "PERSIST" => Ok(Some(SetExpiry::Clear)),
         4 => {
             let opt = upper(&args[2]);
             if !matches!(opt.as_str(), "EX" | "PX" | "EXAT" | "PXAT") {
-                return syntax();
+                return Err(syntax());
             }
-            match expiry_option(&opt, &args[3], "getex") {
-                Ok(at) => Some(SetExpiry::At(at)),
-                Err(e) => return e,
-            }
+            Ok(Some(SetExpiry::At(expiry_option(&opt, &args[3], "getex")?)))
         }
-        _ => return syntax(),
-    };
-    match expiry {
-        None => {
-            read(shared, |now| {
-                Ok(Reply::bulk_or_null(
-                    get(shared, &args[1], now)?.map(|e| e.value),
-                ))
-            })
-            .await
-        }
-        Some(expiry) => {
-            let cmd = KvCommand::GetExpire {
-                key: args[1].clone(),
-                expiry,
-                now_ms: now_ms(),
-            };
-            write(shared, cmd, value_reply).await
-        }
+        _ => Err(syntax()),
     }
 }
 
-async fn expire(shared: &Shared, name: &str, args: &Args) -> Reply {
+fn expire(name: &str, args: Vec<Vec<u8>>) -> Result<(KvCommand, Answer), Reply> {
     let lower = name.to_ascii_lowercase();
-    let n = match int(&args[2]) {
-        Ok(n) => n,
-        Err(e) => return e,
-    };
+    let n = int(&args[2])?;
     let now = now_ms();
     let at = match name {
         "EXPIRE" => relative_expiry(n, true, &lower),
@@ -583,25 +666,25 @@ async fn expire(shared: &Shared, name: &str, args: &Args) -> Reply {
             .map(|v| u64::try_from(v).unwrap_or(0))
             .ok_or_else(|| invalid_expire(&lower)),
         _ => Ok(u64::try_from(n).unwrap_or(0)),
-    };
-    let at = match at {
-        Ok(at) => at,
-        Err(e) => return e,
-    };
+    }?;
     let mut flags = Vec::new();
     for a in &args[3..] {
         let f = upper(a);
         if !matches!(f.as_str(), "NX" | "XX" | "GT" | "LT") {
-            return err(format!("ERR Unsupported option {}", printable(a)));
+            return Err(err(format!("ERR Unsupported option {}", printable(a))));
         }
         flags.push(f);
     }
     let has = |f: &str| flags.iter().any(|x| x == f);
     if has("NX") && (has("XX") || has("GT") || has("LT")) {
-        return err("ERR NX and XX, GT or LT options at the same time are not compatible");
+        return Err(err(
+            "ERR NX and XX, GT or LT options at the same time are not compatible",
+        ));
     }
     if has("GT") && has("LT") {
-        return err("ERR GT and LT options at the same time are not compatible");
+        return Err(err(
+            "ERR GT and LT options at the same time are not compatible",
+        ));
     }
     let condition = if has("NX") {
         ExpireCondition::IfNone
@@ -617,23 +700,21 @@ async fn expire(shared: &Shared, name: &str, args: &Args) -> Reply {
     } else {
         ExpireCondition::Always
     };
+    let mut args = args;
     let cmd = KvCommand::Expire {
-        key: args[1].clone(),
+        key: args.swap_remove(1),
         at_ms: at,
         condition,
         now_ms: now,
     };
-    write(shared, cmd, int_reply).await
+    Ok((cmd, Answer::Int))
 }
 
-async fn scan(shared: &Shared, args: &Args) -> Reply {
-    let cursor = match std::str::from_utf8(&args[1])
+fn scan(args: &Args) -> Result<ScanArgs, Reply> {
+    let cursor = std::str::from_utf8(&args[1])
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
-    {
-        Some(c) => c,
-        None => return err("ERR invalid cursor"),
-    };
+        .ok_or_else(|| err("ERR invalid cursor"))?;
     let mut pattern: Option<Vec<u8>> = None;
     let mut count = 10usize;
     let mut only_strings = true;
@@ -641,34 +722,25 @@ async fn scan(shared: &Shared, args: &Args) -> Reply {
     while i < args.len() {
         let opt = upper(&args[i]);
         let Some(value) = args.get(i + 1) else {
-            return syntax();
+            return Err(syntax());
         };
         match opt.as_str() {
             "MATCH" => pattern = Some(value.clone()),
-            "COUNT" => match int(value) {
-                Ok(n) if n >= 1 => count = usize::try_from(n).unwrap_or(usize::MAX).min(100_000),
-                Ok(_) => return syntax(),
-                Err(e) => return e,
+            "COUNT" => match int(value)? {
+                n if n >= 1 => count = usize::try_from(n).unwrap_or(usize::MAX).min(100_000),
+                _ => return Err(syntax()),
             },
             "TYPE" => only_strings = upper(value) == "STRING",
-            _ => return syntax(),
+            _ => return Err(syntax()),
         }
         i += 2;
     }
-    read(shared, |now| {
-        let keep =
-            |k: &[u8]| only_strings && pattern.as_deref().is_none_or(|p| glob::matches(p, k));
-        let (found, next) = shared
-            .cluster
-            .sm
-            .kv_scan(cursor, count, now, keep)
-            .map_err(storage_error)?;
-        Ok(Reply::Array(vec![
-            Reply::text(next.to_string()),
-            Reply::Array(found.into_iter().map(|(k, _)| Reply::Bulk(k)).collect()),
-        ]))
+    Ok(ScanArgs {
+        cursor,
+        count,
+        pattern,
+        only_strings,
     })
-    .await
 }
 
 fn auth(shared: &Shared, conn: &mut Conn, user: &[u8], password: &[u8]) -> Reply {
@@ -774,7 +846,7 @@ fn client(conn: &mut Conn, args: &Args) -> Reply {
     }
 }
 
-async fn info(shared: &Shared, args: &Args) -> Reply {
+fn info(shared: &Shared, args: &Args) -> Reply {
     let sections: Vec<String> = args[1..].iter().map(|a| upper(a)).collect();
     let want = |s: &str| {
         sections.is_empty()
@@ -814,10 +886,9 @@ async fn info(shared: &Shared, args: &Args) -> Reply {
     }
     if want("KEYSPACE") {
         out.push_str("# Keyspace\r\n");
-        match c.sm.kv_len() {
-            Ok(0) => {}
-            Ok(n) => out.push_str(&format!("db0:keys={n},expires=0,avg_ttl=0\r\n")),
-            Err(e) => return storage_error(e),
+        match c.sm.kv_keys() {
+            0 => {}
+            n => out.push_str(&format!("db0:keys={n},expires=0,avg_ttl=0\r\n")),
         }
         out.push_str("\r\n");
     }

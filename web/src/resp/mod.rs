@@ -2,15 +2,17 @@
 //! Redis (connect-redis, Flask-Session, actix-session's `RedisSessionStore`, …).
 //!
 //! - [`frame`]: commands from the byte stream, limits checked on the headers.
-//! - [`commands`]: what each command does and answers.
+//! - [`commands`]: what each command needs and answers.
+//! - `pipeline`: the commands buffered on a connection, run concurrently where Redis's order
+//!   allows (consecutive writes share a commit), answered in order.
 //! - [`reply`]: replies in RESP2 or RESP3.
 //! - [`glob`]: `SCAN … MATCH` patterns.
 //! - [`tls`]: the door's rustls configuration, with `[tls]`.
 //!
 //! The server runs on a runtime of its own (two threads), so that client connections never
 //! compete with Raft's heartbeats on the consensus runtime. Each connection reads commands as
-//! they come (pipelined or not), runs them in order and writes the replies of everything that
-//! was buffered in one write. Closed: after a protocol error (answered first, as Redis does),
+//! they come (pipelined or not), runs everything buffered as one pipeline (`pipeline`) and
+//! writes the replies in order. Closed: after a protocol error (answered first, as Redis does),
 //! `QUIT`, an idle timeout, or the node's shutdown.
 //!
 //! With `[tls]` the door speaks TLS only (rediss://): every connection starts with a rustls
@@ -24,6 +26,7 @@
 pub mod commands;
 pub mod frame;
 pub mod glob;
+mod pipeline;
 pub mod reply;
 pub mod tls;
 
@@ -39,7 +42,7 @@ use tokio_rustls::TlsAcceptor;
 pub use commands::Shared;
 
 use crate::config::TlsAuthClients;
-use commands::{execute, Conn};
+use commands::Conn;
 use reply::Reply;
 
 /// Read buffer granularity.
@@ -225,38 +228,47 @@ where
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     loop {
-        // Run every complete command buffered, in order.
+        // Every complete command buffered, run as one pipeline.
         let mut used = 0;
+        let mut commands = Vec::new();
+        let mut protocol_error = None;
         loop {
             match frame::next_command(&buf[used..], shared.limits) {
                 Ok(Some((args, n))) => {
                     used += n;
-                    if args.is_empty() {
-                        continue;
-                    }
-                    execute(shared, &mut conn, args)
-                        .await
-                        .encode(conn.proto, &mut out);
-                    if conn.quit {
-                        stream.write_all(&out).await?;
-                        stream.flush().await?;
-                        return stream.shutdown().await;
+                    if !args.is_empty() {
+                        commands.push(args);
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    Reply::error(format!("ERR {e}")).encode(conn.proto, &mut out);
-                    stream.write_all(&out).await?;
-                    stream.flush().await?;
-                    return stream.shutdown().await;
+                    protocol_error = Some(e);
+                    break;
                 }
             }
         }
         buf.drain(..used);
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-            stream.flush().await?;
-            out.clear();
+        if pipeline::run(shared, &mut conn, commands, &mut stream, &mut buf, &mut out)
+            .await?
+            .is_err()
+        {
+            // The client went away while its commands waited: their queued writes are dropped.
+            return Ok(());
+        }
+        if conn.quit || protocol_error.is_some() {
+            // A protocol error is answered after the commands before it, then the connection
+            // closes (as Redis does); nothing after a QUIT runs.
+            if let (Some(e), false) = (protocol_error, conn.quit) {
+                Reply::error(format!("ERR {e}")).encode(conn.proto, &mut out);
+                stream.write_all(&out).await?;
+                stream.flush().await?;
+            }
+            return stream.shutdown().await;
+        }
+        if !matches!(frame::next_command(&buf, shared.limits), Ok(None)) {
+            // Commands (or bad bytes) arrived while the last ones waited: handle them before
+            // reading more.
+            continue;
         }
         buf.reserve(READ_CHUNK);
         let read = stream.read_buf(&mut buf);
