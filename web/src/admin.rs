@@ -24,8 +24,32 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
             .route("/nodes/{id}/promote", web::post().to(promote))
             .route("/nodes/{id}/remove", web::post().to(remove))
             .route("/users/{user}/sessions", web::get().to(user_sessions))
-            .route("/users/{user}/revoke", web::post().to(revoke_user)),
+            .route("/users/{user}/revoke", web::post().to(revoke_user))
+            .route("/actors/{name}/panic", web::post().to(panic_actor)),
     );
+}
+
+/// Test switch: make the node's actor `name` panic (it is restarted by its supervisor). Only
+/// with `SESSIONRAFT_UNSAFE_ACTOR_PANICS=1`; 404 otherwise, and for an unknown name.
+async fn panic_actor(
+    _: Authorized,
+    state: web::Data<AdminState>,
+    name: web::Path<String>,
+) -> HttpResponse {
+    let Some(switch) = &state.actor_panics else {
+        return error(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "the actor test switch is off (SESSIONRAFT_UNSAFE_ACTOR_PANICS=1 turns it on)",
+        );
+    };
+    if switch.inject(&name) {
+        HttpResponse::Ok().json(serde_json::json!({ "ok": true, "actor": name.as_str() }))
+    } else {
+        error(
+            actix_web::http::StatusCode::NOT_FOUND,
+            format!("no actor {name:?} (actors: {:?})", switch.names()),
+        )
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> HttpResponse {

@@ -17,16 +17,29 @@ pub struct AdminState {
     token_digest: [u8; 32],
     /// No token configured: every admin request is refused.
     disabled: bool,
+    /// The node's actors, when the test switch is on (`SESSIONRAFT_UNSAFE_ACTOR_PANICS=1`):
+    /// `POST /admin/actors/{name}/panic` makes one panic.
+    pub(crate) actor_panics: Option<sessionraft_raft::node::actors::PanicSwitch>,
 }
 
 impl AdminState {
     /// Admin routes guarded by `token`; backups spool under `spool_dir`.
+    /// With the actor test switch (`SESSIONRAFT_UNSAFE_ACTOR_PANICS=1` only).
+    pub fn with_actor_panics(
+        mut self,
+        switch: sessionraft_raft::node::actors::PanicSwitch,
+    ) -> Self {
+        self.actor_panics = Some(switch);
+        self
+    }
+
     pub fn new(cluster: Arc<Cluster>, token: &[u8], spool_dir: std::path::PathBuf) -> Self {
         Self {
             cluster,
             spool_dir,
             token_digest: Sha256::digest(token).into(),
             disabled: token.is_empty(),
+            actor_panics: None,
         }
     }
 

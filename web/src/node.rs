@@ -67,6 +67,16 @@ pub fn unsafe_skip_freshness() -> bool {
     std::env::var(UNSAFE_SKIP_FRESHNESS_ENV).is_ok_and(|v| v.trim() == "1")
 }
 
+/// The environment variable of the actor test switch: `1` lets `POST /admin/actors/{name}/panic`
+/// (admin token required) make one of the node's actors panic, so tests can show that a
+/// supervisor restarts it and the node keeps serving.
+pub const UNSAFE_ACTOR_PANICS_ENV: &str = "SESSIONRAFT_UNSAFE_ACTOR_PANICS";
+
+/// Whether the actor test switch is on (`SESSIONRAFT_UNSAFE_ACTOR_PANICS=1`).
+pub fn unsafe_actor_panics() -> bool {
+    std::env::var(UNSAFE_ACTOR_PANICS_ENV).is_ok_and(|v| v.trim() == "1")
+}
+
 /// Everything a node needs to run, already validated: the consensus side and the HTTP side.
 /// Made from `cluster.toml` by [`NodeOptions::from_config`].
 #[derive(Clone, Debug)]
@@ -363,11 +373,22 @@ impl Node {
             .start_actor(move || ClusterWatcher::new(c.clone(), m.clone(), f.clone()));
         let inner = Inner {
             inbound: web::Data::new(consensus.inbound()),
-            admin: web::Data::new(AdminState::new(
-                cluster.clone(),
-                &opts.admin_token,
-                opts.consensus.data_dir.join("spool"),
-            )),
+            admin: web::Data::new({
+                let admin = AdminState::new(
+                    cluster.clone(),
+                    &opts.admin_token,
+                    opts.consensus.data_dir.join("spool"),
+                );
+                if unsafe_actor_panics() {
+                    tracing::warn!(
+                        "TEST SWITCH ON: {UNSAFE_ACTOR_PANICS_ENV}=1 lets POST /admin/actors/NAME/panic \
+                         make this node's actors panic; never set it in production"
+                    );
+                    admin.with_actor_panics(consensus.actors.panic_switch())
+                } else {
+                    admin
+                }
+            }),
             feed: web::Data::new(feed),
             app_state: web::Data::new(AppState {
                 cluster: cluster.clone(),

@@ -1,11 +1,13 @@
 //! The node's long-lived components as supervised actix actors, on a thread of their own.
 //!
-//! Each component (the election watcher, the touch flusher, the purger, the cluster-version
-//! driver, the peer-name checker, and the web layer's dashboard watcher) is a [`Step`]: a state
-//! that does one round of its work and hands back the state for the next round. [`ActorHost`]
-//! runs each in a [`Component`] actor under an [`actix::Supervisor`], all on one actix `System`
-//! on the thread `actors-<id>` (the Raft runtime's threads stay with openraft and the batcher;
-//! the HTTP workers with actix-web).
+//! Each periodic component (the election watcher, the touch flusher, the purger, the
+//! cluster-version driver, the peer-name checker, and the web layer's dashboard watcher) is a
+//! [`Step`]: a state that does one round of its work and hands back the state for the next
+//! round; [`ActorHost`] runs each in a [`Component`] actor. A component driven by messages (the
+//! write batcher's replicator, `batcher.rs`) implements [`Supervise`] and handlers on
+//! [`Handling`] its wrapper. Both kinds run under an [`actix::Supervisor`], all on one actix
+//! `System` on the thread `actors-<id>` (the Raft runtime's threads stay with openraft; the
+//! HTTP workers with actix-web).
 //!
 //! A panic inside a step is caught (`catch_unwind` on the step's future), logged at ERROR with
 //! its message, counted in `sessionraft_actor_restarts_total{actor}` (and in `/cluster/status`),
@@ -80,21 +82,92 @@ impl<S: Step> Component<S> {
     /// Runs `fut` on this actor's context; a panic in it restarts the actor.
     fn supervise(&mut self, fut: StepFuture<S>, ctx: &mut Context<Self>) {
         let caught = AssertUnwindSafe(fut).catch_unwind();
-        ctx.spawn(caught.into_actor(self).map(|outcome, act, ctx| match outcome {
-            Ok(Some(next)) => {
-                act.state = Some(next);
-                act.schedule(ctx);
-            }
-            Ok(None) => tracing::debug!(actor = S::NAME, "what it serves is gone: no more steps"),
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "(no message)".to_owned());
-                act.instruments.actor_restarted(S::NAME);
-                tracing::error!(actor = S::NAME, panic = %what, "actor panicked: restarting it");
-                ctx.stop();
+        ctx.spawn(
+            caught
+                .into_actor(self)
+                .map(|outcome, act, ctx| match outcome {
+                    Ok(Some(next)) => {
+                        act.state = Some(next);
+                        act.schedule(ctx);
+                    }
+                    Ok(None) => {
+                        tracing::debug!(actor = S::NAME, "what it serves is gone: no more steps")
+                    }
+                    Err(panic) => {
+                        report_panic(S::NAME, &panic, &act.instruments);
+                        ctx.stop();
+                    }
+                }),
+        );
+    }
+}
+
+/// Logs and counts a panic of the actor `name` (which then stops, to be restarted).
+fn report_panic(name: &'static str, panic: &Panic, instruments: &Instruments) {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    instruments.actor_restarted(name);
+    tracing::error!(actor = name, panic = %what, "actor panicked: restarting it");
+}
+
+/// What a caught panic carries.
+pub type Panic = Box<dyn std::any::Any + Send>;
+
+/// A component driven by messages rather than by its own rhythm, run in a [`Handling`] actor:
+/// its handlers catch panics in their work and call [`Handling::panicked`]; the actor is then
+/// restarted, keeping this state, after [`Supervise::restarted`] repaired it.
+pub trait Supervise: Unpin + 'static {
+    /// The actor's name (as [`Step::NAME`]).
+    const NAME: &'static str;
+
+    /// Called when the actor restarts after a panic: put right what the interrupted work left
+    /// half done.
+    fn restarted(&mut self);
+}
+
+/// The actor around a [`Supervise`] component; its message handlers are implemented beside
+/// the component.
+pub struct Handling<T: Supervise> {
+    pub inner: T,
+    instruments: Arc<Instruments>,
+}
+
+impl<T: Supervise> Handling<T> {
+    /// A handler's work panicked: logged, counted, and the actor restarted.
+    pub fn panicked(&mut self, panic: &Panic, ctx: &mut Context<Self>) {
+        report_panic(T::NAME, panic, &self.instruments);
+        ctx.stop();
+    }
+}
+
+impl<T: Supervise> Actor for Handling<T> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
+    }
+}
+
+impl<T: Supervise> Supervised for Handling<T> {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.inner.restarted();
+    }
+}
+
+impl<T: Supervise> Handler<InjectPanic> for Handling<T> {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+        let panicking = AssertUnwindSafe(async {
+            panic!("{}: injected panic (test switch)", T::NAME);
+        })
+        .catch_unwind();
+        ctx.spawn(panicking.into_actor(self).map(|outcome, act, ctx| {
+            if let Err(panic) = outcome {
+                act.panicked(&panic, ctx);
             }
         }));
     }
@@ -135,7 +208,38 @@ pub struct ActorHost {
     arbiter: actix::dev::ArbiterHandle,
     thread: Option<JoinHandle<()>>,
     instruments: Arc<Instruments>,
-    started: std::sync::Mutex<Vec<(&'static str, Recipient<InjectPanic>)>>,
+    started: PanicSwitch,
+}
+
+/// The actors started, by name.
+type Started = Vec<(&'static str, Recipient<InjectPanic>)>;
+
+/// The actors of a node by name, to make one panic (test switch; see [`InjectPanic`]).
+#[derive(Clone, Default)]
+pub struct PanicSwitch(Arc<std::sync::Mutex<Started>>);
+
+impl PanicSwitch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Started> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the actor `name` panic; false when no actor has that name or its mailbox is full.
+    pub fn inject(&self, name: &str) -> bool {
+        let started = self.lock();
+        let mut found = false;
+        for (_, r) in started.iter().filter(|(n, _)| *n == name) {
+            found = true;
+            if r.try_send(InjectPanic).is_err() {
+                return false;
+            }
+        }
+        found
+    }
+
+    /// The names of the actors, in the order they started.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.lock().iter().map(|(n, _)| *n).collect()
+    }
 }
 
 impl std::fmt::Debug for ActorHost {
@@ -170,7 +274,7 @@ impl ActorHost {
             arbiter,
             thread: Some(thread),
             instruments,
-            started: std::sync::Mutex::new(Vec::new()),
+            started: PanicSwitch::default(),
         })
     }
 
@@ -184,35 +288,46 @@ impl ActorHost {
             state: None,
             instruments,
         });
+        self.started.lock().push((S::NAME, addr.recipient()));
+    }
+
+    /// Starts a supervised actor around `make()`'s component (made once: it survives restarts)
+    /// and returns its address.
+    pub fn start_handler<T: Supervise>(
+        &self,
+        make: impl FnOnce() -> T + Send + 'static,
+    ) -> Addr<Handling<T>> {
+        self.instruments.actor_started(T::NAME);
+        let instruments = self.instruments.clone();
+        let addr = actix::Supervisor::start_in_arbiter(&self.arbiter, move |_| Handling {
+            inner: make(),
+            instruments,
+        });
         self.started
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((S::NAME, addr.recipient()));
+            .push((T::NAME, addr.clone().recipient()));
+        addr
     }
 
     /// The names of the actors started, in order.
     pub fn names(&self) -> Vec<&'static str> {
-        let started = self.started.lock().unwrap_or_else(|e| e.into_inner());
-        started.iter().map(|(n, _)| *n).collect()
+        self.started.names()
     }
 
     /// Test switch: makes the actor `name` panic (see [`InjectPanic`]); false when no actor
     /// has that name or its mailbox is full.
     pub fn inject_panic(&self, name: &str) -> bool {
-        let started = self.started.lock().unwrap_or_else(|e| e.into_inner());
-        started
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .all(|(_, r)| r.try_send(InjectPanic).is_ok())
-            && started.iter().any(|(n, _)| *n == name)
+        self.started.inject(name)
+    }
+
+    /// The same switch, for whoever outlives a borrow of the host (the admin API).
+    pub fn panic_switch(&self) -> PanicSwitch {
+        self.started.clone()
     }
 
     /// Stops every actor and waits for the thread to end.
     pub fn stop(&mut self) {
-        self.started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.started.lock().clear();
         self.system.stop();
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
@@ -294,6 +409,66 @@ mod tests {
         fn step(self) -> StepFuture<Self> {
             Box::pin(async { Some(self) })
         }
+    }
+
+    /// Handles `Work(n)`: panics for n = 0; counts its restarts in `repaired`.
+    struct Worker {
+        done: Arc<AtomicU32>,
+        repaired: Arc<AtomicU32>,
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Work(u32);
+
+    impl Supervise for Worker {
+        const NAME: &'static str = "worker";
+        fn restarted(&mut self) {
+            self.repaired.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Handler<Work> for Handling<Worker> {
+        type Result = ();
+        fn handle(&mut self, Work(n): Work, ctx: &mut Self::Context) {
+            let done = self.inner.done.clone();
+            let work = AssertUnwindSafe(async move {
+                assert!(n > 0, "work 0 panics");
+                done.fetch_add(n, Ordering::SeqCst);
+            })
+            .catch_unwind();
+            ctx.spawn(work.into_actor(self).map(|outcome, act, ctx| {
+                if let Err(p) = outcome {
+                    act.panicked(&p, ctx);
+                }
+            }));
+        }
+    }
+
+    #[test]
+    fn a_panicking_handler_restarts_the_actor_which_keeps_its_state_and_serves_on() {
+        let instruments = Arc::new(Instruments::new());
+        let host = ActorHost::start(3, instruments.clone()).expect("host");
+        let (done, repaired) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+        let (d, r) = (done.clone(), repaired.clone());
+        let addr = host.start_handler(move || Worker {
+            done: d,
+            repaired: r,
+        });
+        addr.do_send(Work(1));
+        wait_for("the first work", || done.load(Ordering::SeqCst) == 1);
+        addr.do_send(Work(0));
+        wait_for("the restart", || repaired.load(Ordering::SeqCst) == 1);
+        assert_eq!(instruments.actor_restarts("worker"), 1);
+        addr.do_send(Work(2));
+        wait_for("work after the restart", || {
+            done.load(Ordering::SeqCst) == 3
+        });
+        assert!(host.inject_panic("worker"));
+        wait_for("the injected restart", || {
+            repaired.load(Ordering::SeqCst) == 2
+        });
+        assert_eq!(instruments.actor_restarts("worker"), 2);
     }
 
     #[test]

@@ -7,9 +7,14 @@
 //! `MAX_BATCH_BYTES` (estimated).
 //!
 //! The queue is a locked `VecDeque` shared by every caller, not an actor's mailbox: a write that
-//! finds a batch in flight only queues itself (no thread is woken; the task replicating the
-//! batch takes the queue when it completes), and only a write that finds the batcher idle
-//! spawns that task on the Raft runtime. Writes leave in the order they were queued, and
+//! finds a batch in flight only queues itself (no thread is woken; the replicator takes the
+//! queue when its batch completes), and only a write that finds the batcher idle sends the
+//! replicator — the supervised actor [`BatchReplicator`] — a [`Replicate`] message with the
+//! batch. At most one batch is in flight, so its mailbox never holds more than one message; the
+//! bound on waiting work is the queue's. A panic while replicating restarts the actor: the
+//! batch in flight is answered "outcome unknown" (its callers see a 504 / `-CLUSTERDOWN`, as
+//! for a leader lost mid-write), the batcher is marked idle again and the queue goes on.
+//! Writes leave in the order they were queued, and
 //! [`WriteBatcher::submit`] queues several at once, adjacent: the commands of one pipelined
 //! Redis-protocol connection land in one entry, in order.
 //!
@@ -26,12 +31,17 @@
 //! flight at a time, which its own queue bounds.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
+
+use actix::prelude::*;
+use futures_util::FutureExt;
 
 use crate::{Command, Response};
 use tokio::sync::oneshot;
 
+use crate::node::actors::{ActorHost, Supervise};
 use crate::node::cluster::{Cluster, ClusterError, Proposed};
 
 type Reply = Result<Proposed, ClusterError>;
@@ -64,6 +74,9 @@ struct Queue {
 pub struct WriteBatcher {
     cluster: Arc<Cluster>,
     queue: Mutex<Queue>,
+    /// The replicator actor, once started ([`WriteBatcher::start_replicator`]); until then (and
+    /// after the actors stopped) batches are replicated by a task on the Raft runtime.
+    replicator: OnceLock<Recipient<Replicate>>,
     max_in_flight: usize,
     max_batch: usize,
     max_batch_bytes: usize,
@@ -93,9 +106,12 @@ impl Queued {
     /// failed with.
     pub async fn outcome(self) -> Reply {
         match self.0 {
-            Ok(rx) => rx
-                .await
-                .map_err(|_| ClusterError::Fatal("write batcher stopped".into()))?,
+            Ok(rx) => rx.await.map_err(|_| ClusterError::Unavailable {
+                // its batch was dropped (the replicator restarted after a panic, or the node is
+                // stopping): it may have been proposed
+                reason: "the write batcher dropped its batch".into(),
+                ambiguous: true,
+            })?,
             Err(e) => Err(e),
         }
     }
@@ -108,6 +124,7 @@ impl WriteBatcher {
         Arc::new(Self {
             cluster,
             queue: Mutex::new(Queue::default()),
+            replicator: OnceLock::new(),
             // One batch in flight per node: measured on 3 nodes / 2 cores, 32 connections,
             // 1 gave ~4,000 writes/s, 2 ~3,200 and 4 ~3,150 (fewer, larger log entries cost less
             // per write than more pipelining).
@@ -221,14 +238,46 @@ impl WriteBatcher {
         });
     }
 
-    /// Spawn the task that replicates `batch` and the batches after it, if one may leave.
+    /// Runs the replicator as a supervised actor on `actors` from now on.
+    pub fn start_replicator(self: &Arc<Self>, actors: &ActorHost) {
+        let batcher = Arc::downgrade(self);
+        let addr = actors.start_handler(move || BatchReplicator {
+            batcher: batcher.clone(),
+            in_progress: false,
+        });
+        let _ = self.replicator.set(addr.recipient());
+    }
+
+    /// Hand `batch` to the replicator (which then replicates the batches after it), if one may
+    /// leave.
     fn start(self: &Arc<Self>, batch: Option<(Vec<Pending>, Instant)>) {
-        if let Some((batch, deadline)) = batch {
-            let this = self.clone();
-            self.cluster
-                .rt
-                .spawn(async move { this.run(batch, deadline).await });
-        }
+        let Some((batch, deadline)) = batch else {
+            return;
+        };
+        let msg = Replicate { batch, deadline };
+        let msg = match self.replicator.get() {
+            Some(r) => match r.try_send(msg) {
+                Ok(()) => return,
+                Err(SendError::Full(m) | SendError::Closed(m)) => m,
+            },
+            None => msg,
+        };
+        // No replicator (not started, or the node's actors are stopping): a task of its own.
+        let this = self.clone();
+        self.cluster
+            .rt
+            .spawn(async move { this.run(msg.batch, msg.deadline).await });
+    }
+
+    /// After the replicator panicked with a batch in flight: that batch is gone (its callers
+    /// were answered "unknown" when their reply channels dropped); the next one may leave.
+    fn recover_in_flight(self: &Arc<Self>) {
+        let next = {
+            let mut q = self.lock();
+            q.in_flight = q.in_flight.saturating_sub(1);
+            self.next_batch(&mut q)
+        };
+        self.start(next);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -378,5 +427,51 @@ impl WriteBatcher {
                 }
             }
         }
+    }
+}
+
+/// Typed message to the [`BatchReplicator`]: replicate `batch` (proposed with `deadline`), then
+/// every batch queued meanwhile, until the queue is empty.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Replicate {
+    batch: Vec<Pending>,
+    deadline: Instant,
+}
+
+/// The replicator of a node's [`WriteBatcher`]: a supervised actor (`batcher`) on the node's
+/// [`ActorHost`]. One batch at a time; a panic while replicating is caught, counted and
+/// restarts it, and the batcher goes on with the next batch.
+pub struct BatchReplicator {
+    batcher: Weak<WriteBatcher>,
+    /// A [`Replicate`] is being handled (a batch is in flight).
+    in_progress: bool,
+}
+
+impl Supervise for BatchReplicator {
+    const NAME: &'static str = "batcher";
+
+    fn restarted(&mut self) {
+        if std::mem::take(&mut self.in_progress) {
+            if let Some(b) = self.batcher.upgrade() {
+                b.recover_in_flight();
+            }
+        }
+    }
+}
+
+impl Handler<Replicate> for crate::node::actors::Handling<BatchReplicator> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Replicate, ctx: &mut Self::Context) {
+        let Some(batcher) = self.inner.batcher.upgrade() else {
+            return;
+        };
+        self.inner.in_progress = true;
+        let run = AssertUnwindSafe(batcher.run(msg.batch, msg.deadline)).catch_unwind();
+        ctx.spawn(run.into_actor(self).map(|outcome, act, ctx| match outcome {
+            Ok(()) => act.inner.in_progress = false,
+            Err(panic) => act.panicked(&panic, ctx),
+        }));
     }
 }

@@ -171,6 +171,7 @@ impl ConsensusNode {
         let batcher = WriteBatcher::new(cluster.clone(), opts.max_queued_writes);
         let touches = Arc::new(PendingTouches::default());
         let actors = ActorHost::start(opts.id, instruments.clone())?;
+        batcher.start_replicator(&actors);
         let weak = Arc::downgrade(&cluster);
         let timings = crate::node::failover::Timings {
             heartbeat: Duration::from_millis(opts.raft.heartbeat_interval),
