@@ -152,7 +152,10 @@ async fn every_actor_panics_and_is_restarted_while_the_node_serves() {
         for actor in expected {
             let label = format!("actor=\"{actor}\"");
             let n = common::metric(&c, id, "actor_restarts_total", &label).await;
-            assert_eq!(n, 1.0, "node {id}: sessionraft_actor_restarts_total{{{label}}}");
+            assert_eq!(
+                n, 1.0,
+                "node {id}: sessionraft_actor_restarts_total{{{label}}}"
+            );
         }
         assert!(
             c.log(id).contains("actor panicked: restarting it"),

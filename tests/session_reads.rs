@@ -149,18 +149,19 @@ async fn a_follower_paused_past_the_bound_never_serves_a_revoked_session() {
                   // every answer of the resumed follower after t + bound: never alice's session
     let mut served = 0;
     while served < 20 {
+        // every read here starts at least 2 x bound after the revoke was acknowledged (the
+        // sleep above): by the staleness bound, none may still see alice
+        let asked = acknowledged.elapsed();
         let r = alice.get(c.url(f, "/api/whoami")).send().await;
         let Ok(r) = r else { continue };
         if r.status() == 503 {
             continue;
         }
         let who: Value = r.json().await.expect("json");
-        assert!(acknowledged.elapsed() > bound);
         assert_ne!(
-            who["user"],
-            "alice",
-            "the resumed follower served a session revoked {:?} before",
-            acknowledged.elapsed()
+            who["user"], "alice",
+            "the resumed follower served, to a read started {asked:?} after the revoke was \
+             acknowledged (bound {bound:?}), the revoked session"
         );
         served += 1;
     }

@@ -125,9 +125,7 @@ async fn user_sessions(
             HttpResponse::Ok()
                 .json(serde_json::json!({ "user": user.as_str(), "sessions": sessions }))
         }
-        Err(e) => {
-            HttpResponse::InternalServerError().json(serde_json::json!({ "error": e.to_string() }))
-        }
+        Err(e) => crate::request_scope::local_read_failed("user sessions", e),
     }
 }
 
@@ -146,9 +144,22 @@ async fn revoke_user(
             Response::Rejected(r) => {
                 HttpResponse::BadRequest().json(serde_json::json!({ "error": r }))
             }
-            other => HttpResponse::InternalServerError()
-                .json(serde_json::json!({ "error": format!("unexpected response {other:?}") })),
+            // applied, but the state machine answered something else: say so, not a 500
+            other => {
+                tracing::warn!(response = ?other, "revoke applied with an unexpected answer");
+                HttpResponse::Ok().json(serde_json::json!({
+                    "user": user.as_str(), "revoked": null, "response": format!("{other:?}"),
+                }))
+            }
         },
-        Err(e) => unavailable(e),
+        // 503 only when the revoke certainly did not happen; 504 when it may have
+        Err(e) => {
+            use actix_web::ResponseError as _;
+            crate::request_scope::StoreFailure::Unavailable {
+                retry_after_secs: 1,
+                not_applied: e.not_applied(),
+            }
+            .error_response()
+        }
     }
 }

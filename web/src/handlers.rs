@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use actix_session::Session;
+use actix_web::ResponseError as _;
 use actix_web::{web, HttpResponse};
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
@@ -63,11 +64,14 @@ async fn my_sessions(
     let Some(user) = signed_in(&session)? else {
         return Ok(not_signed_in());
     };
-    let list = state
+    let list = match state
         .cluster
         .sm
         .sessions_of_user(&user, sessionraft_raft::clock::now_ms())
-        .map_err(actix_web::error::ErrorInternalServerError)?;
+    {
+        Ok(list) => list,
+        Err(e) => return Ok(crate::request_scope::local_read_failed("sessions", e)),
+    };
     let sessions: Vec<serde_json::Value> = list
         .iter()
         .map(|(key, s)| {
@@ -104,9 +108,16 @@ async fn logout_everywhere(
                 "signed_out": true, "revoked": revoked, "served_by": state.cluster.id,
             })))
         }
-        Err(e) => Ok(HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", "1"))
-            .json(serde_json::json!({ "error": e.to_string() }))),
+        // 503 `not-applied` only when certainly not applied; else 504 `unknown` (the
+        // revocation may have happened), as every store failure is answered.
+        Err(e) => {
+            tracing::warn!(error = %e, "log out everywhere failed");
+            Ok(crate::request_scope::StoreFailure::Unavailable {
+                retry_after_secs: 1,
+                not_applied: e.not_applied(),
+            }
+            .error_response())
+        }
     }
 }
 
@@ -452,12 +463,8 @@ async fn digest(state: web::Data<AppState>) -> HttpResponse {
             "sessions": sessions,
             "digest": digest,
         })),
-        Ok(Err(e)) => {
-            HttpResponse::InternalServerError().json(serde_json::json!({ "error": e.to_string() }))
-        }
-        Err(e) => {
-            HttpResponse::InternalServerError().json(serde_json::json!({ "error": e.to_string() }))
-        }
+        Ok(Err(e)) => crate::request_scope::local_read_failed("digest", e),
+        Err(e) => crate::request_scope::local_read_failed("digest", e),
     }
 }
 

@@ -80,6 +80,16 @@ impl ResponseError for StoreFailure {
     }
 }
 
+/// This node could not read its own replica (a storage error): 503 `not-applied` with
+/// `Retry-After` (a read changes nothing; another node may answer), never a 500. Logged.
+pub fn local_read_failed(what: &str, e: impl std::fmt::Display) -> HttpResponse {
+    tracing::error!(error = %e, "{what}: reading the local replica failed");
+    HttpResponse::ServiceUnavailable()
+        .insert_header((header::RETRY_AFTER, "1"))
+        .insert_header((OUTCOME_HEADER, "not-applied"))
+        .json(serde_json::json!({ "error": format!("{what}: {e}") }))
+}
+
 /// What the store learned about a session while serving this request.
 #[derive(Debug, Clone, Copy)]
 pub struct Loaded {
