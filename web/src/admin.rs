@@ -155,11 +155,7 @@ async fn revoke_user(
         // 503 only when the revoke certainly did not happen; 504 when it may have
         Err(e) => {
             use actix_web::ResponseError as _;
-            crate::request_scope::StoreFailure::Unavailable {
-                retry_after_secs: 1,
-                not_applied: e.not_applied(),
-            }
-            .error_response()
+            crate::request_scope::StoreFailure::from(&e).error_response()
         }
     }
 }

@@ -112,11 +112,7 @@ async fn logout_everywhere(
         // revocation may have happened), as every store failure is answered.
         Err(e) => {
             tracing::warn!(error = %e, "log out everywhere failed");
-            Ok(crate::request_scope::StoreFailure::Unavailable {
-                retry_after_secs: 1,
-                not_applied: e.not_applied(),
-            }
-            .error_response())
+            Ok(crate::request_scope::StoreFailure::from(&e).error_response())
         }
     }
 }

@@ -44,6 +44,19 @@ pub enum StoreFailure {
     Invalid(String),
 }
 
+/// How a failed replicated operation is answered over HTTP, by cause: 503 `not-applied` with
+/// `Retry-After` when it certainly was not applied (no quorum, leader changed, timed out in
+/// the queue, overloaded, not yet allowed by the cluster version), 504 `unknown` when it may
+/// have been (the leader was lost with the write in flight, a node failure).
+impl From<&sessionraft_raft::node::cluster::ClusterError> for StoreFailure {
+    fn from(e: &sessionraft_raft::node::cluster::ClusterError) -> Self {
+        StoreFailure::Unavailable {
+            retry_after_secs: 1,
+            not_applied: e.not_applied(),
+        }
+    }
+}
+
 impl ResponseError for StoreFailure {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -223,5 +236,66 @@ async fn in_scope<B>(
         (Err(_), Some(f)) => Err(f.into()),
         (Ok(r), Some(f)) if r.status() == StatusCode::INTERNAL_SERVER_ERROR => Err(f.into()),
         (res, _) => res,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::reply::Reply;
+    use sessionraft_raft::node::cluster::ClusterError;
+
+    /// One of every cause, with the HTTP status and outcome header, and the Redis-protocol
+    /// error code, it must be answered with. The match has no wildcard: a new cause does not
+    /// compile until it is placed in this table.
+    fn expected(e: &ClusterError) -> (u16, &'static str, &'static str) {
+        match e {
+            ClusterError::NoQuorum { .. } => (503, "not-applied", "TRYAGAIN"),
+            ClusterError::LeaderChanged { .. } => (503, "not-applied", "TRYAGAIN"),
+            ClusterError::QueueTimeout { .. } => (503, "not-applied", "TRYAGAIN"),
+            ClusterError::Overloaded(_) => (503, "not-applied", "TRYAGAIN"),
+            ClusterError::NotYet(_) => (503, "not-applied", "TRYAGAIN"),
+            ClusterError::OutcomeUnknown { .. } => (504, "unknown", "CLUSTERDOWN"),
+            ClusterError::Fatal(_) => (504, "unknown", "ERR"),
+        }
+    }
+
+    #[test]
+    fn every_cause_maps_to_its_status_and_redis_reply() {
+        let causes = [
+            ClusterError::NoQuorum {
+                reason: "no leader".into(),
+            },
+            ClusterError::LeaderChanged { term: 7 },
+            ClusterError::QueueTimeout { waited_ms: 10_001 },
+            ClusterError::Overloaded("4096 writes are waiting".into()),
+            ClusterError::NotYet("the keyspace needs cluster version 0.2".into()),
+            ClusterError::OutcomeUnknown {
+                reason: "the leader could not commit in time".into(),
+            },
+            ClusterError::Fatal("storage failed".into()),
+        ];
+        for e in &causes {
+            let (status, outcome, code) = expected(e);
+            let r = StoreFailure::from(e).error_response();
+            assert_eq!(r.status().as_u16(), status, "{e:?}");
+            assert_eq!(
+                r.headers()
+                    .get(OUTCOME_HEADER)
+                    .and_then(|v| v.to_str().ok()),
+                Some(outcome),
+                "{e:?}"
+            );
+            assert!(r.headers().contains_key(header::RETRY_AFTER), "{e:?}");
+            assert_ne!(status, 500, "{e:?}: never a 500");
+            assert_eq!(e.not_applied(), status == 503, "{e:?}");
+            match crate::resp::commands::no_quorum(e) {
+                Reply::Error(text) => assert!(
+                    text.starts_with(&format!("{code} ")),
+                    "{e:?} answered -{text}"
+                ),
+                other => panic!("{e:?} answered {other:?}, not an error"),
+            }
+        }
     }
 }

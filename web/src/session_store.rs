@@ -134,10 +134,7 @@ fn user_of(state: &State) -> Option<String> {
 }
 
 fn unavailable(e: &ClusterError) -> anyhow::Error {
-    request_scope::fail(StoreFailure::Unavailable {
-        retry_after_secs: 1,
-        not_applied: e.not_applied(),
-    });
+    request_scope::fail(StoreFailure::from(e));
     anyhow::anyhow!("session store unavailable: {e}")
 }
 
@@ -502,9 +499,8 @@ impl SessionStore for RaftSessionStore {
                     _ => {
                         m.observe("update", "unavailable", started);
                         Err(UpdateError::Other(unavailable(
-                            &ClusterError::Unavailable {
+                            &ClusterError::OutcomeUnknown {
                                 reason: "outcome of a retried update is unknown".into(),
-                                ambiguous: true,
                             },
                         )))
                     }

@@ -106,11 +106,10 @@ impl Queued {
     /// failed with.
     pub async fn outcome(self) -> Reply {
         match self.0 {
-            Ok(rx) => rx.await.map_err(|_| ClusterError::Unavailable {
+            Ok(rx) => rx.await.map_err(|_| ClusterError::OutcomeUnknown {
                 // its batch was dropped (the replicator restarted after a panic, or the node is
                 // stopping): it may have been proposed
                 reason: "the write batcher dropped its batch".into(),
-                ambiguous: true,
             })?,
             Err(e) => Err(e),
         }
@@ -187,7 +186,7 @@ impl WriteBatcher {
     /// follower has one batch in flight at a time).
     ///
     /// # Errors
-    /// [`ClusterError::Unavailable`] (not ambiguous) when this node does not lead in `term`
+    /// [`ClusterError::LeaderChanged`] when this node does not lead in `term`
     /// when the batch leaves, or the deadline passed in the queue; else what
     /// [`Cluster::propose_in_term`] fails with.
     pub(crate) async fn write_forwarded(
@@ -312,12 +311,8 @@ impl WriteBatcher {
             if p.deadline <= now {
                 refusals.deadline.inc();
                 let waited = now.duration_since(p.queued);
-                let _ = p.reply.send(Err(ClusterError::Unavailable {
-                    reason: format!(
-                        "still queued after {} ms, past the request deadline",
-                        waited.as_millis()
-                    ),
-                    ambiguous: false,
+                let _ = p.reply.send(Err(ClusterError::QueueTimeout {
+                    waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
                 }));
                 continue;
             }

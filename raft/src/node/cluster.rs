@@ -24,40 +24,67 @@ use crate::transport::wire::{
 };
 use crate::version::{ClusterVersion, Feature};
 
-/// Why a replicated operation did not complete.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why a replicated operation did not complete: one variant per cause, each saying whether
+/// the operation may have been applied ([`ClusterError::not_applied`]); the web layer maps each
+/// to its HTTP status and Redis-protocol reply (in `sessionraft-web`: `request_scope` and
+/// `resp::commands::no_quorum`, tested variant by variant).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterError {
-    /// No leader with a quorum could be reached before the deadline. When `ambiguous`, a write
-    /// may still have been applied.
+    /// No leader with a quorum answered before the deadline (an election, a lost quorum, an
+    /// unreachable leader), and no attempt may have been applied. Not applied.
     #[error("no quorum within the deadline ({reason})")]
-    Unavailable { reason: String, ambiguous: bool },
+    NoQuorum { reason: String },
+    /// The deadline passed after an attempt whose outcome is unknown: its leader was lost, or
+    /// did not answer in time, after the write reached it. It may have been applied.
+    #[error("outcome unknown: the leader was lost or slow with the write in flight ({reason})")]
+    OutcomeUnknown { reason: String },
+    /// A write forwarded to the leader of `term` arrived after that leadership ended: refused
+    /// unproposed (its follower proposes it again elsewhere). Not applied.
+    #[error("leader changed: this node does not lead term {term}")]
+    LeaderChanged { term: u64 },
+    /// Its request deadline passed while it waited in this node's write queue: refused, never
+    /// proposed. Not applied.
+    #[error("still queued after {waited_ms} ms, past the request deadline")]
+    QueueTimeout { waited_ms: u64 },
+    /// Refused at once, before it was queued: this node's write queue is full (writes arrive
+    /// faster than the cluster commits them). Not applied; resend after a moment.
+    #[error("overloaded ({0})")]
+    Overloaded(String),
+    /// Refused at once: it needs a feature the cluster version does not allow yet (a member
+    /// runs an older release). Not applied.
+    #[error("not yet ({0})")]
+    NotYet(String),
     /// The node is shutting down or its storage failed.
     #[error("node failure: {0}")]
     Fatal(String),
-    /// Refused at once, before it was queued: this node's write queue is full (writes arrive
-    /// faster than the cluster commits them). Certainly not applied; resend after a moment.
-    #[error("overloaded ({0})")]
-    Overloaded(String),
 }
 
 impl ClusterError {
     /// Whether the operation certainly was not applied (a client may resend it anywhere).
     pub fn not_applied(&self) -> bool {
-        matches!(
-            self,
-            Self::Unavailable {
-                ambiguous: false,
-                ..
-            } | Self::Overloaded(_)
-        )
+        match self {
+            Self::NoQuorum { .. }
+            | Self::LeaderChanged { .. }
+            | Self::QueueTimeout { .. }
+            | Self::Overloaded(_)
+            | Self::NotYet(_) => true,
+            Self::OutcomeUnknown { .. } | Self::Fatal(_) => false,
+        }
+    }
+
+    /// The deadline passed: [`ClusterError::OutcomeUnknown`] when an attempt may have been
+    /// applied (`ambiguous`), else [`ClusterError::NoQuorum`].
+    pub fn deadline_passed(reason: String, ambiguous: bool) -> Self {
+        if ambiguous {
+            Self::OutcomeUnknown { reason }
+        } else {
+            Self::NoQuorum { reason }
+        }
     }
 
     /// A write for the leader of `term` refused unproposed: this node does not lead in it.
     pub(crate) fn not_leader_of(term: u64) -> Self {
-        Self::Unavailable {
-            reason: format!("not the leader of term {term}"),
-            ambiguous: false,
-        }
+        Self::LeaderChanged { term }
     }
 }
 
@@ -271,12 +298,9 @@ impl Cluster {
         if !self.is_leader() && !self.leader_contact.isolated() {
             return None;
         }
-        self.can_serve()
-            .err()
-            .map(|reason| ClusterError::Unavailable {
-                reason: reason.into(),
-                ambiguous: false,
-            })
+        self.can_serve().err().map(|reason| ClusterError::NoQuorum {
+            reason: reason.into(),
+        })
     }
 
     /// Replicate `cmd` and return the state machine's response: on the leader with
@@ -284,7 +308,7 @@ impl Cluster {
     /// deadline. Returns once the command is committed on a quorum and applied on the leader.
     ///
     /// # Errors
-    /// [`ClusterError::Unavailable`] when no leader with a quorum answered before the deadline.
+    /// [`ClusterError::NoQuorum`] when no leader with a quorum answered before the deadline.
     pub async fn propose(self: &Arc<Self>, cmd: Command) -> Result<Proposed, ClusterError> {
         let this = self.clone();
         self.rt
@@ -302,7 +326,7 @@ impl Cluster {
     /// commit through a leader that already has it, before the follower's retry.
     ///
     /// # Errors
-    /// [`ClusterError::Unavailable`] as above, or when the commit did not finish by the deadline.
+    /// [`ClusterError::NoQuorum`] as above, or [`ClusterError::OutcomeUnknown`] when the commit did not finish by the deadline.
     pub(crate) async fn propose_in_term(
         &self,
         cmd: Command,
@@ -317,25 +341,22 @@ impl Cluster {
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(ClusterError::Unavailable {
+            return Err(ClusterError::NoQuorum {
                 reason: "the request deadline passed before the write was proposed".into(),
-                ambiguous: false,
             });
         }
         match self.client_write_once(cmd, remaining).await? {
             LocalWrite::Committed(p) if p.term == term => Ok(p.proposed),
             // Leadership was lost and won again between the check and the proposal: applied,
             // but perhaps after the follower's retry, which it cannot tell.
-            LocalWrite::Committed(p) => Err(ClusterError::Unavailable {
+            LocalWrite::Committed(p) => Err(ClusterError::OutcomeUnknown {
                 reason: format!(
                     "a write for the leader of term {term} was committed in term {}",
                     p.term
                 ),
-                ambiguous: true,
             }),
-            LocalWrite::Moved { .. } => Err(ClusterError::Unavailable {
+            LocalWrite::Moved { .. } => Err(ClusterError::OutcomeUnknown {
                 reason: format!("leadership of term {term} ended while committing"),
-                ambiguous: true,
             }),
         }
     }
@@ -420,14 +441,11 @@ impl Cluster {
             return None;
         }
         let version = self.effective_cluster_version();
-        Some(ClusterError::Unavailable {
-            reason: format!(
-                "the {} needs cluster version {} and the cluster runs {version} (a member runs an older release, or the leader has not heard from every member yet)",
-                feature.name(),
-                feature.since(),
-            ),
-            ambiguous: false,
-        })
+        Some(ClusterError::NotYet(format!(
+            "the {} needs cluster version {} and the cluster runs {version} (a member runs an older release, or the leader has not heard from every member yet)",
+            feature.name(),
+            feature.since(),
+        )))
     }
 
     /// One `client_write` of `cmd` on this node, bounded by `timeout` (then ambiguous).
@@ -461,9 +479,8 @@ impl Cluster {
                 Err(ClusterError::Fatal(e.to_string()))
             }
             Ok(Err(RaftError::Fatal(e))) => Err(ClusterError::Fatal(e.to_string())),
-            Err(_) => Err(ClusterError::Unavailable {
+            Err(_) => Err(ClusterError::OutcomeUnknown {
                 reason: "the leader could not commit in time".into(),
-                ambiguous: true,
             }),
         }
     }
@@ -487,15 +504,12 @@ impl Cluster {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(ClusterError::Unavailable {
-                    reason: last_reason,
-                    ambiguous,
-                });
+                return Err(ClusterError::deadline_passed(last_reason, ambiguous));
             }
             if let Some(refused) = self.check_quorum() {
                 return Err(match refused {
-                    ClusterError::Unavailable { reason, .. } => {
-                        ClusterError::Unavailable { reason, ambiguous }
+                    ClusterError::NoQuorum { reason } => {
+                        ClusterError::deadline_passed(reason, ambiguous)
                     }
                     other => other,
                 });
@@ -603,7 +617,7 @@ impl Cluster {
     /// callers share one barrier round; a caller only joins a round that starts after it asked.
     ///
     /// # Errors
-    /// [`ClusterError::Unavailable`] when no leader with a quorum answered before the deadline.
+    /// [`ClusterError::NoQuorum`] when no leader with a quorum answered before the deadline.
     pub async fn read_barrier(&self) -> Result<(), ClusterError> {
         let started = Instant::now();
         let done = self.read_barrier_untimed().await;
@@ -621,7 +635,7 @@ impl Cluster {
     /// this is [`Cluster::read_barrier`]: linearizable, or 503 without a quorum.
     ///
     /// # Errors
-    /// [`ClusterError::Unavailable`] when the fallback barrier finds no quorum in time.
+    /// [`ClusterError::NoQuorum`] when the fallback barrier finds no quorum in time.
     pub async fn session_read(&self, token: Option<u64>) -> Result<ReadPath, ClusterError> {
         if let (Some(index), ReadConsistency::Session) = (token, self.reads.consistency) {
             if !self.is_leader() && self.local_read_allowed(index).await {
@@ -782,7 +796,7 @@ impl Cluster {
     /// proposed through the leader reads its own write in its replica after this.
     ///
     /// # Errors
-    /// [`ClusterError::Unavailable`] when the index was not applied in time.
+    /// [`ClusterError::NoQuorum`] when the index was not applied in time.
     pub async fn applied_at_least(&self, index: u64) -> Result<(), ClusterError> {
         self.wait_applied(index, self.deadlines.request).await
     }
@@ -803,9 +817,8 @@ impl Cluster {
             .applied_index_at_least(Some(index), "read barrier")
             .await
             .map(|_| ())
-            .map_err(|e| ClusterError::Unavailable {
+            .map_err(|e| ClusterError::NoQuorum {
                 reason: format!("catching up to the read index: {e}"),
-                ambiguous: false,
             })
     }
 
@@ -897,9 +910,8 @@ impl Cluster {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(ClusterError::Unavailable {
+                return Err(ClusterError::NoQuorum {
                     reason: last_reason,
-                    ambiguous: false,
                 });
             }
             let index = match self.leader() {

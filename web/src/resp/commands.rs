@@ -148,20 +148,20 @@ pub(crate) fn upper(b: &[u8]) -> String {
 /// The reply to a command the cluster could not serve.
 pub(crate) fn no_quorum(e: &ClusterError) -> Reply {
     match e {
-        ClusterError::Unavailable {
-            reason,
-            ambiguous: false,
-        } => err(format!(
+        ClusterError::NoQuorum { reason } => err(format!(
             "TRYAGAIN no quorum: {reason}; the command was not applied, resend it"
         )),
-        ClusterError::Unavailable {
-            reason,
-            ambiguous: true,
-        } => err(format!(
+        ClusterError::LeaderChanged { .. } | ClusterError::QueueTimeout { .. } => err(format!(
+            "TRYAGAIN {e}; the command was not applied, resend it"
+        )),
+        ClusterError::OutcomeUnknown { reason } => err(format!(
             "CLUSTERDOWN no quorum: {reason}; the write may or may not have been applied"
         )),
         ClusterError::Overloaded(reason) => err(format!(
             "TRYAGAIN overloaded: {reason}; the command was not applied, resend it in a moment"
+        )),
+        ClusterError::NotYet(reason) => err(format!(
+            "TRYAGAIN not yet: {reason}; the command was not applied, resend it once every member is upgraded"
         )),
         ClusterError::Fatal(reason) => err(format!("ERR node failure: {reason}")),
     }
@@ -558,11 +558,8 @@ fn write(shared: &Shared, cmd: Result<(KvCommand, Answer), Reply>) -> Step {
         Err(e) => return Step::Now(e),
     };
     let cmd = Command::Kv(cmd);
-    if let Some(ClusterError::Unavailable { reason, .. }) = shared.cluster.refuse_unsupported(&cmd)
-    {
-        return Step::Now(err(format!(
-            "TRYAGAIN not yet: {reason}; the command was not applied, resend it once every member is upgraded"
-        )));
+    if let Some(refused) = shared.cluster.refuse_unsupported(&cmd) {
+        return Step::Now(no_quorum(&refused));
     }
     Step::Write(cmd, answer)
 }
