@@ -775,23 +775,11 @@ impl Cluster {
     /// section) appended; and what a client needs to reach the doors over TLS.
     fn with_tls(resp: &str) -> (Self, ClientTls) {
         let mut c = Self::new();
-        let out = Command::new("bash")
-            .arg(repo().join("scripts/dev-certs.sh"))
-            .arg("--config")
-            .arg(&c.config)
-            .args(["--client", "app"])
-            .env("SESSIONRAFT_BIN", binary())
-            .output()
-            .expect("run scripts/dev-certs.sh");
-        assert!(out.status.success(), "dev-certs.sh: {}", show(&out));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let snippet = &stdout[stdout.find("[tls]").expect("a [tls] snippet")..];
+        let certs = c.dir().join("certs");
+        common::add_dev_certs(&c.config, &certs, &["--client", "app"]);
         let mut text = std::fs::read_to_string(&c.config).expect("config");
-        text.push('\n');
-        text.push_str(snippet);
         text.push_str(resp);
         std::fs::write(&c.config, text).expect("write config");
-        let certs = c.dir().join("certs");
         let ca = certs.join("ca.crt");
         c.scheme = "https";
         c.status = common::ca_client(&std::fs::read(&ca).expect("ca.crt"), false);

@@ -46,27 +46,9 @@ fn tls_cluster(n: usize, extra: &str) -> (TestCluster, Vec<u16>) {
             text = text.replacen(&at, &format!("{at}resp_addr = \"127.0.0.1:{port}\"\n"), 1);
         }
         std::fs::write(config, &text).expect("write config");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev-certs.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg("--config")
-            .arg(config)
-            .arg("--out")
-            .arg(dir.join("certs"))
-            .args(["--client", "app"])
-            .env("SESSIONRAFT_BIN", binary())
-            .output()
-            .expect("run scripts/dev-certs.sh");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "dev-certs.sh failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let snippet = &stdout[stdout.find("[tls]").expect("a [tls] snippet on stdout")..];
-        text.push('\n');
-        text.push_str(snippet);
+        common::add_dev_certs(config, &dir.join("certs"), &["--client", "app"]);
         // After the certificates: `extra` may need `[tls]` (tls_auth_clients).
+        let mut text = std::fs::read_to_string(config).expect("config");
         text.push_str(extra);
         std::fs::write(config, text).expect("write config");
     });

@@ -27,31 +27,8 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// Runs `scripts/dev-certs.sh` for `config` into `dir/certs` and appends the `[tls]` snippet it
 /// prints to `config`.
 fn make_certs(dir: &Path, config: &Path) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev-certs.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("--config")
-        .arg(config)
-        .arg("--out")
-        .arg(dir.join("certs"))
-        .env("SESSIONRAFT_BIN", binary())
-        .output()
-        .expect("run scripts/dev-certs.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "dev-certs.sh failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let snippet = &stdout[stdout.find("[tls]").expect("a [tls] snippet on stdout")..];
+    let snippet = common::add_dev_certs(config, &dir.join("certs"), &[]);
     assert!(snippet.contains("cert_dir = \"certs\""), "{snippet}");
-    let mut text = std::fs::read_to_string(config).expect("read config");
-    text.push('\n');
-    text.push_str(snippet);
-    std::fs::write(config, text).expect("write config");
-    for file in ["ca.crt", "node1.crt", "node1.key", "node3.key"] {
-        assert!(dir.join("certs").join(file).exists(), "{file} missing");
-    }
 }
 
 fn https(c: &TestCluster, id: u64, path: &str) -> String {

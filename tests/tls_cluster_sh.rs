@@ -41,20 +41,7 @@ impl Ops {
         let lb_port = free_port();
         let config = write_config(dir.path(), &ports, &Tuning::default(), Some(lb_port));
         let certs = dir.path().join("certs");
-        let out = Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev-certs.sh"))
-            .arg("--config")
-            .arg(&config)
-            .env("SESSIONRAFT_BIN", binary())
-            .output()
-            .expect("run dev-certs.sh");
-        assert!(out.status.success(), "dev-certs.sh: {}", show(&out));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let snippet = &stdout[stdout.find("[tls]").expect("a [tls] snippet")..];
-        let mut text = std::fs::read_to_string(&config).expect("read config");
-        text.push('\n');
-        text.push_str(snippet);
-        std::fs::write(&config, text).expect("write config");
+        common::add_dev_certs(&config, &certs, &[]);
         assert!(certs.join("lb.crt").exists() && certs.join("lb.key").exists());
         let run_dir = dir.path().join("run");
         Self {

@@ -20,27 +20,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 /// `scripts/dev-certs.sh` for `config` into `dir/certs`, its `[tls]` snippet appended.
 fn make_certs(dir: &Path, config: &Path) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev-certs.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("--config")
-        .arg(config)
-        .arg("--out")
-        .arg(dir.join("certs"))
-        .env("SESSIONRAFT_BIN", binary())
-        .output()
-        .expect("run scripts/dev-certs.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "dev-certs.sh failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let snippet = &stdout[stdout.find("[tls]").expect("a [tls] snippet on stdout")..];
-    let mut text = std::fs::read_to_string(config).expect("read config");
-    text.push('\n');
-    text.push_str(snippet);
-    std::fs::write(config, text).expect("write config");
+    common::add_dev_certs(config, &dir.join("certs"), &[]);
 }
 
 /// A second CA, one that signed nothing of this cluster.

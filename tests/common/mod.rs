@@ -313,6 +313,33 @@ pub fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// Runs `scripts/dev-certs.sh --config CONFIG --out OUT ARGS…` (this build's binary) and
+/// appends the `[tls]` snippet it prints to `config`; returns the snippet.
+pub fn add_dev_certs(config: &Path, out: &Path, args: &[&str]) -> String {
+    let run = std::process::Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dev-certs.sh"))
+        .arg("--config")
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .env("SESSIONRAFT_BIN", binary())
+        .output()
+        .expect("run scripts/dev-certs.sh");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "dev-certs.sh failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let snippet = stdout[stdout.find("[tls]").expect("a [tls] snippet on stdout")..].to_owned();
+    let mut text = std::fs::read_to_string(config).expect("read config");
+    text.push('\n');
+    text.push_str(&snippet);
+    std::fs::write(config, text).expect("write config");
+    snippet
+}
+
 /// A client that trusts the cluster's CA (PEM) alone, with a request timeout, keeping cookies
 /// when `cookies`.
 pub fn ca_client(ca_pem: &[u8], cookies: bool) -> reqwest::Client {
