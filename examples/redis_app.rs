@@ -3,7 +3,7 @@
 //! with the same cookie settings as a node (`SessionCookie` in `web/src/node_runtime.rs`):
 //! `Private` cookie content (signed and encrypted), `HttpOnly`, `SameSite=Lax`, not `Secure`,
 //! named `id`, browser-session lifetime with a 30-minute idle TTL extended on every request.
-//! One worker per CPU. `tests/resp_clients.rs` also points it at a sessionraft cluster's
+//! One worker per CPU. `tests/it/resp_clients.rs` also points it at a sessionraft cluster's
 //! Redis-protocol door.
 //!
 //! ```sh

@@ -103,7 +103,7 @@
 #
 # Installs what it needs (`scripts/install-deps.sh --bench`: redis-server, etcd-server,
 # etcd-client and what scripts/cluster.sh uses) and builds only when a binary is missing (cargo build --release --workspace
-# --all-targets). Needs root (or sudo) for the installs. The run's logs, configs and each cell's
+# --bins --examples: the node and the actix-session + Redis app). Needs root (or sudo) for the installs. The run's logs, configs and each cell's
 # output stay in target/bench/run-YYYYmmdd-HHMMSS/.
 #
 # Exit: 0 every measurement was made (whether or not the targets are met: see the report), 1 some

@@ -8,7 +8,7 @@
 #   scripts/install-deps.sh --bench    what --cluster installs, and scripts/bench.sh's baselines
 #                                      (redis-server, redis-tools, etcd-server, etcd-client)
 #   scripts/install-deps.sh --resp-clients
-#                                      the real Redis clients of tests/resp_clients.rs: redis-cli
+#                                      the real Redis clients of tests/it/resp_clients.rs: redis-cli
 #                                      (redis-tools), redis-server, haproxy; `npm ci` of the
 #                                      Express app (tests/resp_clients/express/node_modules, from
 #                                      its package-lock.json) and a Python venv for the Flask app

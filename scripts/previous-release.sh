@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the previous release's `sessionraft` binary (the newest line of RELEASES) from git history,
-# for tests/upgrade.rs and for operators who want to rehearse an upgrade.
+# for tests/it/solo/upgrade.rs and for operators who want to rehearse an upgrade.
 #
 #   scripts/previous-release.sh            build it (once: a built binary is reused) and print its path
 #   scripts/previous-release.sh --path     print where it is (or would be), build nothing

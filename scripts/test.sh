@@ -29,15 +29,20 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --release --workspace --all-targets -- -D warnings
-echo "== the previous release's binary (RELEASES), for tests/upgrade.rs"
+echo "== the previous release's binary (RELEASES), for tests/it/solo/upgrade.rs"
 # Before this tree's build: cargo copies every built binary to target/release/sessionraft, and the
 # tests run that one as this tree's.
 SESSIONRAFT_PREVIOUS_BIN=$(scripts/previous-release.sh)
 export SESSIONRAFT_PREVIOUS_BIN
 echo "== cargo build (release: binary, examples, tests — one build for every step)"
 cargo build --release --workspace --all-targets
-echo "== cargo test"
-cargo test --release --workspace --all-targets
+echo "== cargo test (all but the solo tests, on parallel threads)"
+# The integration tests are one binary per crate (tests/it, raft/tests/it); the tests that change
+# what the whole machine shares (namespaces, iptables, mounts) or bound a failover window are
+# under solo::, run next, one at a time, with nothing else on the machine.
+cargo test --release --workspace --all-targets -- --skip solo::
+echo "== cargo test: the solo tests (chaos, hosts, partition, upgrade), one thread"
+cargo test --release --test it solo:: -- --test-threads=1
 echo "== doctests (the embedding example in sessionraft-web's crate docs runs a one-node cluster)"
 cargo test --release --workspace --doc
 echo "== cargo doc (no warnings)"

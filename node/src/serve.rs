@@ -256,7 +256,7 @@ async fn watch_raft_core(
 /// an idle worker is gone at once, and a connection the accept thread takes in between has no
 /// worker to go to — it is closed unanswered ("No workers" in the log). A load balancer that
 /// sent a request on it can neither get an answer nor retry it elsewhere: a client behind it
-/// saw its request fail during a rolling restart (`tests/operations.rs`, 1 run in 20; the
+/// saw its request fail during a rolling restart (`tests/it/operations.rs`, 1 run in 20; the
 /// node's log said "No workers"). So a node stops
 /// listening first — `shutdown(2)` of each listening socket, after which a new connection is
 /// refused (the load balancer retries it on another node) — lets a connection accepted just

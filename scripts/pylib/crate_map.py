@@ -11,7 +11,7 @@ name); a `mod.rs` or `lib.rs` is named by its directory (`src/storage/`, `resp/`
 A name that is not a file of the crate but is one of another crate checked is a cross-reference
 (web's map may say that raft's `membership.rs` runs membership changes).
 Anywhere in the document, a path from the repository's root in backquotes (`node/src/tls.rs`,
-`tests/chaos_checker.rs`, `scripts/cluster.sh`) must exist.
+`tests/it/chaos_checker.rs`, `scripts/cluster.sh`) must exist.
 Exit 0 when the maps and the tree agree, 1 with a list of what disagrees.
 """
 

@@ -99,6 +99,33 @@ impl actix_web::FromRequest for Authorized {
     }
 }
 
+/// This node failed at its own part of an admin request (its spool file, its replica, a
+/// blocking task): 503 `not-applied` with `Retry-After`, logged. Nothing was changed; a later
+/// try, or another node, may succeed. Never a 500.
+pub fn node_failed(what: &str, e: impl std::fmt::Display) -> HttpResponse {
+    tracing::error!(error = %e, "{what}: this node failed");
+    let mut r = error(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        format!("{what}: {e}; nothing changed (this node failed: try again, or another node)"),
+    );
+    r.headers_mut().insert(
+        header::HeaderName::from_static(crate::request_scope::OUTCOME_HEADER),
+        header::HeaderValue::from_static("not-applied"),
+    );
+    r
+}
+
+/// A restore stopped after some of its entries may have been replicated: 504 `unknown`
+/// (restoring is idempotent: running it again with `force` finishes it).
+pub fn restore_stopped(msg: impl std::fmt::Display) -> HttpResponse {
+    let mut r = error(actix_web::http::StatusCode::GATEWAY_TIMEOUT, msg);
+    r.headers_mut().insert(
+        header::HeaderName::from_static(crate::request_scope::OUTCOME_HEADER),
+        header::HeaderValue::from_static("unknown"),
+    );
+    r
+}
+
 /// An admin error reply `{"ok": false, "error": ...}`; a 503 carries `Retry-After`.
 pub fn error(status: actix_web::http::StatusCode, msg: impl std::fmt::Display) -> HttpResponse {
     let mut r = HttpResponse::build(status);

@@ -23,7 +23,7 @@ use sessionraft_raft::storage::kv::{KvCommand, KvEntry, KvResponse};
 use sessionraft_raft::{Command, Response, Session};
 use tokio::io::AsyncReadExt;
 
-use crate::admin_access::{error, AdminState, Authorized};
+use crate::admin_access::{error, node_failed, restore_stopped, AdminState, Authorized};
 use sessionraft_raft::clock::now_ms;
 
 /// Largest backup accepted by a restore.
@@ -35,6 +35,20 @@ const IMPORT_BYTES: usize = 1 << 20;
 /// `Import` entries proposed concurrently: the leader appends and replicates several per round
 /// (one fsync, one AppendEntries) instead of one entry per round trip.
 const IMPORTS_IN_FLIGHT: usize = 4;
+
+/// The restore's reader of its spool file failed after entries were proposed: 504 `unknown`.
+fn stopped_reading(
+    sessions: &Counts,
+    keys: &Counts,
+    summary: &backup::BackupSummary,
+    e: impl std::fmt::Display,
+) -> HttpResponse {
+    restore_stopped(format!(
+        "restore stopped reading its spool file after {} of {} sessions and {} of {} keys: {e}; \
+         run it again with force to finish (restoring is idempotent)",
+        sessions.restored, summary.count, keys.restored, summary.keys
+    ))
+}
 
 /// A spool file in `dir`, unlinked at once: it lives as long as its handle.
 fn spool_file(dir: &Path) -> std::io::Result<File> {
@@ -74,8 +88,8 @@ pub(crate) async fn take_backup(_: Authorized, state: web::Data<AdminState>) -> 
     .await;
     let (file, header, trailer) = match written {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("backup: {e:#}")),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("backup: {e}")),
+        Ok(Err(e)) => return node_failed("backup", format!("{e:#}")),
+        Err(e) => return node_failed("backup", e),
     };
     tracing::info!(
         sessions = trailer.count,
@@ -121,8 +135,8 @@ pub(crate) async fn restore(
     let dir = state.spool_dir.clone();
     let file = match web::block(move || spool_file(&dir)).await {
         Ok(Ok(f)) => f,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}")),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}")),
+        Ok(Err(e)) => return node_failed("restore: spool", e),
+        Err(e) => return node_failed("restore: spool", e),
     };
     let mut spool = tokio::io::BufWriter::new(tokio::fs::File::from_std(file));
     let mut received = 0u64;
@@ -139,11 +153,11 @@ pub(crate) async fn restore(
             );
         }
         if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut spool, &chunk).await {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}"));
+            return node_failed("restore: spool", e);
         }
     }
     if let Err(e) = tokio::io::AsyncWriteExt::flush(&mut spool).await {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("spool: {e}"));
+        return node_failed("restore: spool", e);
     }
     let file = spool.into_inner().into_std().await;
     let spooled = started.elapsed();
@@ -165,7 +179,7 @@ pub(crate) async fn restore(
                 format!("not restored, nothing changed: {e}"),
             )
         }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("verify: {e}")),
+        Err(e) => return node_failed("restore: verify", e),
     };
     let verified = started.elapsed();
 
@@ -184,7 +198,7 @@ pub(crate) async fn restore(
                      replace those under the same ids and names)",
                 )
             }
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            Err(e) => return node_failed("restore: reading this node's replica", e),
         }
     }
 
@@ -250,8 +264,10 @@ pub(crate) async fn restore(
                 StatusCode::BAD_REQUEST,
                 format!("the cluster refused a chunk: {other:?}"),
             )),
+            // chunks before it, and beside it, may have been applied: the restore's outcome
+            // is partial whatever the cause
             Err(e) => Err((
-                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::GATEWAY_TIMEOUT,
                 format!("{e}; run it again with force to finish (restoring is idempotent)"),
             )),
         };
@@ -266,20 +282,22 @@ pub(crate) async fn restore(
                 c.skipped_expired += n - w.min(n);
             }
             Err((status, why)) => {
-                return error(
-                    status,
-                    format!(
-                        "restore stopped after {} of {} sessions and {} of {} keys: {why}",
-                        sessions.restored, summary.count, keys.restored, summary.keys
-                    ),
-                )
+                let msg = format!(
+                    "restore stopped after {} of {} sessions and {} of {} keys: {why}",
+                    sessions.restored, summary.count, keys.restored, summary.keys
+                );
+                return if status == StatusCode::GATEWAY_TIMEOUT {
+                    restore_stopped(msg)
+                } else {
+                    error(status, msg)
+                };
             }
         }
     }
     match reader.await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("reading: {e}")),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("reading: {e}")),
+        Ok(Err(e)) => return stopped_reading(&sessions, &keys, &summary, e),
+        Err(e) => return stopped_reading(&sessions, &keys, &summary, e),
     }
     tracing::info!(
         restored = sessions.restored,

@@ -15,6 +15,8 @@
 //!   requests it held up.
 //! - [`report`]: `summary.json` numbers and the hand-written `report.svg`; [`stats`]: its
 //!   percentile and rounding.
+//! - [`samples`]: synthetic histories with known anomalies and fault windows, for the checker's
+//!   unit tests (`tests.rs`, beside the modules) and the `sessionraft check` tests.
 //! - [`verdict`]: `sessionraft check` — all of the above, written to an output directory.
 //!
 //! Faults themselves are injected by `scripts/chaos.sh` (or a test), which records them as JSON
@@ -28,6 +30,10 @@ pub mod faults;
 pub mod history;
 pub mod load;
 pub mod report;
+pub mod samples;
 pub mod stats;
 pub mod terms;
 pub mod verdict;
+
+#[cfg(test)]
+mod tests;

@@ -208,8 +208,8 @@ class Run:
             raise UsageError(f"libfaketime not found at {self.faketime_lib} "
                              "(scripts/install-deps.sh --all installs it)")
         if not (o.bin.is_file() and os.access(o.bin, os.X_OK)):
-            raise UsageError(f"no binary at {o.bin} (build it: cargo build --release --workspace "
-                             "--all-targets)")
+            raise UsageError(f"no binary at {o.bin} (build it: cargo build --release -p "
+                             "sessionraft-node --bin sessionraft)")
         for c in ("curl", "python3", "haproxy", "flock", "setsid"):
             if not find_cmd(c):
                 raise UsageError(f"{c} not found (scripts/install-deps.sh --cluster)")

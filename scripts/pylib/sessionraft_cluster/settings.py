@@ -143,7 +143,8 @@ def build(s: Settings) -> None:
     if not executable(s.bin) or s.rebuild:
         print("building sessionraft (release; the first build compiles RocksDB, ~10 min)...",
               file=sys.stderr, flush=True)
-        # the same build as scripts/test.sh: one set of features, RocksDB compiled once
-        rc = subprocess.call(["cargo", "build", "--release", "--workspace", "--all-targets"], cwd=s.root)
+        # only what the cluster runs: the node binary (no test binary, no example)
+        rc = subprocess.call(["cargo", "build", "--release", "-p", "sessionraft-node", "--bin", "sessionraft"],
+                             cwd=s.root)
         if rc != 0:
             raise Exit(rc)

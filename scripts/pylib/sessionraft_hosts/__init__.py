@@ -25,6 +25,6 @@ Module map:
     cli.py       the command line
     __main__.py  python3 -m sessionraft_hosts
 
-Tests: scripts/pylib/tests/test_hosts*.py (unittest, no root needed); tests/hosts.rs drives
+Tests: scripts/pylib/tests/test_hosts*.py (unittest, no root needed); tests/it/solo/hosts.rs drives
 the real thing.
 """

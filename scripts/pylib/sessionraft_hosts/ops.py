@@ -371,7 +371,7 @@ def up(d: Dir, binary: Path, hosts: int, env: dict, manifest: Path, start: bool,
                             "SESSIONRAFT_RESP_PASSWORD": secrets.token_hex(16)})
         names = [plan.host_name(i) for i in range(hosts)]
         st.hosts = {name: Host() for name in names}
-        # On 127.0.0.1 in 5000-9999: below tests/common's 10000-19999, chaos.sh's 20000-32000
+        # On 127.0.0.1 in 5000-9999: below tests/it/common.rs's 10000-19999, chaos.sh's 20000-32000
         # and the ephemeral range.
         lb, resp, *direct = free_ports(2 + len(names), lo=5000, hi=9999, rng=rng)
         st.lb.ports = {"lb": lb, "resp": resp, "direct": dict(zip(names, direct))}

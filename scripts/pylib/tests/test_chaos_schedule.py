@@ -49,7 +49,7 @@ class ScheduleTest(unittest.TestCase):
         ])
 
     def test_mixed_ci_seed_unchanged_by_the_targeted_pauses(self):
-        # drawn before pause-leader and pause-follower existed (tests/chaos.rs's seed)
+        # drawn before pause-leader and pause-follower existed (tests/it/solo/chaos.rs's seed)
         s = Schedule(20261126, "mixed")
         self.assertEqual(s.disk_node, 2)
         got = [(f.name, f.node, f.leader, f.follower, f.hold, f.gap)
