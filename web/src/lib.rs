@@ -71,7 +71,7 @@
 //!   `ClusterWatcher` task and the `/cluster/events` SSE feed.
 //! - [`resp`]: the Redis-protocol (RESP2/RESP3) door on a node's `resp_addr`.
 //! - [`metrics`]: the Prometheus registry and `/metrics` (the runtime's collectors come from
-//!   `sessionraft_raft::node::instruments`).
+//!   `sessionraft_raft::consensus::instruments`).
 
 pub mod admin;
 pub mod admin_access;

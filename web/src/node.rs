@@ -28,9 +28,9 @@ use actix_web::body::MessageBody;
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::web;
-use sessionraft_raft::node::cluster::{Cluster, Deadlines};
-use sessionraft_raft::node::freshness::SessionReads;
-use sessionraft_raft::node::runtime::{ConsensusNode, ConsensusOptions, StartError};
+use sessionraft_raft::consensus::cluster::{Cluster, Deadlines};
+use sessionraft_raft::consensus::freshness::SessionReads;
+use sessionraft_raft::consensus::runtime::{ConsensusNode, ConsensusOptions, StartError};
 use sessionraft_raft::StorageOptions;
 use sha2::{Digest, Sha512};
 

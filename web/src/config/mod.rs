@@ -692,8 +692,8 @@ pub struct RaftTimings {
     pub max_queued_writes: usize,
 }
 
-/// `raft.read_consistency`: see `sessionraft_raft::node::freshness::ReadConsistency`.
-pub use sessionraft_raft::node::freshness::ReadConsistency;
+/// `raft.read_consistency`: see `sessionraft_raft::consensus::freshness::ReadConsistency`.
+pub use sessionraft_raft::consensus::freshness::ReadConsistency;
 
 /// Largest accepted `raft.max_staleness_ms`.
 pub const MAX_STALENESS_MS: u64 = 1000;
@@ -1125,7 +1125,8 @@ impl Default for RawRaftConfig {
             lease_reads: true,
             read_consistency: "session".into(),
             max_staleness_ms: 500,
-            max_queued_writes: sessionraft_raft::node::batcher::DEFAULT_MAX_QUEUED_WRITES as u64,
+            max_queued_writes: sessionraft_raft::consensus::batcher::DEFAULT_MAX_QUEUED_WRITES
+                as u64,
         }
     }
 }
