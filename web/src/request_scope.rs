@@ -172,7 +172,7 @@ pub fn loaded(key: &str) -> Option<Loaded> {
 
 /// Middleware that must wrap actix-session's `SessionMiddleware` (outside it): opens the scope
 /// and maps recorded store failures to their statuses instead of an opaque 500. Part of
-/// `Node::sessions`.
+/// `Server::sessions`.
 pub struct StoreErrors;
 
 impl<S, B> Transform<S, ServiceRequest> for StoreErrors
