@@ -34,6 +34,8 @@
 //!   - `consensus::cluster_version`: the leader's driver of the cluster version (announce, record).
 //!   - [`consensus::membership`]: membership changes and admin operations on the leader.
 //!   - [`consensus::instruments`]: the runtime's Prometheus collectors (registered by `web`).
+//!   - [`consensus::settings`]: `[raft]` of `cluster.toml` as written and validated, and the
+//!     openraft configuration it makes (read by `web`'s config loader).
 //! - [`transport`]: the peer transport.
 //!   - [`transport::wire`]: the RPC wire format and our own messages.
 //!   - [`transport::auth`]: request MACs, replay windows.

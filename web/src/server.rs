@@ -98,7 +98,7 @@ pub struct ServerOptions {
     pub http_addr: SocketAddr,
     /// Where to serve the Redis protocol (the node's `resp_listen`, or its `resp_addr` resolved
     /// at start) and how; `None`: not at all.
-    pub resp: Option<(SocketAddr, crate::config::RespConfig)>,
+    pub resp: Option<(SocketAddr, crate::resp::settings::RespConfig)>,
     /// With `[tls]` and a door: the door's rustls configuration ([`crate::resp::tls`]), so that
     /// it speaks TLS only; `None`: plaintext.
     pub resp_tls: Option<crate::resp::tls::DoorTls>,

@@ -53,7 +53,7 @@ impl Shared {
         cluster: Arc<Cluster>,
         batcher: Arc<WriteBatcher>,
         metrics: Arc<Metrics>,
-        config: &crate::config::RespConfig,
+        config: &super::settings::RespConfig,
         port: u16,
     ) -> Self {
         Self {
