@@ -14,7 +14,7 @@
 
 use actix_session::Session;
 use actix_web::{web, App, HttpServer};
-use sessionraft_web::{Config, Node};
+use sessionraft_web::{Config, Server};
 
 async fn visits(session: Session, node: web::Data<u64>) -> actix_web::Result<String> {
     let n = session.get::<u64>("visits")?.unwrap_or(0) + 1;
@@ -30,10 +30,10 @@ fn main() -> anyhow::Result<()> {
     };
 
     // 1. start the node: storage, Raft, bootstrap with the other nodes of cluster.toml
-    let node = Node::start(config, node_id)?;
+    let server = Server::start(config, node_id)?;
 
     // 2. your app: the node's routes, and one middleware for sessions
-    let app = node.clone();
+    let app = server.clone();
     let served = actix_web::rt::System::new().block_on(
         HttpServer::new(move || {
             App::new()
@@ -42,12 +42,12 @@ fn main() -> anyhow::Result<()> {
                 .app_data(web::Data::new(app.id()))
                 .route("/", web::get().to(visits))
         })
-        .bind(node.http_addr())?
+        .bind(server.http_addr())?
         .run(),
     );
 
     // 3. on exit: Raft, then storage
-    node.shutdown();
+    server.shutdown();
     Ok(served?)
 }
 

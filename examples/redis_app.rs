@@ -1,6 +1,6 @@
 //! The baseline of the benchmarks: the demo API of a sessionraft node (`POST /api/counter`,
 //! `GET /api/counter`, `POST /api/logout`) on stock actix-session with its `RedisSessionStore`,
-//! with the same cookie settings as a node (`SessionCookie` in `web/src/node_runtime.rs`):
+//! with the same cookie settings as a node (`SessionCookie` in `web/src/server.rs`):
 //! `Private` cookie content (signed and encrypted), `HttpOnly`, `SameSite=Lax`, not `Secure`,
 //! named `id`, browser-session lifetime with a 30-minute idle TTL extended on every request.
 //! One worker per CPU. `tests/it/resp_clients.rs` also points it at a sessionraft cluster's

@@ -2,7 +2,7 @@
 //!
 //! The library behind the `sessionraft` binary (`main.rs` only parses arguments):
 //! - [`config`]: `cluster.toml` parsed once into a validated [`config::Config`].
-//! - [`serve`]: run one node (HTTP server over `sessionraft-web`'s `Node`).
+//! - [`serve`]: run one node (HTTP server over `sessionraft-web`'s `Server`).
 //! - [`status`]: the cluster status table.
 //! - [`staleness`]: `sessionraft staleness` — how long an acknowledged change stays invisible to
 //!   token reads on the followers (the real figure behind `max_staleness_ms`).

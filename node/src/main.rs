@@ -1,4 +1,4 @@
-//! `sessionraft`: the node binary, a thin shell over `sessionraft-web`'s `Node`.
+//! `sessionraft`: the node binary, a thin shell over `sessionraft-web`'s `Server`.
 //!
 //! - `sessionraft serve [--config FILE] --node ID` runs one node until SIGTERM/SIGINT.
 //! - `sessionraft status [--config FILE]` prints every node's role, term, leader and indexes.

@@ -4,8 +4,8 @@
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use sessionraft_web::handlers::configure_api;
-use sessionraft_web::node::{cores, UNSAFE_SKIP_READ_BARRIER_ENV};
-use sessionraft_web::{Node, NodeOptions};
+use sessionraft_web::server::{cores, UNSAFE_SKIP_READ_BARRIER_ENV};
+use sessionraft_web::{Server, ServerOptions};
 
 use crate::config::{Address, Config, NodeConfig};
 
@@ -126,7 +126,7 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
     // [tls]: the certificate, key and CA are checked before storage is opened (and before the
     // options read them again for the Redis-protocol door, which then speaks TLS only).
     let tls = crate::tls::server_config(&cfg, &me)?;
-    let opts = NodeOptions::from_config(&cfg, &me)?;
+    let opts = ServerOptions::from_config(&cfg, &me)?;
     if opts.store.unsafe_skip_read_barrier {
         tracing::warn!(
             node = me.id,
@@ -141,7 +141,7 @@ pub fn run(cfg: Config, node_id: u64, joining: Option<JoiningNode>) -> anyhow::R
         );
     }
     spawn_malloc_trimmer();
-    let node = Node::start_with(opts).with_context(|| {
+    let node = Server::start_with(opts).with_context(|| {
         format!(
             "starting node {} (data dir {})",
             me.id,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sessionraft_web::handlers::readiness;
-use sessionraft_web::Node;
+use sessionraft_web::Server;
 
 /// How often readiness is checked until the node is ready.
 const READY_POLL: Duration = Duration::from_millis(200);
@@ -40,7 +40,7 @@ fn send(path: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
 
 /// Waits until the node is ready, then sends `READY=1` (once). Returns at once when not run
 /// by systemd.
-pub async fn notify_when_ready(node: Node) {
+pub async fn notify_when_ready(node: Server) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }

@@ -19,21 +19,23 @@
 //!   - [`storage::backup`]: the backup file format (all live sessions and keys, checksummed).
 //!   - `storage::kv`: the Redis-protocol keyspace's commands and entries.
 //!   - [`storage::error`]: [`Error`], what storage reports.
-//! - [`node`]: the runtime that drives openraft on one node.
-//!   - [`node::runtime`]: [`node::runtime::ConsensusNode`] — start storage, Raft and the tasks
+//! - [`consensus`]: the runtime that drives openraft on one node.
+//!   - [`consensus::runtime`]: [`consensus::runtime::ConsensusNode`] — start storage, Raft and the tasks
 //!     below; shut down in order.
-//!   - [`node::cluster`]: [`node::cluster::Cluster`] — proposing (forwarded to the leader)
+//!   - [`consensus::cluster`]: [`consensus::cluster::Cluster`] — proposing (forwarded to the leader)
 //!     and linearizable read barriers (read index, leader lease).
-//!   - [`node::lease`]: the leader lease clock. [`node::leader_contact`]: when a leader was
-//!     last heard from. [`node::freshness`]: whether a follower may serve session-token reads
+//!   - [`consensus::lease`]: the leader lease clock. [`consensus::leader_contact`]: when a leader was
+//!     last heard from. [`consensus::freshness`]: whether a follower may serve session-token reads
 //!     from its own replica (`read_consistency`, `max_staleness`).
-//!   - [`node::batcher`]: the write batcher (group commit). [`node::touch`]: TTL touch
-//!     coalescing. [`node::purger`]: the expiry purge (leader only, only when a session is due).
-//!   - [`node::failover`]: early elections when the leader's process is gone.
-//!   - [`node::peer_names`]: whether the members' Raft addresses resolve (reported only).
-//!   - `node::cluster_version`: the leader's driver of the cluster version (announce, record).
-//!   - [`node::membership`]: membership changes and admin operations on the leader.
-//!   - [`node::instruments`]: the runtime's Prometheus collectors (registered by `web`).
+//!   - [`consensus::batcher`]: the write batcher (group commit). [`consensus::touch`]: TTL touch
+//!     coalescing. [`consensus::purger`]: the expiry purge (leader only, only when a session is due).
+//!   - [`consensus::failover`]: early elections when the leader's process is gone.
+//!   - [`consensus::peer_names`]: whether the members' Raft addresses resolve (reported only).
+//!   - `consensus::cluster_version`: the leader's driver of the cluster version (announce, record).
+//!   - [`consensus::membership`]: membership changes and admin operations on the leader.
+//!   - [`consensus::instruments`]: the runtime's Prometheus collectors (registered by `web`).
+//!   - [`consensus::settings`]: `[raft]` of `cluster.toml` as written and validated, and the
+//!     openraft configuration it makes (read by `web`'s config loader).
 //! - [`transport`]: the peer transport.
 //!   - [`transport::wire`]: the RPC wire format and our own messages.
 //!   - [`transport::auth`]: request MACs, replay windows.
@@ -45,12 +47,12 @@
 //!
 //! [`open`] gives the pair of stores, sharing one RocksDB, to hand to `openraft::Raft::new`.
 //!
-//! Dependencies between modules point one way: `transport` and `node` use `storage`;
-//! `node` uses `transport`'s outgoing side, `transport::inbound` uses `node`. No file imports
-//! another that imports it back (`ARCHITECTURE.md` says how to check).
+//! Dependencies between modules point one way: `transport` and `consensus` use `storage`;
+//! `consensus` uses `transport`'s outgoing side, `transport::inbound` uses `consensus`. No file
+//! imports another that imports it back (`ARCHITECTURE.md` says how to check).
 
 pub mod clock;
-pub mod node;
+pub mod consensus;
 pub mod storage;
 pub mod transport;
 pub mod version;

@@ -1,5 +1,5 @@
 //! The embedding API end to end: `examples/embedded_store` (a user's own actix-web app built
-//! on `Node::start(Config::from_file(..), id)`, `node.routes()` and `node.sessions()`) run as
+//! on `Server::start(Config::from_file(..), id)`, `server.routes()` and `server.sessions()`) run as
 //! three processes from one `cluster.toml`; a session written through one node is read and
 //! written through the others, one node is killed with SIGKILL, and the session survives.
 

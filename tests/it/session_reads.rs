@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::common::{increment, metric, read, signal, user, Paused, TestCluster, Tuning};
 use actix_web::cookie::{Cookie, CookieJar, Key};
 use serde_json::Value;
-use sessionraft_web::node::cookie_key;
+use sessionraft_web::server::cookie_key;
 
 const READY: Duration = Duration::from_secs(30);
 

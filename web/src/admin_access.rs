@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use sessionraft_raft::node::cluster::Cluster;
+use sessionraft_raft::consensus::cluster::Cluster;
 use sha2::{Digest, Sha256};
 
 /// Shared state of the admin routes.
@@ -19,7 +19,7 @@ pub struct AdminState {
     disabled: bool,
     /// The node's actors, when the test switch is on (`SESSIONRAFT_UNSAFE_ACTOR_PANICS=1`):
     /// `POST /admin/actors/{name}/panic` makes one panic.
-    pub(crate) actor_panics: Option<sessionraft_raft::node::actors::PanicSwitch>,
+    pub(crate) actor_panics: Option<sessionraft_raft::consensus::actors::PanicSwitch>,
 }
 
 impl AdminState {
@@ -27,7 +27,7 @@ impl AdminState {
     /// With the actor test switch (`SESSIONRAFT_UNSAFE_ACTOR_PANICS=1` only).
     pub fn with_actor_panics(
         mut self,
-        switch: sessionraft_raft::node::actors::PanicSwitch,
+        switch: sessionraft_raft::consensus::actors::PanicSwitch,
     ) -> Self {
         self.actor_panics = Some(switch);
         self

@@ -15,8 +15,8 @@ use tokio::sync::broadcast;
 use crate::handlers::{node_status, NodeStatus};
 use crate::metrics::Metrics;
 use sessionraft_raft::clock::now_ms;
-use sessionraft_raft::node::cluster::Cluster;
-use sessionraft_raft::node::instruments::OpCountersSnapshot;
+use sessionraft_raft::consensus::cluster::Cluster;
+use sessionraft_raft::consensus::instruments::OpCountersSnapshot;
 
 /// How often the view is refreshed.
 const POLL_EVERY: Duration = Duration::from_millis(500);
@@ -97,7 +97,7 @@ impl DashboardFeed {
 }
 
 /// The watcher: builds the view every 500 ms (`POLL_EVERY`) and publishes it to the feed. An
-/// actor on the node's [`ActorHost`](sessionraft_raft::node::actors::ActorHost) (`dashboard`):
+/// actor on the node's [`ActorHost`](sessionraft_raft::consensus::actors::ActorHost) (`dashboard`):
 /// a poll waits for the previous one, so a slow peer delays the view, never piles polls up.
 pub struct ClusterWatcher {
     cluster: Arc<Cluster>,
@@ -300,14 +300,14 @@ pub async fn events(feed: web::Data<DashboardFeed>) -> HttpResponse {
         .streaming(initial.chain(updates))
 }
 
-impl sessionraft_raft::node::actors::Step for ClusterWatcher {
+impl sessionraft_raft::consensus::actors::Step for ClusterWatcher {
     const NAME: &'static str = "dashboard";
 
     fn pause(&self) -> std::time::Duration {
         POLL_EVERY
     }
 
-    fn step(mut self) -> sessionraft_raft::node::actors::StepFuture<Self> {
+    fn step(mut self) -> sessionraft_raft::consensus::actors::StepFuture<Self> {
         Box::pin(async move {
             self.poll().await;
             Some(self)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
 
-use sessionraft_raft::node::cluster::Cluster;
+use sessionraft_raft::consensus::cluster::Cluster;
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");

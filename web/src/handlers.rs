@@ -14,8 +14,8 @@ use crate::metrics::Metrics;
 use crate::session_store::USER_KEY;
 use std::sync::atomic::Ordering::Relaxed;
 
-use sessionraft_raft::node::cluster::Cluster;
-use sessionraft_raft::node::freshness::ReadConsistency;
+use sessionraft_raft::consensus::cluster::Cluster;
+use sessionraft_raft::consensus::freshness::ReadConsistency;
 
 /// A follower counts as ready when it is at most this many entries behind its own log.
 const READY_MAX_APPLY_LAG: u64 = 1_000;
@@ -244,13 +244,13 @@ pub struct NodeStatus {
     pub resp_ops: u64,
     /// This node's operation counters (monotonic since start).
     #[serde(default)]
-    pub ops: sessionraft_raft::node::instruments::OpCountersSnapshot,
+    pub ops: sessionraft_raft::consensus::instruments::OpCountersSnapshot,
     /// How this node's session loads are served, and how many were served each way.
     #[serde(default)]
     pub reads: ReadsStatus,
     /// Members whose Raft address (a DNS name) does not resolve now, with the resolver's error.
     #[serde(default)]
-    pub unresolved: Vec<sessionraft_raft::node::peer_names::Unresolved>,
+    pub unresolved: Vec<sessionraft_raft::consensus::peer_names::Unresolved>,
     /// The version of the `sessionraft` release this node runs.
     #[serde(default)]
     pub version: String,
@@ -330,7 +330,7 @@ pub fn node_status(cluster: &Cluster, metrics: &Metrics) -> NodeStatus {
     let membership = m.membership_config.membership();
     let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
     let releases: std::collections::BTreeMap<u64, Option<String>> =
-        sessionraft_raft::node::cluster_version::member_releases(cluster)
+        sessionraft_raft::consensus::cluster_version::member_releases(cluster)
             .into_iter()
             .map(|m| (m.id, m.release))
             .collect();
@@ -361,7 +361,7 @@ pub fn node_status(cluster: &Cluster, metrics: &Metrics) -> NodeStatus {
         version: sessionraft_raft::version::RELEASE.to_owned(),
         cluster_version: cluster.sm.cluster_version().get().to_string(),
         cluster_version_target: (m.state == ServerState::Leader)
-            .then(|| sessionraft_raft::node::cluster_version::target(cluster))
+            .then(|| sessionraft_raft::consensus::cluster_version::target(cluster))
             .flatten()
             .map(|v| v.to_string()),
         membership_joint: membership.get_joint_config().len() > 1,

@@ -5,7 +5,7 @@
 //! ```
 //! use actix_session::Session;
 //! use actix_web::{web, App, HttpServer};
-//! use sessionraft_web::{Config, Node};
+//! use sessionraft_web::{Config, Server};
 //!
 //! async fn visits(session: Session) -> actix_web::Result<String> {
 //!     let n = session.get::<u64>("visits")?.unwrap_or(0) + 1;
@@ -23,17 +23,17 @@
 //! #        admin_token = \"doctest-admin-token-0123\"\n\n\
 //! #        [[node]]\nid = 1\nhttp_addr = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n"))?;
 //! #   std::env::set_current_dir(dir.path())?;
-//!     let node = Node::start(Config::from_file("cluster.toml")?, 1)?;
-//!     let app = node.clone();
-//!     let server = HttpServer::new(move || {
+//!     let server = Server::start(Config::from_file("cluster.toml")?, 1)?;
+//!     let app = server.clone();
+//!     let http = HttpServer::new(move || {
 //!         App::new()
 //!             .configure(app.routes())
 //!             .wrap(app.sessions())
 //!             .route("/", web::get().to(visits))
 //!     })
-//!     .bind(node.http_addr())?
+//!     .bind(server.http_addr())?
 //!     .run();
-//! #   let (handle, url) = (server.handle(), format!("http://127.0.0.1:{port}/"));
+//! #   let (handle, url) = (http.handle(), format!("http://127.0.0.1:{port}/"));
 //! #   let checked = actix_web::rt::spawn(async move {
 //! #       let user = reqwest::Client::builder().cookie_store(true).build()?;
 //! #       for _ in 0..200 {
@@ -46,8 +46,8 @@
 //! #       handle.stop(true).await;
 //! #       anyhow::Ok((first, second))
 //! #   });
-//!     server.await?;
-//!     node.shutdown();
+//!     http.await?;
+//!     server.shutdown();
 //! #   let (first, second) = checked.await??;
 //! #   assert_eq!((first.as_str(), second.as_str()), ("visits: 1\n", "visits: 2\n"));
 //!     Ok(())
@@ -55,8 +55,8 @@
 //! ```
 //!
 //! Map of the modules:
-//! - [`node`]: [`Node`] — start a node from `cluster.toml`, its routes, its one session
-//!   middleware ([`node::Sessions`]), shutdown. The `sessionraft` binary uses the same calls.
+//! - [`server`]: [`Server`] — start a node from `cluster.toml`, its routes, its one session
+//!   middleware ([`server::Sessions`]), shutdown. The `sessionraft` binary uses the same calls.
 //! - [`config`]: `cluster.toml` parsed once into a validated [`Config`] (shared with the binary).
 //! - [`session_store`]: [`RaftSessionStore`], actix-session's `SessionStore` on Raft.
 //! - [`request_scope`]: the per-request scope and the [`request_scope::StoreErrors`]
@@ -71,7 +71,7 @@
 //!   `ClusterWatcher` task and the `/cluster/events` SSE feed.
 //! - [`resp`]: the Redis-protocol (RESP2/RESP3) door on a node's `resp_addr`.
 //! - [`metrics`]: the Prometheus registry and `/metrics` (the runtime's collectors come from
-//!   `sessionraft_raft::node::instruments`).
+//!   `sessionraft_raft::consensus::instruments`).
 
 pub mod admin;
 pub mod admin_access;
@@ -82,12 +82,12 @@ pub mod dashboard;
 pub mod frontend;
 pub mod handlers;
 pub mod metrics;
-pub mod node;
 pub mod raft_routes;
 pub mod request_scope;
 pub mod resp;
+pub mod server;
 pub mod session_store;
 
 pub use config::Config;
-pub use node::{Node, NodeError, NodeOptions, Sessions};
+pub use server::{Server, ServerError, ServerOptions, Sessions};
 pub use session_store::{RaftSessionStore, StoreSettings};

@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
-use sessionraft_raft::node::cluster::Cluster;
-use sessionraft_raft::node::instruments::Instruments;
+use sessionraft_raft::consensus::cluster::Cluster;
+use sessionraft_raft::consensus::instruments::Instruments;
 
 /// The metrics of one node.
 pub struct Metrics {

@@ -48,8 +48,8 @@ pub enum StoreFailure {
 /// `Retry-After` when it certainly was not applied (no quorum, leader changed, timed out in
 /// the queue, overloaded, not yet allowed by the cluster version), 504 `unknown` when it may
 /// have been (the leader was lost with the write in flight, a node failure).
-impl From<&sessionraft_raft::node::cluster::ClusterError> for StoreFailure {
-    fn from(e: &sessionraft_raft::node::cluster::ClusterError) -> Self {
+impl From<&sessionraft_raft::consensus::cluster::ClusterError> for StoreFailure {
+    fn from(e: &sessionraft_raft::consensus::cluster::ClusterError) -> Self {
         StoreFailure::Unavailable {
             retry_after_secs: 1,
             not_applied: e.not_applied(),
@@ -172,7 +172,7 @@ pub fn loaded(key: &str) -> Option<Loaded> {
 
 /// Middleware that must wrap actix-session's `SessionMiddleware` (outside it): opens the scope
 /// and maps recorded store failures to their statuses instead of an opaque 500. Part of
-/// `Node::sessions`.
+/// `Server::sessions`.
 pub struct StoreErrors;
 
 impl<S, B> Transform<S, ServiceRequest> for StoreErrors
@@ -243,7 +243,7 @@ async fn in_scope<B>(
 mod tests {
     use super::*;
     use crate::resp::reply::Reply;
-    use sessionraft_raft::node::cluster::ClusterError;
+    use sessionraft_raft::consensus::cluster::ClusterError;
 
     /// One of every cause, with the HTTP status and outcome header, and the Redis-protocol
     /// error code, it must be answered with. The match has no wildcard: a new cause does not

@@ -35,9 +35,9 @@ use sessionraft_raft::{Command, Response};
 use crate::metrics::Metrics;
 use crate::request_scope::{self, Loaded, StoreFailure};
 use sessionraft_raft::clock::{key_hash, now_ms};
-use sessionraft_raft::node::batcher::WriteBatcher;
-use sessionraft_raft::node::cluster::{Cluster, ClusterError, Proposed};
-use sessionraft_raft::node::touch::PendingTouches;
+use sessionraft_raft::consensus::batcher::WriteBatcher;
+use sessionraft_raft::consensus::cluster::{Cluster, ClusterError, Proposed};
+use sessionraft_raft::consensus::touch::PendingTouches;
 use sessionraft_raft::version::Feature;
 
 /// The state key holding the session's principal.

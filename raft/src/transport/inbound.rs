@@ -16,9 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::clock::now_ms;
-use crate::node::batcher::WriteBatcher;
-use crate::node::cluster::Cluster;
-use crate::node::instruments::since;
+use crate::consensus::batcher::WriteBatcher;
+use crate::consensus::cluster::Cluster;
+use crate::consensus::instruments::since;
 use crate::transport::auth::{PeerAuth, PresentedHeaders};
 use crate::transport::network::paths;
 use crate::transport::wire::{
@@ -160,7 +160,7 @@ impl Inbound {
                 Err(a) => a,
             },
             paths::PRE_VOTE => match self.open(&call) {
-                Ok(req) => reply(&crate::node::prevote::answer(&self.cluster, &req)),
+                Ok(req) => reply(&crate::consensus::prevote::answer(&self.cluster, &req)),
                 Err(a) => a,
             },
             _ => Answer::UnknownPath,

@@ -20,8 +20,8 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::node::instruments::Instruments;
-use crate::node::lease::LeaseClock;
+use crate::consensus::instruments::Instruments;
+use crate::consensus::lease::LeaseClock;
 use crate::transport::auth::{PeerAuth, RequestSigner};
 use crate::transport::wire::{self, WireError};
 use crate::version::{
@@ -389,7 +389,10 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 self.records.lease.accepted(&rpc.vote, self.target, sent);
             }
             if ttl.is_none() {
-                crate::node::instruments::since(&self.records.instruments.stages.append_rpc, sent);
+                crate::consensus::instruments::since(
+                    &self.records.instruments.stages.append_rpc,
+                    sent,
+                );
             }
         }
         reply

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sessionraft_raft::clock::now_ms;
-use sessionraft_raft::node::batcher::WriteBatcher;
-use sessionraft_raft::node::cluster::{Cluster, ClusterError, Proposed};
+use sessionraft_raft::consensus::batcher::WriteBatcher;
+use sessionraft_raft::consensus::cluster::{Cluster, ClusterError, Proposed};
 use sessionraft_raft::storage::kv::{
     ExpireCondition, KvCommand, KvEntry, KvResponse, SetCondition, SetExpiry,
 };
@@ -53,7 +53,7 @@ impl Shared {
         cluster: Arc<Cluster>,
         batcher: Arc<WriteBatcher>,
         metrics: Arc<Metrics>,
-        config: &crate::config::RespConfig,
+        config: &super::settings::RespConfig,
         port: u16,
     ) -> Self {
         Self {

@@ -28,6 +28,7 @@ pub mod frame;
 pub mod glob;
 mod pipeline;
 pub mod reply;
+pub mod settings;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -41,9 +42,9 @@ use tokio_rustls::TlsAcceptor;
 
 pub use commands::Shared;
 
-use crate::config::TlsAuthClients;
 use commands::Conn;
 use reply::Reply;
+use settings::TlsAuthClients;
 
 /// Read buffer granularity.
 const READ_CHUNK: usize = 16 * 1024;

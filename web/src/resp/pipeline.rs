@@ -25,14 +25,14 @@
 //! (Raft's leader completeness), so `W`'s index is below ours, and a node that applied ours
 //! applied `W`. The read then also sees this pipeline's own earlier writes, as on Redis.
 //!
-//! [`WriteBatcher::submit`]: sessionraft_raft::node::batcher::WriteBatcher::submit
+//! [`WriteBatcher::submit`]: sessionraft_raft::consensus::batcher::WriteBatcher::submit
 
 use std::future::Future;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use sessionraft_raft::clock::now_ms;
-use sessionraft_raft::node::batcher::Queued;
+use sessionraft_raft::consensus::batcher::Queued;
 use sessionraft_raft::Command;
 
 use super::commands::{

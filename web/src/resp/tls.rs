@@ -17,7 +17,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
-use crate::config::{ConfigError, NodeIdentity, TlsAuthClients, TlsConfig};
+use super::settings::TlsAuthClients;
+use crate::config::{ConfigError, NodeIdentity, TlsConfig};
 
 /// The door's TLS: its rustls configuration and whether it asks clients for certificates.
 #[derive(Clone, Debug)]

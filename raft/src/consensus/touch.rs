@@ -12,9 +12,9 @@ use std::time::Duration;
 use crate::Command;
 
 use crate::clock::now_ms;
-use crate::node::actors::{Step, StepFuture};
-use crate::node::batcher::WriteBatcher;
-use crate::node::instruments::Instruments;
+use crate::consensus::actors::{Step, StepFuture};
+use crate::consensus::batcher::WriteBatcher;
+use crate::consensus::instruments::Instruments;
 
 /// TTL extensions waiting for the next flush, per session key (the latest expiry wins). Shared
 /// by the store, which adds one on every request, and the coalescer, which takes them all every

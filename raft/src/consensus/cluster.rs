@@ -15,8 +15,8 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::node::freshness::{Freshness, ReadConsistency, SessionReads};
-use crate::node::lease::LeaseClock;
+use crate::consensus::freshness::{Freshness, ReadConsistency, SessionReads};
+use crate::consensus::lease::LeaseClock;
 use crate::transport::network::{paths, PeerClient};
 use crate::transport::wire::{
     Committed, ForwardedWrite, ForwardedWriteV1, PeerRefusal, ReadIndexReply, WriteReply,
@@ -155,7 +155,7 @@ pub struct Cluster {
     /// arriving meanwhile is refused rather than queued.
     pub(crate) membership_change: tokio::sync::Mutex<()>,
     /// When this node last heard from a leader (AppendEntries), for the early-election watcher.
-    pub leader_contact: crate::node::leader_contact::LeaderContact,
+    pub leader_contact: crate::consensus::leader_contact::LeaderContact,
     /// The followers' acceptances of this node's AppendEntries, for lease reads (shared with
     /// the openraft network, which records them).
     pub lease: Arc<LeaseClock>,
@@ -170,9 +170,9 @@ pub struct Cluster {
     /// The read mode and the staleness bound.
     pub reads: SessionReads,
     /// The steps of a write and a read, timed (`/metrics`: `sessionraft_stage_seconds`).
-    pub instruments: Arc<crate::node::instruments::Instruments>,
+    pub instruments: Arc<crate::consensus::instruments::Instruments>,
     /// Members whose Raft address does not resolve now (`peer_names::watch` keeps it).
-    pub peer_names: Arc<crate::node::peer_names::PeerNames>,
+    pub peer_names: Arc<crate::consensus::peer_names::PeerNames>,
     /// This handle, for the worker threads' barrier tasks (which must not keep it alive).
     me: std::sync::Weak<Cluster>,
 }
@@ -209,7 +209,7 @@ impl Cluster {
             deadlines,
             barrier_tx,
             membership_change: tokio::sync::Mutex::new(()),
-            leader_contact: crate::node::leader_contact::LeaderContact::default(),
+            leader_contact: crate::consensus::leader_contact::LeaderContact::default(),
             lease,
             read_index_by_lease: AtomicU64::new(0),
             read_index_by_round: AtomicU64::new(0),
@@ -460,7 +460,7 @@ impl Cluster {
         let started = Instant::now();
         match tokio::time::timeout(timeout, self.raft.client_write(cmd)).await {
             Ok(Ok(resp)) => {
-                crate::node::instruments::since(&self.instruments.stages.commit, started);
+                crate::consensus::instruments::since(&self.instruments.stages.commit, started);
                 Ok(LocalWrite::Committed(CommittedHere {
                     term: resp.log_id.leader_id.term,
                     proposed: Proposed {
@@ -588,7 +588,7 @@ impl Cluster {
             };
             match outcome {
                 Ok(Ok(resp)) => {
-                    crate::node::instruments::since(&self.instruments.stages.forward, started);
+                    crate::consensus::instruments::since(&self.instruments.stages.forward, started);
                     return Ok(Proposed {
                         response: resp.response,
                         log_index: resp.index,
@@ -622,7 +622,7 @@ impl Cluster {
         let started = Instant::now();
         let done = self.read_barrier_untimed().await;
         if done.is_ok() {
-            crate::node::instruments::since(&self.instruments.stages.read_barrier, started);
+            crate::consensus::instruments::since(&self.instruments.stages.read_barrier, started);
         }
         done
     }
@@ -944,7 +944,7 @@ impl Cluster {
                         .await
                     {
                         Ok(Ok(i)) => {
-                            crate::node::instruments::since(
+                            crate::consensus::instruments::since(
                                 &self.instruments.stages.read_index_rpc,
                                 started,
                             );

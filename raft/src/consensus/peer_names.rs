@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::actors::{Step, StepFuture};
+use crate::consensus::actors::{Step, StepFuture};
 use crate::NodeId;
 
 /// How often every member's address is looked up.

@@ -3,8 +3,8 @@
 //! read ([`cluster`]), group commit ([`batcher`]), touches ([`touch`]), the purge
 //! ([`purger`]), elections ([`failover`]) with pre-vote ([`prevote`]), the lease ([`lease`]), leader contact
 //! ([`leader_contact`]), the freshness of token reads ([`freshness`]), membership changes ([`membership`]), whether the peers' names resolve
-//! ([`peer_names`]) and what it measures
-//! ([`instruments`]).
+//! ([`peer_names`]), what it measures
+//! ([`instruments`]) and its `[raft]` settings in `cluster.toml` ([`settings`]).
 
 pub mod actors;
 pub mod batcher;
@@ -20,4 +20,5 @@ pub mod peer_names;
 pub mod prevote;
 pub mod purger;
 pub mod runtime;
+pub mod settings;
 pub mod touch;

@@ -14,18 +14,18 @@ use std::time::Duration;
 
 use openraft::BasicNode;
 
-use crate::node::actors::ActorHost;
-use crate::node::batcher::WriteBatcher;
-use crate::node::cluster::{Cluster, Deadlines};
-use crate::node::cluster_version::VersionDriver;
-use crate::node::failover::ElectionWatcher;
-use crate::node::freshness::SessionReads;
-use crate::node::instruments::Instruments;
-use crate::node::lease::LeaseClock;
-use crate::node::peer_names::NameChecker;
-use crate::node::purger::Purger;
-use crate::node::touch::PendingTouches;
-use crate::node::touch::TouchFlusher;
+use crate::consensus::actors::ActorHost;
+use crate::consensus::batcher::WriteBatcher;
+use crate::consensus::cluster::{Cluster, Deadlines};
+use crate::consensus::cluster_version::VersionDriver;
+use crate::consensus::failover::ElectionWatcher;
+use crate::consensus::freshness::SessionReads;
+use crate::consensus::instruments::Instruments;
+use crate::consensus::lease::LeaseClock;
+use crate::consensus::peer_names::NameChecker;
+use crate::consensus::purger::Purger;
+use crate::consensus::touch::PendingTouches;
+use crate::consensus::touch::TouchFlusher;
 use crate::transport::auth::PeerAuth;
 use crate::transport::inbound::Inbound;
 use crate::transport::network::{Network, PeerClient, Records};
@@ -53,7 +53,7 @@ pub struct ConsensusOptions {
     pub lease_reads: bool,
     pub deadlines: Deadlines,
     /// The most writes the batcher queues (`[raft] max_queued_writes`); one more is refused at
-    /// once, [`crate::node::cluster::ClusterError::Overloaded`].
+    /// once, [`crate::consensus::cluster::ClusterError::Overloaded`].
     pub max_queued_writes: usize,
     pub storage: StorageOptions,
     /// Worker threads of the Raft runtime (at least 1).
@@ -173,7 +173,7 @@ impl ConsensusNode {
         let actors = ActorHost::start(opts.id, instruments.clone())?;
         batcher.start_replicator(&actors);
         let weak = Arc::downgrade(&cluster);
-        let timings = crate::node::failover::Timings {
+        let timings = crate::consensus::failover::Timings {
             heartbeat: Duration::from_millis(opts.raft.heartbeat_interval),
             election_min: Duration::from_millis(opts.raft.election_timeout_min),
             lease: Duration::from_millis(opts.raft.election_timeout_max),

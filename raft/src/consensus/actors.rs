@@ -32,7 +32,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures_util::FutureExt;
 
-use crate::node::instruments::Instruments;
+use crate::consensus::instruments::Instruments;
 
 /// The most messages an actor's mailbox holds.
 pub const MAILBOX: usize = 16;

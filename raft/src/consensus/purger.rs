@@ -12,8 +12,8 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use crate::clock::now_ms;
-use crate::node::actors::{Step, StepFuture};
-use crate::node::cluster::Cluster;
+use crate::consensus::actors::{Step, StepFuture};
+use crate::consensus::cluster::Cluster;
 use crate::storage::kv::{KvCommand, KvResponse};
 use crate::{Command, Response};
 

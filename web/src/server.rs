@@ -1,18 +1,18 @@
-//! [`Node`]: one sessionraft node inside your actix-web app — the embedding API.
+//! [`Server`]: one sessionraft node inside your actix-web app — the embedding API.
 //!
 //! ```text
-//! let node = Node::start(Config::from_file("cluster.toml")?, node_id)?;
-//! HttpServer::new({ let node = node.clone(); move || {
-//!     App::new().configure(node.routes()).wrap(node.sessions()).route(...)
+//! let server = Server::start(Config::from_file("cluster.toml")?, node_id)?;
+//! HttpServer::new({ let server = server.clone(); move || {
+//!     App::new().configure(server.routes()).wrap(server.sessions()).route(...)
 //! }})
 //! ...
-//! node.shutdown();
+//! server.shutdown();
 //! ```
 //!
-//! [`Node::start`] opens storage and starts the consensus node (`sessionraft-raft`'s
-//! `ConsensusNode`) on a runtime of its own; [`Node::routes`] mounts what every node serves
+//! [`Server::start`] opens storage and starts the consensus node (`sessionraft-raft`'s
+//! `ConsensusNode`) on a runtime of its own; [`Server::routes`] mounts what every node serves
 //! besides your app (the peer transport `/raft/*`, `/healthz`, `/readyz`, `/metrics`,
-//! `/cluster/*`, the admin API); [`Node::sessions`] is one middleware carrying the cookie key
+//! `/cluster/*`, the admin API); [`Server::sessions`] is one middleware carrying the cookie key
 //! ring, the store-error mapping (503/409/413/400 instead of actix-session's 500) and
 //! actix-session over [`RaftSessionStore`]. The `sessionraft` binary is built on the same calls.
 
@@ -28,9 +28,9 @@ use actix_web::body::MessageBody;
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::web;
-use sessionraft_raft::node::cluster::{Cluster, Deadlines};
-use sessionraft_raft::node::freshness::SessionReads;
-use sessionraft_raft::node::runtime::{ConsensusNode, ConsensusOptions, StartError};
+use sessionraft_raft::consensus::cluster::{Cluster, Deadlines};
+use sessionraft_raft::consensus::freshness::SessionReads;
+use sessionraft_raft::consensus::runtime::{ConsensusNode, ConsensusOptions, StartError};
 use sessionraft_raft::StorageOptions;
 use sha2::{Digest, Sha512};
 
@@ -78,9 +78,9 @@ pub fn unsafe_actor_panics() -> bool {
 }
 
 /// Everything a node needs to run, already validated: the consensus side and the HTTP side.
-/// Made from `cluster.toml` by [`NodeOptions::from_config`].
+/// Made from `cluster.toml` by [`ServerOptions::from_config`].
 #[derive(Clone, Debug)]
-pub struct NodeOptions {
+pub struct ServerOptions {
     /// Storage, Raft, peers.
     pub consensus: ConsensusOptions,
     /// The admin API token; empty disables the admin API. Never logged.
@@ -98,13 +98,13 @@ pub struct NodeOptions {
     pub http_addr: SocketAddr,
     /// Where to serve the Redis protocol (the node's `resp_listen`, or its `resp_addr` resolved
     /// at start) and how; `None`: not at all.
-    pub resp: Option<(SocketAddr, crate::config::RespConfig)>,
+    pub resp: Option<(SocketAddr, crate::resp::settings::RespConfig)>,
     /// With `[tls]` and a door: the door's rustls configuration ([`crate::resp::tls`]), so that
     /// it speaks TLS only; `None`: plaintext.
     pub resp_tls: Option<crate::resp::tls::DoorTls>,
 }
 
-impl NodeOptions {
+impl ServerOptions {
     /// The options of node `me` from the validated configuration: the same settings the
     /// `sessionraft` binary uses. `[runtime] raft_threads` unset: the cores divided by the
     /// configured nodes on `me`'s host.
@@ -201,7 +201,7 @@ pub fn cores() -> usize {
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum NodeError {
+pub enum ServerError {
     /// The configuration is invalid, or names no such node.
     #[error("configuration: {0}")]
     Config(#[from] ConfigError),
@@ -277,9 +277,9 @@ impl SessionCookie {
 }
 
 /// A running node: cheap to clone (a shared handle), `Send`, usable inside an `HttpServer`
-/// factory. Call [`Node::shutdown`] once the HTTP server stopped.
+/// factory. Call [`Server::shutdown`] once the HTTP server stopped.
 #[derive(Clone)]
-pub struct Node {
+pub struct Server {
     inner: Arc<Inner>,
 }
 
@@ -298,7 +298,7 @@ struct Inner {
     resp: Mutex<Option<RespServer>>,
 }
 
-impl Node {
+impl Server {
     /// Start node `node_id` of `config` (its `[[node]]` entry): open its storage, start Raft and
     /// the background tasks, and begin bootstrap (the nodes of the configuration initialize
     /// the cluster together on their first start). Returns once storage is open and Raft runs;
@@ -308,17 +308,17 @@ impl Node {
     /// # Errors
     /// `node_id` is not in the configuration, a setting is refused, or storage cannot be opened
     /// (locked by another process, corrupt).
-    pub fn start(config: Config, node_id: u64) -> Result<Self, NodeError> {
+    pub fn start(config: Config, node_id: u64) -> Result<Self, ServerError> {
         let me = config.node(node_id)?.clone();
-        Self::start_with(NodeOptions::from_config(&config, &me)?)
+        Self::start_with(ServerOptions::from_config(&config, &me)?)
     }
 
-    /// Start a node from options made by hand or by [`NodeOptions::from_config`] (a node
+    /// Start a node from options made by hand or by [`ServerOptions::from_config`] (a node
     /// joining from outside the configuration, for example).
     ///
     /// # Errors
     /// Storage cannot be opened, or Raft refuses the configuration.
-    pub fn start_with(opts: NodeOptions) -> Result<Self, NodeError> {
+    pub fn start_with(opts: ServerOptions) -> Result<Self, ServerError> {
         let consensus = ConsensusNode::start(opts.consensus.clone())?;
         let cluster = consensus.cluster.clone();
         let metrics = Arc::new(Metrics::new(
@@ -357,7 +357,7 @@ impl Node {
                     Ok(server) => Some(server),
                     Err(source) => {
                         consensus.shutdown();
-                        return Err(NodeError::Resp {
+                        return Err(ServerError::Resp {
                             addr: *addr,
                             source,
                         });
@@ -416,7 +416,7 @@ impl Node {
         self.inner.cluster.id
     }
 
-    /// Where this node's client (HTTP) listener binds (see [`NodeOptions::http_addr`]).
+    /// Where this node's client (HTTP) listener binds (see [`ServerOptions::http_addr`]).
     pub fn http_addr(&self) -> SocketAddr {
         self.inner.http_addr
     }
@@ -424,7 +424,7 @@ impl Node {
     /// What every node serves besides the application: the peer transport (`/raft/*`),
     /// `/healthz`, `/readyz`, `/metrics`, `/cluster/status`, `/cluster/digest`,
     /// `/cluster/events` and the admin API (`/admin/*`). For `App::configure`. Peers, probes
-    /// and the admin CLI send no session cookie, so [`Node::sessions`] around them loads
+    /// and the admin CLI send no session cookie, so [`Server::sessions`] around them loads
     /// nothing.
     pub fn routes(&self) -> impl FnOnce(&mut web::ServiceConfig) + Clone + Send + 'static {
         let inner = self.inner.clone();
@@ -458,7 +458,7 @@ impl Node {
         }
     }
 
-    /// The session store itself (for a custom `SessionMiddleware`; [`Node::sessions`] is the
+    /// The session store itself (for a custom `SessionMiddleware`; [`Server::sessions`] is the
     /// usual way).
     pub fn store(&self) -> RaftSessionStore {
         self.inner.store.clone()
@@ -506,7 +506,7 @@ impl Node {
 }
 
 impl Drop for Inner {
-    /// A node dropped without [`Node::shutdown`] still stops Raft and closes storage in order.
+    /// A node dropped without [`Server::shutdown`] still stops Raft and closes storage in order.
     fn drop(&mut self) {
         let taken = match self.consensus.get_mut() {
             Ok(c) => c.take(),
@@ -518,7 +518,7 @@ impl Drop for Inner {
     }
 }
 
-/// The one middleware of [`Node::sessions`]: store-error mapping around the cookie key ring
+/// The one middleware of [`Server::sessions`]: store-error mapping around the cookie key ring
 /// around actix-session over [`RaftSessionStore`].
 pub struct Sessions {
     session: SessionMiddleware<RaftSessionStore>,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 
-use crate::node::cluster::Cluster;
+use crate::consensus::cluster::Cluster;
 use crate::transport::network::paths;
 use crate::transport::wire::{AdminOp, AdminRefusal, AdminReply};
 

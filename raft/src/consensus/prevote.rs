@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use openraft::ServerState;
 
-use crate::node::cluster::Cluster;
+use crate::consensus::cluster::Cluster;
 use crate::transport::network::paths;
 use crate::transport::wire::{PreVoteReply, PreVoteRequest};
 use crate::NodeId;

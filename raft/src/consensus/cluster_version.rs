@@ -9,8 +9,8 @@
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-use crate::node::actors::{Step, StepFuture};
-use crate::node::cluster::Cluster;
+use crate::consensus::actors::{Step, StepFuture};
+use crate::consensus::cluster::Cluster;
 use crate::version::ClusterVersion;
 use crate::Command;
 

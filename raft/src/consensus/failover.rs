@@ -27,9 +27,9 @@ use crate::NodeId;
 use openraft::ServerState;
 use rand::Rng;
 
-use crate::node::actors::{Step, StepFuture};
-use crate::node::cluster::Cluster;
-use crate::node::prevote;
+use crate::consensus::actors::{Step, StepFuture};
+use crate::consensus::cluster::Cluster;
+use crate::consensus::prevote;
 
 /// Timings of the loop, from the Raft configuration.
 #[derive(Clone, Copy, Debug)]

@@ -41,8 +41,8 @@ use futures_util::FutureExt;
 use crate::{Command, Response};
 use tokio::sync::oneshot;
 
-use crate::node::actors::{ActorHost, Supervise};
-use crate::node::cluster::{Cluster, ClusterError, Proposed};
+use crate::consensus::actors::{ActorHost, Supervise};
+use crate::consensus::cluster::{Cluster, ClusterError, Proposed};
 
 type Reply = Result<Proposed, ClusterError>;
 
@@ -322,7 +322,10 @@ impl WriteBatcher {
         }
         let deadline = deadline?;
         for p in &batch {
-            crate::node::instruments::since(&self.cluster.instruments.stages.batch_queue, p.queued);
+            crate::consensus::instruments::since(
+                &self.cluster.instruments.stages.batch_queue,
+                p.queued,
+            );
         }
         q.in_flight += 1;
         let instruments = &self.cluster.instruments;
@@ -455,7 +458,7 @@ impl Supervise for BatchReplicator {
     }
 }
 
-impl Handler<Replicate> for crate::node::actors::Handling<BatchReplicator> {
+impl Handler<Replicate> for crate::consensus::actors::Handling<BatchReplicator> {
     type Result = ();
 
     fn handle(&mut self, msg: Replicate, ctx: &mut Self::Context) {
