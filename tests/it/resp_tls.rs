@@ -10,7 +10,7 @@
 //!   unharmed; `redis-cli` without `--tls`, and with `--tls` but without the CA, get no answer;
 //!   a rustls client reconnecting to a node resumes its TLS session;
 //! - a 1-node cluster with `tls_auth_clients = "yes"`, a password, `max_connections = 2` and a
-//!   2 s idle timeout: a client without a certificate, or with one of another CA, is refused
+//!   6 s idle timeout: a client without a certificate, or with one of another CA, is refused
 //!   (and its command not executed); one with the client certificate `dev-certs.sh --client app`
 //!   issued works, and still needs `AUTH`; two silent TCP connections fill the
 //!   slots (a TLS client is told "max number of clients reached") and are closed once the
@@ -309,7 +309,7 @@ fn client_certificates_when_required_and_limits_over_tls() {
         1,
         &format!(
             "\n[resp]\ntls_auth_clients = \"yes\"\npassword = \"{PASSWORD}\"\n\
-             max_connections = 2\nidle_timeout_secs = 2\n"
+             max_connections = 2\nidle_timeout_secs = 6\n"
         ),
     );
     let port = doors[0];
@@ -410,20 +410,35 @@ fn client_certificates_when_required_and_limits_over_tls() {
     expect(port, with_cert, &["EXISTS", "uncertified"], |s| s == "0");
 
     // Two silent TCP connections (no handshake) take both slots: a TLS client is told so ...
-    let mut silent: Vec<TcpStream> = (0..2)
-        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let full = redis_cli(port, with_cert, &["PING"]);
-    assert!(
-        full.out.contains("max number of clients reached"),
-        "a third connection with two slots taken: {:?}",
-        full.out
-    );
-    // ... and they are closed when the handshake time (the 2 s idle timeout) is up.
+    // (The node may not yet have seen an earlier redis-cli leave, which then holds a slot a
+    // silent connection did not get, and frees it for the third: if the third is served, the
+    // silent ones are dropped, everything given a second to settle, and it is tried again.)
+    let mut attempts = Vec::new();
+    let mut silent: Vec<TcpStream> = loop {
+        let silent: Vec<TcpStream> = (0..2)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let full = redis_cli(port, with_cert, &["PING"]);
+        if full.out.contains("max number of clients reached") {
+            break silent;
+        }
+        attempts.push(full.out);
+        assert!(
+            attempts.len() < 5,
+            "a third connection with two slots taken, 5 times: {attempts:?}"
+        );
+        drop(silent);
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    if !attempts.is_empty() {
+        eprintln!("the third connection was served {} time(s) first", attempts.len());
+    }
+    // ... and they are closed when the handshake time (the 6 s idle timeout: wide enough that a
+    // slow CI machine still starts the third client inside it) is up.
     let t = Instant::now();
     for s in &mut silent {
-        s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         let mut b = [0u8; 16];
         match s.read(&mut b) {
             Ok(0) => {}
@@ -432,7 +447,7 @@ fn client_certificates_when_required_and_limits_over_tls() {
         }
     }
     let waited = t.elapsed();
-    assert!(waited < Duration::from_secs(5), "closed after {waited:?}");
+    assert!(waited < Duration::from_secs(10), "closed after {waited:?}");
     eprintln!("silent connections closed {waited:?} after the third client");
     expect(port, with_cert, &["PING"], |s| s == "PONG");
     expect(port, with_cert, &["GET", "k"], |s| s == "v");
