@@ -290,6 +290,11 @@ enum Cmd {
         /// Print the result as one JSON object on stdout (the summary line goes to stderr).
         #[arg(long)]
         json: bool,
+        /// Pids of the system under test, comma-separated (e.g. the nodes, or redis_app and
+        /// redis-server): their CPU time over the measured window is reported, in % of a core
+        /// and per successful request.
+        #[arg(long, value_delimiter = ',')]
+        server_pids: Vec<u32>,
         /// The CA that verifies `https://` targets (PEM; default: the `[tls] ca` of --config).
         #[arg(long)]
         ca: Option<PathBuf>,
@@ -469,6 +474,7 @@ fn main() -> ExitCode {
             threads,
             setup_timeout,
             json,
+            server_pids,
             ca,
             config,
         } => {
@@ -487,6 +493,7 @@ fn main() -> ExitCode {
                     timeout: seconds("timeout", timeout)?,
                     threads,
                     setup_timeout: seconds("setup-timeout", setup_timeout)?,
+                    server_pids,
                 })
             })();
             return run_bench(opts, json);

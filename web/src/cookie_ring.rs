@@ -12,14 +12,22 @@
 //!
 //! Retiring a key (dropping it from the ring) thereby logs out exactly the sessions whose cookie
 //! was not re-issued since the newer key arrived.
+//!
+//! The verdict on a cookie is a function of its text and the ring, and the ring never changes
+//! while a node runs: each worker remembers the cookies it found current lately
+//! ([`CurrentCookies`]), so a client's next request with the same cookie — every read, until a
+//! write re-issues it — is passed on without decrypting it here (actix-session decrypts it once
+//! more; one AES-GCM decryption instead of two per request).
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::future::{ready, Ready};
 use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_web::cookie::{Cookie, CookieJar, Key};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::{HeaderValue, COOKIE};
+use actix_web::http::header::{HeaderMap, HeaderValue, COOKIE};
 use futures_util::future::LocalBoxFuture;
 
 use crate::metrics::Metrics;
@@ -105,8 +113,14 @@ impl CookieRing {
 
     /// Rewrite one `Cookie` header value; `None` when it needs no change. Values are
     /// percent-decoded as actix-web does (`Cookie::parse_encoded`) before they are judged. A
-    /// re-issued value is also left in `reissued`.
-    fn rewrite(&self, header: &str, reissued: &mut Option<String>) -> Option<String> {
+    /// re-issued value is also left in `reissued`; a session cookie found current is added
+    /// (as its `name=value` text) to `current`.
+    fn rewrite(
+        &self,
+        header: &str,
+        reissued: &mut Option<String>,
+        current: &mut CurrentCookies,
+    ) -> Option<String> {
         let name = &self.inner.name;
         let mut changed = false;
         let mut out: Vec<String> = Vec::new();
@@ -124,7 +138,10 @@ impl CookieRing {
                 .map(|c| c.value().to_string())
                 .unwrap_or_else(|_| raw.trim().to_string());
             match self.judge(&decoded) {
-                Verdict::Current => out.push(trimmed.to_string()),
+                Verdict::Current => {
+                    current.remember(trimmed);
+                    out.push(trimmed.to_string());
+                }
                 Verdict::Reissued(value) => {
                     changed = true;
                     self.count_reissued();
@@ -161,8 +178,31 @@ impl CookieRing {
         }
     }
 
-    /// Rewrite the request's cookies; answers the re-issued value, if any.
-    fn apply(&self, req: &mut ServiceRequest) -> Option<String> {
+    /// Whether every session cookie in `headers` (there may be none) is one `current` holds:
+    /// then [`CookieRing::apply`] would change nothing. No allocation, no decryption.
+    fn all_known_current(&self, headers: &HeaderMap, current: &CurrentCookies) -> bool {
+        let name = self.inner.name.as_str();
+        headers.get_all(COOKIE).all(|v| {
+            let Ok(header) = v.to_str() else {
+                return false;
+            };
+            header.split(';').all(|pair| {
+                let trimmed = pair.trim();
+                match trimmed.split_once('=') {
+                    Some((n, _)) if n.trim() == name => current.contains(trimmed),
+                    _ => true,
+                }
+            })
+        })
+    }
+
+    /// Rewrite the request's cookies; answers the re-issued value, if any. Session cookies
+    /// found current are remembered in `current`; when every one is known there, nothing is
+    /// judged again.
+    fn apply(&self, req: &mut ServiceRequest, current: &mut CurrentCookies) -> Option<String> {
+        if self.all_known_current(req.headers(), current) {
+            return None;
+        }
         let headers = req.headers_mut();
         let values: Vec<HeaderValue> = headers.get_all(COOKIE).cloned().collect();
         let mut reissued = None;
@@ -172,7 +212,11 @@ impl CookieRing {
         let mut any = false;
         let mut rewritten = Vec::with_capacity(values.len());
         for v in &values {
-            match v.to_str().ok().and_then(|s| self.rewrite(s, &mut reissued)) {
+            match v
+                .to_str()
+                .ok()
+                .and_then(|s| self.rewrite(s, &mut reissued, current))
+            {
                 Some(new) => {
                     any = true;
                     if !new.is_empty() {
@@ -191,6 +235,36 @@ impl CookieRing {
             }
         }
         reissued
+    }
+}
+
+/// The session cookies (`name=value`, as they appear in a `Cookie` header) a worker found
+/// current under the newest key lately: at most [`CurrentCookies::CAPACITY`], forgotten all at
+/// once when full (a forgotten one is judged again, nothing else). Only a current verdict is
+/// remembered: a cookie that is re-issued or refused is judged, counted and logged every time.
+pub struct CurrentCookies {
+    seen: HashSet<Box<str>>,
+}
+
+impl CurrentCookies {
+    /// How many are remembered per worker (~100 bytes each).
+    pub const CAPACITY: usize = 4096;
+
+    fn new() -> Self {
+        Self {
+            seen: HashSet::new(),
+        }
+    }
+
+    fn contains(&self, pair: &str) -> bool {
+        self.seen.contains(pair)
+    }
+
+    fn remember(&mut self, pair: &str) {
+        if self.seen.len() >= Self::CAPACITY {
+            self.seen.clear();
+        }
+        self.seen.insert(pair.into());
     }
 }
 
@@ -224,14 +298,16 @@ where
         ready(Ok(CookieRingService {
             service: Rc::new(service),
             ring: self.clone(),
+            current: RefCell::new(CurrentCookies::new()),
         }))
     }
 }
 
-/// The service of [`CookieRing`].
+/// The service of [`CookieRing`] (one per worker).
 pub struct CookieRingService<S> {
     service: Rc<S>,
     ring: CookieRing,
+    current: RefCell<CurrentCookies>,
 }
 
 impl<S, B> Service<ServiceRequest> for CookieRingService<S>
@@ -246,7 +322,7 @@ where
     forward_ready!(service);
 
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
-        let reissued = self.ring.apply(&mut req);
+        let reissued = self.ring.apply(&mut req, &mut self.current.borrow_mut());
         let service = self.service.clone();
         let ring = self.ring.clone();
         Box::pin(async move {
@@ -314,7 +390,11 @@ mod tests {
         let old = encrypt("id", &key(1), "sid".into());
         let enc = |v: &str| Cookie::new("id", v.to_string()).encoded().to_string();
         let new = ring
-            .rewrite(&format!("a=1; {}; b=2", enc(&old)), &mut None)
+            .rewrite(
+                &format!("a=1; {}; b=2", enc(&old)),
+                &mut None,
+                &mut CurrentCookies::new(),
+            )
             .expect("changed");
         let parts: Vec<&str> = new.split("; ").collect();
         assert_eq!(parts[0], "a=1");
@@ -322,16 +402,71 @@ mod tests {
         let v = Cookie::parse_encoded(parts[1].to_string()).expect("cookie");
         assert_eq!(decrypt("id", &key(2), v.value()).as_deref(), Some("sid"));
         assert_eq!(
-            ring.rewrite("a=1; id=forged; b=2", &mut None).as_deref(),
+            ring.rewrite("a=1; id=forged; b=2", &mut None, &mut CurrentCookies::new())
+                .as_deref(),
             Some("a=1; b=2")
         );
         let current = encrypt("id", &key(2), "sid".into());
-        assert_eq!(ring.rewrite(&enc(&current), &mut None), None);
         assert_eq!(
-            ring.rewrite(&format!("id={current}"), &mut None),
+            ring.rewrite(&enc(&current), &mut None, &mut CurrentCookies::new()),
+            None
+        );
+        assert_eq!(
+            ring.rewrite(
+                &format!("id={current}"),
+                &mut None,
+                &mut CurrentCookies::new()
+            ),
             None,
             "unencoded is accepted too"
         );
-        assert_eq!(ring.rewrite("a=1", &mut None), None);
+        assert_eq!(
+            ring.rewrite("a=1", &mut None, &mut CurrentCookies::new()),
+            None
+        );
+    }
+
+    #[test]
+    fn current_cookies_are_judged_once() {
+        let ring = CookieRing::new("id", vec![key(2), key(1)], false, None);
+        let current = encrypt("id", &key(2), "sid".into());
+        let old = encrypt("id", &key(1), "sid-b".into());
+        let headers = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(COOKIE, HeaderValue::from_str(value).expect("header"));
+            h
+        };
+        let mut seen = CurrentCookies::new();
+        let with_current = format!("a=1; id={current}");
+        // nothing known yet; no session cookie at all is nothing to judge
+        assert!(!ring.all_known_current(&headers(&with_current), &seen));
+        assert!(ring.all_known_current(&headers("a=1; b=2"), &seen));
+        assert_eq!(ring.rewrite(&with_current, &mut None, &mut seen), None);
+        assert!(ring.all_known_current(&headers(&with_current), &seen));
+        assert!(ring.all_known_current(&headers(&format!("id={current}; z=9")), &seen));
+        // a re-issued or refused cookie is never remembered: judged (and counted) every time
+        let mut reissued = None;
+        assert!(ring
+            .rewrite(&format!("id={old}"), &mut reissued, &mut seen)
+            .is_some());
+        assert!(reissued.is_some());
+        assert!(!ring.all_known_current(&headers(&format!("id={old}")), &seen));
+        assert_eq!(
+            ring.rewrite("id=forged", &mut None, &mut seen).as_deref(),
+            Some("")
+        );
+        assert!(!ring.all_known_current(&headers("id=forged"), &seen));
+        // a known cookie beside an unknown one of the same name: judged
+        assert!(!ring.all_known_current(&headers(&format!("id={current}; id=forged")), &seen));
+        // full: forgotten all at once, then remembered again
+        let mut seen = CurrentCookies::new();
+        for i in 0..CurrentCookies::CAPACITY {
+            seen.remember(&format!("id=x{i}"));
+        }
+        assert!(!ring.all_known_current(&headers(&with_current), &seen));
+        assert_eq!(seen.seen.len(), CurrentCookies::CAPACITY);
+        assert_eq!(ring.rewrite(&with_current, &mut None, &mut seen), None);
+        assert_eq!(seen.seen.len(), 1);
+        assert!(ring.all_known_current(&headers(&with_current), &seen));
     }
 }

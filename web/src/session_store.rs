@@ -94,19 +94,24 @@ impl SessionToken {
     /// Parse a session key: `<sid>.<index>`, a bare `<sid>`, or `<sid>.<anything else>` (a
     /// newer token format: the id, without an index).
     pub fn parse(key: &str) -> Self {
+        let (sid, index) = Self::split(key);
+        Self {
+            sid: sid.to_string(),
+            index,
+        }
+    }
+
+    /// [`SessionToken::parse`] without copying the id: `(sid, index)` borrowed from `key`.
+    pub fn split(key: &str) -> (&str, Option<u64>) {
         match key.split_once('.') {
-            Some((sid, rest)) => Self {
-                sid: sid.to_string(),
-                index: rest
-                    .bytes()
+            Some((sid, rest)) => (
+                sid,
+                rest.bytes()
                     .all(|b| b.is_ascii_digit())
                     .then(|| rest.parse::<u64>().ok())
                     .flatten(),
-            },
-            None => Self {
-                sid: key.to_string(),
-                index: None,
-            },
+            ),
+            None => (key, None),
         }
     }
 
@@ -378,14 +383,13 @@ impl SessionStore for RaftSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<State>, LoadError> {
         let started = Instant::now();
         let m = &self.inner.metrics;
-        let token = SessionToken::parse(session_key.as_ref());
-        let key: &str = &token.sid;
+        let (key, index) = SessionToken::split(session_key.as_ref());
         // The planted bug (test only, see `StoreSettings::unsafe_skip_read_barrier`): without
         // the barrier a follower answers from whatever it has applied so far.
         if !self.inner.settings.unsafe_skip_read_barrier {
             // A token read from this node's replica when it is fresh and has applied the
             // token's index; otherwise a read barrier (503 without a quorum).
-            if let Err(e) = self.inner.cluster.session_read(token.index).await {
+            if let Err(e) = self.inner.cluster.session_read(index).await {
                 m.observe("load", "unavailable", started);
                 return Err(LoadError::Other(unavailable(&e)));
             }
@@ -454,7 +458,7 @@ impl SessionStore for RaftSessionStore {
             .check_state(&session_state)
             .map_err(UpdateError::Other)?;
         let user = user_of(&session_state);
-        let key: String = SessionToken::parse(session_key.as_ref()).sid;
+        let key = SessionToken::split(session_key.as_ref()).0.to_string();
         let loaded = request_scope::loaded(&key);
         let now = now_ms();
         let created = loaded.map_or(now, |l| l.created_at_ms);
@@ -526,7 +530,7 @@ impl SessionStore for RaftSessionStore {
         session_key: &SessionKey,
         ttl: &CookieDuration,
     ) -> Result<(), anyhow::Error> {
-        let key: &str = &SessionToken::parse(session_key.as_ref()).sid;
+        let (key, _) = SessionToken::split(session_key.as_ref());
         let now = now_ms();
         let created = request_scope::loaded(key).map_or(now, |l| l.created_at_ms);
         self.inner
@@ -539,7 +543,7 @@ impl SessionStore for RaftSessionStore {
     }
 
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
-        let key: &str = &SessionToken::parse(session_key.as_ref()).sid;
+        let (key, _) = SessionToken::split(session_key.as_ref());
         // A session this request loaded: held back, so that a `save` right after it (a renewal)
         // becomes one atomic rename; otherwise the middleware deletes it when the request ends.
         if request_scope::loaded(key).is_some()
@@ -576,5 +580,10 @@ mod tests {
         assert_eq!((newer.sid.as_str(), newer.index), ("abc", None));
         assert_eq!(SessionToken::parse("abc.").index, None);
         assert_eq!(SessionToken::parse("abc.+7").index, None);
+        // the borrowed form agrees
+        for key in ["abc-_XYZ.42", "abc", "abc.x1", "abc.7.v3", "abc.", "abc.+7"] {
+            let t = SessionToken::parse(key);
+            assert_eq!(SessionToken::split(key), (t.sid.as_str(), t.index), "{key}");
+        }
     }
 }

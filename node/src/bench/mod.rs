@@ -34,6 +34,13 @@
 //! `sessionraft_stage_seconds`), and how the session loads were made safe to read
 //! (`read_paths_per_s`: `sessionraft_read_index_total` by `how` — `lease` and `round` on the
 //! leader, `local` for a token read served from a follower's own replica).
+//!
+//! With `server_pids` (`--server-pids`: the processes of the system under test, e.g. the three
+//! nodes, or `redis_app` and its `redis-server`), their CPU time over the same window
+//! (`/proc/<pid>/stat`, user + system, every thread) is reported too: in % of one core
+//! (`server_cpu_percent`) and per successful request (`server_cpu_us_per_op`) — what one
+//! request costs the servers, which the load tool's and the other systems' share of a shared
+//! machine moves much less than the rate.
 
 pub mod backup_gen;
 mod histogram;
@@ -93,6 +100,9 @@ pub struct BenchOptions {
     pub threads: usize,
     /// How long each user keeps trying to create its session or key.
     pub setup_timeout: Duration,
+    /// The processes of the system under test whose CPU time is measured over the window
+    /// (empty: not measured).
+    pub server_pids: Vec<u32>,
 }
 
 /// The result of a run (`--json` prints it).
@@ -141,6 +151,13 @@ pub struct BenchReport {
     /// The load tool's worker threads (`--threads`).
     #[serde(default)]
     pub threads: Option<usize>,
+    /// CPU time (user + system) of the `--server-pids` processes together during the measured
+    /// window, in % of one core; `None` without them, or when one was gone at either end.
+    #[serde(default)]
+    pub server_cpu_percent: Option<f64>,
+    /// That CPU time per successful request, in µs.
+    #[serde(default)]
+    pub server_cpu_us_per_op: Option<f64>,
     /// The first error seen in the measured window, if any.
     pub first_error: Option<String>,
 }
@@ -195,6 +212,11 @@ impl BenchReport {
             .threads
             .map(|t| format!("; {t} load thread(s)"))
             .unwrap_or_default();
+        let servers = match (self.server_cpu_percent, self.server_cpu_us_per_op) {
+            (Some(c), Some(per)) => format!("; servers' CPU {c:.0}% of a core, {per:.1} µs per op"),
+            (Some(c), None) => format!("; servers' CPU {c:.0}% of a core"),
+            _ => String::new(),
+        };
         let err = self
             .first_error
             .as_deref()
@@ -203,7 +225,7 @@ impl BenchReport {
         format!(
             "bench {kind} {workload}: {} connections on {} target(s), {:.1} s: {} ok = {:.1}/s, \
              {} errors{err}; latency p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms{cpu}{threads}\
-             {machine}{raft}{stages}{paths}",
+             {servers}{machine}{raft}{stages}{paths}",
             self.connections,
             self.targets.len(),
             self.duration_s,
@@ -407,11 +429,13 @@ async fn drive(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         Kind::Etcd => None,
     };
     tokio::time::sleep_until(measure_start.into()).await;
-    let cpu0 = process_cpu_seconds();
+    let cpu0 = process_cpu_seconds("self");
+    let servers0 = servers_cpu_seconds(&opts.server_pids);
     let machine0 = machine_stat();
     let scrape0 = scrape(status_client.as_ref(), &opts.targets).await;
     tokio::time::sleep_until(end.into()).await;
-    let cpu1 = process_cpu_seconds();
+    let cpu1 = process_cpu_seconds("self");
+    let servers1 = servers_cpu_seconds(&opts.server_pids);
     let machine1 = machine_stat();
     let scrape1 = scrape(status_client.as_ref(), &opts.targets).await;
     let mut hist = Histogram::default();
@@ -427,6 +451,7 @@ async fn drive(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     }
     let secs = opts.duration.as_secs_f64();
     let ms = |us: u64| round3(us as f64 / 1000.0);
+    let servers_cpu = servers0.zip(servers1).map(|(a, b)| (b - a).max(0.0));
     Ok(BenchReport {
         kind: opts.kind,
         workload: opts.workload,
@@ -467,6 +492,10 @@ async fn drive(opts: BenchOptions) -> anyhow::Result<BenchReport> {
             .map(|(a, b)| stage_means(&a.stages, &b.stages))
             .unwrap_or_default(),
         threads: Some(opts.threads),
+        server_cpu_percent: servers_cpu.map(|c| (c / secs * 1000.0).round() / 10.0),
+        server_cpu_us_per_op: servers_cpu
+            .filter(|_| ok > 0)
+            .map(|c| (c / ok as f64 * 1e7).round() / 10.0),
         first_error,
     })
 }
@@ -475,9 +504,21 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// This process's user + system CPU time in seconds (Linux `/proc/self/stat`, USER_HZ = 100).
-fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// The user + system CPU time of the processes `pids` together, in seconds; `None` when there
+/// are none or one cannot be read (gone).
+fn servers_cpu_seconds(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter()
+        .map(|p| process_cpu_seconds(&p.to_string()))
+        .sum()
+}
+
+/// The user + system CPU time in seconds of process `pid` (`self`: this one), all its threads
+/// (Linux `/proc/<pid>/stat`, USER_HZ = 100).
+fn process_cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start with the state (field 3);
     // utime and stime are fields 14 and 15.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -933,6 +974,7 @@ mod tests {
             timeout: Duration::from_millis(100),
             threads,
             setup_timeout: Duration::from_millis(50),
+            server_pids: Vec::new(),
         };
         assert!(run(opts(0)).unwrap_err().to_string().contains("--threads"));
         for threads in [1, 2] {
@@ -943,7 +985,12 @@ mod tests {
 
     #[test]
     fn cpu_time_is_readable() {
-        assert!(process_cpu_seconds().is_some_and(|s| s >= 0.0));
+        assert!(process_cpu_seconds("self").is_some_and(|s| s >= 0.0));
+        let me = std::process::id();
+        assert!(servers_cpu_seconds(&[me, me]).is_some_and(|s| s >= 0.0));
+        assert!(servers_cpu_seconds(&[]).is_none());
+        // pid_max is at most 2^22: this one never exists
+        assert!(servers_cpu_seconds(&[me, 4_194_304 + 1]).is_none());
     }
 
     #[test]
@@ -969,6 +1016,8 @@ mod tests {
             stages: BTreeMap::new(),
             read_paths_per_s: BTreeMap::new(),
             threads: None,
+            server_cpu_percent: None,
+            server_cpu_us_per_op: None,
             first_error: None,
         };
         let line = r.human();
@@ -991,6 +1040,20 @@ mod tests {
         assert!(
             line.contains("of a core; 1 load thread(s); machine"),
             "{line}"
+        );
+        let servers = BenchReport {
+            server_cpu_percent: Some(150.0),
+            server_cpu_us_per_op: Some(30.0),
+            ..with.clone()
+        };
+        let line = servers.human();
+        assert!(
+            line.contains("load thread(s); servers' CPU 150% of a core, 30.0 µs per op; machine"),
+            "{line}"
+        );
+        assert_eq!(
+            serde_json::to_value(&servers).unwrap()["server_cpu_us_per_op"],
+            30.0
         );
         assert!(
             line.ends_with("; loads made safe, per s: lease 100, local 900"),

@@ -2,6 +2,8 @@
 //! here: the HTTP layer (`sessionraft-web`'s `Metrics`) registers them in its registry and
 //! renders `/metrics`. Recording is a few atomic adds (label handles resolved once).
 
+use std::sync::OnceLock;
+
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
 
 /// Monotonic operation counters of one node.
@@ -127,7 +129,42 @@ pub struct Instruments {
     actor_names: std::sync::Mutex<Vec<&'static str>>,
     /// Writes the batcher did not propose (`sessionraft_write_queue_refused_total{reason}`).
     pub write_queue: WriteQueueRefusals,
+    /// The label handles of `session_ops` and `session_op_seconds` for the operations the store
+    /// records, resolved on first use (so a series shows in `/metrics` once it happened, as
+    /// with a lookup, which costs a hash and a lock per call on every request).
+    resolved_ops: [OnceLock<IntCounter>; KNOWN_OPS.len()],
+    resolved_op_seconds: [OnceLock<Histogram>; KNOWN_OP_NAMES.len()],
 }
+
+/// The `(op, outcome)` pairs the session store and the touch flusher record.
+const KNOWN_OPS: [(&str, &str); 16] = [
+    ("load", "hit"),
+    ("load", "miss"),
+    ("load", "unavailable"),
+    ("load", "error"),
+    ("update_ttl", "queued"),
+    ("update", "ok"),
+    ("update", "unavailable"),
+    ("update", "recreated"),
+    ("update", "conflict"),
+    ("save", "ok"),
+    ("save", "error"),
+    ("delete", "ok"),
+    ("delete", "unavailable"),
+    ("touch_flush", "ok"),
+    ("touch_flush", "unavailable"),
+    ("touch_flush", "error"),
+];
+
+/// The ops of [`KNOWN_OPS`].
+const KNOWN_OP_NAMES: [&str; 6] = [
+    "load",
+    "update_ttl",
+    "update",
+    "save",
+    "delete",
+    "touch_flush",
+];
 
 /// Writes the batcher refused or dropped without proposing them, by reason (label handles
 /// resolved once).
@@ -196,6 +233,8 @@ impl Instruments {
             )),
             actor_names: std::sync::Mutex::new(Vec::new()),
             write_queue: WriteQueueRefusals::new(),
+            resolved_ops: std::array::from_fn(|_| OnceLock::new()),
+            resolved_op_seconds: std::array::from_fn(|_| OnceLock::new()),
         }
     }
 
@@ -251,10 +290,22 @@ impl Instruments {
             }
             _ => {}
         }
-        self.session_ops.with_label_values(&[op, outcome]).inc();
-        self.session_op_seconds
-            .with_label_values(&[op])
-            .observe(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed().as_secs_f64();
+        match KNOWN_OPS.iter().position(|k| *k == (op, outcome)) {
+            Some(i) => self.resolved_ops[i]
+                .get_or_init(|| self.session_ops.with_label_values(&[op, outcome]))
+                .inc(),
+            None => self.session_ops.with_label_values(&[op, outcome]).inc(),
+        }
+        match KNOWN_OP_NAMES.iter().position(|k| *k == op) {
+            Some(i) => self.resolved_op_seconds[i]
+                .get_or_init(|| self.session_op_seconds.with_label_values(&[op]))
+                .observe(elapsed),
+            None => self
+                .session_op_seconds
+                .with_label_values(&[op])
+                .observe(elapsed),
+        }
     }
 }
 
@@ -269,5 +320,46 @@ fn must<T>(r: prometheus::Result<T>) -> T {
         Ok(v) => v,
         // Only reachable with a malformed metric definition in this file.
         Err(e) => panic!("invalid metric definition: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observe_counts_in_the_labelled_series_only_once_used() {
+        use prometheus::core::Collector;
+        let ins = Instruments::new();
+        let series = |ins: &Instruments| ins.session_ops.collect()[0].get_metric().len();
+        assert_eq!(series(&ins), 0, "no series before an operation");
+        let t = std::time::Instant::now();
+        ins.observe("load", "hit", t);
+        ins.observe("load", "hit", t);
+        ins.observe("load", "miss", t);
+        ins.observe("other_op", "odd", t);
+        assert_eq!(series(&ins), 3);
+        assert_eq!(ins.session_ops.with_label_values(&["load", "hit"]).get(), 2);
+        assert_eq!(
+            ins.session_ops.with_label_values(&["load", "miss"]).get(),
+            1
+        );
+        assert_eq!(
+            ins.session_ops
+                .with_label_values(&["other_op", "odd"])
+                .get(),
+            1
+        );
+        let h = |op: &str| {
+            ins.session_op_seconds
+                .with_label_values(&[op])
+                .get_sample_count()
+        };
+        assert_eq!((h("load"), h("other_op")), (3, 1));
+        assert_eq!(ins.counters.snapshot().reads, 3);
+        // every known pair names a known op
+        for (op, _) in KNOWN_OPS {
+            assert!(KNOWN_OP_NAMES.contains(&op), "{op}");
+        }
     }
 }

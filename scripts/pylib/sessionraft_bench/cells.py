@@ -47,13 +47,16 @@ def reads_cell_name(system, consistency, workload, connections):
 
 
 def bench_command(binary, targets, workload, connections, duration, warmup, kind, value_bytes=200, threads=None,
-                  ca=None):
+                  ca=None, server_pids=()):
     """The argv of `sessionraft bench` for one cell (etcd: with --value-bytes; with --threads
-    when THREADS is given, else the tool's default; https targets verified against CA)."""
+    when THREADS is given, else the tool's default; https targets verified against CA; with
+    SERVER_PIDS, the CPU time of those processes is measured over the window too)."""
     args = [binary, "bench", "--targets", targets, "--workload", workload, "--connections", str(connections),
             "--duration", str(duration), "--warmup", str(warmup), "--kind", kind, "--json"]
     if ca is not None:
         args += ["--ca", ca]
+    if server_pids:
+        args += ["--server-pids", ",".join(str(p) for p in server_pids)]
     if kind == "etcd":
         args += ["--value-bytes", str(value_bytes)]
     if threads is not None:

@@ -56,6 +56,13 @@ def read_tput(d, system, consistency, w, c):
     return r["result"]["throughput_per_s"] if r and r["status"] == "ok" else None
 
 
+def read_cpu_per_op(d, system, consistency, w, c):
+    """The servers' CPU per request (µs) of a `reads` cell that succeeded and measured it (the
+    tool's `--server-pids`), else None."""
+    r = find_read_cell(d, system, consistency, w, c)
+    return (r["result"].get("server_cpu_us_per_op") if r and r["status"] == "ok" else None)
+
+
 def n0(v):
     return "–" if v is None else f"{v:,.0f}"
 
@@ -361,6 +368,25 @@ def reads_section(d):
     L.append("| session writes ÷ etcd puts | "
              + " | ".join(q(rt(d, "sessionraft", "session", "write", c), tput_of(d, "etcd", "write", c))
                           for c in READS_CONNECTIONS) + " |")
+    cpu = {(s, rc, c): read_cpu_per_op(d, s, rc, "read", c) for s, rc in (("sessionraft", "session"),
+                                                                        ("sessionraft", "linearizable"),
+                                                                        ("redis", None))
+           for c in READS_CONNECTIONS}
+    if any(v is not None for v in cpu.values()):
+        def us(v):
+            return "–" if v is None else f"{v:.1f}"
+
+        L += ["", "CPU per read of the system under test (µs of user + system CPU per successful read, over the "
+                  "measured window: the 3 nodes together, or redis_app and redis-server together; "
+                  "`sessionraft bench --server-pids`):", "",
+              "| CPU per read | 32 connections | 256 connections |", "|---|---:|---:|"]
+        for (s, rc), label in ((("sessionraft", "session"), "sessionraft, session mode"),
+                               (("sessionraft", "linearizable"), "sessionraft, linearizable mode"),
+                               (("redis", None), "Redis app")):
+            L.append(f"| {label} | " + " | ".join(us(cpu[(s, rc, c)]) for c in READS_CONNECTIONS) + " |")
+        L.append("| session mode ÷ Redis app | "
+                 + " | ".join(rx(ratio(cpu[("sessionraft", "session", c)], cpu[("redis", None, c)]))
+                              for c in READS_CONNECTIONS) + " |")
     T = reads_targets(d)
     L += ["", "Targets of issue 18 (also in the table of all targets below):", "",
           "| target | result | numbers |", "|---|---|---|"]

@@ -54,6 +54,7 @@ class Run:
         self.sessions = opts.sessions
         self.work = None
         self.bin = self.bin_b = self.redis_app = None
+        self._server_pids_ok = None  # tool_measures_servers(), asked once
         self.help = ""
         self.failed = False
         self.children = []      # (Popen, name, group): everything started in the background
@@ -288,14 +289,24 @@ class Run:
         for w, c in cells.plan_matrix(self.opts.workloads, self.opts.connections):
             self.cell(system, kind, targets, w, c)
 
-    def reads_cell(self, system, consistency, targets, w, c):
+    def tool_measures_servers(self):
+        """Whether this run's `sessionraft bench` takes --server-pids (an older binary does not)."""
+        if self._server_pids_ok is None:
+            r = subprocess.run([self.bin, "bench", "--help"], stdin=subprocess.DEVNULL, capture_output=True,
+                               text=True)
+            self._server_pids_ok = "--server-pids" in r.stdout
+        return self._server_pids_ok
+
+    def reads_cell(self, system, consistency, targets, w, c, pids=()):
         """One cell of the `reads` part: the one-thread load tool; its record (with the read
-        consistency and the load tool's threads) in reads.jsonl."""
+        consistency and the load tool's threads) in reads.jsonl. PIDS: the system's processes,
+        whose CPU per request the tool reports (when it can)."""
         o = self.opts
         threads = cells.READS_LOAD_THREADS
         name = cells.reads_cell_name(system, consistency, w, c)
+        pids = [p for p in pids if p] if self.tool_measures_servers() else []
         argv = cells.bench_command(self.bin, targets, w, c, o.duration, o.warmup, "session", VALUE_BYTES, threads,
-                                   ca=self.ca_for(targets))
+                                   ca=self.ca_for(targets), server_pids=pids)
         mode = f", {consistency} mode" if consistency else ""
         say(f"reads: {system}{mode}: {w}, {c} connections, {threads}-thread load tool "
             f"({o.warmup}s warm-up + {o.duration}s)")
@@ -324,7 +335,7 @@ class Run:
             sr = Sessionraft(self, f"reads-{consistency}", self.bin, read_consistency=consistency).setup()
             sr.up()
             for w, c in mine:
-                self.reads_cell("sessionraft", consistency, sr.targets(), w, c)
+                self.reads_cell("sessionraft", consistency, sr.targets(), w, c, [sr.node_pid(i) for i in (1, 2, 3)])
             sr.down()
         mine = [(w, c) for s, rc, w, c in plan if s == "redis"]
         if mine:
@@ -334,7 +345,7 @@ class Run:
             redis = Redis(self)
             redis.up()
             for w, c in mine:
-                self.reads_cell("redis", None, redis.url(), w, c)
+                self.reads_cell("redis", None, redis.url(), w, c, [p.pid for p in (redis.server, redis.app) if p])
             redis.down()
 
     # the modes

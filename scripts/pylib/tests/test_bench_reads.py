@@ -169,6 +169,30 @@ class TargetsTest(unittest.TestCase):
         self.assertIn("| session reads ÷ linearizable reads | 1.29× | – |", md)
         self.assertIn("| session writes ÷ etcd puts | 1.95× | 2.10× |", md)
         self.assertIn("\n2 of 12 targets met.\n", md)
+        # raw files without the servers' CPU (older tools) have no CPU-per-read table
+        self.assertNotIn("CPU per read", md)
+
+    def test_cpu_per_read_table(self):
+        d = {"session_reads": {"load_threads": 1, "cells": [
+            reads_rec("sessionraft", "session", "read", 32, 125.0), reads_rec("redis", None, "read", 32, 100.0),
+            reads_rec("sessionraft", "session", "read", 256, 100.0), reads_rec("redis", None, "read", 256, 100.0)]}}
+        cells_ = d["session_reads"]["cells"]
+        cells_[0]["result"]["server_cpu_us_per_op"] = 12.0
+        cells_[1]["result"]["server_cpu_us_per_op"] = 30.0
+        cells_[3]["result"]["server_cpu_us_per_op"] = 25.0
+        L = report.reads_section(d)
+        self.assertIn("| CPU per read | 32 connections | 256 connections |", L)
+        self.assertIn("| sessionraft, session mode | 12.0 | – |", L)
+        self.assertIn("| sessionraft, linearizable mode | – | – |", L)
+        self.assertIn("| Redis app | 30.0 | 25.0 |", L)
+        self.assertIn("| session mode ÷ Redis app | 0.40× | – |", L)
+
+    def test_the_command_names_the_servers(self):
+        argv = cells.bench_command("/b/sessionraft", "http://a", "read", 32, 10, 2, "session", 200, 1,
+                                   server_pids=[11, 12])
+        self.assertEqual(argv[argv.index("--server-pids") + 1], "11,12")
+        self.assertNotIn("--server-pids", cells.bench_command("/b/sessionraft", "http://a", "read", 32, 10, 2,
+                                                               "session", 200, 1))
 
 
 class AssembleAndSummaryTest(unittest.TestCase):
