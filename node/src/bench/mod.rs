@@ -34,9 +34,13 @@
 //! `sessionraft_stage_seconds`), and how the session loads were made safe to read
 //! (`read_paths_per_s`: `sessionraft_read_index_total` by `how` — `lease` and `round` on the
 //! leader, `local` for a token read served from a follower's own replica).
+//!
+//! `--rate R` switches to an open loop instead (`open_loop`): increments arriving at R per
+//! second whatever the answers, for overload benchmarks.
 
 pub mod backup_gen;
 mod histogram;
+pub mod open_loop;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
