@@ -69,9 +69,10 @@
 #                at BENCH_OVERLOAD_FACTOR (default 3) x that capacity for --overload-duration s after
 #                --warmup s (`sessionraft bench --rate R --connections SESSIONS`: POST /api/counter
 #                arriving on schedule whatever the answers, latency from each one's scheduled arrival,
-#                one request in flight per session, BENCH_OVERLOAD_SESSIONS sessions (default 4096)
-#                = the in-flight cap, reported when hit; 200 / 503 / 504 / other / transport errors
-#                counted; then every session's counter read on every node and checked against its
+#                one request in flight per session, BENCH_OVERLOAD_SESSIONS sessions (default 16384)
+#                = the in-flight cap, reported when hit (above capacity x request deadline: a
+#                cluster that refuses in time never holds that many); 200 / 503 / 504 / other /
+#                transport errors counted; then every session's counter read on every node and checked against its
 #                acknowledged increments), every node's VmRSS sampled every 0.25 s meanwhile.
 #                Targets: served >= 90% of capacity, p99 of the admitted (200) requests <= [raft]
 #                request_deadline_ms, the highest RSS per node <= 256 MiB, no acknowledged write lost
@@ -142,7 +143,7 @@
 # BENCH_CATCHUP_TIMEOUT (seconds node 4 may take to be ready and caught up, default 300: then the
 # catch-up is reported as NOT met, with the node's last warning), BENCH_OVERLOAD_FACTOR (the open
 # loop's rate in capacities, default 3), BENCH_OVERLOAD_SESSIONS (its sessions = in-flight cap,
-# default 4096), BENCH_WRK_NODE (follower or leader: the node of the wrk part's cluster read cells),
+# default 16384), BENCH_WRK_NODE (follower or leader: the node of the wrk part's cluster read cells),
 # BENCH_CLIENTS_DIR (another checkout's tests/resp_clients with the apps' dependencies installed).
 #
 # Safety: every process this script starts is recorded by pid (sessionraft nodes through the pid

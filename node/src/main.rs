@@ -250,7 +250,8 @@ enum Cmd {
     /// Closed-loop HTTP benchmark: C virtual users, one keep-alive connection and one request
     /// in flight each, against sessionraft nodes (or an app with the same /api/counter, e.g.
     /// examples/redis_app) or etcd's v3 JSON gateway. Prints throughput (2xx only), errors and
-    /// latency p50/p99/max; exits 1 when no request succeeded.
+    /// latency p50/p99/max; exits 1 when no request succeeded. With --rate: an open loop of
+    /// increments for overload (see --rate).
     Bench {
         /// Base URLs, comma-separated; user i sticks to target i % N.
         #[arg(long, value_delimiter = ',', required = true)]

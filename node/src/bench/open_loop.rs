@@ -310,9 +310,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Arrival `k`'s scheduled offset from the start, at `rate` per second.
+/// Arrival `k`'s scheduled offset from the start, at `rate` per second, to the nanosecond
+/// (rounded: arrival 360 at 300/s is at 1.2 s exactly, not a nanosecond before).
 fn arrival_offset(k: u64, rate: f64) -> Duration {
-    Duration::from_secs_f64(k as f64 / rate)
+    Duration::from_nanos((k as f64 * 1e9 / rate).round() as u64)
 }
 
 /// Run the open loop.
@@ -331,6 +332,7 @@ pub fn run(opts: OpenLoopOptions) -> anyhow::Result<OpenLoopReport> {
     );
     anyhow::ensure!(!opts.duration.is_zero(), "--duration must be positive");
     anyhow::ensure!(opts.threads > 0, "--threads must be at least 1");
+    open_files_for(u64::from(opts.sessions))?;
     let mut builder = if opts.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -343,6 +345,40 @@ pub fn run(opts: OpenLoopOptions) -> anyhow::Result<OpenLoopReport> {
         .build()
         .context("starting the load runtime")?;
     rt.block_on(drive(opts))
+}
+
+/// Open files besides the connections (the runtime, the clients' pools, stdio).
+const SPARE_FILES: u64 = 256;
+
+/// Every session may hold a connection: raise this process's soft limit of open files to what
+/// `sessions` need (up to the hard limit), or say why the run cannot go ahead.
+fn open_files_for(sessions: u64) -> anyhow::Result<()> {
+    let need = sessions + SPARE_FILES;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read or write the struct passed, which lives here.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Ok(()); // unknown: the connections will say so if they run out
+    }
+    if lim.rlim_cur >= need {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        lim.rlim_max >= need,
+        "--connections {sessions} may hold {sessions} connections at once: that needs {need} \
+         open files, and this process may have {} (ulimit -Hn)",
+        lim.rlim_max
+    );
+    lim.rlim_cur = need;
+    // SAFETY: as above.
+    anyhow::ensure!(
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0,
+        "could not raise the limit of open files to {need}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
 }
 
 /// One client per target: connections opened as requests need them, kept for reuse.
@@ -690,6 +726,8 @@ mod tests {
         assert_eq!(arrival_offset(0, 1000.0), Duration::ZERO);
         assert_eq!(arrival_offset(1, 1000.0), Duration::from_millis(1));
         assert_eq!(arrival_offset(4500, 1500.0), Duration::from_secs(3));
+        assert_eq!(arrival_offset(360, 300.0), Duration::from_millis(1200));
+        assert_eq!(arrival_offset(60, 300.0), Duration::from_millis(200));
     }
 
     #[test]
@@ -715,6 +753,14 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("sessions"), "{e:#}");
+        // more sessions than this process could ever hold connections for
+        let e = run(OpenLoopOptions {
+            sessions: u32::MAX,
+            rate: 10.0,
+            ..opts.clone()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("open files"), "{e:#}");
         // Nothing listens: the setup fails, naming the session.
         let e = run(OpenLoopOptions { rate: 10.0, ..opts }).unwrap_err();
         assert!(
