@@ -215,6 +215,29 @@ async fn bench_backup_restores_and_bench_measures_a_cluster() {
     assert!(!out.status.success(), "{}", show(&out));
 }
 
+/// A fake server of the routes `configure` adds, on a thread of its own: its handle and base URL.
+fn serve_fake(
+    configure: impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+) -> (actix_web::dev::ServerHandle, String) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            // Port 0: the kernel picks a free port at bind time (a probed port can be taken by
+            // the cluster test starting alongside before this bind).
+            let bound = HttpServer::new(move || App::new().configure(configure.clone()))
+                .workers(1)
+                .bind(("127.0.0.1", 0))
+                .expect("bind");
+            let port = bound.addrs()[0].port();
+            let server = bound.run();
+            tx.send((server.handle(), port)).expect("handle");
+            let _ = server.await;
+        })
+    });
+    let (handle, port) = rx.recv().expect("fake server started");
+    (handle, format!("http://127.0.0.1:{port}"))
+}
+
 /// An open-loop report's counts add up: every scheduled arrival was sent or not sent, every
 /// sent one answered by exactly one kind of outcome.
 fn assert_open_loop_adds_up(v: &Value, scheduled: u64) {
@@ -291,27 +314,12 @@ async fn bench_open_loop_counts_outcomes_and_finds_a_lost_acknowledged_write() {
             lose_every,
             ..FakeCounter::default()
         });
-        let (tx, rx) = std::sync::mpsc::channel();
         let state = fake.clone();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let bound = HttpServer::new(move || {
-                    App::new()
-                        .app_data(state.clone())
-                        .route("/api/counter", web::post().to(fake_increment))
-                        .route("/api/counter", web::get().to(fake_read))
-                })
-                .workers(1)
-                .bind(("127.0.0.1", 0))
-                .expect("bind");
-                let port = bound.addrs()[0].port();
-                let server = bound.run();
-                tx.send((server.handle(), port)).expect("handle");
-                let _ = server.await;
-            })
+        let (handle, target) = serve_fake(move |cfg| {
+            cfg.app_data(state.clone())
+                .route("/api/counter", web::post().to(fake_increment))
+                .route("/api/counter", web::get().to(fake_read));
         });
-        let (handle, port) = rx.recv().expect("fake app started");
-        let target = format!("http://127.0.0.1:{port}");
         let (out, v) = bench(&[
             "--targets",
             &target,
@@ -415,29 +423,12 @@ async fn range(state: web::Data<FakeEtcd>, body: web::Json<Value>) -> HttpRespon
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_etcd_kind_puts_one_key_per_user_and_counts_errors() {
     let fake = web::Data::new(FakeEtcd::default());
-    let (tx, rx) = std::sync::mpsc::channel();
     let state = fake.clone();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            // Port 0: the kernel picks a free port at bind time (a probed port can be taken by
-            // the cluster test starting alongside before this bind).
-            let bound = HttpServer::new(move || {
-                App::new()
-                    .app_data(state.clone())
-                    .route("/v3/kv/put", web::post().to(put))
-                    .route("/v3/kv/range", web::post().to(range))
-            })
-            .workers(1)
-            .bind(("127.0.0.1", 0))
-            .expect("bind");
-            let port = bound.addrs()[0].port();
-            let server = bound.run();
-            tx.send((server.handle(), port)).expect("handle");
-            let _ = server.await;
-        })
+    let (handle, target) = serve_fake(move |cfg| {
+        cfg.app_data(state.clone())
+            .route("/v3/kv/put", web::post().to(put))
+            .route("/v3/kv/range", web::post().to(range));
     });
-    let (handle, port) = rx.recv().expect("fake etcd started");
-    let target = format!("http://127.0.0.1:{port}");
 
     let (out, v) = bench(&[
         "--kind",
