@@ -35,7 +35,7 @@ use reqwest::header::{HeaderValue, COOKIE, SET_COOKIE};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
-use super::{cookie_pair, machine_stat, process_cpu_seconds, round3, Histogram};
+use super::{cookie_pair, machine_stat, process_cpu_seconds, round3, Failure, Histogram};
 
 /// A validated open-loop run.
 #[derive(Clone, Debug)]
@@ -413,7 +413,7 @@ async fn increment(
     }
     let resp = match rb.send().await {
         Ok(r) => r,
-        Err(e) => return (Outcome::Transport, Some(format!("{e}"))),
+        Err(e) => return (Outcome::Transport, Some(Failure::Transport(e).describe())),
     };
     let status = resp.status();
     if status.is_success() {
@@ -431,8 +431,8 @@ async fn increment(
             (outcome, why)
         }
         // the status came, the body did not: a 200's write is acknowledged all the same
-        Err(e) if status.as_u16() == 200 => (Outcome::Ok, Some(format!("{e}"))),
-        Err(e) => (Outcome::Transport, Some(format!("{e}"))),
+        Err(e) if status.as_u16() == 200 => (Outcome::Ok, Some(Failure::Transport(e).describe())),
+        Err(e) => (Outcome::Transport, Some(Failure::Transport(e).describe())),
     }
 }
 
