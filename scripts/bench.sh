@@ -64,6 +64,30 @@
 #                tests/resp_clients), and `redis-benchmark -P 16 -t set -c 32 --threads 1 -d 200`.
 #                Per cell each pair's ratio, the median and the spread, in WORK/clients.md (printed).
 #                Alone: --only clients
+# overload (issue 29): a fresh 3-node cluster; its capacity first (closed-loop writes, `sessionraft
+#                bench --workload write --connections 32`, --capacity-duration s), then an open loop
+#                at BENCH_OVERLOAD_FACTOR (default 3) x that capacity for --overload-duration s after
+#                --warmup s (`sessionraft bench --rate R --connections SESSIONS`: POST /api/counter
+#                arriving on schedule whatever the answers, latency from each one's scheduled arrival,
+#                one request in flight per session, BENCH_OVERLOAD_SESSIONS sessions (default 16384)
+#                = the in-flight cap, reported when hit (above capacity x request deadline: a
+#                cluster that refuses in time never holds that many); 200 / 503 / 504 / other /
+#                transport errors counted; then every session's counter read on every node and checked against its
+#                acknowledged increments), every node's VmRSS sampled every 0.25 s meanwhile.
+#                Targets: served >= 90% of capacity, p99 of the admitted (200) requests <= [raft]
+#                request_deadline_ms, the highest RSS per node <= 256 MiB, no acknowledged write lost
+#                (nor one invented). Alone: --only overload
+# wrk (issue 29, only when asked for: --only wrk, or with other parts): the HTTP ratio cells with
+#                a second load tool, `wrk -t1 -c N` (Debian's wrk) with a generated Lua script (one
+#                session cookie per connection, made before the clock starts, sent round robin;
+#                its done() prints the counts as JSON), --warmup s unmeasured then --duration s,
+#                the two systems alternating over --pairs pairs (the first of a pair alternates;
+#                each fresh per turn): session reads (GET /api/counter) at 32 and 256 connections,
+#                sessionraft against the actix-session + Redis app (wrk drives one address: the
+#                cluster's cells go to a follower, or the leader with BENCH_WRK_NODE=leader), and
+#                the Express app of tests/resp_clients (POST /api/counter, 32 connections) over
+#                sessionraft's door (the leader) against over a durable redis-server. Per cell each
+#                pair's ratio, the median and the spread, in WORK/wrk.md (printed)
 # Then, on sessionraft:
 #   failover     under a light write load (`sessionraft load`, 40 increments/s), SIGKILL the leader
 #                --trials times (default 10): the time from the kill to the first successful
@@ -84,9 +108,12 @@
 #                  raw-YYYYmmdd-HHMMSS.json
 #   --only PARTS   comma-separated subset of: sessionraft, redis, etcd (their matrix cells),
 #                  reads (the one-thread read cells above), resp (the Redis-protocol cells above),
-#                  clients (the real-client pairs above), failover, catchup (catch-up and
-#                  memory). Default: all
-#   --pairs N      alternating pairs of the clients part, and of --compare (default 3)
+#                  clients (the real-client pairs above), overload (the open loop above), failover,
+#                  catchup (catch-up and memory), wrk (the wrk pairs above: never in a full run).
+#                  Default: all but wrk and resp-tls
+#   --pairs N      alternating pairs of the clients and wrk parts, and of --compare (default 3)
+#   --capacity-duration S  the overload part's closed-loop capacity cell (default 5)
+#   --overload-duration S  the overload part's open loop, measured seconds (default 20)
 #   --trials N     failover trials (default 10)
 #   --sessions N   sessions for the catch-up and memory (default 1000000)
 #   --keep         keep the systems' data directories (default: deleted at the end)
@@ -102,7 +129,7 @@
 #                  cells, --workloads write,read,mixed and --connections 32,256 (comma lists)
 #
 # Installs what it needs (`scripts/install-deps.sh --bench`: redis-server, etcd-server,
-# etcd-client and what scripts/cluster.sh uses) and builds only when a binary is missing (cargo build --release --workspace
+# etcd-client, wrk and what scripts/cluster.sh uses) and builds only when a binary is missing (cargo build --release --workspace
 # --bins --examples: the node and the actix-session + Redis app). Needs root (or sudo) for the installs. The run's logs, configs and each cell's
 # output stay in target/bench/run-YYYYmmdd-HHMMSS/.
 #
@@ -114,7 +141,10 @@
 # BENCH_BACKUP (a backup file to restore for the catch-up instead of generating one with
 # bench-backup; --sessions is then the number of sessions it holds, from `sessionraft backup-info`),
 # BENCH_CATCHUP_TIMEOUT (seconds node 4 may take to be ready and caught up, default 300: then the
-# catch-up is reported as NOT met, with the node's last warning).
+# catch-up is reported as NOT met, with the node's last warning), BENCH_OVERLOAD_FACTOR (the open
+# loop's rate in capacities, default 3), BENCH_OVERLOAD_SESSIONS (its sessions = in-flight cap,
+# default 16384), BENCH_WRK_NODE (follower or leader: the node of the wrk part's cluster read cells),
+# BENCH_CLIENTS_DIR (another checkout's tests/resp_clients with the apps' dependencies installed).
 #
 # Safety: every process this script starts is recorded by pid (sessionraft nodes through the pid
 # files of scripts/cluster.sh) and only ever signalled through that pid after checking its command

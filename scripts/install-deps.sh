@@ -6,7 +6,8 @@
 #   scripts/install-deps.sh --cluster  also what scripts/cluster.sh uses (curl, python3, procps,
 #                                      haproxy as the load balancer)
 #   scripts/install-deps.sh --bench    what --cluster installs, and scripts/bench.sh's baselines
-#                                      (redis-server, redis-tools, etcd-server, etcd-client)
+#                                      (redis-server, redis-tools, etcd-server, etcd-client) and
+#                                      its second HTTP load tool (wrk)
 #   scripts/install-deps.sh --resp-clients
 #                                      the real Redis clients of tests/it/resp_clients.rs: redis-cli
 #                                      (redis-tools), redis-server, haproxy; `npm ci` of the
@@ -29,14 +30,14 @@ case "${1:-}" in
     want+=(iproute2 iptables procps curl python3 haproxy chromium chromium-driver libfaketime redis-server redis-tools)
     # scripts/bench.sh's other baseline (redis-server is above): a 3-member etcd cluster (etcd 3.4)
     # and etcdctl
-    want+=(etcd-server etcd-client)
+    want+=(etcd-server etcd-client wrk)
     resp_clients=true
     ;;
 --cluster)
     want+=(procps curl python3 haproxy)
     ;;
 --bench)
-    want+=(procps curl python3 haproxy redis-server redis-tools etcd-server etcd-client)
+    want+=(procps curl python3 haproxy redis-server redis-tools etcd-server etcd-client wrk)
     ;;
 --resp-clients)
     want+=(procps curl python3 haproxy redis-server redis-tools)

@@ -15,7 +15,7 @@
 //!
 //! Without `--config`, the embedded default `cluster.toml` (3 nodes on 127.0.0.1) is used.
 
-use sessionraft_node::bench::{self, backup_gen};
+use sessionraft_node::bench::{self, backup_gen, open_loop};
 use sessionraft_node::chaos::{load as chaos_load, verdict};
 use sessionraft_node::migrate::{self, endpoint::Endpoint, patterns::Patterns};
 use sessionraft_node::{config, ops, serve, status};
@@ -250,7 +250,8 @@ enum Cmd {
     /// Closed-loop HTTP benchmark: C virtual users, one keep-alive connection and one request
     /// in flight each, against sessionraft nodes (or an app with the same /api/counter, e.g.
     /// examples/redis_app) or etcd's v3 JSON gateway. Prints throughput (2xx only), errors and
-    /// latency p50/p99/max; exits 1 when no request succeeded.
+    /// latency p50/p99/max; exits 1 when no request succeeded. With --rate: an open loop of
+    /// increments for overload (see --rate).
     Bench {
         /// Base URLs, comma-separated; user i sticks to target i % N.
         #[arg(long, value_delimiter = ',', required = true)]
@@ -259,9 +260,16 @@ enum Cmd {
         /// range); mixed: 90 % reads, 10 % writes.
         #[arg(long, value_enum)]
         workload: bench::Workload,
-        /// Virtual users = connections.
+        /// Virtual users = connections (with --rate: the sessions, each with at most one
+        /// request in flight: the cap on requests in flight).
         #[arg(long)]
         connections: u32,
+        /// Open loop: increments (POST /api/counter, --workload write, --kind session) arriving
+        /// at this many per second whatever the answers, latency from each one's scheduled
+        /// arrival; per-status counts, then every session's counter checked against the
+        /// acknowledged increments. Exits 1 also when an acknowledged write is lost.
+        #[arg(long)]
+        rate: Option<f64>,
         /// Seconds measured (after the warmup).
         #[arg(long)]
         duration: f64,
@@ -465,6 +473,7 @@ fn main() -> ExitCode {
             targets,
             workload,
             connections,
+            rate,
             duration,
             warmup,
             kind,
@@ -478,6 +487,27 @@ fn main() -> ExitCode {
             ca,
             config,
         } => {
+            if let Some(rate) = rate {
+                let opts = (|| {
+                    anyhow::ensure!(
+                        workload == bench::Workload::Write && kind == bench::Kind::Session,
+                        "--rate (the open loop) runs --workload write --kind session only"
+                    );
+                    let targets = chaos_load::parse_targets(&targets.join(","));
+                    trust(ca.as_deref(), config.as_deref(), &targets)?;
+                    Ok(open_loop::OpenLoopOptions {
+                        targets,
+                        rate,
+                        sessions: connections,
+                        duration: seconds("duration", duration)?,
+                        warmup: seconds("warmup", warmup)?,
+                        timeout: seconds("timeout", timeout)?,
+                        threads,
+                        setup_timeout: seconds("setup-timeout", setup_timeout)?,
+                    })
+                })();
+                return run_open_loop(opts, json);
+            }
             let opts = (|| {
                 let targets = chaos_load::parse_targets(&targets.join(","));
                 trust(ca.as_deref(), config.as_deref(), &targets)?;
@@ -785,6 +815,42 @@ fn run_bench(opts: anyhow::Result<bench::BenchOptions>, json: bool) -> ExitCode 
         }
     } else {
         println!("{}", report.human());
+    }
+    if report.ok == 0 {
+        eprintln!("error: no request succeeded");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// `sessionraft bench --rate`: 0 when some increment was acknowledged and every counter is
+/// right, 1 otherwise (or on bad options).
+fn run_open_loop(opts: anyhow::Result<open_loop::OpenLoopOptions>, json: bool) -> ExitCode {
+    let report = match opts.and_then(open_loop::run) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        eprintln!("{}", report.human());
+        match serde_json::to_string(&report) {
+            Ok(j) => println!("{j}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        println!("{}", report.human());
+    }
+    if report.counters_wrong() {
+        eprintln!(
+            "error: {} acknowledged writes lost, {} invented",
+            report.check.lost_writes, report.check.invented_writes
+        );
+        return ExitCode::FAILURE;
     }
     if report.ok == 0 {
         eprintln!("error: no request succeeded");

@@ -3,7 +3,10 @@
 //!   every node ends up with its sessions;
 //! - write, read and mixed runs against that cluster report successes, no errors, JSON;
 //! - the etcd kind against a fake v3 JSON gateway: one key per user with the requested value
-//!   size, non-2xx answers counted as errors (not throughput).
+//!   size, non-2xx answers counted as errors (not throughput);
+//! - the open loop (`--rate`) against the cluster (every arrival accounted for, every counter
+//!   right) and against a fake app with planted faults (503 not applied, 504 applied, and
+//!   acknowledged writes dropped: found, exit 1).
 
 use std::collections::HashMap;
 use std::process::Output;
@@ -167,6 +170,30 @@ async fn bench_backup_restores_and_bench_measures_a_cluster() {
     let d = cluster.digest(1).await;
     assert_eq!(d["sessions"], 5018, "{d}");
 
+    // The open loop: 200 arrivals scheduled in 1 s, whatever the answers; then every session's
+    // counter read and checked against its acknowledged increments.
+    let (out, v) = bench(&[
+        "--targets",
+        &targets,
+        "--workload",
+        "write",
+        "--rate",
+        "200",
+        "--connections",
+        "8",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+    ])
+    .await;
+    assert!(out.status.success(), "open loop: {}", show(&out));
+    assert_open_loop_adds_up(&v, 200);
+    assert!(v["ok"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert_eq!(v["check"]["sessions_checked"], 8, "{v}");
+    assert_eq!(v["check"]["lost_writes"], 0, "{v}");
+    assert_eq!(v["check"]["invented_writes"], 0, "{v}");
+
     // 4. a target that is down: setup fails, exit 1, a message
     let dead = format!("http://127.0.0.1:{}", free_port());
     let out = cli(&[
@@ -186,6 +213,164 @@ async fn bench_backup_restores_and_bench_measures_a_cluster() {
     ])
     .await;
     assert!(!out.status.success(), "{}", show(&out));
+}
+
+/// A fake server of the routes `configure` adds, on a thread of its own: its handle and base URL.
+fn serve_fake(
+    configure: impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+) -> (actix_web::dev::ServerHandle, String) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            // Port 0: the kernel picks a free port at bind time (a probed port can be taken by
+            // the cluster test starting alongside before this bind).
+            let bound = HttpServer::new(move || App::new().configure(configure.clone()))
+                .workers(1)
+                .bind(("127.0.0.1", 0))
+                .expect("bind");
+            let port = bound.addrs()[0].port();
+            let server = bound.run();
+            tx.send((server.handle(), port)).expect("handle");
+            let _ = server.await;
+        })
+    });
+    let (handle, port) = rx.recv().expect("fake server started");
+    (handle, format!("http://127.0.0.1:{port}"))
+}
+
+/// An open-loop report's counts add up: every scheduled arrival was sent or not sent, every
+/// sent one answered by exactly one kind of outcome.
+fn assert_open_loop_adds_up(v: &Value, scheduled: u64) {
+    let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k}: {v}"));
+    assert_eq!(v["mode"], "open-loop", "{v}");
+    assert_eq!(n("scheduled"), scheduled, "{v}");
+    assert_eq!(n("sent") + n("not_sent_in_flight_cap"), scheduled, "{v}");
+    let other: u64 = v["other_status"]
+        .as_object()
+        .expect("other_status")
+        .values()
+        .map(|x| x.as_u64().expect("count"))
+        .sum();
+    let answered = n("ok") + n("refused_503") + n("unknown_504") + other + n("transport_errors");
+    assert_eq!(answered, n("sent"), "{v}");
+    assert_eq!(answered - n("ok"), n("errors"), "{v}");
+}
+
+/// A fake `/api/counter` app with planted faults, counting the increments of each session
+/// (cookie `id=<n>`): of the increments on an existing session, every 3rd answers 503 without
+/// applying, every 7th applies and answers 504, and, when `lose_every` is set, every
+/// `lose_every`-th answers 200 without applying (an acknowledged write lost).
+#[derive(Default)]
+struct FakeCounter {
+    counters: Mutex<Vec<u64>>,
+    increments: Mutex<u64>,
+    lose_every: u64,
+}
+
+fn fake_session(req: &actix_web::HttpRequest) -> Option<usize> {
+    req.cookie("id")?.value().parse().ok()
+}
+
+async fn fake_increment(
+    state: web::Data<FakeCounter>,
+    req: actix_web::HttpRequest,
+) -> HttpResponse {
+    let mut counters = state.counters.lock().expect("counters");
+    let Some(id) = fake_session(&req).filter(|id| *id < counters.len()) else {
+        counters.push(1);
+        return HttpResponse::Ok()
+            .insert_header(("set-cookie", format!("id={}; Path=/", counters.len() - 1)))
+            .json(serde_json::json!({ "counter": 1 }));
+    };
+    let k = {
+        let mut n = state.increments.lock().expect("increments");
+        *n += 1;
+        *n
+    };
+    if k % 3 == 0 {
+        return HttpResponse::ServiceUnavailable().body("overloaded");
+    }
+    if state.lose_every == 0 || k % state.lose_every != 0 {
+        counters[id] += 1;
+    }
+    if k % 7 == 0 {
+        return HttpResponse::GatewayTimeout().body("outcome unknown");
+    }
+    HttpResponse::Ok().json(serde_json::json!({ "counter": counters[id] }))
+}
+
+async fn fake_read(state: web::Data<FakeCounter>, req: actix_web::HttpRequest) -> HttpResponse {
+    let counters = state.counters.lock().expect("counters");
+    match fake_session(&req).and_then(|id| counters.get(id)) {
+        Some(c) => HttpResponse::Ok().json(serde_json::json!({ "counter": c })),
+        None => HttpResponse::Ok().json(serde_json::json!({ "counter": 0 })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_open_loop_counts_outcomes_and_finds_a_lost_acknowledged_write() {
+    for lose_every in [0, 5] {
+        let fake = web::Data::new(FakeCounter {
+            lose_every,
+            ..FakeCounter::default()
+        });
+        let state = fake.clone();
+        let (handle, target) = serve_fake(move |cfg| {
+            cfg.app_data(state.clone())
+                .route("/api/counter", web::post().to(fake_increment))
+                .route("/api/counter", web::get().to(fake_read));
+        });
+        let (out, v) = bench(&[
+            "--targets",
+            &target,
+            "--workload",
+            "write",
+            "--rate",
+            "300",
+            "--connections",
+            "6",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+        ])
+        .await;
+        // 0.2 s + 1 s at 300/s: 360 arrivals, the last 300 of them measured
+        assert_open_loop_adds_up(&v, 300);
+        assert_eq!(fake.counters.lock().expect("counters").len(), 6, "{v}");
+        let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k}: {v}"));
+        assert!(n("refused_503") > 0 && n("unknown_504") > 0, "{v}");
+        assert!(
+            v["first_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("HTTP 5")),
+            "{v}"
+        );
+        let check = &v["check"];
+        assert_eq!(check["sessions_checked"], 6, "{v}");
+        assert_eq!(check["invented_writes"], 0, "{v}");
+        if lose_every == 0 {
+            // 503s applied nothing and 504s applied: the counters are within their ranges
+            assert!(out.status.success(), "{}", show(&out));
+            assert_eq!(check["lost_writes"], 0, "{v}");
+        } else {
+            assert!(
+                !out.status.success(),
+                "a lost write exits 1: {}",
+                show(&out)
+            );
+            assert!(check["lost_writes"].as_u64().is_some_and(|l| l > 0), "{v}");
+            assert!(
+                check["first_problem"]
+                    .as_str()
+                    .is_some_and(|p| p.contains("increments were acknowledged")),
+                "{v}"
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("acknowledged writes lost"), "{err}");
+        }
+        handle.stop(false).await;
+    }
 }
 
 /// A fake etcd v3 JSON gateway: puts store the value under the key, ranges return it; every
@@ -238,29 +423,12 @@ async fn range(state: web::Data<FakeEtcd>, body: web::Json<Value>) -> HttpRespon
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_etcd_kind_puts_one_key_per_user_and_counts_errors() {
     let fake = web::Data::new(FakeEtcd::default());
-    let (tx, rx) = std::sync::mpsc::channel();
     let state = fake.clone();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            // Port 0: the kernel picks a free port at bind time (a probed port can be taken by
-            // the cluster test starting alongside before this bind).
-            let bound = HttpServer::new(move || {
-                App::new()
-                    .app_data(state.clone())
-                    .route("/v3/kv/put", web::post().to(put))
-                    .route("/v3/kv/range", web::post().to(range))
-            })
-            .workers(1)
-            .bind(("127.0.0.1", 0))
-            .expect("bind");
-            let port = bound.addrs()[0].port();
-            let server = bound.run();
-            tx.send((server.handle(), port)).expect("handle");
-            let _ = server.await;
-        })
+    let (handle, target) = serve_fake(move |cfg| {
+        cfg.app_data(state.clone())
+            .route("/v3/kv/put", web::post().to(put))
+            .route("/v3/kv/range", web::post().to(range));
     });
-    let (handle, port) = rx.recv().expect("fake etcd started");
-    let target = format!("http://127.0.0.1:{port}");
 
     let (out, v) = bench(&[
         "--kind",

@@ -432,7 +432,10 @@ fn client_certificates_when_required_and_limits_over_tls() {
         std::thread::sleep(Duration::from_secs(1));
     };
     if !attempts.is_empty() {
-        eprintln!("the third connection was served {} time(s) first", attempts.len());
+        eprintln!(
+            "the third connection was served {} time(s) first",
+            attempts.len()
+        );
     }
     // ... and they are closed when the handshake time (the 6 s idle timeout: wide enough that a
     // slow CI machine still starts the third client inside it) is up.

@@ -41,9 +41,13 @@
 //! (`server_cpu_percent`) and per successful request (`server_cpu_us_per_op`) — what one
 //! request costs the servers, which the load tool's and the other systems' share of a shared
 //! machine moves much less than the rate.
+//!
+//! `--rate R` switches to an open loop instead (`open_loop`): increments arriving at R per
+//! second whatever the answers, for overload benchmarks.
 
 pub mod backup_gen;
 mod histogram;
+pub mod open_loop;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -22,6 +22,15 @@ Module map:
   resp.py      the `resp` part (issue 20): redis-benchmark's command, its CSV and a cell's record;
                sessionraft's RESP on the leader, redis-server as a cache and durable, etcd's put and
                linearizable range, every cell with a one-thread load tool
+  clients.py   the `clients` part (issue 29): the apps of tests/resp_clients and redis-benchmark
+               -P 16 on the door against durable Redis, alternating pairs; running_app() and
+               pairs_table() are shared with wrk.py
+  wrk.py       the `wrk` part (issue 29, --only wrk): the HTTP ratio cells with `wrk -t1`, its Lua
+               script generated (session cookies round robin, done() printing JSON), its output
+               parsed, alternating pairs
+  overload.py  the `overload` part (issue 29): capacity (closed loop), then the open loop
+               (`sessionraft bench --rate`) at 3x it with every node's VmRSS sampled; its targets
+               and report section
   resp_tls.py  the `resp-tls` part (issue 28, --only resp-tls): the door with TLS against without,
                alternating clusters per pair, and its table
   failover.py  the failover trials (SIGKILL the leader, time to the first 200 and to a new

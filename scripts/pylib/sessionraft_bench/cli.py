@@ -10,9 +10,9 @@ import sys
 from . import report
 from .common import Usage
 
-PARTS_ALL = ("sessionraft", "redis", "etcd", "reads", "resp", "clients", "failover", "catchup")
+PARTS_ALL = ("sessionraft", "redis", "etcd", "reads", "resp", "clients", "overload", "failover", "catchup")
 # asked for by name only (--only), not part of a full run
-PARTS_ON_DEMAND = ("resp-tls",)
+PARTS_ON_DEMAND = ("resp-tls", "wrk")
 WORKLOADS_ALL = ("write", "read", "mixed")
 WORKLOADS = ["write", "read", "mixed"]
 CONNECTIONS = [32, 256]
@@ -65,13 +65,15 @@ class Options:
     catchup_timeout: int = 300
     args_text: str = ""            # the options as given, for the report's command
     tls: bool = False              # --tls: every sessionraft cluster with [tls] (https, rediss)
+    overload_duration: int = 20    # the open loop's measured seconds (the overload part)
+    capacity_duration: int = 5     # the closed-loop capacity cell before it
 
     def want(self, part):
         return part in self.parts
 
 
 _VALUED = ("--duration", "--warmup", "--out", "--only", "--trials", "--sessions", "--compare", "--pairs",
-           "--workloads", "--connections")
+           "--workloads", "--connections", "--overload-duration", "--capacity-duration")
 
 
 def parse_run_args(argv, env=None, cwd=None, root=None):
@@ -85,7 +87,8 @@ def parse_run_args(argv, env=None, cwd=None, root=None):
         o.mode = "smoke"
         argv = argv[1:]
     o.args_text = " ".join(argv)
-    v = {"duration": "", "warmup": "", "trials": "10", "sessions": "1000000", "pairs": "3"}
+    v = {"duration": "", "warmup": "", "trials": "10", "sessions": "1000000", "pairs": "3",
+         "overload-duration": "20", "capacity-duration": "5"}
     only = cmp_workloads = cmp_connections = ""
     i = 0
     while i < len(argv):
@@ -123,17 +126,20 @@ def parse_run_args(argv, env=None, cwd=None, root=None):
         v["warmup"] = v["warmup"] or "1"
     v["duration"] = v["duration"] or "10"
     v["warmup"] = v["warmup"] or "2"
-    for k in ("duration", "warmup", "trials", "sessions", "pairs"):
+    for k in ("duration", "warmup", "trials", "sessions", "pairs", "overload-duration", "capacity-duration"):
         if not re.fullmatch(r"[0-9]+", v[k]):
             raise Usage(f"--{k} must be a whole number")
-    o.duration, o.warmup, o.trials, o.sessions, o.pairs = (
-        int(v[k]) for k in ("duration", "warmup", "trials", "sessions", "pairs"))
+    o.duration, o.warmup, o.trials, o.sessions, o.pairs, o.overload_duration, o.capacity_duration = (
+        int(v[k]) for k in ("duration", "warmup", "trials", "sessions", "pairs", "overload-duration",
+                            "capacity-duration"))
     if o.duration < 1:
         raise Usage("--duration must be at least 1 second")
     if o.trials < 1 or o.sessions < 1:
         raise Usage("--trials and --sessions must be at least 1")
     if o.pairs < 1:
         raise Usage("--pairs must be at least 1")
+    if o.overload_duration < 1 or o.capacity_duration < 1:
+        raise Usage("--overload-duration and --capacity-duration must be at least 1 second")
     if o.compare:
         if o.mode != "bench":
             raise Usage("--compare is a benchmark mode (not with smoke)")

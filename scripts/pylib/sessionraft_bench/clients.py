@@ -17,6 +17,7 @@ checkout's tests/resp_clients that has them.
 The pure half (the plan, the commands, the table) is tested on its own; run_clients() runs the
 part on a Run (run.py)."""
 
+import contextlib
 import json
 import os
 import statistics
@@ -40,12 +41,12 @@ CELL_LABELS = {"express": "Express app (express-session, connect-redis, node-red
                "set-p16": f"redis-benchmark -P {PIPELINE} -t set -c {CONNECTIONS} --threads 1 -d 200"}
 
 
-def plan_clients(pairs):
-    """(pair, system) in the order they run: the first system of a pair alternates, so neither
-    always runs on a machine the other just warmed up."""
+def plan_clients(pairs, systems=SYSTEMS):
+    """(pair, system) in the order they run: the first of the two SYSTEMS alternates from pair to
+    pair, so neither always runs on a machine the other just warmed up."""
     out = []
     for i in range(pairs):
-        order = SYSTEMS if i % 2 == 0 else tuple(reversed(SYSTEMS))
+        order = systems if i % 2 == 0 else tuple(reversed(systems))
         out.extend((i, s) for s in order)
     return out
 
@@ -76,15 +77,24 @@ def pipelined_set_command(host, port, requests):
 def table(records, pairs):
     """The Markdown of the part: per cell, each pair's two throughputs and ratio, then the median
     ratio and its spread (min-max over the pairs)."""
+    return pairs_table("## Real clients: sessionraft vs durable Redis, alternating pairs (issue 29)",
+                       f"{LABELS['sessionraft']} vs {LABELS['redis-durable']}; each system fresh for each turn.",
+                       CELLS, CELL_LABELS, SYSTEMS, ("sessionraft /s", "redis durable /s"), records, pairs)
+
+
+def pairs_table(title, intro, cells_, cell_labels, systems, headers, records, pairs):
+    """Alternating pairs as Markdown: per cell of CELLS_, each pair's throughputs of the two
+    SYSTEMS (A, B; their column HEADERS) and A/B, then the median ratio and its spread (min-max
+    over the pairs). RECORDS: dicts with pair, system, cell, status and throughput_per_s."""
     by = {(r["cell"], r["pair"], r["system"]): r for r in records}
-    lines = ["## Real clients: sessionraft vs durable Redis, alternating pairs (issue 29)", "",
-             f"{LABELS['sessionraft']} vs {LABELS['redis-durable']}; each system fresh for each turn.", "",
-             "| cell | pair | sessionraft /s | redis durable /s | ratio |", "|---|---:|---:|---:|---:|"]
+    sa, sb = systems
+    lines = [title, "", intro, "",
+             f"| cell | pair | {headers[0]} | {headers[1]} | ratio |", "|---|---:|---:|---:|---:|"]
     summary = []
-    for cell in CELLS:
+    for cell in cells_:
         ratios = []
         for i in range(pairs):
-            a, b = by.get((cell, i, "sessionraft")), by.get((cell, i, "redis-durable"))
+            a, b = by.get((cell, i, sa)), by.get((cell, i, sb))
             va = _rate(a)
             vb = _rate(b)
             ratio = va / vb if va is not None and vb else None
@@ -93,10 +103,10 @@ def table(records, pairs):
             lines.append(f"| {cell} | {i + 1} | {_fmt(va, a)} | {_fmt(vb, b)} | "
                          f"{f'{ratio:.2f}x' if ratio is not None else '-'} |")
         if ratios:
-            summary.append(f"- {CELL_LABELS[cell]}: median {statistics.median(ratios):.2f}x "
+            summary.append(f"- {cell_labels[cell]}: median {statistics.median(ratios):.2f}x "
                            f"(spread {min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)} pairs)")
         else:
-            summary.append(f"- {CELL_LABELS[cell]}: no complete pair")
+            summary.append(f"- {cell_labels[cell]}: no complete pair")
     return "\n".join(lines + ["", *summary, ""])
 
 
@@ -114,6 +124,40 @@ def _fmt(v, rec):
 
 # ---------------------------------------------------------------------------------------------
 # the part on a run
+
+
+class AppFailed(Exception):
+    """An app of tests/resp_clients/ could not be started (why, in words)."""
+
+
+@contextlib.contextmanager
+def running_app(run, clients_dir, app, redis_url, base):
+    """APP (express or flask) from CLIENTS_DIR on a free port over REDIS_URL, its output in
+    BASE.app.log, until it answers POST /api/counter with 200; yields its listen address
+    (host:port) and stops it by pid afterwards. Raises AppFailed."""
+    why = app_missing(clients_dir, app)
+    if why:
+        raise AppFailed(why)
+    (port,) = free_ports(1)
+    listen = f"127.0.0.1:{port}"
+    env = dict(os.environ, REDIS_URL=redis_url, PYTHONDONTWRITEBYTECODE="1")
+    with open(base + ".app.log", "wb") as f:
+        p = procs.start(app_command(clients_dir, app, listen), stdout=f, session=True, env=env)
+    name = "node" if app == "express" else "python"
+    run.children.append((p, name, True))
+    try:
+        deadline = now_ms() + 30000
+        while http_code(f"http://{listen}/api/counter", 2, ("-X", "POST")) != "200":
+            if p.poll() is not None:
+                raise AppFailed(f"the {app} app exited; see {base}.app.log")
+            if now_ms() >= deadline:
+                raise AppFailed(f"no 200 on POST /api/counter after 30 s; see {base}.app.log")
+            nap(0.2)
+        say(f"the {app} app serves on {listen} over {redis_url}")
+        yield listen
+    finally:
+        procs.stop(p, name, group=True)
+        run.forget(p)
 
 
 class ClientsPart:
@@ -140,39 +184,21 @@ class ClientsPart:
     def app_cell(self, pair, system, app, redis_url):
         o, run = self.o, self.run
         base = os.path.join(run.work, "cells", f"clients-{pair}-{system}-{app}")
-        why = app_missing(self.clients_dir, app)
-        if why:
-            return self.write(self.rec(pair, system, app, "failed", error=why))
-        (port,) = free_ports(1)
-        listen = f"127.0.0.1:{port}"
-        env = dict(os.environ, REDIS_URL=redis_url, PYTHONDONTWRITEBYTECODE="1")
-        say(f"clients: pair {pair + 1}, {LABELS[system]}: the {app} app on {listen} "
+        say(f"clients: pair {pair + 1}, {LABELS[system]}: the {app} app "
             f"({o.warmup}s warm-up + {o.duration}s, one-thread load tool)")
-        with open(base + ".app.log", "wb") as f:
-            p = procs.start(app_command(self.clients_dir, app, listen), stdout=f, session=True, env=env)
-        name = "node" if app == "express" else "python"
-        run.children.append((p, name, True))
         try:
-            deadline = now_ms() + 30000
-            while http_code(f"http://{listen}/api/counter", 2, ("-X", "POST")) != "200":
-                if p.poll() is not None:
-                    return self.write(self.rec(pair, system, app, "failed", error=f"the {app} app exited; see {base}.app.log"))
-                if now_ms() >= deadline:
-                    return self.write(self.rec(pair, system, app, "failed",
-                                               error=f"no 200 on POST /api/counter after 30 s; see {base}.app.log"))
-                nap(0.2)
-            argv = cells.bench_command(run.bin, f"http://{listen}", "write", CONNECTIONS, o.duration, o.warmup,
-                                       "session", threads=1)
-            with open(base + ".cmd", "w") as f:
-                f.write(cells.quoted(argv))
-            rc = run.run_child(argv, base + ".json", base + ".err")
-            m = cells.cell_record(system, "session", "write", CONNECTIONS, rc, base + ".json", base + ".err")
-            r = m.get("result") or {}
-            self.write(self.rec(pair, system, app, m["status"], r.get("throughput_per_s"), m.get("error"),
-                                {k: r.get(k) for k in ("p50_ms", "p99_ms", "errors")}))
-        finally:
-            procs.stop(p, name, group=True)
-            run.forget(p)
+            with running_app(run, self.clients_dir, app, redis_url, base) as listen:
+                argv = cells.bench_command(run.bin, f"http://{listen}", "write", CONNECTIONS, o.duration, o.warmup,
+                                           "session", threads=1)
+                with open(base + ".cmd", "w") as f:
+                    f.write(cells.quoted(argv))
+                rc = run.run_child(argv, base + ".json", base + ".err")
+                m = cells.cell_record(system, "session", "write", CONNECTIONS, rc, base + ".json", base + ".err")
+                r = m.get("result") or {}
+                self.write(self.rec(pair, system, app, m["status"], r.get("throughput_per_s"), m.get("error"),
+                                    {k: r.get(k) for k in ("p50_ms", "p99_ms", "errors")}))
+        except AppFailed as e:
+            self.write(self.rec(pair, system, app, "failed", error=str(e)))
         nap(1)
 
     def set_cell(self, pair, system, host, port):

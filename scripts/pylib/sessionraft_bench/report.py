@@ -12,6 +12,8 @@ import os
 import statistics
 import time
 
+from . import overload as overload_part
+
 WORKLOADS_DEFAULT = ["write", "read", "mixed"]
 CONNECTIONS_DEFAULT = [32, 256]
 SYSTEMS = ("sessionraft", "redis", "etcd")
@@ -172,6 +174,8 @@ def targets(d):
         T += reads_targets(d)
     if d.get("resp") is not None:
         T += resp_targets(d)
+    if d.get("overload") is not None:
+        T += overload_part.targets(d["overload"])
     return T
 
 
@@ -513,6 +517,8 @@ def report_markdown(d, raw, out):
             L.append(f"| {w} | {c} | {rx(ratio(sr, tput('redis', w, c)))} | {rx(ratio(sr, tput('etcd', w, c)))} |")
     L += reads_section(d)
     L += resp_section(d)
+    if d.get("overload") is not None:
+        L += overload_part.section(d["overload"])
     f = d.get("failover")
     L += ["", "## Failover (SIGKILL of the leader)", ""]
     if not f:
@@ -617,7 +623,8 @@ def summary_value(v, unit, limit=None):
         return "failed"
     if unit == "×" and limit is not None and f"{v:.2f}" == f"{limit:.2f}" and v != limit:
         return f"{v:.3f}×"
-    return {"×": f"{v:.2f}×", "ms": f"{v:,.0f} ms", "s": f"{v:.2f} s", "MiB": f"{v:.1f} MiB"}[unit]
+    return {"×": f"{v:.2f}×", "ms": f"{v:,.0f} ms", "s": f"{v:.2f} s", "MiB": f"{v:.1f} MiB",
+            "writes": f"{v:,.0f}"}[unit]
 
 
 def summary_markdown(docs, raws, out):
@@ -801,7 +808,7 @@ def assemble_doc(work, finished=None):
             "memory": {"after_catchup": read_jsonl(os.path.join(work, "memory-catchup.jsonl")),
                        "after_matrix": read_jsonl(os.path.join(work, "memory-matrix.jsonl"))},
             "problems": [p for p in problems if p],
-            **reads_doc(work), **resp_doc(work)}
+            **reads_doc(work), **resp_doc(work), **overload_doc(work)}
 
 
 def reads_doc(work):
@@ -827,6 +834,15 @@ def resp_doc(work):
         with open(q) as f:
             settings = json.load(f)
     return {"resp": {**settings, "cells": read_jsonl(p)}}
+
+
+def overload_doc(work):
+    """{"overload": the part's record (overload.json)} when the run had the `overload` part, else {}."""
+    p = os.path.join(work, "overload.json")
+    if not os.path.exists(p):
+        return {}
+    with open(p) as f:
+        return {"overload": json.load(f)}
 
 
 def assemble(work, raw):

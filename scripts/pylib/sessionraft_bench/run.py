@@ -16,6 +16,8 @@ from .cli import VALUE_BYTES
 from .common import (Interrupted, Usage, deferred, ignore_signals, install_signal_handlers, nap, say, warn)
 from .failover import run_failover
 from .clients import run_clients
+from .overload import run_overload
+from .wrk import run_wrk
 from .resp import run_resp
 from .resp_tls import run_resp_tls
 from . import meta
@@ -132,7 +134,9 @@ class Run:
                 shutil.rmtree(os.path.join(d, "run", "data"), ignore_errors=True)
             shutil.rmtree(os.path.join(self.work, "etcd", "data"), ignore_errors=True)
             for name in ("redis", "resp-redis-cache", "resp-redis-durable",
-                         *(f"clients-redis-{i}" for i in range(self.opts.pairs))):
+                         *(f"clients-redis-{i}" for i in range(self.opts.pairs)),
+                         *(f"wrk-redis-{i}" for i in range(self.opts.pairs)),
+                         *(f"wrk-redis-durable-{i}" for i in range(self.opts.pairs))):
                 shutil.rmtree(os.path.join(self.work, name, "data"), ignore_errors=True)
             try:
                 os.remove(os.path.join(self.work, "catchup-backup.bin"))
@@ -168,7 +172,7 @@ class Run:
         src_bin = os.environ.get("SESSIONRAFT_BIN") or os.path.join(self.target_dir, "release", "sessionraft")
         src_app = os.environ.get("BENCH_REDIS_APP") or os.path.join(self.target_dir, "release", "examples", "redis_app")
         x = lambda p: os.path.isfile(p) and os.access(p, os.X_OK)  # noqa: E731
-        need_app = o.mode == "bench" and (self.want("redis") or self.want("reads"))
+        need_app = o.mode == "bench" and (self.want("redis") or self.want("reads") or self.want("wrk"))
         # (smoke builds nothing for redis_app: without it, it checks redis-server alone)
         if not x(src_bin) or (need_app and not x(src_app)):
             print("building (cargo build --release --workspace --bins --examples; the first build compiles "
@@ -190,7 +194,9 @@ class Run:
         for part in ("resp", "clients", "resp-tls"):
             if self.want(part) and not shutil.which("redis-benchmark"):
                 raise Usage(f"no redis-benchmark on PATH (Debian's redis-tools; needed for --only {part})")
-        if any(self.want(p) for p in ("sessionraft", "redis", "etcd", "reads", "resp", "clients")):
+        if self.want("wrk") and not shutil.which("wrk"):
+            raise Usage("no wrk on PATH (Debian's wrk, scripts/install-deps.sh --bench; needed for --only wrk)")
+        if any(self.want(p) for p in ("sessionraft", "redis", "etcd", "reads", "resp", "clients", "overload")):
             if not self.has_cmd("bench"):
                 raise Usage(f"{src_bin} has no 'bench' command (needed for the matrix; --only failover,catchup runs "
                             "without it)")
@@ -234,7 +240,7 @@ class Run:
             link_or_copy(o.compare, self.bin_b)
             if not o.out_given:
                 o.out = os.path.join(work, "compare.md")
-        if ((self.want("redis") or self.want("reads")) and os.path.isfile(self.src_app)
+        if ((self.want("redis") or self.want("reads") or self.want("wrk")) and os.path.isfile(self.src_app)
                 and os.access(self.src_app, os.X_OK)):
             self.redis_app = os.path.join(work, "bin", "redis_app")
             link_or_copy(self.src_app, self.redis_app)
@@ -397,12 +403,12 @@ class Run:
         o = self.opts
         if o.parts == ("resp-tls",):
             return self.resp_tls_only()
-        parts = [p for p in ("sessionraft", "redis", "etcd", "reads", "resp", "clients", "failover", "catchup")
-                 if self.want(p)]
+        parts = [p for p in ("sessionraft", "redis", "etcd", "reads", "resp", "clients", "wrk", "overload", "failover",
+                              "catchup") if self.want(p)]
         say(f"benchmark run {self.work}: parts {' '.join(parts)}; cells {o.warmup}s + {o.duration}s; "
             f"failover {o.trials} trials; catch-up {self.sessions} sessions")
         redis_ver = etcd_ver = app_mtime = ""
-        if self.want("redis") or self.want("reads") or self.want("resp") or self.want("clients"):
+        if any(self.want(p) for p in ("redis", "reads", "resp", "clients", "wrk")):
             redis_ver = meta.first_line(meta._out(["redis-server", "--version"]))
             if self.redis_app:
                 app_mtime = meta.mtime_text(self.redis_app)
@@ -447,6 +453,10 @@ class Run:
             run_resp(self)
         if self.want("clients"):
             run_clients(self)
+        if self.want("wrk"):
+            run_wrk(self)
+        if self.want("overload"):
+            run_overload(self)
         if self.want("catchup"):
             run_catchup(self)
         resp_tls = run_resp_tls(self) if self.want("resp-tls") else ""

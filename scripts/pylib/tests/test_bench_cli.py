@@ -95,9 +95,9 @@ class ParseTest(unittest.TestCase):
         self.bad("--trials and --sessions must be at least 1", "--trials", "0")
         self.bad("--trials and --sessions must be at least 1", "--sessions", "0")
         self.bad("--pairs must be at least 1", "--pairs", "0")
-        self.bad("--only: unknown part 'redis2' (one of: sessionraft redis etcd reads resp clients failover catchup resp-tls)",
+        self.bad("--only: unknown part 'redis2' (one of: sessionraft redis etcd reads resp clients overload failover catchup resp-tls wrk)",
                  "--only", "redis,redis2")
-        self.bad("--only: unknown part '' (one of: sessionraft redis etcd reads resp clients failover catchup resp-tls)", "--only", "redis,,etcd")
+        self.bad("--only: unknown part '' (one of: sessionraft redis etcd reads resp clients overload failover catchup resp-tls wrk)", "--only", "redis,,etcd")
         self.bad("--workloads and --connections choose the cells of --compare only (the full run keeps its matrix)",
                  "--workloads", "write")
         self.bad("BENCH_CATCHUP_TIMEOUT must be a whole number of seconds", env={"BENCH_CATCHUP_TIMEOUT": "1m"})
@@ -171,7 +171,7 @@ class MainTest(unittest.TestCase):
             (("summary",), "bench.sh: usage: summary RAW.json... [--out FILE]\n"),
             (("summary", RAW, missing), f"bench.sh: summary: no raw file {missing}\n"),
             (("summary", RAW, "--out"), "bench.sh: --out needs a value\n"),
-            (("--only", "x"), "bench.sh: --only: unknown part 'x' (one of: sessionraft redis etcd reads resp clients failover catchup resp-tls)\n"),
+            (("--only", "x"), "bench.sh: --only: unknown part 'x' (one of: sessionraft redis etcd reads resp clients overload failover catchup resp-tls wrk)\n"),
             (("smoke", "--bogus"), "bench.sh: unknown option '--bogus' (scripts/bench.sh --help)\n"),
         ]
         for argv, message in cases:

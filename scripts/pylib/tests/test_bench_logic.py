@@ -192,6 +192,11 @@ class ProcsTest(unittest.TestCase):
             self.assertIsNone(p.poll(), "the shell exited early")
             time.sleep(0.05)
         child = int(read(f))
+        # `$!` is the fork's pid: it is `sleep` once the fork has exec'd
+        for _ in range(100):
+            if procs.is_ours(child, "sleep"):
+                break
+            time.sleep(0.05)
         self.assertTrue(procs.is_ours(child, "sleep"))
         procs.stop(p, "sh", group=True, grace_s=5)
         self.assertIsNotNone(p.returncode)

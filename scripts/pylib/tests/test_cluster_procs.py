@@ -187,10 +187,14 @@ class ProcessTest(unittest.TestCase):
                     os.kill(pid, 9)
 
     def test_wait_exit_or_kill_kills_one_that_ignores_sigterm(self):
+        # the child says when it ignores SIGTERM (a fixed wait lost the race on a busy machine:
+        # the SIGTERM came before the handler and the child died of it, -15)
         p = subprocess.Popen([sys.executable, "-c",
-                              "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(30)"])
+                              "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                              "print('ignoring', flush=True); time.sleep(30)"],
+                             stdout=subprocess.PIPE, text=True)
         try:
-            settle()
+            self.assertEqual(p.stdout.readline().strip(), "ignoring")
             procs.os.kill(p.pid, 15)
             err = io.StringIO()
             real_sleep = procs.clock.sleep
