@@ -795,6 +795,26 @@ fn run_migrate(
     ExitCode::SUCCESS
 }
 
+/// A bench report: the human text on stdout, or (`--json`) the text on stderr and the JSON on
+/// stdout. False when the JSON could not be written (said on stderr).
+fn print_report(human: &str, report: &impl serde::Serialize, json: bool) -> bool {
+    if !json {
+        println!("{human}");
+        return true;
+    }
+    eprintln!("{human}");
+    match serde_json::to_string(report) {
+        Ok(j) => {
+            println!("{j}");
+            true
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            false
+        }
+    }
+}
+
 /// `sessionraft bench`: 0 when some request succeeded, 1 otherwise (or on bad options).
 fn run_bench(opts: anyhow::Result<bench::BenchOptions>, json: bool) -> ExitCode {
     let report = match opts.and_then(bench::run) {
@@ -804,17 +824,8 @@ fn run_bench(opts: anyhow::Result<bench::BenchOptions>, json: bool) -> ExitCode 
             return ExitCode::FAILURE;
         }
     };
-    if json {
-        eprintln!("{}", report.human());
-        match serde_json::to_string(&report) {
-            Ok(j) => println!("{j}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        println!("{}", report.human());
+    if !print_report(&report.human(), &report, json) {
+        return ExitCode::FAILURE;
     }
     if report.ok == 0 {
         eprintln!("error: no request succeeded");
@@ -833,17 +844,8 @@ fn run_open_loop(opts: anyhow::Result<open_loop::OpenLoopOptions>, json: bool) -
             return ExitCode::FAILURE;
         }
     };
-    if json {
-        eprintln!("{}", report.human());
-        match serde_json::to_string(&report) {
-            Ok(j) => println!("{j}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        println!("{}", report.human());
+    if !print_report(&report.human(), &report, json) {
+        return ExitCode::FAILURE;
     }
     if report.counters_wrong() {
         eprintln!(

@@ -387,21 +387,24 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(opts.connections > 0, "--connections must be at least 1");
     anyhow::ensure!(!opts.duration.is_zero(), "--duration must be positive");
     anyhow::ensure!(opts.threads > 0, "--threads must be at least 1");
-    // One thread: a current-thread runtime (the users and the clock on this thread alone; a
-    // multi-thread runtime with one worker would add this thread, parked in block_on, and the
-    // wake-ups between the two).
-    let mut builder = if opts.threads == 1 {
+    load_runtime(opts.threads)?.block_on(drive(opts))
+}
+
+/// The load tool's runtime. One thread: a current-thread runtime (the users and the clock on
+/// this thread alone; a multi-thread runtime with one worker would add this thread, parked in
+/// block_on, and the wake-ups between the two).
+pub(crate) fn load_runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
         let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(opts.threads).thread_name("bench");
+        b.worker_threads(threads).thread_name("bench");
         b
     };
-    let rt = builder
+    builder
         .enable_all()
         .build()
-        .context("starting the load runtime")?;
-    rt.block_on(drive(opts))
+        .context("starting the load runtime")
 }
 
 async fn drive(opts: BenchOptions) -> anyhow::Result<BenchReport> {

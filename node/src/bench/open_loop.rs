@@ -333,18 +333,7 @@ pub fn run(opts: OpenLoopOptions) -> anyhow::Result<OpenLoopReport> {
     anyhow::ensure!(!opts.duration.is_zero(), "--duration must be positive");
     anyhow::ensure!(opts.threads > 0, "--threads must be at least 1");
     open_files_for(u64::from(opts.sessions))?;
-    let mut builder = if opts.threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(opts.threads).thread_name("bench");
-        b
-    };
-    let rt = builder
-        .enable_all()
-        .build()
-        .context("starting the load runtime")?;
-    rt.block_on(drive(opts))
+    super::load_runtime(opts.threads)?.block_on(drive(opts))
 }
 
 /// Open files besides the connections (the runtime, the clients' pools, stdio).
