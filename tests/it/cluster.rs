@@ -573,14 +573,7 @@ async fn lease_reads_need_a_fresh_quorum() {
 
     // Both followers paused: after the lease (0.9 x 400 ms here) the leader cannot prove it
     // still leads, and must not answer a read.
-    let paused: Vec<common::Paused> = (1..=3)
-        .filter(|id| *id != leader)
-        .map(|id| {
-            let pid = c.pid(id).expect("pid");
-            common::signal(pid, "STOP");
-            common::Paused(pid)
-        })
-        .collect();
+    let paused = c.pause_all_but(leader);
     // 500 ms: past the lease (360 ms after the last acknowledged heartbeat), inside the
     // CheckQuorum window (election_timeout_max, 800 ms): the leader tries a heartbeat round,
     // which finds no quorum.

@@ -442,6 +442,20 @@ impl Drop for Paused {
     }
 }
 
+impl TestCluster {
+    /// SIGSTOP every node of 1..=3 but `keep` (resumed when the guards drop).
+    pub fn pause_all_but(&self, keep: u64) -> Vec<Paused> {
+        (1..=3u64)
+            .filter(|id| *id != keep)
+            .map(|id| {
+                let pid = self.pid(id).expect("pid");
+                signal(pid, "STOP");
+                Paused(pid)
+            })
+            .collect()
+    }
+}
+
 /// The sum of metric `name` (without its `sessionraft_` prefix) over the lines carrying `label`
 /// on node `id`'s `/metrics`.
 pub async fn metric(c: &TestCluster, id: u64, name: &str, label: &str) -> f64 {

@@ -9,6 +9,10 @@
 //! - `abandoned_writes_are_never_applied`: writes queued behind a batch held up by a paused
 //!   leader, whose client closes its connection, are dropped when their turn comes, never
 //!   proposed (before, they were committed after the client had gone).
+//! - `a_node_at_its_request_bound_refuses_at_once`: with `[runtime] max_requests_in_flight = 1`
+//!   and a request held inside the leader (its followers paused), the next session request is
+//!   answered 503 `not-applied` with `Retry-After` at once and changes nothing; probes and
+//!   `/metrics` still answer; the freed place admits again.
 //! - `counts_are_exact`: five users signed in once are 5 sessions on every node; keys counted
 //!   by `DBSIZE`, `INFO keyspace` and `/cluster/status` as stored; after deletes, expiry, a
 //!   restart and a snapshot install still exact.
@@ -311,6 +315,116 @@ async fn abandoned_writes_are_never_applied() {
             assert_eq!(String::from_utf8_lossy(&got), "$-1\r\n", "{k} was applied");
         }
     }
+}
+
+/// A node at `[runtime] max_requests_in_flight` refuses the next session request at once —
+/// 503 `not-applied`, `Retry-After: 1`, a body naming the bound — having read and written
+/// nothing, while its probes and `/metrics` still answer; a freed place admits again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_at_its_request_bound_refuses_at_once() {
+    let c = TestCluster::start_prepared(
+        3,
+        Tuning {
+            request_deadline_ms: 8000,
+            ..Tuning::default()
+        },
+        |_, config| {
+            let mut text = std::fs::read_to_string(config).expect("config");
+            text.push_str("\n[runtime]\nmax_requests_in_flight = 1\n");
+            std::fs::write(config, text).expect("write config");
+        },
+    );
+    c.wait_ready(READY).await;
+    let leader = c.leader(READY).await;
+    let counter = c.url(leader, "/api/counter");
+    // Two users with a session each (counter 1), made one at a time: the bound admits them.
+    let (holder, refused_user) = (user(), user());
+    for u in [&holder, &refused_user] {
+        let (status, n, _) = common::increment(u, &counter).await;
+        assert_eq!((status, n), (200, Some(1)), "a user's first increment");
+    }
+    // Both followers paused: the holder's next request waits for a quorum, holding the one place.
+    let paused = c.pause_all_but(leader);
+    let held = {
+        let (holder, counter) = (holder.clone(), counter.clone());
+        tokio::spawn(async move { common::increment(&holder, &counter).await })
+    };
+    // The holder is in once the leader counts a request in flight (probes are not counted).
+    let deadline = Instant::now() + STEP;
+    while metric(&c, leader, "http_requests_in_flight", "").await < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the held request never counted in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = Instant::now();
+    let r = refused_user.post(&counter).send().await.expect("request");
+    let took = t.elapsed();
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    assert_eq!(r.status().as_u16(), 503, "over the bound");
+    assert_eq!(
+        header("x-sessionraft-outcome").as_deref(),
+        Some("not-applied")
+    );
+    assert_eq!(header("retry-after").as_deref(), Some("1"));
+    let body = r.text().await.expect("body");
+    assert!(
+        body.contains("limit of 1 requests in flight"),
+        "the refusal names the bound: {body}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "refused at once, not after the 8 s deadline: {took:?}"
+    );
+    assert!(!held.is_finished(), "the holder's request still waits");
+    // Probes and metrics are outside the bound.
+    for path in ["/healthz", "/metrics"] {
+        let r = common::http()
+            .get(c.url(leader, path))
+            .send()
+            .await
+            .expect(path);
+        assert_eq!(r.status().as_u16(), 200, "{path} while at the bound");
+    }
+    assert_eq!(
+        metric(
+            &c,
+            leader,
+            "http_requests_refused_total",
+            "reason=\"in-flight\""
+        )
+        .await,
+        1.0
+    );
+    drop(paused);
+    let (status, _, _) = held.await.expect("holder task");
+    assert!(
+        [200, 503, 504].contains(&status),
+        "the held request ends with an answer: {status}"
+    );
+    // The refused increments changed nothing; with the place free the user is served again.
+    let deadline = Instant::now() + STEP;
+    loop {
+        let (status, n) = read(&refused_user, &counter).await;
+        if status == 200 {
+            assert_eq!(n, Some(1), "a refused increment was applied");
+            break;
+        }
+        assert!(Instant::now() < deadline, "read after resume: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, n, _) = common::increment(&refused_user, &counter).await;
+    assert_eq!(
+        (status, n),
+        (200, Some(2)),
+        "served again once a place is free"
+    );
 }
 
 /// `/cluster/status` `sessions` and `kv_keys` of node `id`.

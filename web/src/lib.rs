@@ -61,6 +61,8 @@
 //! - [`session_store`]: [`RaftSessionStore`], actix-session's `SessionStore` on Raft.
 //! - [`request_scope`]: the per-request scope and the [`request_scope::StoreErrors`]
 //!   middleware that maps store failures to 503 / 409 / 413 / 400 instead of a 500.
+//! - [`admission`]: the node's bound on session requests in flight (503 `not-applied` at once
+//!   above it).
 //! - [`cookie_ring`]: the cookie key ring (a cookie under an older key is re-issued).
 //! - [`raft_routes`]: the actix routes of the peer transport (`/raft/*`); what a request
 //!   means is decided in `sessionraft_raft::transport::inbound`.
@@ -76,6 +78,7 @@
 pub mod admin;
 pub mod admin_access;
 mod admin_backup;
+pub mod admission;
 pub mod config;
 pub mod cookie_ring;
 pub mod dashboard;

@@ -18,6 +18,11 @@ pub struct Metrics {
     pub unknown_session_ids: IntCounterVec,
     /// Session cookies under an older key of the ring, re-issued under the newest.
     pub cookies_reissued: prometheus::IntCounter,
+    /// Session requests refused at once, by reason (`in-flight`: the node's
+    /// `max_requests_in_flight` was reached).
+    pub http_requests_refused: IntCounterVec,
+    /// Session requests this node works on now ([`crate::admission`]).
+    pub http_requests_in_flight: IntGauge,
     /// The cluster version applied here, as a label (the value is always 1).
     cluster_version: IntGaugeVec,
     term: IntGauge,
@@ -113,6 +118,17 @@ impl Metrics {
             registry,
             instruments,
             unknown_session_ids,
+            http_requests_refused: must(IntCounterVec::new(
+                Opts::new(
+                    "http_requests_refused_total",
+                    "Session requests answered 503 not-applied at once, before any work, by reason",
+                ),
+                &["reason"],
+            )),
+            http_requests_in_flight: gauge(
+                "http_requests_in_flight",
+                "Session requests this node works on now (at most [runtime] max_requests_in_flight)",
+            ),
             cookies_reissued: must(prometheus::IntCounter::new(
                 "session_cookies_reissued_total",
                 "Session cookies under an older key of the ring, re-issued under the newest",
@@ -140,8 +156,10 @@ impl Metrics {
                 &sessionraft_raft::storage::format::STORAGE_FORMAT.to_string(),
             ])
             .set(1);
-        let own: [Box<dyn prometheus::core::Collector>; 17] = [
+        let own: [Box<dyn prometheus::core::Collector>; 19] = [
             Box::new(build_info),
+            Box::new(m.http_requests_in_flight.clone()),
+            Box::new(m.http_requests_refused.clone()),
             Box::new(m.cluster_version.clone()),
             Box::new(m.kv_keys.clone()),
             Box::new(m.sessions_stored.clone()),

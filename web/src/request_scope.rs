@@ -36,6 +36,12 @@ pub enum StoreFailure {
         /// it): a client or a load balancer may resend it. `false`: its outcome is unknown.
         not_applied: bool,
     },
+    /// This node already works on its limit of session requests (`[runtime]
+    /// max_requests_in_flight`): refused before anything was read or written.
+    #[error(
+        "this node is at its limit of {limit} requests in flight; nothing was applied, retry shortly"
+    )]
+    Overloaded { limit: usize },
     #[error("the session was changed by a concurrent request; retry")]
     Conflict,
     #[error("session state of {size} bytes exceeds the limit of {max} bytes")]
@@ -66,6 +72,7 @@ impl ResponseError for StoreFailure {
             StoreFailure::Unavailable {
                 not_applied: false, ..
             } => StatusCode::GATEWAY_TIMEOUT,
+            StoreFailure::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             StoreFailure::Conflict => StatusCode::CONFLICT,
             StoreFailure::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             StoreFailure::Invalid(_) => StatusCode::BAD_REQUEST,
@@ -74,15 +81,19 @@ impl ResponseError for StoreFailure {
 
     fn error_response(&self) -> HttpResponse {
         let mut r = HttpResponse::build(self.status_code());
-        if let StoreFailure::Unavailable {
-            retry_after_secs,
-            not_applied,
-        } = self
-        {
+        let retry = match self {
+            StoreFailure::Unavailable {
+                retry_after_secs,
+                not_applied,
+            } => Some((*retry_after_secs, *not_applied)),
+            StoreFailure::Overloaded { .. } => Some((1, true)),
+            _ => None,
+        };
+        if let Some((retry_after_secs, not_applied)) = retry {
             r.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             r.insert_header((
                 OUTCOME_HEADER,
-                if *not_applied {
+                if not_applied {
                     "not-applied"
                 } else {
                     "unknown"

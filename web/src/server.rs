@@ -12,8 +12,9 @@
 //! [`Server::start`] opens storage and starts the consensus node (`sessionraft-raft`'s
 //! `ConsensusNode`) on a runtime of its own; [`Server::routes`] mounts what every node serves
 //! besides your app (the peer transport `/raft/*`, `/healthz`, `/readyz`, `/metrics`,
-//! `/cluster/*`, the admin API); [`Server::sessions`] is one middleware carrying the cookie key
-//! ring, the store-error mapping (503/409/413/400 instead of actix-session's 500) and
+//! `/cluster/*`, the admin API); [`Server::sessions`] is one middleware carrying the node's
+//! in-flight bound (503 `not-applied` at once above it), the cookie key ring, the store-error
+//! mapping (503/409/413/400 instead of actix-session's 500) and
 //! actix-session over [`RaftSessionStore`]. The `sessionraft` binary is built on the same calls.
 
 use std::future::Future;
@@ -36,6 +37,7 @@ use sha2::{Digest, Sha512};
 
 use crate::admin;
 use crate::admin_access::AdminState;
+use crate::admission::{Admission, AdmissionMetrics, AdmissionService};
 use crate::config::{Config, ConfigError, NodeConfig};
 use crate::cookie_ring::{CookieRing, CookieRingService};
 use crate::dashboard::{self, ClusterWatcher, DashboardFeed};
@@ -102,6 +104,9 @@ pub struct ServerOptions {
     /// With `[tls]` and a door: the door's rustls configuration ([`crate::resp::tls`]), so that
     /// it speaks TLS only; `None`: plaintext.
     pub resp_tls: Option<crate::resp::tls::DoorTls>,
+    /// Session requests this node works on at once ([`crate::admission`]); one more is
+    /// answered 503 `not-applied` at once.
+    pub max_requests_in_flight: usize,
 }
 
 impl ServerOptions {
@@ -190,6 +195,7 @@ impl ServerOptions {
             http_addr: me.http_bind_addr()?,
             resp,
             resp_tls,
+            max_requests_in_flight: cfg.runtime.max_requests_in_flight,
         })
     }
 }
@@ -296,6 +302,7 @@ struct Inner {
     frontend: web::Data<FrontendState>,
     http_addr: SocketAddr,
     resp: Mutex<Option<RespServer>>,
+    admission: Admission,
 }
 
 impl Server {
@@ -371,6 +378,15 @@ impl Server {
         consensus
             .actors
             .start_actor(move || ClusterWatcher::new(c.clone(), m.clone(), f.clone()));
+        let admission = Admission::new(
+            opts.max_requests_in_flight,
+            Some(AdmissionMetrics {
+                refused: metrics
+                    .http_requests_refused
+                    .with_label_values(&["in-flight"]),
+                in_flight: metrics.http_requests_in_flight.clone(),
+            }),
+        );
         let inner = Inner {
             inbound: web::Data::new(consensus.inbound()),
             admin: web::Data::new({
@@ -405,6 +421,7 @@ impl Server {
             cookie,
             http_addr: opts.http_addr,
             resp: Mutex::new(resp),
+            admission,
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -455,6 +472,7 @@ impl Server {
         Sessions {
             session: self.inner.cookie.middleware(self.inner.store.clone()),
             ring: self.inner.cookie.key_ring(),
+            admission: self.inner.admission.clone(),
         }
     }
 
@@ -518,11 +536,13 @@ impl Drop for Inner {
     }
 }
 
-/// The one middleware of [`Server::sessions`]: store-error mapping around the cookie key ring
-/// around actix-session over [`RaftSessionStore`].
+/// The one middleware of [`Server::sessions`]: the node's in-flight bound around the
+/// store-error mapping around the cookie key ring around actix-session over
+/// [`RaftSessionStore`].
 pub struct Sessions {
     session: SessionMiddleware<RaftSessionStore>,
     ring: CookieRing,
+    admission: Admission,
 }
 
 type SessionService<S> =
@@ -536,17 +556,19 @@ where
 {
     type Response = ServiceResponse<B>;
     type Error = actix_web::Error;
-    type Transform = StoreErrorsService<CookieRingService<SessionService<S>>>;
+    type Transform = AdmissionService<StoreErrorsService<CookieRingService<SessionService<S>>>>;
     type InitError = ();
     type Future = Pin<Box<dyn Future<Output = Result<Self::Transform, Self::InitError>>>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
         let session = self.session.new_transform(service);
         let ring = self.ring.clone();
+        let admission = self.admission.clone();
         Box::pin(async move {
             let session = session.await?;
             let ring = ring.new_transform(session).await?;
-            StoreErrors.new_transform(ring).await
+            let errors = StoreErrors.new_transform(ring).await?;
+            admission.new_transform(errors).await
         })
     }
 }

@@ -72,6 +72,35 @@ impl<'a> Txn<'a> {
         }
     }
 
+    /// Read at once what the commands `cmds` will look up first — the sessions and keyspace
+    /// keys they name — with one RocksDB multi-get per column family (sorted keys, one pass
+    /// down the LSM tree for all of them), instead of one point lookup per command as each
+    /// applies. What is read goes into the overlay, which is what a later `get` would have
+    /// found: no write happened in between, and the overlay is never iterated. Keys of
+    /// commands that scan (a user's sessions, expired entries) are read as they apply.
+    pub(crate) fn prefetch<'c>(
+        &mut self,
+        cmds: impl IntoIterator<Item = &'c Command>,
+    ) -> Result<()> {
+        let mut sessions = BTreeSet::new();
+        let mut kv = BTreeSet::new();
+        for cmd in cmds {
+            named_keys(cmd, &mut sessions, &mut kv);
+        }
+        sessions.retain(|k: &String| !self.sessions.contains_key(k));
+        kv.retain(|k: &Vec<u8>| !self.kv.contains_key(k));
+        let g = self.generation;
+        let stored = sessions.into_iter().map(|k| (db::session_key(g, &k), k));
+        for (key, value) in multi_read(self.db, CF_SESSIONS, "session", stored)? {
+            self.sessions.insert(key, value);
+        }
+        let stored = kv.into_iter().map(|k| (db::kv_key(g, &k), k));
+        for (key, value) in multi_read(self.db, CF_KV, "kv entry", stored)? {
+            self.kv.insert(key, value);
+        }
+        Ok(())
+    }
+
     /// The stored session (live or expired), seeing this transaction's writes.
     fn get(&self, key: &str) -> Result<Option<Session>> {
         if let Some(v) = self.sessions.get(key) {
@@ -637,6 +666,70 @@ impl Txn<'_> {
 }
 
 /// Read one stored keyspace entry (live or expired) of `generation` straight from the DB.
+/// The values stored in column family `cf` under the stored keys of `pairs` (`(stored key,
+/// key)`), decoded as `what`: one sorted multi-get for all of them.
+fn multi_read<K, V: serde::de::DeserializeOwned>(
+    db: &DB,
+    cf: &'static str,
+    what: &'static str,
+    pairs: impl Iterator<Item = (Vec<u8>, K)>,
+) -> Result<Vec<(K, Option<V>)>> {
+    let mut pairs: Vec<(Vec<u8>, K)> = pairs.collect();
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let found = db.batched_multi_get_cf(db::cf(db, cf)?, pairs.iter().map(|(s, _)| s), true);
+    pairs
+        .into_iter()
+        .zip(found)
+        .map(|((_, key), got)| {
+            let value = match got.map_err(rocks("read before apply"))? {
+                None => None,
+                Some(bytes) => Some(codec::decode(what, &bytes)?),
+            };
+            Ok((key, value))
+        })
+        .collect()
+}
+
+/// The session keys and keyspace keys command `cmd` looks up by name (see [`Txn::prefetch`]).
+fn named_keys(cmd: &Command, sessions: &mut BTreeSet<String>, kv: &mut BTreeSet<Vec<u8>>) {
+    match cmd {
+        Command::Create { key, .. } | Command::Update { key, .. } | Command::Delete { key } => {
+            sessions.insert(key.clone());
+        }
+        Command::Touch { entries, .. } => {
+            sessions.extend(entries.iter().map(|(k, _)| k.clone()));
+        }
+        Command::Rename { from, to, .. } => {
+            sessions.insert(from.clone());
+            sessions.insert(to.clone());
+        }
+        Command::Batch(cmds) => {
+            for c in cmds {
+                named_keys(c, sessions, kv);
+            }
+        }
+        Command::Kv(c) => match c {
+            KvCommand::Set { key, .. }
+            | KvCommand::Expire { key, .. }
+            | KvCommand::Persist { key, .. }
+            | KvCommand::GetDelete { key, .. }
+            | KvCommand::GetExpire { key, .. } => {
+                kv.insert(key.clone());
+            }
+            KvCommand::Delete { keys, .. } => kv.extend(keys.iter().cloned()),
+            KvCommand::Purge { .. } | KvCommand::Import(_) => {}
+        },
+        Command::DeleteUser { .. }
+        | Command::PurgeExpired { .. }
+        | Command::Import { .. }
+        | Command::CapUser { .. }
+        | Command::SetClusterVersion(_) => {}
+    }
+}
+
 pub(crate) fn read_kv(db: &DB, generation: u64, key: &[u8]) -> Result<Option<KvEntry>> {
     let cf = db::cf(db, CF_KV)?;
     match db

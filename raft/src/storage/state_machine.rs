@@ -741,6 +741,10 @@ impl StateMachineStore {
         let mut last_applied = applied.last_applied;
         let mut membership = applied.membership.clone();
         let mut out = Vec::with_capacity(entries.len());
+        txn.prefetch(entries.iter().filter_map(|e| match &e.payload {
+            EntryPayload::Normal(cmd) => Some(cmd),
+            _ => None,
+        }))?;
         for entry in entries {
             last_applied = Some(entry.log_id);
             match entry.payload {

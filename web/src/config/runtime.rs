@@ -1,4 +1,5 @@
-//! `[runtime]`: how many threads a node runs (HTTP workers, the Raft runtime).
+//! `[runtime]`: how many threads a node runs (HTTP workers, the Raft runtime), and how many
+//! session requests it works on at once.
 
 use serde::Deserialize;
 
@@ -7,17 +8,32 @@ use super::{Config, ConfigError, NodeConfig};
 /// `[runtime]`: how many threads a node runs. Unset values are chosen per node at start:
 /// the machine's cores divided by the number of configured nodes on the same host (at least 1),
 /// so that three nodes on one laptop do not run three times the threads the cores can serve.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuntimeConfig {
     /// actix-web worker threads (HTTP).
     pub http_workers: Option<usize>,
     /// Threads of the Raft runtime (consensus, replication, peer I/O).
     pub raft_threads: Option<usize>,
+    /// Session requests one node works on at once; one more is answered 503 `not-applied`
+    /// with `Retry-After` at once ([`crate::admission`]).
+    pub max_requests_in_flight: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            http_workers: None,
+            raft_threads: None,
+            max_requests_in_flight: crate::admission::DEFAULT_MAX_REQUESTS_IN_FLIGHT,
+        }
+    }
 }
 
 impl RuntimeConfig {
     /// Largest accepted thread count.
     pub const MAX_THREADS: usize = 256;
+    /// Largest accepted `max_requests_in_flight`.
+    pub const MAX_REQUESTS_IN_FLIGHT: usize = 1_000_000;
 }
 
 /// `[runtime]` as written.
@@ -28,6 +44,8 @@ pub struct RawRuntimeConfig {
     pub http_workers: Option<i64>,
     /// `raft_threads`: threads of each node's Raft runtime.
     pub raft_threads: Option<i64>,
+    /// `max_requests_in_flight`: session requests per node at once (default 1024).
+    pub max_requests_in_flight: Option<i64>,
 }
 
 pub(super) fn validate_runtime(raw: RawRuntimeConfig) -> Result<RuntimeConfig, ConfigError> {
@@ -46,9 +64,25 @@ pub(super) fn validate_runtime(raw: RawRuntimeConfig) -> Result<RuntimeConfig, C
                 }),
         }
     };
+    let max_requests_in_flight = match raw.max_requests_in_flight {
+        None => crate::admission::DEFAULT_MAX_REQUESTS_IN_FLIGHT,
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=RuntimeConfig::MAX_REQUESTS_IN_FLIGHT).contains(n))
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "runtime.max_requests_in_flight",
+                    format!(
+                        "{n} must be within 1..={}",
+                        RuntimeConfig::MAX_REQUESTS_IN_FLIGHT
+                    ),
+                )
+            })?,
+    };
     Ok(RuntimeConfig {
         http_workers: count("runtime.http_workers", raw.http_workers)?,
         raft_threads: count("runtime.raft_threads", raw.raft_threads)?,
+        max_requests_in_flight,
     })
 }
 
@@ -96,5 +130,21 @@ mod tests {
             assert_rejected(&text, &["runtime.", "must be within 1..=256"]);
         }
         assert_rejected(&format!("{VALID}\n[runtime]\nworkers = 2\n"), &["workers"]);
+        assert_eq!(config.runtime.max_requests_in_flight, 1024);
+        let set = format!("{VALID}\n[runtime]\nmax_requests_in_flight = 64\n");
+        assert_eq!(
+            parse(&set, base()).unwrap().runtime.max_requests_in_flight,
+            64
+        );
+        for bad in ["0", "-5", "1000001"] {
+            let text = format!("{VALID}\n[runtime]\nmax_requests_in_flight = {bad}\n");
+            assert_rejected(
+                &text,
+                &[
+                    "runtime.max_requests_in_flight",
+                    "must be within 1..=1000000",
+                ],
+            );
+        }
     }
 }
