@@ -22,7 +22,8 @@ Module map (each depends only on those above it):
     probe.py       /readyz, /healthz, /cluster/status; wait until ready; the current leader
     haproxy.py     haproxy.cfg rendering, the stats CSV, start / reload / stop, wait until UP
     status.py      the `status` table and `lb-status`
-    commands.py    up, down, start, stop, kill, restart, logs
+    commands.py    up, down, start, stop, kill, restart, logs (a node is never started over
+                   an address something else already answers on)
     rolling.py     rolling-restart: followers first, the leader last, one node out at a time
     upgrade.py     upgrade BIN: the rolling upgrade (refusals, order, a line per node, the
                    cluster version at the end)
@@ -30,5 +31,5 @@ Module map (each depends only on those above it):
     cli.py         the command line; exit codes
     __main__.py    python3 -m sessionraft_cluster
 
-Tests: scripts/pylib/tests/test_cluster_*.py (unittest, no root, no network).
+Tests: scripts/pylib/tests/test_cluster_*.py (unittest, no root, loopback only).
 """

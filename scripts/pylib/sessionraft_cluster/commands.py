@@ -10,7 +10,7 @@ from .console import Die, Say, say
 from .procs import cmdline, node_live_pid, signal_node, start_node_process
 from .rundir import RunDir
 from .settings import Settings, build
-from .probe import wait_ready
+from .probe import http_code, wait_ready
 from .topology import Topology, load
 
 
@@ -38,6 +38,14 @@ def start_node(s: Settings, topo: Topology, node_id: str, out: Say = say) -> Non
             other = f"; it runs {running}, not {s.node_bin} (see upgrade)" if s.node_bin and running != s.node_bin else ""
             out(f"node {node_id} already running (pid {pid}){other}")
             return
+        # Nothing of ours runs as node N, so nothing may answer on its address: something that
+        # does (a node of another run dir, an orphan) would answer the readiness probes in the
+        # new node's stead while the new one fails to bind and exits.
+        answered = http_code(tls.url(node.http, "/healthz"))
+        if answered:
+            raise Die(f"node {node_id} is not running from {run.path}, yet {node.http} already answers "
+                      f"(HTTP {answered}): another process holds its address (a node started from "
+                      f"another run dir?); stop that process first")
         binary = node_binary(s, run, node_id)
         if s.node_bin:
             run.set_node_bin(node_id, s.node_bin)

@@ -1,0 +1,55 @@
+"""sessionraft_cluster.commands.start_node: a node is not started over an address something
+else already answers on (that process would answer the readiness probes in its stead)."""
+
+import http.server
+import os
+import tempfile
+import threading
+import unittest
+
+from sessionraft_cluster import commands
+from sessionraft_cluster.console import Die
+from sessionraft_cluster.rundir import RunDir
+from sessionraft_cluster.settings import Settings
+from sessionraft_cluster.topology import Node, Topology
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (the stdlib's name)
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+class StartNodeTest(unittest.TestCase):
+    def test_an_address_already_answering_is_refused_before_anything_starts(self):
+        server = http.server.HTTPServer(("127.0.0.1", 0), _Answer)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                addr = f"127.0.0.1:{server.server_address[1]}"
+                run = RunDir(d)
+                topo = Topology(run, [Node("1", addr, f"{d}/data", addr, None)])
+                marker = f"{d}/started"
+                # a "binary" that would leave a mark if it were ever run
+                binary = f"{d}/node"
+                with open(binary, "w") as f:
+                    f.write(f"#!/bin/sh\ntouch {marker}\n")
+                os.chmod(binary, 0o755)
+                s = Settings(root=d, config=f"{d}/cluster.toml", run_dir=d, bin=binary, ready_timeout=1)
+                with self.assertRaises(Die) as caught:
+                    commands.start_node(s, topo, "1", out=lambda *_: None)
+                self.assertIn(f"{addr} already answers (HTTP 200)", caught.exception.message)
+                self.assertFalse(os.path.exists(run.pid_file("1")), "no pid recorded")
+                self.assertFalse(os.path.exists(marker), "nothing started")
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+if __name__ == "__main__":
+    unittest.main()
