@@ -9,7 +9,7 @@ from . import clock, haproxy, tls
 from .console import Die, Say, say
 from .procs import cmdline, node_live_pid, signal_node, start_node_process
 from .rundir import RunDir
-from .settings import Settings, build
+from .settings import Settings, build, require_node_name
 from .probe import http_code, wait_ready
 from .topology import Topology, load
 
@@ -47,6 +47,7 @@ def start_node(s: Settings, topo: Topology, node_id: str, out: Say = say) -> Non
                       f"(HTTP {answered}): another process holds its address (a node started from "
                       f"another run dir?); stop that process first")
         binary = node_binary(s, run, node_id)
+        require_node_name(binary)  # also SESSIONRAFT_BIN's, not only --bin's
         if s.node_bin:
             run.set_node_bin(node_id, s.node_bin)
         argv = [binary, "serve", "--config", s.config, "--node", node_id]

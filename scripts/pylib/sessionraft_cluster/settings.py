@@ -95,10 +95,16 @@ def with_bin(s: Settings, path: str, env: Mapping[str, str] | None = None, pwd: 
     env = os.environ if env is None else env
     pwd = logical_cwd(env) if pwd is None else pwd
     path = abspath(path, pwd)
+    require_node_name(path)
+    return replace(s, bin=path, node_bin=path)
+
+
+def require_node_name(path: str) -> None:
+    """Die unless the binary at path is named `sessionraft` (see with_bin: a node run from
+    another name would count as gone, and run on unrecognised)."""
     if os.path.basename(path) != "sessionraft":
         raise Die(f"{path}: the binary must be named sessionraft (put it in a directory of its own, "
                   "e.g. DIR/0.2.0/sessionraft): nodes are recognised by that name")
-    return replace(s, bin=path, node_bin=path)
 
 
 def split_bin(args: list[str]) -> tuple[list[str], str]:

@@ -1,5 +1,6 @@
 """sessionraft_cluster.commands.start_node: a node is not started over an address something
-else already answers on (that process would answer the readiness probes in its stead)."""
+else already answers on (that process would answer the readiness probes in its stead), nor from
+a binary of another name than sessionraft (its pid would never be recognised as a node's)."""
 
 import http.server
 import os
@@ -49,6 +50,28 @@ class StartNodeTest(unittest.TestCase):
         finally:
             server.shutdown()
             server.server_close()
+
+
+    def test_a_binary_of_another_name_is_refused_before_it_starts(self):
+        with tempfile.TemporaryDirectory() as d:
+            # a free address: nothing answers there
+            import socket
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                addr = f"127.0.0.1:{sock.getsockname()[1]}"
+            run = RunDir(d)
+            topo = Topology(run, [Node("1", addr, f"{d}/data", addr, None)])
+            marker = f"{d}/started"
+            binary = f"{d}/sessionraft-copy"
+            with open(binary, "w") as f:
+                f.write(f"#!/bin/sh\ntouch {marker}\n")
+            os.chmod(binary, 0o755)
+            s = Settings(root=d, config=f"{d}/cluster.toml", run_dir=d, bin=binary, ready_timeout=1)
+            with self.assertRaises(Die) as caught:
+                commands.start_node(s, topo, "1", out=lambda *_: None)
+            self.assertIn("must be named sessionraft", caught.exception.message)
+            self.assertFalse(os.path.exists(run.pid_file("1")), "no pid recorded")
+            self.assertFalse(os.path.exists(marker), "nothing started")
 
 
 if __name__ == "__main__":
