@@ -119,6 +119,8 @@ pub fn local_read_failed(what: &str, e: impl std::fmt::Display) -> HttpResponse 
 pub struct Loaded {
     pub version: u64,
     pub created_at_ms: u64,
+    /// Its idle expiry as stored when loaded.
+    pub expires_at_ms: u64,
 }
 
 #[derive(Default)]

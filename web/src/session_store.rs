@@ -11,7 +11,9 @@
 //!   put-if-absent; a collision retries with another key).
 //! - `update` is version-checked against what this request loaded (lost-update protection); a
 //!   session that vanished meanwhile is saved under a new key, like actix-session's Redis store.
-//! - `update_ttl` goes to the touch coalescer; `delete` is a `Delete`, held back until the request
+//! - `update_ttl` goes to the touch coalescer, when it moves the stored idle expiry by more than
+//!   the slack (idle TTL / 30, at most 60 s; [`TOUCH_SLACK_DIVISOR`]): a session read again and
+//!   again is touched about once per slack. `delete` is a `Delete`, held back until the request
 //!   ends: when a `save` follows in the same request (actix-session's `renew()`), the pair
 //!   becomes one atomic `Rename` + `Update` log entry instead (fixation-safe renewal).
 //! - With `max_sessions_per_user`, every write that leaves a session signed in carries a
@@ -171,6 +173,8 @@ impl RaftSessionStore {
 
     /// Expiry for a session created at `created_at_ms`, extended by `ttl` from now, capped by
     /// the absolute TTL.
+    /// The idle expiry of a session touched `now`: `ttl` from now, never past the absolute
+    /// lifetime from `created_at_ms`.
     fn expiry(&self, created_at_ms: u64, now: u64, ttl: &CookieDuration) -> u64 {
         let absolute =
             u64::try_from(self.inner.settings.absolute_ttl.as_millis()).unwrap_or(u64::MAX);
@@ -402,6 +406,7 @@ impl SessionStore for RaftSessionStore {
                     Loaded {
                         version: s.version,
                         created_at_ms: s.created_at_ms,
+                        expires_at_ms: s.expires_at_ms,
                     },
                 );
                 m.observe("load", "hit", started);
@@ -532,10 +537,16 @@ impl SessionStore for RaftSessionStore {
     ) -> Result<(), anyhow::Error> {
         let (key, _) = SessionToken::split(session_key.as_ref());
         let now = now_ms();
-        let created = request_scope::loaded(key).map_or(now, |l| l.created_at_ms);
-        self.inner
-            .touches
-            .touch(key, self.expiry(created, now, ttl));
+        let loaded = request_scope::loaded(key);
+        let created = loaded.map_or(now, |l| l.created_at_ms);
+        let expires_at = self.expiry(created, now, ttl);
+        if loaded.is_some_and(|l| !touch_moves_enough(l.expires_at_ms, expires_at, ttl)) {
+            self.inner
+                .metrics
+                .observe("update_ttl", "skipped", Instant::now());
+            return Ok(());
+        }
+        self.inner.touches.touch(key, expires_at);
         self.inner
             .metrics
             .observe("update_ttl", "queued", Instant::now());
@@ -561,9 +572,43 @@ impl SessionStore for RaftSessionStore {
     }
 }
 
+/// The most a read-only request's touch may leave a session's idle expiry short of `ttl` after
+/// it: 1/[`TOUCH_SLACK_DIVISOR`] of the idle TTL, at most [`MAX_TOUCH_SLACK`].
+pub const TOUCH_SLACK_DIVISOR: u64 = 30;
+/// See [`TOUCH_SLACK_DIVISOR`].
+pub const MAX_TOUCH_SLACK: Duration = Duration::from_secs(60);
+
+/// Whether touching a session stored with idle expiry `stored` to `wanted` is worth a
+/// replicated write: only when it moves the expiry by more than the slack (the idle TTL / 30,
+/// at most 60 s). A session read again and again is then touched about once per slack rather
+/// than in every coalescing window; it expires at most the slack before `ttl` after its last
+/// request. A write always stores the full expiry.
+fn touch_moves_enough(stored: u64, wanted: u64, ttl: &CookieDuration) -> bool {
+    let slack = (ttl_ms(ttl) / TOUCH_SLACK_DIVISOR)
+        .min(u64::try_from(MAX_TOUCH_SLACK.as_millis()).unwrap_or(u64::MAX));
+    wanted > stored.saturating_add(slack)
+}
+
 #[cfg(test)]
 mod tests {
     use super::SessionToken;
+
+    #[test]
+    fn a_touch_is_sent_only_when_it_moves_the_expiry_past_the_slack() {
+        use super::touch_moves_enough;
+        use actix_web::cookie::time::Duration as CookieDuration;
+        // idle TTL 30 min: slack 60 s (the cap)
+        let ttl = CookieDuration::minutes(30);
+        assert!(!touch_moves_enough(1_000_000, 1_000_000, &ttl));
+        assert!(!touch_moves_enough(1_000_000, 1_060_000, &ttl));
+        assert!(touch_moves_enough(1_000_000, 1_060_001, &ttl));
+        // idle TTL 3 s: slack 100 ms
+        let ttl = CookieDuration::seconds(3);
+        assert!(!touch_moves_enough(5_000, 5_100, &ttl));
+        assert!(touch_moves_enough(5_000, 5_101, &ttl));
+        // never backwards (an absolute lifetime that ends before the stored idle expiry)
+        assert!(!touch_moves_enough(5_000, 4_000, &ttl));
+    }
 
     #[test]
     fn tokens_parse_and_print() {
