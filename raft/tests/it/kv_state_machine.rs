@@ -1837,3 +1837,182 @@ async fn cluster_version_is_applied_kept_and_carried_by_snapshots() {
     let (_log, sm) = sessionraft_raft::open(dir.path(), &StorageOptions::default()).unwrap();
     assert_eq!(sm.cluster_version().get(), v(0, 2), "after a restart");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The byte fields' encoding (serde_bytes) is the one plain `Vec<u8>` fields had
+// ---------------------------------------------------------------------------------------------
+
+/// The types as 0.2.0 first defined them (byte fields as plain `Vec<u8>`, sequences of
+/// numbers to serde): what every existing log entry, snapshot, stored value and peer of an
+/// older build encodes.
+mod before {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    pub struct KvEntry {
+        pub value: Vec<u8>,
+        pub expires_at_ms: Option<u64>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    pub enum KvCommand {
+        Set {
+            key: Vec<u8>,
+            value: Vec<u8>,
+            condition: sessionraft_raft::storage::kv::SetCondition,
+            expiry: sessionraft_raft::storage::kv::SetExpiry,
+            now_ms: u64,
+        },
+        Delete {
+            keys: Vec<Vec<u8>>,
+            now_ms: u64,
+        },
+        Expire {
+            key: Vec<u8>,
+            at_ms: u64,
+            condition: sessionraft_raft::storage::kv::ExpireCondition,
+            now_ms: u64,
+        },
+        Persist {
+            key: Vec<u8>,
+            now_ms: u64,
+        },
+        GetDelete {
+            key: Vec<u8>,
+            now_ms: u64,
+        },
+        GetExpire {
+            key: Vec<u8>,
+            expiry: sessionraft_raft::storage::kv::SetExpiry,
+            now_ms: u64,
+        },
+        Purge {
+            now_ms: u64,
+            limit: u32,
+        },
+        Import(Vec<(Vec<u8>, KvEntry)>),
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    pub enum KvResponse {
+        Set { written: bool, old: Option<Vec<u8>> },
+        Int(i64),
+        Value(Option<Vec<u8>>),
+        Rejected(String),
+    }
+}
+
+/// `new` and `old` encode to the same bytes, and each decodes from the other's.
+fn same_encoding<N, O>(new: &N, old: &O)
+where
+    N: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    O: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let a = codec::encode("new", new).unwrap();
+    let b = codec::encode("old", old).unwrap();
+    assert_eq!(a, b, "{new:?} encodes as {old:?} did");
+    assert_eq!(&codec::decode::<N>("new", &b).unwrap(), new);
+    assert_eq!(&codec::decode::<O>("old", &a).unwrap(), old);
+}
+
+#[test]
+fn byte_fields_keep_their_encoding() {
+    // lengths on both sides of the varint steps (250, 2^16), binary and empty bytes
+    for len in [0usize, 1, 200, 250, 251, 300, 65_535, 65_536, 70_000] {
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+        let mut key = format!("k{len}").into_bytes();
+        key.push(0xff);
+        same_encoding(
+            &KvEntry {
+                value: bytes.clone(),
+                expires_at_ms: Some(17),
+            },
+            &before::KvEntry {
+                value: bytes.clone(),
+                expires_at_ms: Some(17),
+            },
+        );
+        same_encoding(
+            &KvCommand::Set {
+                key: key.clone(),
+                value: bytes.clone(),
+                condition: SetCondition::IfAbsent,
+                expiry: SetExpiry::At(99),
+                now_ms: 5,
+            },
+            &before::KvCommand::Set {
+                key: key.clone(),
+                value: bytes.clone(),
+                condition: SetCondition::IfAbsent,
+                expiry: SetExpiry::At(99),
+                now_ms: 5,
+            },
+        );
+        same_encoding(
+            &KvCommand::GetExpire {
+                key: key.clone(),
+                expiry: SetExpiry::Keep,
+                now_ms: 3,
+            },
+            &before::KvCommand::GetExpire {
+                key: key.clone(),
+                expiry: SetExpiry::Keep,
+                now_ms: 3,
+            },
+        );
+        for old in [None, Some(bytes.clone())] {
+            same_encoding(
+                &KvResponse::Set {
+                    written: true,
+                    old: old.clone(),
+                },
+                &before::KvResponse::Set {
+                    written: true,
+                    old: old.clone(),
+                },
+            );
+            same_encoding(
+                &KvResponse::Value(old.clone()),
+                &before::KvResponse::Value(old),
+            );
+        }
+    }
+    same_encoding(
+        &KvCommand::Expire {
+            key: b"e".to_vec(),
+            at_ms: 1,
+            condition: ExpireCondition::IfLater,
+            now_ms: 2,
+        },
+        &before::KvCommand::Expire {
+            key: b"e".to_vec(),
+            at_ms: 1,
+            condition: ExpireCondition::IfLater,
+            now_ms: 2,
+        },
+    );
+    for (new, old) in [
+        (
+            KvCommand::Persist {
+                key: b"p".to_vec(),
+                now_ms: 1,
+            },
+            before::KvCommand::Persist {
+                key: b"p".to_vec(),
+                now_ms: 1,
+            },
+        ),
+        (
+            KvCommand::GetDelete {
+                key: b"g".to_vec(),
+                now_ms: 1,
+            },
+            before::KvCommand::GetDelete {
+                key: b"g".to_vec(),
+                now_ms: 1,
+            },
+        ),
+    ] {
+        same_encoding(&new, &old);
+    }
+}
