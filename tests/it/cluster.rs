@@ -304,7 +304,17 @@ async fn internal_rpc_is_guarded_writes_are_batched_touches_coalesced() {
     // Linearizable reads: the followers' loads below go through read barriers, whose stages
     // (`read_index_rpc`, `read_barrier`) this test checks on each role; token reads served
     // from a follower's replica are checked in tests/it/session_reads.rs.
-    let c = TestCluster::start_with_reads(3, Tuning::default(), "linearizable");
+    // An idle TTL of 30 s: a read touches its session once that moves the expiry by more than
+    // the slack (30 s / 30 = 1 s), which the touch check below waits out.
+    let c = TestCluster::start_prepared(3, Tuning::default(), |_, config| {
+        let text = std::fs::read_to_string(config).expect("config");
+        let text = text.replacen(
+            "[raft]\n",
+            "[session]\nidle_ttl_secs = 30\n\n[raft]\nread_consistency = \"linearizable\"\n",
+            1,
+        );
+        std::fs::write(config, text).expect("write config");
+    });
     c.wait_ready(READY).await;
     let leader = c.leader(READY).await;
     let before = c.status(leader).await.expect("status");
@@ -408,6 +418,8 @@ async fn internal_rpc_is_guarded_writes_are_batched_touches_coalesced() {
     );
 
     // 100 concurrent reads of one session each extend its TTL: coalesced into few Touch entries
+    // (past the touch slack since the session's last write, so a touch moves its expiry)
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let reader = &users[0];
     let start_index = c.status(leader).await.expect("status")["last_log_index"]
         .as_u64()
