@@ -42,26 +42,24 @@ pub struct Admission {
 
 struct Gate {
     limit: usize,
-    in_flight: AtomicUsize,
-    metrics: Option<AdmissionMetrics>,
-}
-
-/// What [`Admission`] reports: the refusals, and the requests in flight (kept beside the
-/// count, equal to it whenever no request is entering or leaving).
-#[derive(Clone)]
-pub struct AdmissionMetrics {
-    pub refused: prometheus::IntCounter,
-    pub in_flight: prometheus::IntGauge,
+    /// The count (`/metrics` reads the same one at scrape time).
+    in_flight: Arc<AtomicUsize>,
+    refused: Option<prometheus::IntCounter>,
 }
 
 impl Admission {
-    /// A bound of `limit` requests in flight (at least 1), reported to `metrics`.
-    pub fn new(limit: usize, metrics: Option<AdmissionMetrics>) -> Self {
+    /// A bound of `limit` requests in flight (at least 1), counted in `in_flight`; `refused`
+    /// counts the refusals.
+    pub fn new(
+        limit: usize,
+        in_flight: Arc<AtomicUsize>,
+        refused: Option<prometheus::IntCounter>,
+    ) -> Self {
         Self {
             inner: Arc::new(Gate {
                 limit: limit.max(1),
-                in_flight: AtomicUsize::new(0),
-                metrics,
+                in_flight,
+                refused,
             }),
         }
     }
@@ -81,13 +79,10 @@ impl Admission {
         let before = self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
         if before >= self.inner.limit {
             self.inner.in_flight.fetch_sub(1, Ordering::AcqRel);
-            if let Some(m) = &self.inner.metrics {
-                m.refused.inc();
+            if let Some(c) = &self.inner.refused {
+                c.inc();
             }
             return None;
-        }
-        if let Some(m) = &self.inner.metrics {
-            m.in_flight.inc();
         }
         Some(Place {
             gate: self.inner.clone(),
@@ -119,9 +114,6 @@ struct Place {
 impl Drop for Place {
     fn drop(&mut self) {
         self.gate.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if let Some(m) = &self.gate.metrics {
-            m.in_flight.dec();
-        }
     }
 }
 
@@ -210,14 +202,8 @@ mod tests {
     #[actix_web::test]
     async fn a_request_over_the_bound_is_refused_at_once_and_a_freed_place_admits_again() {
         let refused = prometheus::IntCounter::new("refused", "refused").unwrap();
-        let gauge = prometheus::IntGauge::new("in_flight", "in flight").unwrap();
-        let admission = Admission::new(
-            2,
-            Some(AdmissionMetrics {
-                refused: refused.clone(),
-                in_flight: gauge.clone(),
-            }),
-        );
+        let count = Arc::new(AtomicUsize::new(0));
+        let admission = Admission::new(2, count.clone(), Some(refused.clone()));
         let gates: Arc<Mutex<Vec<oneshot::Sender<()>>>> = Arc::default();
         let held = gates.clone();
         let app = test::init_service(
@@ -250,7 +236,10 @@ mod tests {
         while gates.lock().unwrap().len() < 2 {
             tokio::task::yield_now().await;
         }
-        assert_eq!((admission.in_flight(), gauge.get()), (2, 2));
+        assert_eq!(
+            (admission.in_flight(), count.load(Ordering::Relaxed)),
+            (2, 2)
+        );
         // a third is refused at once: 503, not applied, Retry-After, counted
         let req = test::TestRequest::get().uri("/now").to_request();
         let resp = answer(&*app, req).await;
@@ -289,13 +278,16 @@ mod tests {
             tokio::task::yield_now().await;
             spins += 1;
         }
-        assert_eq!((admission.in_flight(), gauge.get()), (0, 0));
+        assert_eq!(
+            (admission.in_flight(), count.load(Ordering::Relaxed)),
+            (0, 0)
+        );
         assert_eq!(refused.get(), 1);
     }
 
     #[actix_web::test]
     async fn the_node_routes_are_never_refused() {
-        let admission = Admission::new(1, None);
+        let admission = Admission::new(1, Arc::default(), None);
         let app = test::init_service(
             App::new()
                 .wrap(admission.clone())
@@ -323,6 +315,6 @@ mod tests {
 
     #[actix_web::test]
     async fn a_bound_of_zero_is_one() {
-        assert_eq!(Admission::new(0, None).limit(), 1);
+        assert_eq!(Admission::new(0, Arc::default(), None).limit(), 1);
     }
 }

@@ -21,8 +21,10 @@ pub struct Metrics {
     /// Session requests refused at once, by reason (`in-flight`: the node's
     /// `max_requests_in_flight` was reached).
     pub http_requests_refused: IntCounterVec,
-    /// Session requests this node works on now ([`crate::admission`]).
-    pub http_requests_in_flight: IntGauge,
+    /// Session requests this node works on now: [`crate::admission::Admission`]'s count,
+    /// shown at scrape time as `http_requests_in_flight`.
+    pub requests_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    http_requests_in_flight: IntGauge,
     /// The cluster version applied here, as a label (the value is always 1).
     cluster_version: IntGaugeVec,
     term: IntGauge,
@@ -125,6 +127,7 @@ impl Metrics {
                 ),
                 &["reason"],
             )),
+            requests_in_flight: Arc::default(),
             http_requests_in_flight: gauge(
                 "http_requests_in_flight",
                 "Session requests this node works on now (at most [runtime] max_requests_in_flight)",
@@ -192,6 +195,9 @@ impl Metrics {
     pub fn render(&self, cluster: &Cluster) -> String {
         let m = cluster.raft.metrics().borrow().clone();
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.http_requests_in_flight.set(
+            i64::try_from(self.requests_in_flight.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        );
         self.term.set(as_i64(m.current_term));
         self.leader.set(as_i64(m.current_leader.unwrap_or(0)));
         self.is_leader

@@ -37,7 +37,7 @@ use sha2::{Digest, Sha512};
 
 use crate::admin;
 use crate::admin_access::AdminState;
-use crate::admission::{Admission, AdmissionMetrics, AdmissionService};
+use crate::admission::{Admission, AdmissionService};
 use crate::config::{Config, ConfigError, NodeConfig};
 use crate::cookie_ring::{CookieRing, CookieRingService};
 use crate::dashboard::{self, ClusterWatcher, DashboardFeed};
@@ -380,12 +380,12 @@ impl Server {
             .start_actor(move || ClusterWatcher::new(c.clone(), m.clone(), f.clone()));
         let admission = Admission::new(
             opts.max_requests_in_flight,
-            Some(AdmissionMetrics {
-                refused: metrics
+            metrics.requests_in_flight.clone(),
+            Some(
+                metrics
                     .http_requests_refused
                     .with_label_values(&["in-flight"]),
-                in_flight: metrics.http_requests_in_flight.clone(),
-            }),
+            ),
         );
         let inner = Inner {
             inbound: web::Data::new(consensus.inbound()),

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+use rocksdb::{DBPinnableSlice, Direction, IteratorMode, WriteBatch, DB};
 
 use crate::storage::codec;
 use crate::storage::command::{Command, Response, Session, MAX_KEY_BYTES, MAX_USER_BYTES};
@@ -25,6 +25,10 @@ pub(crate) struct Txn<'a> {
     expiry: BTreeMap<Vec<u8>, bool>,
     kv: HashMap<Vec<u8>, Option<KvEntry>>,
     kv_expiry: BTreeMap<Vec<u8>, bool>,
+    /// What [`Txn::prefetch`] read, as stored (pinned, decoded when looked up): behind the
+    /// overlays above, in front of the database.
+    read_sessions: HashMap<String, Option<DBPinnableSlice<'a>>>,
+    read_kv: HashMap<Vec<u8>, Option<DBPinnableSlice<'a>>>,
     pub(crate) batch: WriteBatch,
     /// The highest cluster version a `SetClusterVersion` of this transaction named (the caller
     /// stores it with the applied index, and never lowers what is stored).
@@ -65,6 +69,8 @@ impl<'a> Txn<'a> {
             expiry: BTreeMap::new(),
             kv: HashMap::new(),
             kv_expiry: BTreeMap::new(),
+            read_sessions: HashMap::new(),
+            read_kv: HashMap::new(),
             batch: WriteBatch::default(),
             cluster_version: None,
             sessions_added: 0,
@@ -75,9 +81,9 @@ impl<'a> Txn<'a> {
     /// Read at once what the commands `cmds` will look up first — the sessions and keyspace
     /// keys they name — with one RocksDB multi-get per column family (sorted keys, one pass
     /// down the LSM tree for all of them), instead of one point lookup per command as each
-    /// applies. What is read goes into the overlay, which is what a later `get` would have
-    /// found: no write happened in between, and the overlay is never iterated. Keys of
-    /// commands that scan (a user's sessions, expired entries) are read as they apply.
+    /// applies. The values stay pinned as stored and are decoded when a command looks them up
+    /// (`get`, `kv_get`), behind this transaction's own writes. Keys of commands that scan (a
+    /// user's sessions, expired entries) are read as they apply.
     pub(crate) fn prefetch<'c>(
         &mut self,
         cmds: impl IntoIterator<Item = &'c Command>,
@@ -87,17 +93,12 @@ impl<'a> Txn<'a> {
         for cmd in cmds {
             named_keys(cmd, &mut sessions, &mut kv);
         }
-        sessions.retain(|k: &String| !self.sessions.contains_key(k));
-        kv.retain(|k: &Vec<u8>| !self.kv.contains_key(k));
         let g = self.generation;
         let stored = sessions.into_iter().map(|k| (db::session_key(g, &k), k));
-        for (key, value) in multi_read(self.db, CF_SESSIONS, "session", stored)? {
-            self.sessions.insert(key, value);
-        }
+        self.read_sessions
+            .extend(multi_read(self.db, CF_SESSIONS, stored)?);
         let stored = kv.into_iter().map(|k| (db::kv_key(g, &k), k));
-        for (key, value) in multi_read(self.db, CF_KV, "kv entry", stored)? {
-            self.kv.insert(key, value);
-        }
+        self.read_kv.extend(multi_read(self.db, CF_KV, stored)?);
         Ok(())
     }
 
@@ -106,7 +107,10 @@ impl<'a> Txn<'a> {
         if let Some(v) = self.sessions.get(key) {
             return Ok(v.clone());
         }
-        read_session(self.db, self.generation, key)
+        match self.read_sessions.get(key) {
+            Some(read) => decode_read("session", read),
+            None => read_session(self.db, self.generation, key),
+        }
     }
 
     fn drop_indexes(&mut self, key: &str, old: &Session) -> Result<()> {
@@ -434,7 +438,10 @@ impl Txn<'_> {
         if let Some(v) = self.kv.get(key) {
             return Ok(v.clone());
         }
-        read_kv(self.db, self.generation, key)
+        match self.read_kv.get(key) {
+            Some(read) => decode_read("kv entry", read),
+            None => read_kv(self.db, self.generation, key),
+        }
     }
 
     /// The entry if it is live at `now_ms`.
@@ -667,13 +674,12 @@ impl Txn<'_> {
 
 /// Read one stored keyspace entry (live or expired) of `generation` straight from the DB.
 /// The values stored in column family `cf` under the stored keys of `pairs` (`(stored key,
-/// key)`), decoded as `what`: one sorted multi-get for all of them.
-fn multi_read<K, V: serde::de::DeserializeOwned>(
-    db: &DB,
+/// key)`), pinned as stored: one sorted multi-get for all of them.
+fn multi_read<'a, K>(
+    db: &'a DB,
     cf: &'static str,
-    what: &'static str,
     pairs: impl Iterator<Item = (Vec<u8>, K)>,
-) -> Result<Vec<(K, Option<V>)>> {
+) -> Result<Vec<(K, Option<DBPinnableSlice<'a>>)>> {
     let mut pairs: Vec<(Vec<u8>, K)> = pairs.collect();
     if pairs.is_empty() {
         return Ok(Vec::new());
@@ -683,14 +689,19 @@ fn multi_read<K, V: serde::de::DeserializeOwned>(
     pairs
         .into_iter()
         .zip(found)
-        .map(|((_, key), got)| {
-            let value = match got.map_err(rocks("read before apply"))? {
-                None => None,
-                Some(bytes) => Some(codec::decode(what, &bytes)?),
-            };
-            Ok((key, value))
-        })
+        .map(|((_, key), got)| Ok((key, got.map_err(rocks("read before apply"))?)))
         .collect()
+}
+
+/// A value read as stored (or nothing), decoded as `what`.
+fn decode_read<V: serde::de::DeserializeOwned>(
+    what: &'static str,
+    read: &Option<DBPinnableSlice<'_>>,
+) -> Result<Option<V>> {
+    match read {
+        None => Ok(None),
+        Some(bytes) => Ok(Some(codec::decode(what, bytes)?)),
+    }
 }
 
 /// The session keys and keyspace keys command `cmd` looks up by name (see [`Txn::prefetch`]).
@@ -732,25 +743,19 @@ fn named_keys(cmd: &Command, sessions: &mut BTreeSet<String>, kv: &mut BTreeSet<
 
 pub(crate) fn read_kv(db: &DB, generation: u64, key: &[u8]) -> Result<Option<KvEntry>> {
     let cf = db::cf(db, CF_KV)?;
-    match db
+    let read = db
         .get_pinned_cf(cf, db::kv_key(generation, key))
-        .map_err(rocks("read kv"))?
-    {
-        None => Ok(None),
-        Some(bytes) => Ok(Some(codec::decode("kv entry", &bytes)?)),
-    }
+        .map_err(rocks("read kv"))?;
+    decode_read("kv entry", &read)
 }
 
 /// Read one stored session (live or expired) of `generation` straight from the DB.
 pub(crate) fn read_session(db: &DB, generation: u64, key: &str) -> Result<Option<Session>> {
     let cf = db::cf(db, CF_SESSIONS)?;
-    match db
+    let read = db
         .get_pinned_cf(cf, db::session_key(generation, key))
-        .map_err(rocks("read session"))?
-    {
-        None => Ok(None),
-        Some(bytes) => Ok(Some(codec::decode("session", &bytes)?)),
-    }
+        .map_err(rocks("read session"))?;
+    decode_read("session", &read)
 }
 
 impl Txn<'_> {

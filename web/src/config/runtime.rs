@@ -49,40 +49,29 @@ pub struct RawRuntimeConfig {
 }
 
 pub(super) fn validate_runtime(raw: RawRuntimeConfig) -> Result<RuntimeConfig, ConfigError> {
-    let count = |field: &str, v: Option<i64>| -> Result<Option<usize>, ConfigError> {
+    // A count in 1..=max, or unset.
+    let count = |field: &str, v: Option<i64>, max: usize| -> Result<Option<usize>, ConfigError> {
         match v {
             None => Ok(None),
             Some(n) => usize::try_from(n)
                 .ok()
-                .filter(|n| (1..=RuntimeConfig::MAX_THREADS).contains(n))
+                .filter(|n| (1..=max).contains(n))
                 .map(Some)
                 .ok_or_else(|| {
-                    ConfigError::invalid(
-                        field,
-                        format!("{n} must be within 1..={}", RuntimeConfig::MAX_THREADS),
-                    )
+                    ConfigError::invalid(field, format!("{n} must be within 1..={max}"))
                 }),
         }
     };
-    let max_requests_in_flight = match raw.max_requests_in_flight {
-        None => crate::admission::DEFAULT_MAX_REQUESTS_IN_FLIGHT,
-        Some(n) => usize::try_from(n)
-            .ok()
-            .filter(|n| (1..=RuntimeConfig::MAX_REQUESTS_IN_FLIGHT).contains(n))
-            .ok_or_else(|| {
-                ConfigError::invalid(
-                    "runtime.max_requests_in_flight",
-                    format!(
-                        "{n} must be within 1..={}",
-                        RuntimeConfig::MAX_REQUESTS_IN_FLIGHT
-                    ),
-                )
-            })?,
-    };
+    let threads = RuntimeConfig::MAX_THREADS;
     Ok(RuntimeConfig {
-        http_workers: count("runtime.http_workers", raw.http_workers)?,
-        raft_threads: count("runtime.raft_threads", raw.raft_threads)?,
-        max_requests_in_flight,
+        http_workers: count("runtime.http_workers", raw.http_workers, threads)?,
+        raft_threads: count("runtime.raft_threads", raw.raft_threads, threads)?,
+        max_requests_in_flight: count(
+            "runtime.max_requests_in_flight",
+            raw.max_requests_in_flight,
+            RuntimeConfig::MAX_REQUESTS_IN_FLIGHT,
+        )?
+        .unwrap_or(crate::admission::DEFAULT_MAX_REQUESTS_IN_FLIGHT),
     })
 }
 
