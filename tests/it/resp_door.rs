@@ -1769,6 +1769,21 @@ async fn pipeline_replies(d: &mut Door, cmds: &[Vec<String>]) -> Vec<String> {
     out
 }
 
+/// Send `chunks`, each in one write, 5 ms apart, without reading a reply in between; then read
+/// one reply per command.
+async fn streamed_replies(d: &mut Door, chunks: &[Vec<Vec<String>>]) -> Vec<String> {
+    for chunk in chunks {
+        let bytes: Vec<u8> = chunk.iter().flat_map(|c| encode(c)).collect();
+        d.send_raw(&bytes).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut out = Vec::new();
+    for c in chunks.iter().flatten() {
+        out.push(comparable(c, d.reply().await.1));
+    }
+    out
+}
+
 /// Seeded random pipelines on a few keys, each sent in one write to a node (the leader and the
 /// followers in turn: the forwarded path too) and to a real redis-server: every reply equal,
 /// byte for byte. Then the final values through every node, and one log entry for a pipeline
@@ -1816,6 +1831,61 @@ async fn pipelines_answer_as_redis_does() {
     for (i, d) in doors.iter_mut().enumerate() {
         let got = pipeline_replies(d, std::slice::from_ref(&all)).await;
         assert_eq!(got, want, "final values through node {}", i + 1);
+    }
+
+    // A stream of commands sent in many writes without waiting for replies (as node-redis
+    // sends the requests of an Express app): later writes are read, queued and committed while
+    // earlier ones are in flight, on the leader with more than one batch in flight, and every
+    // reply still equals redis-server's for the same stream.
+    for (node, d) in doors.iter_mut().enumerate() {
+        let k = |j: usize| format!("stream:{node}:{}", j % 5);
+        // Writes, then reads alone: a segment without writes of its own must still see the
+        // writes of the segments before it. 30 KB values make a chunk of writes span a few
+        // batches, still committing when the reads after it arrive; the replies stay small
+        // (the test reads them only at the end).
+        let chunks: Vec<Vec<Vec<String>>> = (0..40)
+            .map(|c: usize| {
+                if c % 2 == 1 {
+                    return (0..5)
+                        .flat_map(|j| {
+                            [
+                                vec!["EXISTS".into(), k(c + j)],
+                                vec!["TTL".into(), k(c + j)],
+                                vec!["GET".into(), format!("small:{}", k(c + j))],
+                            ]
+                        })
+                        .collect();
+                }
+                (c * 40..(c + 1) * 40)
+                    .flat_map(|i| {
+                        let v = format!("{i}:{}", "v".repeat(30_000));
+                        let mut cmds = vec![
+                            vec!["SET".into(), k(i), v],
+                            vec!["SET".into(), format!("small:{}", k(i)), format!("{i}")],
+                        ];
+                        if i % 7 == 0 {
+                            cmds.push(vec!["EXPIRE".into(), k(i + 2), "100000".into()]);
+                        }
+                        if i % 11 == 0 {
+                            cmds.push(vec!["DEL".into(), k(i + 3)]);
+                        }
+                        cmds
+                    })
+                    .collect()
+            })
+            .collect();
+        let stream: Vec<Vec<String>> = chunks.concat();
+        let got = streamed_replies(d, &chunks).await;
+        let want = streamed_replies(&mut reference, &chunks).await;
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(
+                g,
+                w,
+                "node {}: streamed command {i} {:?}",
+                node + 1,
+                stream[i]
+            );
+        }
     }
 
     // A pipeline of writes shares one log entry, through the leader and through a follower

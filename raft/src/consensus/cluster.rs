@@ -89,7 +89,7 @@ impl ClusterError {
 }
 
 /// What one `client_write` on this node came to (its errors are `ClusterError`s).
-enum LocalWrite {
+pub(crate) enum LocalWrite {
     Committed(CommittedHere),
     /// Not the leader (any more): the new one, when known, with its address.
     Moved {
@@ -98,9 +98,16 @@ enum LocalWrite {
 }
 
 /// A command committed and applied here, in `term`.
-struct CommittedHere {
-    term: u64,
-    proposed: Proposed,
+pub(crate) struct CommittedHere {
+    pub(crate) term: u64,
+    pub(crate) proposed: Proposed,
+}
+
+/// A proposal handed to this node's Raft core ([`Cluster::send_here`]), its outcome still to
+/// come ([`Cluster::outcome_here`]).
+pub(crate) struct SentHere {
+    rx: oneshot::Receiver<openraft::raft::ClientWriteResult<crate::TypeConfig>>,
+    started: Instant,
 }
 
 /// Timing of replicated operations.
@@ -294,7 +301,7 @@ impl Cluster {
     /// refuse at once (nothing was proposed, so the request certainly was not applied) instead
     /// of holding the request for the whole deadline. `None` otherwise — a follower waiting
     /// out an election that a majority holds keeps waiting for the new leader.
-    fn check_quorum(&self) -> Option<ClusterError> {
+    pub(crate) fn check_quorum(&self) -> Option<ClusterError> {
         if !self.is_leader() && !self.leader_contact.isolated() {
             return None;
         }
@@ -454,13 +461,40 @@ impl Cluster {
         cmd: Command,
         timeout: Duration,
     ) -> Result<LocalWrite, ClusterError> {
+        let sent = self.send_here(cmd).await?;
+        self.outcome_here(sent, timeout).await
+    }
+
+    /// Hand `cmd` to this node's Raft core without waiting for its commit
+    /// (`client_write_ff`): the core takes proposals in the order they are sent, so the entry
+    /// follows, in the log, every proposal sent before it — if this node leads when the core
+    /// reads it; else [`Cluster::outcome_here`] answers [`LocalWrite::Moved`].
+    ///
+    /// # Errors
+    /// A command the cluster version does not allow yet; the core has stopped.
+    pub(crate) async fn send_here(&self, cmd: Command) -> Result<SentHere, ClusterError> {
         if let Some(refused) = self.refuse_unsupported(&cmd) {
             return Err(refused);
         }
         let started = Instant::now();
-        match tokio::time::timeout(timeout, self.raft.client_write(cmd)).await {
-            Ok(Ok(resp)) => {
-                crate::consensus::instruments::since(&self.instruments.stages.commit, started);
+        let rx = self
+            .raft
+            .client_write_ff(cmd)
+            .await
+            .map_err(|e| ClusterError::Fatal(e.to_string()))?;
+        Ok(SentHere { rx, started })
+    }
+
+    /// What a proposal [`Cluster::send_here`] sent came to, waiting at most `timeout` for its
+    /// commit and apply (then ambiguous).
+    pub(crate) async fn outcome_here(
+        &self,
+        sent: SentHere,
+        timeout: Duration,
+    ) -> Result<LocalWrite, ClusterError> {
+        match tokio::time::timeout(timeout, sent.rx).await {
+            Ok(Ok(Ok(resp))) => {
+                crate::consensus::instruments::since(&self.instruments.stages.commit, sent.started);
                 Ok(LocalWrite::Committed(CommittedHere {
                     term: resp.log_id.leader_id.term,
                     proposed: Proposed {
@@ -470,15 +504,19 @@ impl Cluster {
                     },
                 }))
             }
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Ok(LocalWrite::Moved {
-                    new_leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
-                })
-            }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+            // Refused by a core that did not lead, or its entry truncated by a new leader's:
+            // not applied.
+            Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => Ok(LocalWrite::Moved {
+                new_leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+            }),
+            Ok(Ok(Err(ClientWriteError::ChangeMembershipError(e)))) => {
                 Err(ClusterError::Fatal(e.to_string()))
             }
-            Ok(Err(RaftError::Fatal(e))) => Err(ClusterError::Fatal(e.to_string())),
+            // The core stopped (the node is shutting down, or failed) with the entry perhaps
+            // appended.
+            Ok(Err(_)) => Err(ClusterError::OutcomeUnknown {
+                reason: "the Raft core stopped with the write in flight".into(),
+            }),
             Err(_) => Err(ClusterError::OutcomeUnknown {
                 reason: "the leader could not commit in time".into(),
             }),

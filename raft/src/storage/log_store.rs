@@ -5,10 +5,18 @@
 //! before the flush callback tells openraft the entries are on disk. Raft's safety depends on it:
 //! a node must never forget a vote it granted or an entry it acknowledged. The commit index
 //! is saved unsynced (see `save_committed`).
+//!
+//! The entries appended last are also kept decoded in memory (`Recent`): the leader's
+//! replication streams and every node's state machine read back what was just appended, and
+//! a range held there whole is cloned from it instead of being read from RocksDB and decoded
+//! again (the leader decoded each entry three times: once per follower and once to apply).
+//! Every append, truncation and purge goes through this store and updates it, so it holds
+//! exactly what the log holds at those indexes.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader};
@@ -23,10 +31,103 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
 const KEY_COMMITTED: &[u8] = b"committed";
 
-/// The log store: a cheap clone over the shared RocksDB handle.
+/// The log store: a cheap clone over the shared RocksDB handle (and the shared `Recent`).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// At most this many of the entries appended last are kept decoded...
+const RECENT_MAX_ENTRIES: usize = 128;
+/// ...and at most this many encoded bytes of them.
+const RECENT_MAX_BYTES: usize = 8 << 20;
+
+/// The entries appended last, decoded, at consecutive indexes ending with the log's last
+/// entry (or none), each with its encoded size.
+#[derive(Default)]
+struct Recent {
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn first(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    /// Forget the entries at `index` and after.
+    fn truncate(&mut self, index: u64) {
+        while self
+            .entries
+            .back()
+            .is_some_and(|(e, _)| e.log_id.index >= index)
+        {
+            if let Some((_, n)) = self.entries.pop_back() {
+                self.bytes -= n;
+            }
+        }
+    }
+
+    /// Forget the entries up to `index`, and the oldest beyond the bounds.
+    fn purge(&mut self, index: Option<u64>) {
+        while let Some((e, n)) = self.entries.front() {
+            let purged = index.is_some_and(|i| e.log_id.index <= i);
+            if !purged && self.entries.len() <= RECENT_MAX_ENTRIES && self.bytes <= RECENT_MAX_BYTES
+            {
+                break;
+            }
+            self.bytes -= n;
+            self.entries.pop_front();
+        }
+    }
+
+    /// `appended`, just written to the log at consecutive indexes: they replace what was held
+    /// from their first index on; held entries not adjacent to them are forgotten.
+    fn appended(&mut self, appended: Vec<(Entry, usize)>) {
+        let Some(start) = appended.first().map(|(e, _)| e.log_id.index) else {
+            return;
+        };
+        match self.first() {
+            Some(first) if first <= start && start <= self.next() => self.truncate(start),
+            _ => self.clear(),
+        }
+        for (e, n) in appended {
+            self.bytes += n;
+            self.entries.push_back((e, n));
+        }
+        self.purge(None);
+    }
+
+    /// The index after the last entry held.
+    fn next(&self) -> u64 {
+        self.entries
+            .back()
+            .map_or(0, |(e, _)| e.log_id.index.saturating_add(1))
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// The entries at `start..end`, if every one of them is held.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let first = self.first()?;
+        if start < first || end > self.next() || start > end {
+            return None;
+        }
+        let skip = usize::try_from(start - first).ok()?;
+        let take = usize::try_from(end - start).ok()?;
+        Some(
+            self.entries
+                .iter()
+                .skip(skip)
+                .take(take)
+                .map(|(e, _)| e.clone())
+                .collect(),
+        )
+    }
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -43,7 +144,14 @@ fn parse_index_key(k: &[u8]) -> Result<u64> {
 
 impl LogStore {
     pub(crate) fn new(db: Arc<DB>) -> Self {
-        Self { db }
+        Self {
+            db,
+            recent: Arc::default(),
+        }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -68,18 +176,26 @@ impl LogStore {
     ) -> Result<usize> {
         let cf = db::cf(&self.db, CF_LOGS)?;
         let mut batch = WriteBatch::default();
-        let mut n = 0;
+        let mut written = Vec::new();
         for entry in entries {
-            batch.put_cf(
-                cf,
-                index_key(entry.log_id.index),
-                codec::encode("log entry", &entry)?,
-            );
-            n += 1;
+            let bytes = codec::encode("log entry", &entry)?;
+            batch.put_cf(cf, index_key(entry.log_id.index), &bytes);
+            written.push((entry, bytes.len()));
         }
-        self.db
+        let appended = self
+            .db
             .write_opt(batch, &db::synced())
-            .map_err(rocks("append log entries"))?;
+            .map_err(rocks("append log entries"));
+        let n = written.len();
+        let mut recent = self.recent();
+        match appended {
+            Ok(()) => recent.appended(written),
+            // What the log holds now is not known: read it from RocksDB from now on.
+            Err(e) => {
+                recent.clear();
+                return Err(e);
+            }
+        }
         Ok(n)
     }
 
@@ -93,6 +209,14 @@ impl LogStore {
             Bound::Excluded(x) => x.saturating_add(1),
             Bound::Unbounded => 0,
         };
+        let end = match range.end_bound() {
+            Bound::Included(x) => Some(x.saturating_add(1)),
+            Bound::Excluded(x) => Some(*x),
+            Bound::Unbounded => None,
+        };
+        if let Some(held) = end.and_then(|end| self.recent().get(start, end)) {
+            return Ok(held);
+        }
         let cf = db::cf(&self.db, CF_LOGS)?;
         let mut out = Vec::new();
         let start_key = index_key(start);
@@ -172,6 +296,8 @@ impl LogStore {
     }
 
     fn delete_from(&self, index: u64) -> Result<()> {
+        // Forgotten first: a failed deletion leaves the log unknown at those indexes.
+        self.recent().truncate(index);
         let cf = db::cf(&self.db, CF_LOGS)?;
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(cf, index_key(index), index_key(u64::MAX));
@@ -182,6 +308,7 @@ impl LogStore {
     }
 
     fn purge_upto(&self, log_id: LogId) -> Result<()> {
+        self.recent().purge(Some(log_id.index));
         // The purge marker and the deletion go in one synced batch: after a crash the log never
         // starts below what the marker says.
         let meta = db::cf(&self.db, CF_LOG_META)?;
@@ -291,5 +418,89 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         tracing::debug!(index = log_id.index, "purge log");
         self.purge_upto(log_id).map_err(error::write_logs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Command;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(term: u64, index: u64) -> (Entry, usize) {
+        let e = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Normal(Command::Batch(Vec::new())),
+        };
+        (e, 100)
+    }
+
+    fn held(r: &Recent) -> Vec<(u64, u64)> {
+        r.entries
+            .iter()
+            .map(|(e, _)| (e.log_id.leader_id.term, e.log_id.index))
+            .collect()
+    }
+
+    #[test]
+    fn appends_replace_from_their_first_index_and_gaps_start_over() {
+        let mut r = Recent::default();
+        r.appended((5..8).map(|i| entry(1, i)).collect());
+        assert_eq!(held(&r), [(1, 5), (1, 6), (1, 7)]);
+        // a new leader's entries from index 6 on replace 6 and 7
+        r.appended(vec![entry(2, 6)]);
+        assert_eq!(held(&r), [(1, 5), (2, 6)]);
+        assert_eq!(r.bytes, 200);
+        // not adjacent (a snapshot installed further on): only the new ones are held
+        r.appended(vec![entry(2, 20)]);
+        assert_eq!(held(&r), [(2, 20)]);
+        r.appended(vec![entry(2, 3)]);
+        assert_eq!(held(&r), [(2, 3)]);
+    }
+
+    #[test]
+    fn a_range_is_served_only_when_held_whole() {
+        let mut r = Recent::default();
+        r.appended((10..14).map(|i| entry(1, i)).collect());
+        let got = |r: &Recent, s, e| {
+            r.get(s, e)
+                .map(|v| v.iter().map(|e| e.log_id.index).collect::<Vec<_>>())
+        };
+        assert_eq!(got(&r, 10, 14), Some(vec![10, 11, 12, 13]));
+        assert_eq!(got(&r, 11, 13), Some(vec![11, 12]));
+        assert_eq!(got(&r, 12, 12), Some(vec![]));
+        assert_eq!(got(&r, 9, 12), None, "starts before what is held");
+        assert_eq!(got(&r, 12, 15), None, "ends after the last entry");
+        assert_eq!(got(&r, 13, 12), None);
+        assert_eq!(got(&Recent::default(), 0, 0), None);
+    }
+
+    #[test]
+    fn truncation_and_purge_forget_and_the_bounds_hold() {
+        let mut r = Recent::default();
+        r.appended((1..=10).map(|i| entry(1, i)).collect());
+        r.truncate(8);
+        assert_eq!(r.next(), 8);
+        r.purge(Some(3));
+        assert_eq!(r.first(), Some(4));
+        assert_eq!(r.bytes, 400);
+        r.truncate(0);
+        assert!(r.entries.is_empty());
+        assert_eq!(r.bytes, 0);
+
+        r.appended(
+            (1..=(RECENT_MAX_ENTRIES as u64 + 10))
+                .map(|i| entry(1, i))
+                .collect(),
+        );
+        assert_eq!(r.entries.len(), RECENT_MAX_ENTRIES);
+        assert_eq!(
+            r.next(),
+            RECENT_MAX_ENTRIES as u64 + 11,
+            "the newest are kept"
+        );
+        let big = |i| (entry(1, i).0, RECENT_MAX_BYTES / 2);
+        r.appended(vec![big(RECENT_MAX_ENTRIES as u64 + 11)]);
+        assert!(r.bytes <= RECENT_MAX_BYTES, "{}", r.bytes);
     }
 }

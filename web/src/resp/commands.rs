@@ -252,6 +252,16 @@ impl ReadOp {
         Step::Read(Self { kind, args })
     }
 
+    /// The keys it reads; `None`: it reads the whole keyspace (`DBSIZE`, `SCAN`, `INFO`'s key
+    /// counts), so every write conflicts with it.
+    pub fn keys(&self) -> Option<&[Vec<u8>]> {
+        match self.kind {
+            ReadKind::Get | ReadKind::Type | ReadKind::Ttl { .. } => self.args.get(1..2),
+            ReadKind::MGet | ReadKind::Exists => self.args.get(1..),
+            ReadKind::DbSize | ReadKind::Scan(_) | ReadKind::Info => None,
+        }
+    }
+
     /// Whether it needs the read barrier: every read of the keyspace does; `INFO` reports this
     /// node's own view, and answers without a quorum.
     pub fn needs_barrier(&self) -> bool {
@@ -351,6 +361,15 @@ pub fn record(shared: &Shared, name: &str, reply: &Reply) {
         .metrics
         .resp_ops
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The keys the write command `name` (see [`is_write`]) with `args` may change: every argument
+/// after the name for `DEL` / `UNLINK`, else the first.
+pub fn written_keys<'a>(name: &str, args: &'a [Vec<u8>]) -> &'a [Vec<u8>] {
+    match name {
+        "DEL" | "UNLINK" => args.get(1..).unwrap_or_default(),
+        _ => args.get(1..2).unwrap_or_default(),
+    }
 }
 
 /// Whether the command `name` may change the keyspace (then it waits for the reads before it

@@ -43,6 +43,7 @@ use tokio_rustls::TlsAcceptor;
 pub use commands::Shared;
 
 use commands::Conn;
+use pipeline::Pipeline;
 use reply::Reply;
 use settings::TlsAuthClients;
 
@@ -228,17 +229,27 @@ where
     let mut conn = Conn::new(shared);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut pipeline = Pipeline::new(shared);
     loop {
-        // Every complete command buffered, run as one pipeline.
+        // Every complete command buffered, planned into the pipeline: what one read brought is
+        // one segment (or more), sent at once.
         let mut used = 0;
-        let mut commands = Vec::new();
         let mut protocol_error = None;
-        loop {
+        while !conn.quit {
             match frame::next_command(&buf[used..], shared.limits) {
                 Ok(Some((args, n))) => {
                     used += n;
-                    if !args.is_empty() {
-                        commands.push(args);
+                    if args.is_empty() {
+                        continue;
+                    }
+                    // A write held back for the reads before it drains the pipeline, reading
+                    // meanwhile into `buf` past `used`.
+                    if pipeline
+                        .plan(&mut conn, args, &mut stream, &mut buf, &mut out)
+                        .await?
+                        .is_err()
+                    {
+                        return Ok(());
                     }
                 }
                 Ok(None) => break,
@@ -249,41 +260,49 @@ where
             }
         }
         buf.drain(..used);
-        if pipeline::run(shared, &mut conn, commands, &mut stream, &mut buf, &mut out)
-            .await?
-            .is_err()
-        {
-            // The client went away while its commands waited: their queued writes are dropped.
-            return Ok(());
-        }
+        pipeline.send();
         if conn.quit || protocol_error.is_some() {
             // A protocol error is answered after the commands before it, then the connection
             // closes (as Redis does); nothing after a QUIT runs.
+            if pipeline
+                .drain(&mut stream, &mut buf, &mut out)
+                .await?
+                .is_err()
+            {
+                return Ok(());
+            }
             if let (Some(e), false) = (protocol_error, conn.quit) {
                 Reply::error(format!("ERR {e}")).encode(conn.proto, &mut out);
-                stream.write_all(&out).await?;
-                stream.flush().await?;
+                pipeline::write_out(&mut stream, &mut out).await?;
             }
             return stream.shutdown().await;
         }
         if !matches!(frame::next_command(&buf, shared.limits), Ok(None)) {
-            // Commands (or bad bytes) arrived while the last ones waited: handle them before
+            // Commands (or bad bytes) arrived while the pipeline drained: plan them before
             // reading more.
             continue;
         }
-        buf.reserve(READ_CHUNK);
-        let read = stream.read_buf(&mut buf);
-        let n = if shared.idle_timeout.is_zero() {
-            read.await?
-        } else {
-            match tokio::time::timeout(shared.idle_timeout, read).await {
-                Ok(r) => r?,
-                Err(_) => return Ok(()),
+        // Wait for the next answers or more commands, whichever comes first; an idle
+        // connection (nothing in flight) is closed after the idle timeout.
+        let reading =
+            pipeline.is_idle() || (buf.len() < pipeline::READ_AHEAD && !pipeline.is_full());
+        if reading {
+            buf.reserve(READ_CHUNK);
+        }
+        let idle = !shared.idle_timeout.is_zero() && pipeline.is_idle();
+        tokio::select! {
+            biased;
+            Some(()) = pipeline.next_answered(&mut out) => {
+                pipeline::write_out(&mut stream, &mut out).await?;
             }
-        };
-        if n == 0 {
-            // Closed by the client (possibly mid-frame: a partial command is dropped unrun).
-            return Ok(());
+            read = stream.read_buf(&mut buf), if reading => {
+                // Closed by the client (possibly mid-frame: a partial command is dropped unrun;
+                // writes still queued are dropped with the pipeline).
+                if read? == 0 {
+                    return Ok(());
+                }
+            }
+            () = tokio::time::sleep(shared.idle_timeout), if idle => return Ok(()),
         }
     }
 }
