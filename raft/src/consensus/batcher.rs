@@ -49,7 +49,7 @@ use crate::{Command, Response};
 use tokio::sync::oneshot;
 
 use crate::consensus::actors::{ActorHost, Supervise};
-use crate::consensus::cluster::{Cluster, ClusterError, LocalWrite, Proposed};
+use crate::consensus::cluster::{Cluster, ClusterError, CommittedHere, LocalWrite, Proposed};
 
 type Reply = Result<Proposed, ClusterError>;
 
@@ -442,8 +442,8 @@ impl WriteBatcher {
                 continue;
             };
             match outcome {
-                Ok(LocalWrite::Committed(c)) if !head.in_term || c.term == head.term => {
-                    answer(head.batch, Ok(c.proposed));
+                Ok(LocalWrite::Committed(c)) if head.in_its_term(&c) => {
+                    answer(replies(head.batch), Ok(c.proposed));
                 }
                 failed => self.settle(&mut window, Some((head, failed))).await,
             }
@@ -486,7 +486,7 @@ impl WriteBatcher {
             }
             // not sent: refused as a whole (a feature the cluster version lacks), or the core
             // stopped
-            Err(e) => answer(batch, Err(e)),
+            Err(e) => answer(replies(batch), Err(e)),
         }
         None
     }
@@ -518,7 +518,7 @@ impl WriteBatcher {
         let mut again = Vec::new();
         for ((w, outcome), again_ok) in done.into_iter().zip(again_ok) {
             let result = match outcome {
-                Ok(LocalWrite::Committed(c)) if !w.in_term || c.term == w.term => Ok(c.proposed),
+                Ok(LocalWrite::Committed(c)) if w.in_its_term(&c) => Ok(c.proposed),
                 Ok(LocalWrite::Committed(c)) => Err(ClusterError::OutcomeUnknown {
                     reason: format!(
                         "a write for the leader of term {} was committed in term {}",
@@ -537,19 +537,18 @@ impl WriteBatcher {
                 }
                 Err(e) => Err(e),
             };
-            answer(w.batch, result);
+            answer(replies(w.batch), result);
         }
         for w in again {
             self.replicate(w.batch, w.deadline).await;
         }
     }
 
-    async fn replicate(&self, batch: Vec<Pending>, deadline: Instant) {
+    async fn replicate(&self, mut batch: Vec<Pending>, deadline: Instant) {
         // Forwarded writes go only into an entry of the term they were addressed to; those
         // of another term are refused unproposed (their follower already proposes them
         // elsewhere).
         let mut leading_term = None;
-        let mut batch = batch;
         if batch.iter().any(|p| p.term.is_some()) {
             leading_term = self
                 .cluster
@@ -561,7 +560,8 @@ impl WriteBatcher {
             return;
         }
         let in_term = leading_term.filter(|_| batch.iter().any(|p| p.term.is_some()));
-        let cmds: Vec<Command> = batch.iter().map(|p| p.cmd.clone()).collect();
+        let (cmds, replies): (Vec<Command>, Vec<_>) =
+            batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
         let proposed = match in_term {
             Some(term) => {
                 self.cluster
@@ -574,7 +574,7 @@ impl WriteBatcher {
                     .await
             }
         };
-        answer(batch, proposed);
+        answer(replies, proposed);
     }
 }
 
@@ -603,6 +603,14 @@ struct InWindow {
     outcome: Pin<Box<dyn Future<Output = Result<LocalWrite, ClusterError>> + Send>>,
 }
 
+impl InWindow {
+    /// Whether `committed` answers this batch: its forwarded writes apply only in the term
+    /// they were sent to.
+    fn in_its_term(&self, committed: &CommittedHere) -> bool {
+        !self.in_term || committed.term == self.term
+    }
+}
+
 /// `batch` without its forwarded writes addressed to another term than `leading` (refused
 /// unproposed: their follower proposes them elsewhere).
 fn refuse_other_terms(batch: Vec<Pending>, leading: Option<u64>) -> Vec<Pending> {
@@ -617,18 +625,18 @@ fn refuse_other_terms(batch: Vec<Pending>, leading: Option<u64>) -> Vec<Pending>
     keep
 }
 
-/// Answer each write of `batch` with its own response from the batch's `proposed`, or with
-/// the batch's error.
-fn answer(batch: Vec<Pending>, proposed: Result<Proposed, ClusterError>) {
-    let n = batch.len();
+/// Answer each of a batch's writes (their `replies`, in order) with its own response from the
+/// batch's `proposed`, or with the batch's error.
+fn answer(replies: Vec<oneshot::Sender<Reply>>, proposed: Result<Proposed, ClusterError>) {
+    let n = replies.len();
     match proposed {
         Ok(Proposed {
             response: Response::Batch(responses),
             log_index,
             after_ambiguous_attempt,
         }) if responses.len() == n => {
-            for (p, response) in batch.into_iter().zip(responses) {
-                let _ = p.reply.send(Ok(Proposed {
+            for (reply, response) in replies.into_iter().zip(responses) {
+                let _ = reply.send(Ok(Proposed {
                     response,
                     log_index,
                     after_ambiguous_attempt,
@@ -639,16 +647,21 @@ fn answer(batch: Vec<Pending>, proposed: Result<Proposed, ClusterError>) {
             let err = ClusterError::Fatal(format!(
                 "state machine answered a batch of {n} with {other:?}"
             ));
-            for p in batch {
-                let _ = p.reply.send(Err(err.clone()));
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
             }
         }
         Err(e) => {
-            for p in batch {
-                let _ = p.reply.send(Err(e.clone()));
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }
+}
+
+/// The reply channels of `batch`'s writes, in order.
+fn replies(batch: Vec<Pending>) -> Vec<oneshot::Sender<Reply>> {
+    batch.into_iter().map(|p| p.reply).collect()
 }
 
 /// Typed message to the [`BatchReplicator`]: replicate `batch` (proposed with `deadline`), then

@@ -36,7 +36,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -284,25 +284,12 @@ where
         }
         // Wait for the next answers or more commands, whichever comes first; an idle
         // connection (nothing in flight) is closed after the idle timeout.
-        let reading =
-            pipeline.is_idle() || (buf.len() < pipeline::READ_AHEAD && !pipeline.is_full());
-        if reading {
-            buf.reserve(READ_CHUNK);
-        }
-        let idle = !shared.idle_timeout.is_zero() && pipeline.is_idle();
-        tokio::select! {
-            biased;
-            Some(()) = pipeline.next_answered(&mut out) => {
-                pipeline::write_out(&mut stream, &mut out).await?;
-            }
-            read = stream.read_buf(&mut buf), if reading => {
-                // Closed by the client (possibly mid-frame: a partial command is dropped unrun;
-                // writes still queued are dropped with the pipeline).
-                if read? == 0 {
-                    return Ok(());
-                }
-            }
-            () = tokio::time::sleep(shared.idle_timeout), if idle => return Ok(()),
+        if pipeline
+            .round(&mut stream, &mut buf, &mut out, shared.idle_timeout)
+            .await?
+            .is_err()
+        {
+            return Ok(());
         }
     }
 }

@@ -40,6 +40,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
@@ -54,6 +55,7 @@ use super::commands::{
     is_write, no_quorum, plan, record, upper, written_keys, Answer, Conn, ReadOp, Shared, Step,
 };
 use super::reply::Reply;
+use super::READ_CHUNK;
 
 /// How much a connection may buffer of its next commands while its segments wait.
 pub(crate) const READ_AHEAD: usize = 1 << 20;
@@ -249,7 +251,7 @@ impl<'a> Pipeline<'a> {
     }
 
     /// Wait until every segment in flight is answered, writing their replies to `stream` in
-    /// order, while still reading what the client sends into `buf` (up to [`READ_AHEAD`]).
+    /// order, while still reading what the client sends into `buf`.
     ///
     /// # Errors
     /// As [`Pipeline::plan`].
@@ -263,18 +265,47 @@ impl<'a> Pipeline<'a> {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         while !self.is_idle() {
-            if buf.len() < READ_AHEAD {
-                buf.reserve(16 * 1024);
+            if let Err(gone) = self.round(stream, buf, out, Duration::ZERO).await? {
+                return Ok(Err(gone));
             }
-            tokio::select! {
-                biased;
-                Some(()) = self.next_answered(out) => write_out(stream, out).await?,
-                // `read_buf` is cancel safe: what it read is in `buf`.
-                read = stream.read_buf(buf), if buf.len() < READ_AHEAD => match read {
-                    Ok(0) | Err(_) => return Ok(Err(Gone)),
-                    Ok(_) => {}
-                },
+        }
+        Ok(Ok(()))
+    }
+
+    /// Wait for whichever comes first: the next answers (written to `stream`, in order), or
+    /// what the client sends (read into `buf`: always when nothing is in flight, else up to
+    /// [`READ_AHEAD`] and while fewer than [`MAX_SEGMENTS`] segments wait). With nothing in
+    /// flight and a non-zero `idle`, the connection is given up after that long without input.
+    ///
+    /// # Errors
+    /// Reading or writing the stream failed (`Err`); the client closed the connection or was
+    /// idle too long (`Ok(Err(Gone))`: its queued writes are dropped with the pipeline).
+    pub(crate) async fn round<S>(
+        &mut self,
+        stream: &mut S,
+        buf: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        idle: Duration,
+    ) -> std::io::Result<Result<(), Gone>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let reading = self.is_idle() || (buf.len() < READ_AHEAD && !self.is_full());
+        if reading {
+            buf.reserve(READ_CHUNK);
+        }
+        let idle_out = !idle.is_zero() && self.is_idle();
+        tokio::select! {
+            biased;
+            Some(()) = self.next_answered(out) => write_out(stream, out).await?,
+            // `read_buf` is cancel safe: what it read is in `buf`. A partial command left at
+            // the end of a closed connection is dropped unrun.
+            read = stream.read_buf(buf), if reading => {
+                if read? == 0 {
+                    return Ok(Err(Gone));
+                }
             }
+            () = tokio::time::sleep(idle), if idle_out => return Ok(Err(Gone)),
         }
         Ok(Ok(()))
     }
